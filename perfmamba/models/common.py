@@ -1,0 +1,49 @@
+"""Pieces shared by both architectures: RMSNorm, init helpers, the backend switch."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.profiler import record_function
+
+BACKENDS = ("ref", "sequential", "triton", "mamba_ssm")
+
+
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x²) + eps) · w, computed in float32 (transformers `MambaRMSNorm`)."""
+
+    def __init__(self, d: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        with record_function("rmsnorm"):
+            dtype = x.dtype
+            x = x.float()
+            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+            return self.weight * x.to(dtype)
+
+
+def gated_rmsnorm(y, z, weight, eps, group_size):
+    """Mamba-2's output norm, norm_before_gate=False: rmsnorm(y ⊙ silu(z)) per group of `group_size` channels."""
+    dtype = y.dtype
+    y = y.float() * F.silu(z.float())
+    *pre, d = y.shape
+    yg = y.view(*pre, d // group_size, group_size)
+    yg = yg * torch.rsqrt(yg.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * yg.view(*pre, d).to(dtype)
+
+
+def init_dt_bias(n: int, dt_min: float, dt_max: float, floor: float) -> torch.Tensor:
+    """Inverse softplus of Δ sampled log-uniformly in [dt_min, dt_max] (mamba-ssm initialisation)."""
+    dt = torch.exp(torch.rand(n) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
+    return dt + torch.log(-torch.expm1(-dt))
+
+
+def check_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    return name

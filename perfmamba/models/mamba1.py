@@ -1,0 +1,79 @@
+"""Mamba-1 mixer (Gu & Dao 2023, Alg. 2; mamba-ssm `Mamba` @ v2.2.4, mamba_ssm/modules/mamba_simple.py).
+
+in_proj → (x, z); x → causal depthwise conv1d → silu; x_proj → (dt_low, B, C); Δ = softplus(dt_proj(dt_low));
+selective scan with D skip and silu(z) gate; out_proj. Parameter names match mamba-ssm and transformers.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.profiler import record_function
+
+from ..config import ModelConfig
+from ..ops.backends import get_ops
+from .common import init_dt_bias
+
+
+class Mamba1Mixer(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        d, n, r = config.d_inner, config.d_states[layer_idx], config.dt_rank_value
+        self.d_inner, self.d_state, self.dt_rank, self.d_conv = d, n, r, config.d_conv
+        self.backend = "ref"
+        self.in_proj = nn.Linear(config.d_model, 2 * d, bias=config.bias)
+        self.conv1d = nn.Conv1d(d, d, config.d_conv, groups=d, padding=config.d_conv - 1, bias=config.conv_bias)
+        self.x_proj = nn.Linear(d, r + 2 * n, bias=False)
+        self.dt_proj = nn.Linear(r, d, bias=True)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d, 1))  # (d, n)
+        self.D = nn.Parameter(torch.ones(d))
+        self.out_proj = nn.Linear(d, config.d_model, bias=config.bias)
+        # mamba-ssm initialisation of Δ
+        std = r ** -0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(init_dt_bias(d, config.dt_min, config.dt_max, config.dt_init_floor))
+
+    def forward(self, hidden, conv_state=None, ssm_state=None):
+        """hidden: (b, l, d_model). With states, continues from them and updates them in place."""
+        ops = get_ops(self.backend)
+        b, l, _ = hidden.shape
+        step = conv_state is not None and l == 1
+        with record_function("in_proj"):
+            xz = self.in_proj(hidden)  # (b, l, 2d)
+        x, z = xz.chunk(2, dim=-1)
+        with record_function("conv1d"):
+            w, cb = self.conv1d.weight.squeeze(1), self.conv1d.bias  # (d, w)
+            if step:
+                x = ops.conv_update(x[:, 0], conv_state, w, cb, activation="silu")[:, :, None]  # (b, d, 1)
+            else:
+                x = x.transpose(1, 2)  # (b, d, l)
+                init = conv_state[..., 1:] if conv_state is not None else None
+                x = ops.conv(x, w, cb, initial_states=init, activation="silu")
+                if conv_state is not None:
+                    conv_state.copy_(torch.cat([conv_state, xz[..., : self.d_inner].transpose(1, 2)], -1)[..., -self.d_conv:])
+        with record_function("ssm"):
+            with record_function("ssm.x_proj"):
+                x_dbl = self.x_proj(x.transpose(1, 2))  # (b, l, r + 2n)
+                dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+            with record_function("ssm.dt_proj"):
+                dt = dt @ self.dt_proj.weight.t()  # (b, l, d); bias added inside the scan
+            A = -torch.exp(self.A_log.float())  # (d, n)
+            with record_function("ssm.scan"):
+                if step:
+                    y = ops.selective_state_update(ssm_state, x[..., 0], dt[:, 0], A, B[:, 0], C[:, 0], self.D.float(),
+                                                   z[:, 0], self.dt_proj.bias.float(), dt_softplus=True)[:, None]  # (b, 1, d)
+                else:
+                    out = ops.selective_scan(x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2),
+                                             self.D.float(), z.transpose(1, 2), self.dt_proj.bias.float(),
+                                             delta_softplus=True, return_last_state=ssm_state is not None,
+                                             initial_state=ssm_state)
+                    if ssm_state is not None:
+                        out, last = out
+                        ssm_state.copy_(last)
+                    y = out.transpose(1, 2)  # (b, l, d)
+        with record_function("out_proj"):
+            return self.out_proj(y.to(hidden.dtype))

@@ -1,0 +1,49 @@
+"""Which implementation runs each operator: `ref` (chunked PyTorch, any device), `sequential` (the token-by-token
+references, for ground truth), `triton` (our kernels), `mamba_ssm` (upstream Triton kernels where importable).
+
+`get_ops(name)` returns a namespace with conv, conv_update, selective_scan, selective_state_update, ssd,
+ssd_state_update, all with the reference signatures of `perfmamba.ops`.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from types import SimpleNamespace
+
+from . import conv, selective_scan, ssd
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here (missing package or device)."""
+
+
+def _ref_ops(sequential: bool) -> SimpleNamespace:
+    return SimpleNamespace(
+        name="sequential" if sequential else "ref",
+        conv=conv.causal_conv1d_ref,
+        conv_update=conv.causal_conv1d_update_ref,
+        selective_scan=selective_scan.selective_scan_ref if sequential else selective_scan.selective_scan_chunked,
+        selective_state_update=selective_scan.selective_state_update_ref,
+        ssd=ssd.ssd_ref if sequential else ssd.ssd_chunked,
+        ssd_state_update=ssd.ssd_state_update_ref,
+    )
+
+
+@lru_cache(maxsize=None)
+def get_ops(name: str) -> SimpleNamespace:
+    if name == "ref":
+        return _ref_ops(False)
+    if name == "sequential":
+        return _ref_ops(True)
+    if name == "triton":
+        try:
+            from .triton import ops as triton_ops
+        except ImportError as e:
+            raise BackendUnavailable(f"backend 'triton' is unavailable: {e}") from None
+        return triton_ops()
+    if name == "mamba_ssm":
+        try:
+            from .mamba_ssm_backend import ops as mamba_ssm_ops
+        except ImportError as e:
+            raise BackendUnavailable(f"backend 'mamba_ssm' is unavailable: {e}") from None
+        return mamba_ssm_ops()
+    raise ValueError(f"unknown backend {name!r}; expected ref, sequential, triton or mamba_ssm")
