@@ -1,0 +1,12 @@
+"""Shared test utilities."""
+import torch
+
+
+def assert_close(actual, expected, *, atol=1e-6, rtol=1e-5, what=""):
+    """assert_close that reports max-abs and max-relative error."""
+    actual, expected = torch.as_tensor(actual), torch.as_tensor(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    diff = (actual.double() - expected.double()).abs()
+    rel = diff / expected.double().abs().clamp_min(1e-12)
+    ok = bool((diff <= atol + rtol * expected.double().abs()).all())
+    assert ok, f"{what}: max abs err {diff.max().item():.3e}, max rel err {rel.max().item():.3e} (atol {atol}, rtol {rtol})"
