@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 ARTIFACTS ?= artifacts
 export PERFMAMBA_ARTIFACTS := $(abspath $(ARTIFACTS))
 
-.PHONY: help venv test reproduce notebooks book figures gpu-campaign clean
+.PHONY: help venv sysdeps test reproduce notebooks book figures gpu-campaign clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,11 +21,19 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 
 venv: $(STAMP)  ## create .venv with the pinned CPU environment
 
-test: $(STAMP)  ## set up and run the whole test suite
+sysdeps:  ## Debian's chromium for the browser test (installed only when running as root with apt)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null) \
+	  || echo "chromium not installed: the browser test will be skipped"; }
+
+test: $(STAMP) sysdeps  ## set up and run the whole test suite
 	$(PY) -m pytest -q
 
 reproduce: $(STAMP)  ## set up and run the whole pipeline on its embedded default, then build the book
 	$(PY) -m perfmamba.cli reproduce --artifacts $(ARTIFACTS)
+
+book: $(STAMP)  ## build the jupyter-book site from the executed notebooks (warnings are errors)
+	$(PY) -m perfmamba.book
 
 clean:  ## remove build outputs (keeps .venv and trained models)
 	rm -rf book/_build
