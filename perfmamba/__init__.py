@@ -24,8 +24,9 @@ from .config import PRESETS, ConfigError, ModelConfig, preset
 from .errors import PerfmambaError
 from .models.cache import MambaCache
 from .models.lm import MambaLM
+from .pruning import prune
 
 __version__ = "0.1.0"
 
 __all__ = ["load", "PRESETS", "preset", "ModelConfig", "MambaLM", "MambaCache", "PerfmambaError",
-           "ConfigError", "CheckpointError"]
+           "ConfigError", "CheckpointError", "prune"]

@@ -13,6 +13,7 @@ from .errors import PerfmambaError
 # modules exposing `register(subparsers)`; each adds its subcommand(s) with `set_defaults(func=...)`
 COMMANDS = [
     "perfmamba.checkpoints_cli",
+    "perfmamba.pruning.cli",
 ]
 
 

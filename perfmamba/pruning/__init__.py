@@ -1,0 +1,69 @@
+"""State activity and state pruning (PerfMamba §5–6).
+
+    act = collect_activity(model, tokens)              # per layer and state: activity(l, s) = E[Δ_t], ...
+    small = prune(model, 0.5, calibration=tokens)      # keep k = ⌊N(1 − r)⌋ ≥ 1 states per layer
+
+Modules: activity (statistics from forward hooks), criteria (scores per state), selection (uniform top-k,
+global budget), surgery (zeroed / removed / bridge), plots (Fig. 3 heatmap), cli (`perfmamba activity`,
+`perfmamba prune`).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .activity import Activity, activity_rows, calibration_tokens, collect_activity, spread_heads
+from .criteria import CRITERIA, NEEDS, scores
+from .selection import SELECTIONS, PruningError, check_ratio, n_keep, select, select_global, select_uniform
+from .surgery import MODES, apply, bridge, removed, zeroed
+
+__all__ = ["prune", "collect_activity", "activity_rows", "Activity", "CRITERIA", "MODES", "SELECTIONS",
+           "PruningError", "select_uniform", "select_global", "n_keep", "spread_heads", "scores"]
+
+
+def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str = "removed",
+          selection: str = "uniform", seed: int = 0, tokenizer=None, stats: Activity | None = None,
+          batch_size: int = 8, seq_len: int = 512, progress: bool = False):
+    """A new model with a fraction `ratio` of the SSM states of every layer pruned; `model` is untouched.
+
+    ratio: r in [0, 1); each layer keeps k = max(1, ⌊N(1 − r)⌋) states (selection="uniform", the paper's
+        Algorithm 1) or the same total spread across layers by normalised score (selection="global").
+    criterion: a name in CRITERIA (the paper's is "delta"). mode: "removed" | "zeroed" | "bridge".
+    calibration: token ids (b, l) / (l,) or text (tokenized with `tokenizer`, a tokenizer or a path, or the
+        tokenizer beside `model.source`); needed by the data-driven criteria. `stats`: a precomputed
+        `collect_activity(...)` result to reuse instead (sweeps).
+    seed: for criterion="random".
+
+    The kept indices and settings are recorded in `new.config.extra["pruning"]`, so checkpoints carry them.
+    """
+    r = check_ratio(ratio)
+    if criterion not in CRITERIA:
+        raise PruningError(f"unknown criterion {criterion!r}; expected one of {', '.join(CRITERIA)}")
+    if mode not in MODES:
+        raise PruningError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if selection not in SELECTIONS:
+        raise PruningError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
+    need = NEEDS[criterion]
+    tokens = None
+    if calibration is not None:
+        tokens = calibration_tokens(model, calibration, tokenizer=tokenizer, seq_len=seq_len)
+    n = model.config.d_states
+    if r == 0.0:  # every layer keeps all its states: no statistics needed
+        kept = [torch.arange(ni) for ni in n]
+    else:
+        if need is not None and (stats is None or (need == "scan" and stats.energy is None)):
+            if tokens is None:
+                raise PruningError(f"criterion {criterion!r} needs calibration data (token ids or text)")
+            stats = collect_activity(model, tokens, batch_size=batch_size, scan=need == "scan", progress=progress)
+        s = scores(criterion, model, stats, ratio=r, seed=seed)
+        kept = select(s, r, selection)
+    new = apply(model, kept, mode)
+    info = {"ratio": r, "criterion": criterion, "mode": mode, "selection": selection, "seed": seed,
+            "d_state_before": list(n), "kept": [k.tolist() for k in kept],
+            "calibration_tokens": int(tokens.numel()) if tokens is not None else (stats.n_tokens if stats else 0)}
+    previous = model.config.extra.get("pruning")
+    if previous is not None:
+        info["previous"] = copy.deepcopy(previous)
+    new.config.extra = {**copy.deepcopy(model.config.extra), "pruning": info}
+    return new

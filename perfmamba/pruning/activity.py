@@ -1,0 +1,346 @@
+"""State activity statistics over calibration data (paper §5, Fig. 3), collected with forward hooks.
+
+The paper scores state s of layer l by how strongly the selective SSM steps:
+
+    activity(l, s) = E[Δ_t],   Δ_t = softplus(dt_t + dt_bias)
+
+averaged over calibration tokens (and over the channels / heads that share the state). Δ is not indexed
+by the state, so a per-state reading needs a convention:
+
+- Mamba-2: Δ is per head. Head i's mean is spread over ⌊N/nheads⌋ contiguous states (the last head also
+  takes the remainder), which is what the paper's Fig. 3 heatmap shows. When there are more heads than
+  states, state s averages the heads ⌊s·H/N⌋ … ⌊(s+1)·H/N⌋ − 1 (contiguous groups, none empty).
+- Mamba-1: Δ is per channel, shared by all N states of the channel, so E[Δ_t] alone is constant across
+  states. The default reading (`mamba1_reading="delta_A"`) is E_{t,d}[Δ_{t,d}·|A_{d,s}|]: the exponent of
+  state s's per-token decay exp(−Δ|A_s|), i.e. how much the state moves per token, the closest quantity
+  to "activity" that depends on s. `mamba1_reading="mean"` gives the literal channel mean, constant across
+  states (selection then keeps the first k states: ties go to the lower index).
+
+Δ, B, C, x and z are recomputed from the inputs/outputs of submodules that the mixers call as modules,
+so the model code is unchanged: Mamba-2 from the `in_proj` output ([z, xBC, dt]; the causal conv and silu
+are re-applied to xBC), Mamba-1 from the `in_proj` output (z) and the `x_proj` input (the conv output u)
+and output (dt_low, B, C), with Δ = softplus(dt_proj(dt_low)).
+
+With `scan=True` the hooks also run the recurrence (float64, token by token) to collect what the data-driven
+criteria need: the output energy E|C_s h_s ⊙ silu(z)| of each state and SparseSSM's per-position saliency
+Σ A_log² h_{t−1}² (see `criteria.py`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..ops.conv import causal_conv1d_ref
+from .selection import PruningError
+
+MAMBA1_READINGS = ("delta_A", "mean")
+DEFAULT_SEQ_LEN = 512
+
+
+@dataclass
+class Activity:
+    """Per-layer statistics from one calibration pass. Lists hold one tensor per layer (float64, CPU)."""
+
+    arch: str
+    d_states: list[int]
+    activity: list[torch.Tensor]  # (N_l,): activity(l, s), the paper's score
+    delta_mean: list[torch.Tensor]  # E[Δ] per head (nheads,) for Mamba-2, per channel (d_inner,) for Mamba-1
+    decay: list[torch.Tensor]  # (N_l,): E|1 − exp(Δ A_s)| (Mamba-2: per head, spread like activity)
+    energy: list[torch.Tensor] | None = None  # (N_l,): E|C_s h_s ⊙ silu(z)|        (scan=True)
+    saliency: list[torch.Tensor] | None = None  # (l, N_l): Σ A_log² h_{t−1}² per position (scan=True)
+    n_tokens: int = 0
+    n_sequences: int = 0
+    mamba1_reading: str = "delta_A"
+
+    @property
+    def n_layer(self) -> int:
+        return len(self.activity)
+
+    def matrix(self) -> torch.Tensor:
+        """(n_layer, max N) activity, NaN where a layer has fewer states: the Fig. 3 heatmap."""
+        m = torch.full((self.n_layer, max(self.d_states)), float("nan"), dtype=torch.float64)
+        for i, a in enumerate(self.activity):
+            m[i, : a.numel()] = a
+        return m
+
+
+def spread_heads(values: torch.Tensor, n_state: int) -> torch.Tensor:
+    """Per-head values (H,) → per-state values (N,): contiguous blocks of ⌊N/H⌋ states per head, the last
+    head taking the remainder; with H > N, state s averages heads ⌊sH/N⌋ … ⌊(s+1)H/N⌋ − 1."""
+    h = values.numel()
+    if h <= n_state:
+        idx = torch.clamp(torch.arange(n_state) // (n_state // h), max=h - 1)
+        return values[idx]
+    return torch.stack([values[s * h // n_state:(s + 1) * h // n_state].mean() for s in range(n_state)])
+
+
+# calibration data ---------------------------------------------------------------------------------------
+def resolve_tokenizer(model, tokenizer=None):
+    """A tokenizer object: `tokenizer` itself, loaded from a path, or found beside `model.source`; else None."""
+    from ..data import load_tokenizer
+
+    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+        return tokenizer
+    if tokenizer is not None:
+        return load_tokenizer(tokenizer)
+    src = getattr(model, "source", None)
+    names = ("tokenizer.json", "tokenizer_config.json")
+    if src and Path(src).is_dir() and any((Path(src) / f).is_file() for f in names):
+        return load_tokenizer(src)
+    return None
+
+
+def calibration_tokens(model, calibration, *, tokenizer=None, seq_len: int = DEFAULT_SEQ_LEN) -> torch.LongTensor:
+    """Calibration data as a (b, l) LongTensor of ids checked against the model's vocabulary.
+
+    `calibration`: token ids (b, l), or (l,) / text cut into rows of `seq_len` tokens (a shorter tail is
+    dropped unless it is the only row). Text is tokenized with `tokenizer` (an object or a path) or the
+    tokenizer beside `model.source`.
+    """
+    if isinstance(calibration, str):
+        tok = resolve_tokenizer(model, tokenizer)
+        if tok is None:
+            raise PruningError(f"calibration text needs a tokenizer: {getattr(model, 'source', 'the model')} has "
+                               "none beside it; pass tokenizer=PATH")
+        if not calibration.strip():
+            raise PruningError("calibration text is empty")
+        ids = tok(calibration, add_special_tokens=False, verbose=False)["input_ids"]
+        calibration = torch.tensor(ids, dtype=torch.long)
+    if not isinstance(calibration, torch.Tensor):
+        raise PruningError(f"calibration must be token ids (a LongTensor) or text, got {type(calibration).__name__}")
+    if calibration.dtype.is_floating_point or calibration.dtype in (torch.bool, torch.complex64, torch.complex128):
+        raise PruningError(f"calibration token ids must be integers, got {calibration.dtype}")
+    if calibration.numel() == 0:
+        raise PruningError("calibration data is empty (no tokens)")
+    if calibration.dim() == 1:
+        n = calibration.numel()
+        if seq_len < 1:
+            raise PruningError(f"seq_len must be positive, got {seq_len}")
+        rows = max(1, n // seq_len)
+        calibration = calibration[: rows * seq_len].view(rows, -1) if n >= seq_len else calibration[None]
+    elif calibration.dim() != 2:
+        raise PruningError("calibration token ids must be (batch, length) or (length,), "
+                           f"got shape {tuple(calibration.shape)}")
+    vocab = model.config.vocab_size
+    lo, hi = int(calibration.min()), int(calibration.max())
+    if lo < 0 or hi >= vocab:
+        raise PruningError(f"calibration token ids must lie in [0, {vocab}) (the model's vocabulary), got "
+                           f"[{lo}, {hi}]; is the tokenizer the model's?")
+    return calibration.long()
+
+
+# recovering the SSM inputs from submodule hooks -----------------------------------------------------------
+def mamba2_ssm_inputs(mixer, zxbcdt: torch.Tensor) -> dict:
+    """The SSD inputs of a Mamba-2 mixer from its in_proj output (b, l, d + conv_dim + h), in float64."""
+    d, n, h, p, g = mixer.d_inner, mixer.d_state, mixer.nheads, mixer.headdim, mixer.ngroups
+    b, l, _ = zxbcdt.shape
+    zxbcdt = zxbcdt.detach().double()
+    z, xBC, dt = torch.split(zxbcdt, [d, mixer.conv_dim, h], dim=-1)
+    w = mixer.conv1d.weight.detach().double().squeeze(1)  # (conv_dim, w)
+    cb = mixer.conv1d.bias.detach().double() if mixer.conv1d.bias is not None else None
+    xBC = causal_conv1d_ref(xBC.transpose(1, 2), w, cb, activation="silu").transpose(1, 2)  # (b, l, conv_dim)
+    x, B, C = torch.split(xBC, [d, g * n, g * n], dim=-1)
+    return dict(
+        x=x.reshape(b, l, h, p),  # (b, l, h, p)
+        delta=F.softplus(dt + mixer.dt_bias.detach().double()),  # (b, l, h)
+        A=-torch.exp(mixer.A_log.detach().double()),  # (h,)
+        A_log=mixer.A_log.detach().double(),
+        B=B.reshape(b, l, g, n),  # (b, l, g, n)
+        C=C.reshape(b, l, g, n),
+        z=z.reshape(b, l, h, p),
+    )
+
+
+def mamba1_ssm_inputs(mixer, z: torch.Tensor, u: torch.Tensor, x_dbl: torch.Tensor) -> dict:
+    """The selective-scan inputs of a Mamba-1 mixer from in_proj's z half and x_proj's input u and output."""
+    r, n = mixer.dt_rank, mixer.d_state
+    u, x_dbl, z = u.detach().double(), x_dbl.detach().double(), z.detach().double()
+    dt_low, B, C = torch.split(x_dbl, [r, n, n], dim=-1)
+    dt = dt_low @ mixer.dt_proj.weight.detach().double().t() + mixer.dt_proj.bias.detach().double()
+    return dict(
+        x=u,  # (b, l, d)
+        delta=F.softplus(dt),  # (b, l, d)
+        A=-torch.exp(mixer.A_log.detach().double()),  # (d, n)
+        A_log=mixer.A_log.detach().double(),
+        B=B,  # (b, l, n)
+        C=C,
+        z=z,  # (b, l, d)
+    )
+
+
+class _LayerStats:
+    """Running sums for one layer."""
+
+    def __init__(self, arch: str, mixer, scan: bool):
+        self.arch, self.scan = arch, scan
+        self.n_state = mixer.d_state
+        self.tokens = 0
+        self.sequences = 0
+        self.delta_sum = None
+        self.decay_sum = None
+        self.energy_sum = torch.zeros(self.n_state, dtype=torch.float64) if scan else None
+        self.saliency_sum = None  # (l, N)
+        self.width = mixer.d_inner
+
+    def update(self, s: dict):
+        delta = s["delta"]
+        b, l = delta.shape[:2]
+        self.tokens += b * l
+        self.sequences += b
+        dsum = delta.sum((0, 1)).cpu()  # (units,)
+        self.delta_sum = dsum if self.delta_sum is None else self.delta_sum + dsum
+        if self.arch == "mamba2":
+            dec = (1 - torch.exp(delta * s["A"])).abs().sum((0, 1))  # (h,)
+        else:
+            A = s["A"]  # (d, n)
+            step = max(1, (1 << 22) // max(1, delta.numel()))  # states per slice: bounds memory to ~4M elements
+            dec = torch.cat([(1 - torch.exp(delta[..., None] * A[:, j:j + step])).abs().sum((0, 1, 2))
+                             for j in range(0, self.n_state, step)])  # (n,)
+        dec = dec.cpu()
+        self.decay_sum = dec if self.decay_sum is None else self.decay_sum + dec
+        if self.scan:
+            energy, saliency = (_scan_mamba2 if self.arch == "mamba2" else _scan_mamba1)(s)
+            energy, saliency = energy.cpu(), saliency.cpu()
+            self.energy_sum += energy
+            if self.saliency_sum is None:
+                self.saliency_sum = saliency
+            elif self.saliency_sum.shape == saliency.shape:
+                self.saliency_sum += saliency
+            else:
+                raise PruningError("calibration rows must all have the same length")
+
+
+def _scan_mamba1(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-by-token selective scan (as `selective_scan_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,) and the
+    per-position SparseSSM saliency Σ_{b,d} A_log² h_{t−1}² (l, n)."""
+    u, delta, A, B, C, z = s["x"], s["delta"], s["A"], s["B"], s["C"], s["z"]
+    a2 = s["A_log"] ** 2  # (d, n)
+    b, l, d = u.shape
+    gate = F.silu(z)  # (b, l, d)
+    h = u.new_zeros(b, d, A.shape[1])  # (b, d, n)
+    energy = u.new_zeros(A.shape[1])
+    sal = []
+    for t in range(l):
+        sal.append((a2 * h.square()).sum((0, 1)))  # h is h_{t-1}
+        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * u[:, t])[..., None] * B[:, t, None, :]
+        energy += (h * C[:, t, None, :] * gate[:, t, :, None]).abs().sum((0, 1))
+    return energy, torch.stack(sal)
+
+
+def _scan_mamba2(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-by-token SSD (as `ssd_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,) and Σ_{b,h,p} A_log_h² h_{t−1}² (l, n)."""
+    x, delta, A, B, C, z = s["x"], s["delta"], s["A"], s["B"], s["C"], s["z"]
+    b, l, h, p = x.shape
+    g, n = B.shape[2], B.shape[3]
+    hg = torch.arange(h, device=x.device) // (h // g)  # group of each head
+    a2 = (s["A_log"] ** 2)[None, :, None, None]  # (1, h, 1, 1)
+    gate = F.silu(z)  # (b, l, h, p)
+    state = x.new_zeros(b, h, p, n)
+    energy = x.new_zeros(n)
+    sal = []
+    for t in range(l):
+        sal.append((a2 * state.square()).sum((0, 1, 2)))  # state is h_{t-1}
+        dA = torch.exp(delta[:, t] * A)  # (b, h)
+        Bt, Ct = B[:, t, hg], C[:, t, hg]  # (b, h, n)
+        state = dA[..., None, None] * state + (delta[:, t, :, None] * x[:, t])[..., None] * Bt[:, :, None, :]
+        energy += (state * Ct[:, :, None, :] * gate[:, t, :, :, None]).abs().sum((0, 1, 2))
+    return energy, torch.stack(sal)
+
+
+def _mixers(model):
+    from .surgery import is_bridged
+
+    mixers = [layer.mixer for layer in model.backbone.layers]
+    if any(is_bridged(m) for m in mixers):
+        raise PruningError("this model was pruned in bridge mode; collect statistics on the original or on a "
+                           "removed/zeroed model")
+    return mixers
+
+
+@torch.no_grad()
+def collect_activity(model, tokens, *, batch_size: int = 8, tokenizer=None, seq_len: int = DEFAULT_SEQ_LEN,
+                     scan: bool = False, mamba1_reading: str = "delta_A", progress: bool = False) -> Activity:
+    """Run `model` over calibration data and return per-layer, per-state statistics.
+
+    tokens: (b, l) or (l,) LongTensor, or text (with `tokenizer`, or the tokenizer beside `model.source`).
+    batch_size: rows per forward pass. scan: also collect the statistics that need the recurrence
+    (energy, SparseSSM saliency); costs one float64 sequential scan per layer and batch.
+    """
+    if mamba1_reading not in MAMBA1_READINGS:
+        raise PruningError(f"unknown mamba1_reading {mamba1_reading!r}; expected one of {', '.join(MAMBA1_READINGS)}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise PruningError(f"batch_size must be a positive integer, got {batch_size!r}")
+    tokens = calibration_tokens(model, tokens, tokenizer=tokenizer, seq_len=seq_len)
+    arch = model.config.arch
+    mixers = _mixers(model)
+    stats = [_LayerStats(arch, m, scan) for m in mixers]
+    pending: dict[int, torch.Tensor] = {}
+    handles = []
+
+    def on_in_proj(i):
+        def hook(mod, inp, out):
+            if arch == "mamba2":
+                stats[i].update(mamba2_ssm_inputs(mixers[i], out))
+            else:
+                pending[i] = out[..., mixers[i].d_inner:]  # z
+        return hook
+
+    def on_x_proj(i):
+        def hook(mod, inp, out):
+            stats[i].update(mamba1_ssm_inputs(mixers[i], pending.pop(i), inp[0], out))
+        return hook
+
+    for i, m in enumerate(mixers):
+        handles.append(m.in_proj.register_forward_hook(on_in_proj(i)))
+        if arch == "mamba1":
+            handles.append(m.x_proj.register_forward_hook(on_x_proj(i)))
+    device = next(model.parameters()).device
+    try:
+        starts = range(0, tokens.shape[0], batch_size)
+        for s in tqdm(starts, desc="activity", unit="batch", disable=not progress):
+            model(tokens[s:s + batch_size].to(device))
+    finally:
+        for h in handles:
+            h.remove()
+
+    act, delta_mean, decay, energy, saliency = [], [], [], [], []
+    for m, st in zip(mixers, stats):
+        dm = st.delta_sum / st.tokens
+        delta_mean.append(dm)
+        if arch == "mamba2":
+            act.append(spread_heads(dm, st.n_state))
+            decay.append(spread_heads(st.decay_sum / st.tokens, st.n_state))
+        else:
+            A = -torch.exp(m.A_log.detach().double().cpu())  # (d, n)
+            if mamba1_reading == "delta_A":
+                act.append(dm @ A.abs() / A.shape[0])  # E_{t,d}[Δ_{t,d} |A_{d,s}|]
+            else:
+                act.append(dm.mean().expand(st.n_state).clone())
+            decay.append(st.decay_sum / (st.tokens * st.width))
+        if scan:
+            energy.append(st.energy_sum / (st.tokens * st.width))
+            saliency.append(st.saliency_sum / st.sequences)
+    return Activity(arch=arch, d_states=[m.d_state for m in mixers], activity=[a.cpu() for a in act],
+                    delta_mean=[d.cpu() for d in delta_mean], decay=[d.cpu() for d in decay],
+                    energy=[e.cpu() for e in energy] if scan else None,
+                    saliency=[s.cpu() for s in saliency] if scan else None,
+                    n_tokens=int(tokens.numel()), n_sequences=int(tokens.shape[0]), mamba1_reading=mamba1_reading)
+
+
+def activity_rows(act: Activity, model_name: str) -> list[dict]:
+    """Tidy rows, one per (layer, state): model, arch, layer, state, d_state, activity, decay[, energy], n_tokens."""
+    rows = []
+    for i, a in enumerate(act.activity):
+        for s in range(a.numel()):
+            row = {"model": model_name, "arch": act.arch, "layer": i, "state": s, "d_state": a.numel(),
+                   "activity": float(a[s]), "decay": float(act.decay[i][s])}
+            if act.energy is not None:
+                row["energy"] = float(act.energy[i][s])
+            row["n_tokens"] = act.n_tokens
+            rows.append(row)
+    return rows

@@ -1,0 +1,235 @@
+"""State surgery: turn kept state indices into a new model, in three modes.
+
+Where the states live (mamba-ssm @ v2.2.4 layouts, the same in our mixers and in transformers):
+
+- Mamba-2: in_proj rows [z (d) | x (d) | B (g·N) | C (g·N) | dt (h)]; the depthwise conv1d runs over
+  xBC = [x | B | C]. State s of group j is produced by in_proj row 2d + jN + s (B) and 2d + gN + jN + s
+  (C), and conv channel d + jN + s / d + gN + jN + s. Pruning state s drops it in every group.
+- Mamba-1: x_proj rows [dt_low (r) | B (N) | C (N)]; A_log (d, N) has one column per state.
+
+Modes (all give the same logits for the same kept states; the tests check it in float64):
+
+- ``zeroed``: shapes unchanged. The B and C rows of pruned states are zeroed, so B_s = C_s = 0 and the
+  state neither receives input (h_s stays 0) nor contributes to y. For Mamba-2 B and C pass through the
+  conv and a silu; silu(0) = 0 only if the conv output is 0, so the conv weights and bias of those
+  channels are zeroed too (and the in_proj bias rows, when there is one).
+- ``removed``: physically smaller. The rows, conv channels and A_log columns of pruned states are cut;
+  `config.d_state` becomes the per-layer list of kept counts, so the state cache shrinks with it.
+- ``bridge``: the paper's W_bridge ∈ R^{N×N′}, here one-hot: W[kept[j], j] = 1. The mixers compute with
+  the N′ kept states (the ``removed`` weights), while everything outside them stays N-sized: the config
+  keeps d_state = N, `allocate_cache` gives N-state caches, and at every cached call the mixer gathers
+  h′ = h W_bridge (and the kept conv channels), runs, and scatters h = h′ W_bridgeᵀ back (pruned states
+  and channels read 0). Saving applies the same scatter to the weights: the checkpoint is the N-state
+  model whose pruned rows are zero, i.e. exactly ``zeroed`` (loadable by anything that loads the
+  original shape). A scatter bridge is therefore ``zeroed`` computed with N′ states.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..models.lm import MambaLM
+from ..models.mamba1 import Mamba1Mixer
+from ..models.mamba2 import Mamba2Mixer
+from .selection import PruningError
+
+MODES = ("removed", "zeroed", "bridge")
+
+
+# index maps -------------------------------------------------------------------------------------------------
+def _m2_bc(offset: int, g: int, n: int, states: torch.Tensor) -> torch.Tensor:
+    """(2g, k) positions of B_s then C_s for each group, starting at `offset` (the first B row)."""
+    j = torch.arange(g)[:, None] * n
+    return torch.cat([offset + j + states[None], offset + g * n + j + states[None]])
+
+
+def bc_rows(mixer, states: torch.Tensor) -> torch.Tensor:
+    """Projection rows producing B_s and C_s: Mamba-2 in_proj (2g, k), Mamba-1 x_proj (2, k)."""
+    states = torch.as_tensor(states, dtype=torch.long)
+    if isinstance(mixer, Mamba2Mixer):
+        return _m2_bc(2 * mixer.d_inner, mixer.ngroups, mixer.d_state, states)
+    return torch.stack([mixer.dt_rank + states, mixer.dt_rank + mixer.d_state + states])
+
+
+def bc_channels(mixer, states: torch.Tensor) -> torch.Tensor:
+    """Mamba-2 conv1d channels carrying B_s and C_s (2g, k)."""
+    return _m2_bc(mixer.d_inner, mixer.ngroups, mixer.d_state, torch.as_tensor(states, dtype=torch.long))
+
+
+def keep_maps(mixer, kept: torch.Tensor) -> dict[str, tuple[int, torch.Tensor]]:
+    """For each tensor that holds states: (dim, positions in the full tensor of the reduced tensor's entries)."""
+    kept = torch.as_tensor(kept, dtype=torch.long)
+    if isinstance(mixer, Mamba2Mixer):
+        d, h = mixer.d_inner, mixer.nheads
+        full_bc = 2 * mixer.ngroups * mixer.d_state
+        rows = torch.cat([torch.arange(2 * d), bc_rows(mixer, kept).flatten(), 2 * d + full_bc + torch.arange(h)])
+        ch = torch.cat([torch.arange(d), bc_channels(mixer, kept).flatten()])
+        maps = {"in_proj.weight": (0, rows), "conv1d.weight": (0, ch)}
+        if mixer.in_proj.bias is not None:
+            maps["in_proj.bias"] = (0, rows)
+        if mixer.conv1d.bias is not None:
+            maps["conv1d.bias"] = (0, ch)
+        return maps
+    rows = torch.cat([torch.arange(mixer.dt_rank), bc_rows(mixer, kept).flatten()])
+    return {"x_proj.weight": (0, rows), "A_log": (1, kept)}
+
+
+def _check_kept(model, kept) -> list[torch.Tensor]:
+    n = model.config.d_states
+    if len(kept) != len(n):
+        raise PruningError(f"kept indices given for {len(kept)} layers, the model has {len(n)}")
+    out = []
+    for i, (k, ni) in enumerate(zip(kept, n)):
+        k = torch.as_tensor(k, dtype=torch.long).flatten().cpu()
+        if k.numel() == 0:
+            raise PruningError(f"layer {i}: no state kept (every layer keeps at least one)")
+        if int(k.min()) < 0 or int(k.max()) >= ni or k.unique().numel() != k.numel():
+            raise PruningError(f"layer {i}: kept indices must be distinct and lie in [0, {ni})")
+        out.append(k.sort().values)
+    return out
+
+
+def _copy_attrs(src: MambaLM, dst: MambaLM) -> MambaLM:
+    for name in ("source", "source_format"):
+        if hasattr(src, name):
+            setattr(dst, name, getattr(src, name))
+    dst.backend = src.backend
+    return dst.train(src.training)
+
+
+# modes ------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def zeroed(model: MambaLM, kept) -> MambaLM:
+    """A deep copy with the B/C rows (and Mamba-2 conv channels) of pruned states set to zero."""
+    kept = _check_kept(model, kept)
+    new = copy.deepcopy(model)
+    for layer, k in zip(new.backbone.layers, kept):
+        m = layer.mixer
+        pruned = torch.tensor(sorted(set(range(m.d_state)) - set(k.tolist())), dtype=torch.long)
+        if pruned.numel() == 0:
+            continue
+        rows = bc_rows(m, pruned).flatten()
+        proj = m.in_proj if isinstance(m, Mamba2Mixer) else m.x_proj
+        proj.weight[rows.to(proj.weight.device)] = 0
+        if proj.bias is not None:
+            proj.bias[rows.to(proj.bias.device)] = 0
+        if isinstance(m, Mamba2Mixer):
+            ch = bc_channels(m, pruned).flatten().to(m.conv1d.weight.device)
+            m.conv1d.weight[ch] = 0
+            if m.conv1d.bias is not None:
+                m.conv1d.bias[ch] = 0
+    return new
+
+
+@torch.no_grad()
+def removed(model: MambaLM, kept) -> MambaLM:
+    """A new, smaller model holding only the kept states; config.d_state = per-layer kept counts."""
+    kept = _check_kept(model, kept)
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    for i, (layer, k) in enumerate(zip(model.backbone.layers, kept)):
+        prefix = f"backbone.layers.{i}.mixer."
+        for name, (dim, idx) in keep_maps(layer.mixer, k).items():
+            t = sd[prefix + name]
+            sd[prefix + name] = t.index_select(dim, idx.to(t.device))
+    cfg = copy.deepcopy(model.config).replace(d_state=[int(k.numel()) for k in kept])
+    with torch.device("meta"):
+        new = MambaLM(cfg, init=False)
+    new.load_state_dict(sd, assign=True)
+    if cfg.tie_embeddings:
+        new.lm_head.weight = new.backbone.embedding.weight
+    return _copy_attrs(model, new)
+
+
+class _BridgeMixin:
+    """Adds W_bridge to a mixer built with the N′ kept states (see the module docstring)."""
+
+    def _attach_bridge(self, kept: torch.Tensor, n_full: int, full_maps: dict, conv_keep, device, dtype):
+        self.n_full = n_full
+        w = torch.zeros(n_full, kept.numel(), device=device, dtype=dtype)
+        w[kept.to(device), torch.arange(kept.numel(), device=device)] = 1
+        self.register_buffer("bridge", w, persistent=False)  # W_bridge (N, N′)
+        self.register_buffer("kept", kept.to(device), persistent=False)
+        self.register_buffer("conv_keep", conv_keep.to(device) if conv_keep is not None else None, persistent=False)
+        self._full_maps = full_maps  # name -> (dim, positions, full size)
+        self.register_state_dict_post_hook(_scatter_state_dict)
+        self.register_load_state_dict_pre_hook(_gather_state_dict)
+
+    def _bridged_forward(self, forward, hidden, conv_state, ssm_state):
+        if ssm_state is None:
+            return forward(hidden, conv_state, None)
+        W = self.bridge.to(ssm_state.dtype)
+        inner = ssm_state @ W  # (..., N′): gather the kept states
+        conv = conv_state
+        if conv_state is not None and self.conv_keep is not None:
+            conv = conv_state.index_select(1, self.conv_keep)  # (b, conv_dim′, w)
+        out = forward(hidden, conv, inner)
+        ssm_state.copy_(inner @ W.t())  # (..., N): scatter back, pruned states read 0
+        if conv is not conv_state:
+            conv_state.zero_().index_copy_(1, self.conv_keep, conv)
+        return out
+
+
+class BridgedMamba1Mixer(_BridgeMixin, Mamba1Mixer):
+    def forward(self, hidden, conv_state=None, ssm_state=None):
+        return self._bridged_forward(super().forward, hidden, conv_state, ssm_state)
+
+
+class BridgedMamba2Mixer(_BridgeMixin, Mamba2Mixer):
+    def forward(self, hidden, conv_state=None, ssm_state=None):
+        return self._bridged_forward(super().forward, hidden, conv_state, ssm_state)
+
+
+def _scatter_state_dict(module, state_dict, prefix, local_metadata):
+    """Saving: write the N-state tensors, zero where a state was pruned."""
+    for name, (dim, idx, size) in module._full_maps.items():
+        t = state_dict[prefix + name]
+        shape = list(t.shape)
+        shape[dim] = size
+        state_dict[prefix + name] = t.new_zeros(shape).index_copy_(dim, idx.to(t.device), t)
+
+
+def _gather_state_dict(module, state_dict, prefix, *args):
+    """Loading N-state tensors (as saved) into a bridged mixer: keep the kept states' entries."""
+    for name, (dim, idx, size) in module._full_maps.items():
+        t = state_dict.get(prefix + name)
+        if t is not None and t.shape[dim] == size:
+            state_dict[prefix + name] = t.index_select(dim, idx.to(t.device))
+
+
+def is_bridged(mixer) -> bool:
+    return isinstance(mixer, _BridgeMixin)
+
+
+@torch.no_grad()
+def bridge(model: MambaLM, kept) -> MambaLM:
+    """N′-state mixers behind a one-hot W_bridge (N×N′); N-sized config, cache and checkpoints."""
+    kept = _check_kept(model, kept)
+    small = removed(model, kept)
+    for layer, small_layer, k in zip(model.backbone.layers, small.backbone.layers, kept):
+        full, m = layer.mixer, small_layer.mixer
+        cls = BridgedMamba2Mixer if isinstance(m, Mamba2Mixer) else BridgedMamba1Mixer
+        with torch.device("meta"):
+            b = cls(small.config, m.layer_idx)
+        b.load_state_dict(m.state_dict(), assign=True)
+        b.backend = m.backend
+        sizes = {name: t.shape for name, t in full.state_dict().items()}
+        maps = {name: (dim, idx, sizes[name][dim]) for name, (dim, idx) in keep_maps(full, k).items()}
+        conv_keep = bc_channels(full, k).flatten() if isinstance(full, Mamba2Mixer) else None
+        if conv_keep is not None:
+            conv_keep = torch.cat([torch.arange(full.d_inner), conv_keep])
+        p = m.in_proj.weight
+        b._attach_bridge(k, full.d_state, maps, conv_keep, p.device, p.dtype)
+        small_layer.mixer = b
+    small.config = copy.deepcopy(model.config)
+    return small
+
+
+def apply(model: MambaLM, kept, mode: str) -> MambaLM:
+    if mode == "zeroed":
+        return zeroed(model, kept)
+    if mode == "removed":
+        return removed(model, kept)
+    if mode == "bridge":
+        return bridge(model, kept)
+    raise PruningError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")

@@ -1,0 +1,80 @@
+"""k = ⌊N(1 − r)⌋ ≥ 1 by hand, top-k with index tie-breaks, and the global budget."""
+import math
+
+import pytest
+import torch
+
+from perfmamba.pruning import PruningError, n_keep, select_global, select_uniform
+from perfmamba.pruning.selection import check_ratio, normalise
+
+
+@pytest.mark.parametrize("n,ratio,k", [
+    (128, 0.0, 128), (128, 0.1, 115), (128, 0.5, 64), (128, 0.9, 12),  # Mamba2-130m, the paper's sweep
+    (16, 0.3, 11), (16, 0.9, 1),  # Mamba-1
+    (10, 0.8, 2),  # binary floating point gives 10 * (1 - 0.8) = 1.9999999999999996
+    (10, 0.7, 3), (20, 0.9, 2),
+    (10, 0.9, 1), (13, 0.5, 6), (1, 0.99, 1), (3, 0.999, 1),  # never below one state
+])
+def test_n_keep_hand_values(n, ratio, k):
+    assert n_keep(n, ratio) == k
+
+
+def test_n_keep_exact_decimal_for_paper_sweep():
+    for n in (13, 16, 64, 128):
+        for tenth in range(10):
+            assert n_keep(n, tenth / 10) == max(1, (n * (10 - tenth)) // 10)
+    assert math.floor(10 * (1 - 0.8)) == 1  # the pitfall the exact arithmetic avoids
+
+
+@pytest.mark.parametrize("bad", [1.0, 1.5, -0.1, float("nan"), float("inf"), "half", None, True, [0.5]])
+def test_bad_ratios(bad):
+    with pytest.raises(PruningError):
+        check_ratio(bad)
+
+
+def test_ratio_from_string_and_tensor():
+    assert check_ratio("0.25") == 0.25
+    assert check_ratio(torch.tensor(0.5)) == 0.5
+
+
+def test_select_uniform_top_k_sorted():
+    scores = [torch.tensor([0.1, 0.9, 0.5, 0.7, 0.3]), torch.tensor([3.0, 1.0, 2.0])]
+    kept = select_uniform(scores, 0.4)  # k = 3 and 1
+    assert [k.tolist() for k in kept] == [[1, 2, 3], [0]]
+
+
+def test_select_uniform_ties_go_to_lower_index():
+    assert select_uniform([torch.ones(7)], 0.5)[0].tolist() == [0, 1, 2]
+    assert select_uniform([torch.tensor([1.0, 2.0, 2.0, 2.0, 0.0])], 0.6)[0].tolist() == [1, 2]
+
+
+def test_select_uniform_rejects_nan_scores():
+    with pytest.raises(PruningError, match="NaN"):
+        select_uniform([torch.tensor([1.0, float("nan")])], 0.5)
+
+
+def test_normalise_relative_to_layer_mean():
+    assert normalise(torch.tensor([1.0, 3.0])).tolist() == [0.5, 1.5]
+    assert normalise(torch.tensor([-1.0, 1.0])).tolist() == [0.0, 2.0]  # shifted to be non-negative first
+    assert normalise(torch.zeros(3)).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_select_global_budget_and_at_least_one_per_layer():
+    g = torch.Generator().manual_seed(0)
+    scores = [torch.rand(13, generator=g) for _ in range(3)] + [torch.rand(5, generator=g)]
+    for ratio in (0.1, 0.5, 0.9):
+        kept = select_global(scores, ratio)
+        assert sum(k.numel() for k in kept) == sum(n_keep(s.numel(), ratio) for s in scores)
+        assert all(k.numel() >= 1 for k in kept)
+        assert all(torch.equal(k, k.sort().values) and k.unique().numel() == k.numel() for k in kept)
+
+
+def test_select_global_moves_budget_to_peaked_layers():
+    flat = torch.ones(8)
+    peaked = torch.tensor([10.0, 9.0, 8.0, 7.0, 0.01, 0.01, 0.01, 0.01])
+    kept = select_global([flat, peaked], 0.5)  # budget 8; peaked states score up to 10/4.5 vs 1.0
+    assert kept[1].tolist() == [0, 1, 2, 3]
+    assert kept[0].tolist() == [0, 1, 2, 3]
+    peaked = torch.tensor([100.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    kept = select_global([flat, peaked], 0.5)  # the peaked layer keeps its one strong state, the rest go to flat
+    assert kept[1].tolist() == [0] and kept[0].tolist() == list(range(7))
