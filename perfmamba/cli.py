@@ -14,6 +14,7 @@ from .errors import PerfmambaError
 COMMANDS = [
     "perfmamba.checkpoints_cli",
     "perfmamba.pruning.cli",
+    "perfmamba.profiling.cli",
 ]
 
 

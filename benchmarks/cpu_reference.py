@@ -1,0 +1,157 @@
+"""CPU reference: perfmamba's forward against transformers' torch path, same weights, one process each.
+
+For each architecture a 130M-shaped model (mamba-130m / mamba2-130m, seeded random init) is written once in
+our format and once in the transformers format (`model.save(dir, format="transformers")`); then a fresh
+subprocess per implementation loads it, runs one warm-up forward on a short prompt and times one forward
+of B×L tokens (logits for every position, fp32, `--threads` threads). Memory: the peak resident set during
+the timed forward (the kernel's VmHWM, reset just before it), the resident set before it (weights,
+allocator caches), and the process's lifetime peak (`ru_maxrss`, which includes loading). The last position's logits are compared as a check
+that both computed the same model.
+
+    python benchmarks/cpu_reference.py                      # both architectures, B=1, L=2048
+    python benchmarks/cpu_reference.py --arch mamba2 --seqlen 512 --flush-denormal
+
+Goal on a 2-core machine: perfmamba ≥ 2× faster than transformers for Mamba-2 and ≥ 8× for Mamba-1, with
+no higher peak memory. `--flush-denormal` sets FTZ/DAZ in both processes before any parallel op: random
+init makes the scans' decays underflow into denormals, which x86 cores process very slowly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PRESET = {"mamba1": "mamba-130m", "mamba2": "mamba2-130m"}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process (Linux ≥ 4.0: write 5 to clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_since_reset() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child(impl: str, directory: str, ids_path: str, threads: int, flush: bool, out: str) -> None:
+    import torch
+
+    if flush:
+        torch.set_flush_denormal(True)  # before the first parallel op: worker threads inherit it
+    torch.set_num_threads(threads)
+    if impl == "perfmamba":
+        import perfmamba
+
+        model = perfmamba.load(directory)
+        forward = lambda ids: model(ids)  # noqa: E731
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+        forward = lambda ids: model(input_ids=ids, use_cache=False).logits  # noqa: E731
+    ids = torch.load(ids_path)  # (b, l), the same tokens for both implementations
+    seqlen = ids.shape[1]
+    with torch.inference_mode():
+        forward(ids[:, : min(seqlen, 64)])  # warm-up: first-call allocations and kernel selection
+        rss_loaded = rss_bytes()
+        reset = reset_peak_rss()
+        t0 = time.perf_counter()
+        logits = forward(ids)
+        seconds = time.perf_counter() - t0
+        peak_forward = peak_rss_since_reset() if reset else None
+    torch.save(logits[:, -1].float().clone(), out + ".pt")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux; includes loading
+    Path(out).write_text(json.dumps({"impl": impl, "seconds": seconds, "peak_rss": peak, "rss_loaded": rss_loaded,
+                                     "peak_forward": peak_forward, "torch": torch.__version__,
+                                     "threads": torch.get_num_threads()}))
+
+
+def run_child(impl, directory, args, tmp) -> dict:
+    out = os.path.join(tmp, f"{impl}.json")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(args.threads))
+    cmd = [sys.executable, __file__, "--child", impl, directory, "--ids", os.path.join(tmp, "ids.pt"),
+           "--threads", str(args.threads), "--out", out] + (["--flush-denormal"] if args.flush_denormal else [])
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{impl} run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(Path(out).read_text())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", choices=("mamba1", "mamba2", "both"), default="both")
+    p.add_argument("--seqlen", type=int, default=2048)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--flush-denormal", action="store_true", help="flush denormals to zero in both processes")
+    p.add_argument("--child", nargs=2, metavar=("IMPL", "DIR"), help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--ids", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.seqlen <= 0 or args.batch <= 0 or args.threads <= 0:
+        p.error("--seqlen, --batch and --threads must be positive")
+    if args.child:
+        child(args.child[0], args.child[1], args.ids, args.threads, args.flush_denormal, args.out)
+        return 0
+
+    import torch
+
+    import perfmamba
+
+    archs = ("mamba1", "mamba2") if args.arch == "both" else (args.arch,)
+    print(f"CPU reference: B={args.batch} L={args.seqlen} fp32, {args.threads} threads, flush denormals "
+          f"{'on' if args.flush_denormal else 'off'}; torch {torch.__version__}, load average "
+          f"{os.getloadavg()[0]:.2f}")
+    print(f"{'model':12s} {'impl':12s} {'forward s':>10s} {'peak RSS MB':>12s} {'forward peak MB':>16s} "
+          f"{'before fwd MB':>14s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in archs:
+            model = perfmamba.load(PRESET[arch])
+            g = torch.Generator().manual_seed(0)
+            torch.save(torch.randint(0, model.config.vocab_size, (args.batch, args.seqlen), generator=g),
+                       os.path.join(tmp, "ids.pt"))
+            ours, theirs = os.path.join(tmp, arch + "-perfmamba"), os.path.join(tmp, arch + "-transformers")
+            model.save(ours)
+            model.save(theirs, format="transformers")
+            del model
+            res = {impl: run_child(impl, d, args, tmp) for impl, d in (("perfmamba", ours), ("transformers", theirs))}
+            for impl, r in res.items():
+                fwd = f"{r['peak_forward'] / 2**20:16.0f}" if r["peak_forward"] else f"{'n/a':>16s}"
+                print(f"{PRESET[arch]:12s} {impl:12s} {r['seconds']:10.2f} {r['peak_rss'] / 2**20:12.0f} {fwd} "
+                      f"{r['rss_loaded'] / 2**20:14.0f}")
+            a = torch.load(os.path.join(tmp, "perfmamba.json.pt"))
+            b = torch.load(os.path.join(tmp, "transformers.json.pt"))
+            n = min(a.shape[-1], b.shape[-1])  # transformers pads the vocabulary in its config
+            a, b = a[..., :n], b[..., :n]
+            speedup = res["transformers"]["seconds"] / res["perfmamba"]["seconds"]
+            key = "peak_forward" if all(r["peak_forward"] for r in res.values()) else "peak_rss"
+            mem = res["perfmamba"][key] / res["transformers"][key]
+            goal = 8.0 if arch == "mamba1" else 2.0
+            print(f"{PRESET[arch]:12s} speedup {speedup:.2f}x (goal >= {goal:g}x: {'met' if speedup >= goal else 'NOT met'}), "
+                  f"{key.replace('_', ' ')} ratio perfmamba/transformers {mem:.2f} ({'met' if mem <= 1.0 else 'NOT met'}), "
+                  f"last-position logits max |diff| {(a - b).abs().max().item():.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

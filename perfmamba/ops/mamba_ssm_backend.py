@@ -1,0 +1,139 @@
+"""The `mamba_ssm` compute path: upstream kernels behind the reference signatures of `perfmamba.ops`.
+
+What is used (state-spaces/mamba, mamba-ssm 2.2.4 – 2.3.x):
+    ssd                      mamba_ssm.ops.triton.ssd_combined.mamba_chunk_scan_combined (Triton)
+    ssd_state_update         mamba_ssm.ops.triton.selective_state_update (Triton), head dim tied by stride-0
+                             views as in mamba_ssm/modules/mamba2.py `Mamba2.step`
+    selective_state_update   the same Triton kernel, Mamba-1 layout
+    selective_scan           mamba_ssm selective_scan_fn when its CUDA extension is built, else our chunked torch scan
+    conv, conv_update        causal_conv1d (CUDA extension) when installed, else the torch reference, which is also
+                             what mamba-ssm's own modules fall back to (nn.Conv1d)
+`ops().impl` names what each operator runs, so measurements can record it.
+
+mamba-ssm's package `__init__` imports its CUDA extension `selective_scan_cuda` unconditionally; where that
+extension is missing (a wheel built with MAMBA_SKIP_CUDA_BUILD=TRUE) an empty stand-in module is registered so
+that the Triton kernels can be imported. Side effect: in this process transformers then sees mamba-ssm as
+importable and binds its kernels, which crash on CPU tensors. So this module only loads on a CUDA machine, and
+raises ImportError (reported by `get_ops` as an unavailable backend) everywhere else.
+"""
+from __future__ import annotations
+
+import sys
+import types
+from types import SimpleNamespace
+
+import torch
+
+if not torch.cuda.is_available():
+    raise ImportError("mamba-ssm's Triton kernels need a CUDA device")
+
+
+def _import_mamba_ssm():
+    stand_in = False
+    try:
+        import selective_scan_cuda  # noqa: F401  (the real extension, when built)
+    except ImportError:
+        sys.modules["selective_scan_cuda"] = types.ModuleType("selective_scan_cuda")
+        stand_in = True
+    try:
+        import mamba_ssm
+        from mamba_ssm.ops.triton.selective_state_update import selective_state_update as _ssu
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as _mcsc
+    except ImportError as e:
+        if stand_in:
+            del sys.modules["selective_scan_cuda"]
+        raise ImportError(f"mamba_ssm is not importable: {e}") from None
+    scan_fn = None
+    if not stand_in:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as scan_fn
+    return mamba_ssm.__version__, _mcsc, _ssu, scan_fn
+
+
+VERSION, _mamba_chunk_scan_combined, _selective_state_update, _selective_scan_fn = _import_mamba_ssm()
+
+try:
+    from causal_conv1d import causal_conv1d_fn as _causal_conv1d_fn
+    from causal_conv1d import causal_conv1d_update as _causal_conv1d_update
+except ImportError:
+    _causal_conv1d_fn = _causal_conv1d_update = None
+
+from .conv import causal_conv1d_ref, causal_conv1d_update_ref  # noqa: E402
+from .selective_scan import selective_scan_chunked  # noqa: E402
+from .ssd import ssd_state_update_ref  # noqa: E402
+
+
+def ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_states=None, return_final_states=False,
+        dt_limit=None, chunk_size=256):
+    """`perfmamba.ops.ssd_ref` signature over `mamba_chunk_scan_combined`. Returns y (b, l, h, p) [, final state]."""
+    limit = (0.0, float("inf")) if dt_limit is None else tuple(float(v) for v in dt_limit)
+    out = _mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size or 256, D=D, dt_bias=dt_bias,
+                                     initial_states=initial_states, dt_softplus=dt_softplus, dt_limit=limit,
+                                     return_final_states=return_final_states)
+    if return_final_states:
+        y, final = out
+        return y, final.to(x.dtype)  # the reference returns the state in x's dtype
+    return out
+
+
+def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None):
+    """`perfmamba.ops.ssd_state_update_ref` signature over mamba-ssm's Triton `selective_state_update`.
+
+    Per-head Δ, A, dt_bias, D become stride-0 (h, p[, n]) views, which selects the kernel's tied-head path.
+    The kernel has no dt_limit, so a limited Δ goes to the reference.
+    """
+    if dt_limit is not None and tuple(dt_limit) != (0.0, float("inf")):
+        return ssd_state_update_ref(state, x, dt, A, B, C, D, dt_bias, dt_softplus, dt_limit)
+    b, h, p, n = state.shape
+    A_ = A[:, None, None].expand(h, p, n)  # (h, p, n), strides (1, 0, 0)
+    dt_ = dt[:, :, None].expand(b, h, p)  # (b, h, p)
+    bias = dt_bias if dt_bias is not None else dt.new_zeros(h)
+    bias_ = bias[:, None].expand(h, p)
+    D_ = None if D is None else (D[:, None].expand(h, p) if D.dim() == 1 else D)
+    return _selective_state_update(state, x, dt_, A_, B, C, D_, None, bias_, dt_softplus)
+
+
+def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
+    """`perfmamba.ops.selective_state_update_ref` signature; mamba-ssm's Triton kernel takes it as it is."""
+    return _selective_state_update(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+
+
+def _selective_scan_cuda(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                         return_last_state=False, initial_state=None):
+    if initial_state is not None:  # selective_scan_fn has no initial state: continue with the torch path
+        return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                                      initial_state)
+    return _selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def _conv(x, weight, bias=None, initial_states=None, return_final_states=False, activation=None):
+    return _causal_conv1d_fn(x, weight, bias, initial_states=initial_states, return_final_states=return_final_states,
+                             activation=activation)
+
+
+def _conv_update(x, conv_state, weight, bias=None, activation=None):
+    return _causal_conv1d_update(x, conv_state, weight, bias, activation)
+
+
+def ops() -> SimpleNamespace:
+    scan_cuda = _selective_scan_fn is not None
+    conv_cuda = _causal_conv1d_fn is not None
+    return SimpleNamespace(
+        name="mamba_ssm",
+        conv=_conv if conv_cuda else causal_conv1d_ref,
+        conv_update=_conv_update if conv_cuda else causal_conv1d_update_ref,
+        selective_scan=_selective_scan_cuda if scan_cuda else selective_scan_chunked,
+        selective_state_update=selective_state_update,
+        ssd=ssd,
+        ssd_state_update=ssd_state_update,
+        impl={
+            "conv": "causal_conv1d.causal_conv1d_fn" if conv_cuda else "perfmamba.ops.causal_conv1d_ref (torch)",
+            "conv_update": "causal_conv1d.causal_conv1d_update" if conv_cuda
+            else "perfmamba.ops.causal_conv1d_update_ref (torch)",
+            "selective_scan": "mamba_ssm.selective_scan_fn (CUDA)" if scan_cuda
+            else "perfmamba.ops.selective_scan_chunked (torch)",
+            "selective_state_update": "mamba_ssm.ops.triton.selective_state_update",
+            "ssd": "mamba_ssm.mamba_chunk_scan_combined",
+            "ssd_state_update": "mamba_ssm.ops.triton.selective_state_update",
+        },
+        version=VERSION,
+    )

@@ -1,0 +1,55 @@
+"""The `triton` compute path: our Triton kernels, each beside its reference in `perfmamba.ops`, same signature.
+
+    conv                    causal_conv1d            (ref: causal_conv1d_ref), SiLU fused, channel-last aware
+    conv_update             causal_conv1d_update     (ref: causal_conv1d_update_ref), conv_state updated in place
+    selective_scan          Mamba-1 prefill scan     (ref: selective_scan_ref), any d_state
+    selective_state_update  Mamba-1 decode step      (ref: selective_state_update_ref), one kernel
+    ssd                     Mamba-2 prefill          mamba-ssm's Triton SSD when importable, else ssd_chunked
+    ssd_state_update        Mamba-2 decode step      (ref: ssd_state_update_ref), one kernel, any d_state
+    rmsnorm, gated_rmsnorm  fused norms              (ref: perfmamba.models.common RMSNorm / gated_rmsnorm); extra
+                            fields that the `ref` namespace does not have
+
+`ops().impl` names what each operator runs (the Mamba-2 prefill may not be ours); measurements record it.
+The kernels run on CUDA tensors, or on CPU tensors when TRITON_INTERPRET=1 is set before this package is
+imported (how the CPU tests exercise them). Importing needs triton only; without it this raises ImportError,
+which `perfmamba.ops.backends.get_ops` reports as an unavailable backend.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import triton  # noqa: F401  (ImportError here means: no triton backend)
+
+from .common import INTERPRET, KernelInputError
+from .conv import causal_conv1d, causal_conv1d_update
+from .norm import gated_rmsnorm, rmsnorm
+from .selective_scan import selective_scan, selective_state_update
+from .ssd import prefill_impl, ssd_state_update
+
+__all__ = ["ops", "causal_conv1d", "causal_conv1d_update", "selective_scan", "selective_state_update",
+           "ssd_state_update", "rmsnorm", "gated_rmsnorm", "prefill_impl", "KernelInputError", "INTERPRET"]
+
+
+def ops() -> SimpleNamespace:
+    """The operator namespace of the `triton` backend (see `perfmamba.ops.backends`)."""
+    ssd, ssd_impl = prefill_impl()
+    return SimpleNamespace(
+        name="triton",
+        conv=causal_conv1d,
+        conv_update=causal_conv1d_update,
+        selective_scan=selective_scan,
+        selective_state_update=selective_state_update,
+        ssd=ssd,
+        ssd_state_update=ssd_state_update,
+        rmsnorm=rmsnorm,
+        gated_rmsnorm=gated_rmsnorm,
+        impl={
+            "conv": "perfmamba.ops.triton.causal_conv1d",
+            "conv_update": "perfmamba.ops.triton.causal_conv1d_update",
+            "selective_scan": "perfmamba.ops.triton.selective_scan",
+            "selective_state_update": "perfmamba.ops.triton.selective_state_update",
+            "ssd": ssd_impl,
+            "ssd_state_update": "perfmamba.ops.triton.ssd_state_update",
+        },
+        interpret=INTERPRET,
+    )

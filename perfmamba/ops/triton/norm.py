@@ -1,0 +1,74 @@
+"""Fused RMSNorm and Mamba-2's gated RMSNorm in Triton: one read of the inputs, one write of the output.
+
+References: `perfmamba.models.common.RMSNorm.forward` and `gated_rmsnorm` (mamba-ssm `RMSNormGated`,
+norm_before_gate=False, state-spaces/mamba@v2.2.4 mamba_ssm/ops/triton/layernorm_gated.py). The torch versions
+make ~6 passes over the activations in float32; at Mamba2-130M prefill B=8, L=8192 that is hundreds of MB per
+layer and pass. Same rounding as the references: normalise in float32, round to the input dtype, then multiply by
+the weight in the promoted dtype.
+
+These are offered in the `triton` op namespace as `rmsnorm` and `gated_rmsnorm`; the models use them where they
+look them up there (the `ref` namespace has none, so the torch versions stay the default).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .common import KernelInputError, check_launchable, device_guard, next_pow2
+
+
+@triton.jit
+def _rmsnorm_kernel(x_ptr, z_ptr, w_ptr, out_ptr, ncols, group_size, eps, s_x_row, s_z_row, s_o_row,
+                    HAS_Z: tl.constexpr, BLOCK: tl.constexpr):
+    """One program per (row, group): out = w · round(v / sqrt(mean(v²) + eps)), v = x (· silu(z))."""
+    row = tl.program_id(0).to(tl.int64)
+    grp = tl.program_id(1)
+    cols = grp * group_size + tl.arange(0, BLOCK)
+    mask = (tl.arange(0, BLOCK) < group_size) & (cols < ncols)
+    v = tl.load(x_ptr + row * s_x_row + cols, mask=mask, other=0.0).to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + row * s_z_row + cols, mask=mask, other=0.0).to(tl.float32)
+        v = v * z * tl.sigmoid(z)
+    rstd = 1.0 / tl.sqrt(tl.sum(v * v, axis=0) / group_size + eps)
+    y = (v * rstd).to(x_ptr.dtype.element_ty).to(tl.float32)
+    w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + row * s_o_row + cols, (w * y).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def _rows(t, d):
+    """(rows, d) view with unit column stride, copying only if the layout needs it."""
+    t2 = t.reshape(-1, d)
+    return t2 if t2.stride(-1) == 1 else t2.contiguous()
+
+
+def _norm(x, z, weight, eps, group_size):
+    d = x.shape[-1]
+    if weight.shape != (d,) or (z is not None and z.shape != x.shape) or d % group_size:
+        raise KernelInputError(f"x (..., {d}), z like x, weight ({d},) and a group size dividing {d} expected, got "
+                               f"{tuple(x.shape)}, {None if z is None else tuple(z.shape)}, {tuple(weight.shape)}, "
+                               f"{group_size}")
+    dev = check_launchable(x, z, weight)
+    out = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(weight.dtype, x.dtype))
+    x2, z2, o2 = _rows(x, d), (_rows(z, d) if z is not None else None), out.view(-1, d)
+    rows = x2.shape[0]
+    if rows == 0:
+        return out
+    block = next_pow2(group_size)
+    with device_guard(dev):
+        _rmsnorm_kernel[(rows, d // group_size)](
+            x2, z2, weight, o2, d, group_size, float(eps), x2.stride(0), z2.stride(0) if z2 is not None else 0,
+            o2.stride(0), HAS_Z=z is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),
+        )
+    return out
+
+
+def rmsnorm(x, weight, eps=1e-5):
+    """x (..., d) → weight · x / sqrt(mean(x²) + eps), as `perfmamba.models.common.RMSNorm`."""
+    return _norm(x, None, weight, eps, x.shape[-1])
+
+
+def gated_rmsnorm(y, z, weight, eps, group_size):
+    """Mamba-2's output norm: rmsnorm(y ⊙ silu(z)) per group of `group_size` channels, as
+    `perfmamba.models.common.gated_rmsnorm` (same signature)."""
+    return _norm(y, z, weight, eps, group_size)

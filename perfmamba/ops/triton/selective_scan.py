@@ -1,0 +1,285 @@
+"""Mamba-1 selective scan in Triton: prefill (`selective_scan`) and one decode step (`selective_state_update`).
+
+    Δ_t = softplus(dt_t + dt_bias)           h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t
+    y_t = C_t · h_t + D u_t,  then y_t ⊙ silu(z_t)
+
+Same signatures and layouts as the references in `perfmamba.ops.selective_scan` (mamba-ssm `selective_scan_ref`,
+state-spaces/mamba@v2.2.4 mamba_ssm/ops/selective_scan_interface.py; `selective_state_update`,
+mamba_ssm/ops/triton/selective_state_update.py). Any d_state N: the state tile is the next power of two and the
+padding lanes are masked (A = 0, B = C = 0 there, so they stay zero and add nothing), so memory traffic follows N.
+
+The prefill kernel is parallel over (batch, channel block) and sequential over time, with the state of a
+(BLOCK_D, N) tile held in registers for the whole sequence: it reads u, Δ, z, B, C once and writes y once,
+which is the memory floor of the scan. Inputs may be strided views (the models pass channel-last transposes);
+computation is float32, outputs take u's dtype.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .common import KernelInputError, check_launchable, device_guard, next_pow2, softplus, strides
+
+
+@triton.jit
+def _selective_scan_fwd_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dt_bias_ptr, h0_ptr, out_ptr, hT_ptr,
+    dim, seqlen, dstate, channels_per_group,
+    s_u_b, s_u_d, s_u_l,
+    s_dt_b, s_dt_d, s_dt_l,
+    s_A_d, s_A_n,
+    s_B_b, s_B_g, s_B_n, s_B_l,
+    s_C_b, s_C_g, s_C_n, s_C_l,
+    s_z_b, s_z_d, s_z_l,
+    s_h0_b, s_h0_d, s_h0_n,
+    s_o_b, s_o_d, s_o_l,
+    s_hT_b, s_hT_d, s_hT_n,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr,
+    HAS_H0: tl.constexpr, STORE_LAST: tl.constexpr, GROUPED: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_d = offs_d < dim
+    mask_n = offs_n < dstate
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+
+    # exp(Δ A) = exp2(Δ · A log2 e): one multiply saved per state element and step
+    A = tl.load(A_ptr + offs_d[:, None] * s_A_d + offs_n[None, :] * s_A_n, mask=mask_dn, other=0.0).to(tl.float32)
+    A = A * 1.4426950408889634
+    if HAS_DT_BIAS:
+        dt_bias = tl.load(dt_bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_H0:
+        h = tl.load(h0_ptr + pid_b * s_h0_b + offs_d[:, None] * s_h0_d + offs_n[None, :] * s_h0_n,
+                    mask=mask_dn, other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+
+    u_ptrs = u_ptr + pid_b * s_u_b + offs_d * s_u_d
+    dt_ptrs = dt_ptr + pid_b * s_dt_b + offs_d * s_dt_d
+    if HAS_Z:
+        z_ptrs = z_ptr + pid_b * s_z_b + offs_d * s_z_d
+    out_ptrs = out_ptr + pid_b * s_o_b + offs_d * s_o_d
+    if GROUPED:  # B, C (b, g, n, l): each channel reads its group's row
+        grp = offs_d // channels_per_group
+        B_ptrs = B_ptr + pid_b * s_B_b + grp[:, None] * s_B_g + offs_n[None, :] * s_B_n
+        C_ptrs = C_ptr + pid_b * s_C_b + grp[:, None] * s_C_g + offs_n[None, :] * s_C_n
+        mask_bc = mask_dn
+    else:  # one (n,) row shared by all channels
+        B_ptrs = B_ptr + pid_b * s_B_b + offs_n * s_B_n
+        C_ptrs = C_ptr + pid_b * s_C_b + offs_n * s_C_n
+        mask_bc = mask_n
+
+    # Inputs of token t + 1 are loaded while token t is computed (software prefetch): the loop is a chain of
+    # dependent steps, so without it every step would wait a full memory latency for its own loads.
+    u = tl.load(u_ptrs, mask=mask_d, other=0.0)
+    dt = tl.load(dt_ptrs, mask=mask_d, other=0.0)
+    Bt = tl.load(B_ptrs, mask=mask_bc, other=0.0)
+    Ct = tl.load(C_ptrs, mask=mask_bc, other=0.0)
+    if HAS_Z:
+        z = tl.load(z_ptrs, mask=mask_d, other=0.0)
+    for t in range(seqlen):
+        # advance by one token; pointer arithmetic is 64-bit, so long sequences cannot overflow an index
+        u_ptrs += s_u_l
+        dt_ptrs += s_dt_l
+        B_ptrs += s_B_l
+        C_ptrs += s_C_l
+        # "is there a next token" as vectors (the interpreter rejects a scalar bool inside a mask)
+        more_d = mask_d & (offs_d * 0 + t + 1 < seqlen)
+        more_bc = mask_bc & (offs_n * 0 + t + 1 < seqlen)
+        u_next = tl.load(u_ptrs, mask=more_d, other=0.0)
+        dt_next = tl.load(dt_ptrs, mask=more_d, other=0.0)
+        B_next = tl.load(B_ptrs, mask=more_bc, other=0.0)
+        C_next = tl.load(C_ptrs, mask=more_bc, other=0.0)
+        if HAS_Z:
+            z_ptrs += s_z_l
+            z_next = tl.load(z_ptrs, mask=more_d, other=0.0)
+
+        uf = u.to(tl.float32)
+        dtf = dt.to(tl.float32)
+        if HAS_DT_BIAS:
+            dtf = dtf + dt_bias
+        if DT_SOFTPLUS:
+            dtf = softplus(dtf)
+        dA = tl.exp2(dtf[:, None] * A)
+        if GROUPED:
+            h = h * dA + Bt.to(tl.float32) * (dtf * uf)[:, None]
+            y = tl.sum(h * Ct.to(tl.float32), axis=1)
+        else:
+            h = h * dA + Bt.to(tl.float32)[None, :] * (dtf * uf)[:, None]
+            y = tl.sum(h * Ct.to(tl.float32)[None, :], axis=1)
+        if HAS_D:
+            y += uf * Dv
+        if HAS_Z:
+            zf = z.to(tl.float32)
+            y *= zf * tl.sigmoid(zf)
+            z = z_next
+        tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=mask_d)
+        out_ptrs += s_o_l
+        u, dt, Bt, Ct = u_next, dt_next, B_next, C_next
+
+    if STORE_LAST:
+        tl.store(hT_ptr + pid_b * s_hT_b + offs_d[:, None] * s_hT_d + offs_n[None, :] * s_hT_n,
+                 h.to(hT_ptr.dtype.element_ty), mask=mask_dn)
+
+
+def _scan_config(dstate: int):
+    """(BLOCK_D, BLOCK_N, num_warps): the (BLOCK_D, N) state tile plus ~4 temporaries stay in registers."""
+    block_n = next_pow2(dstate)
+    block_d = max(4, min(32, 4096 // block_n))
+    num_warps = 4 if block_d * block_n <= 2048 else 8
+    return block_d, block_n, num_warps
+
+
+def _out_like(u, shape, dtype):
+    """A (b, d, l) output in u's memory order: channel-last inputs give channel-last outputs, so the next
+    `transpose(1, 2)` (to (b, l, d) for out_proj / x_proj) is free."""
+    b, d, l = shape
+    if u.stride(1) == 1 and u.stride(2) != 1:
+        return torch.empty(b, l, d, device=u.device, dtype=dtype).transpose(1, 2)
+    return torch.empty(b, d, l, device=u.device, dtype=dtype)
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   return_last_state=False, initial_state=None):
+    """Triton version of `perfmamba.ops.selective_scan_ref`. Returns y (b, d, l) [, last state (b, d, n)].
+
+    u, delta, z: (b, d, l); A: (d, n); B, C: (b, n, l) or (b, g, n, l); D, delta_bias: (d,);
+    initial_state: (b, d, n).
+    """
+    if u.dim() != 3:
+        raise KernelInputError(f"u must be (batch, dim, seqlen), got shape {tuple(u.shape)}")
+    b, d, l = u.shape
+    if A.dim() != 2 or A.shape[0] != d:
+        raise KernelInputError(f"A must be (dim={d}, d_state), got shape {tuple(A.shape)}")
+    n = A.shape[1]
+    if delta.shape != u.shape or (z is not None and z.shape != u.shape):
+        raise KernelInputError(f"delta and z must match u {tuple(u.shape)}")
+    grouped = B.dim() == 4
+    Bg = B if grouped else B.unsqueeze(1)  # (b, g, n, l)
+    Cg = C if C.dim() == 4 else C.unsqueeze(1)
+    g = Bg.shape[1]
+    if Bg.shape != (b, g, n, l) or Cg.shape != Bg.shape:
+        raise KernelInputError(f"B and C must be (b, n, l) or (b, g, n, l) = ({b}, g, {n}, {l}), "
+                               f"got {tuple(B.shape)} and {tuple(C.shape)}")
+    if d % g:
+        raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
+    if initial_state is not None and initial_state.shape != (b, d, n):
+        raise KernelInputError(f"initial_state must be ({b}, {d}, {n}), got {tuple(initial_state.shape)}")
+    dev = check_launchable(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    out = _out_like(u, (b, d, l), u.dtype)
+    last = torch.empty(b, d, n, device=u.device, dtype=u.dtype) if return_last_state else None
+    if l == 0:
+        if return_last_state:
+            last.copy_(initial_state if initial_state is not None else torch.zeros_like(last))
+        return (out, last) if return_last_state else out
+    block_d, block_n, num_warps = _scan_config(n)
+    grid = (b, triton.cdiv(d, block_d))
+    sB = (Bg.stride(0), Bg.stride(1), Bg.stride(2), Bg.stride(3))
+    sC = (Cg.stride(0), Cg.stride(1), Cg.stride(2), Cg.stride(3))
+    with device_guard(dev):
+        _selective_scan_fwd_kernel[grid](
+            u, delta, A, Bg, Cg, D, z, delta_bias, initial_state, out, last,
+            d, l, n, d // g,
+            *u.stride(), *delta.stride(), *A.stride(), *sB, *sC, *strides(z, 3), *strides(initial_state, 3),
+            *out.stride(), *strides(last, 3),
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_DT_BIAS=delta_bias is not None,
+            DT_SOFTPLUS=bool(delta_softplus), HAS_H0=initial_state is not None, STORE_LAST=bool(return_last_state),
+            GROUPED=grouped and g > 1, BLOCK_D=block_d, BLOCK_N=block_n, num_warps=num_warps,
+        )
+    return (out, last) if return_last_state else out
+
+
+@triton.jit
+def _selective_state_update_kernel(
+    state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dt_bias_ptr, out_ptr,
+    dim, dstate, channels_per_group,
+    s_s_b, s_s_d, s_s_n,
+    s_x_b, s_x_d,
+    s_dt_b, s_dt_d,
+    s_A_d, s_A_n,
+    s_B_b, s_B_g, s_B_n,
+    s_C_b, s_C_g, s_C_n,
+    s_z_b, s_z_d,
+    s_o_b, s_o_d,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_d = offs_d < dim
+    mask_dn = mask_d[:, None] & (offs_n[None, :] < dstate)
+    grp = offs_d // channels_per_group
+
+    s_ptrs = state_ptr + pid_b * s_s_b + offs_d[:, None] * s_s_d + offs_n[None, :] * s_s_n
+    state = tl.load(s_ptrs, mask=mask_dn, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + pid_b * s_x_b + offs_d * s_x_d, mask=mask_d, other=0.0).to(tl.float32)
+    dt = tl.load(dt_ptr + pid_b * s_dt_b + offs_d * s_dt_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_DT_BIAS:
+        dt += tl.load(dt_bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if DT_SOFTPLUS:
+        dt = softplus(dt)
+    A = tl.load(A_ptr + offs_d[:, None] * s_A_d + offs_n[None, :] * s_A_n, mask=mask_dn, other=0.0).to(tl.float32)
+    B = tl.load(B_ptr + pid_b * s_B_b + grp[:, None] * s_B_g + offs_n[None, :] * s_B_n, mask=mask_dn,
+                other=0.0).to(tl.float32)
+    C = tl.load(C_ptr + pid_b * s_C_b + grp[:, None] * s_C_g + offs_n[None, :] * s_C_n, mask=mask_dn,
+                other=0.0).to(tl.float32)
+    state = state * tl.exp(A * dt[:, None]) + B * (dt * x)[:, None]
+    state = state.to(state_ptr.dtype.element_ty)
+    tl.store(s_ptrs, state, mask=mask_dn)
+    # y from the state as stored (rounded to its dtype), like the reference
+    y = tl.sum(state.to(tl.float32) * C, axis=1)
+    if HAS_D:
+        y += x * tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + pid_b * s_z_b + offs_d * s_z_d, mask=mask_d, other=0.0).to(tl.float32)
+        y *= z * tl.sigmoid(z)
+    tl.store(out_ptr + pid_b * s_o_b + offs_d * s_o_d, y.to(out_ptr.dtype.element_ty), mask=mask_d)
+
+
+def _update_config(dstate: int):
+    """(BLOCK_D, BLOCK_N, num_warps) for the decode step: small tiles, many programs (memory-bound)."""
+    block_n = next_pow2(dstate)
+    block_d = max(4, min(64, 1024 // block_n))
+    return block_d, block_n, 4 if block_d * block_n <= 2048 else 8
+
+
+def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
+    """Triton version of `perfmamba.ops.selective_state_update_ref`: one Mamba-1 decode step in one kernel.
+
+    state: (b, d, n) updated in place; x, dt, z: (b, d); A: (d, n); B, C: (b, n) or (b, g, n);
+    D, dt_bias: (d,). Returns y (b, d) in x's dtype.
+    """
+    if state.dim() != 3:
+        raise KernelInputError(f"state must be (batch, dim, d_state), got shape {tuple(state.shape)}")
+    b, d, n = state.shape
+    if x.shape != (b, d) or dt.shape != (b, d) or (z is not None and z.shape != (b, d)):
+        raise KernelInputError(f"x, dt and z must be ({b}, {d}), got {tuple(x.shape)}, {tuple(dt.shape)}")
+    if A.shape != (d, n):
+        raise KernelInputError(f"A must be ({d}, {n}), got {tuple(A.shape)}")
+    Bg = B if B.dim() == 3 else B.unsqueeze(1)  # (b, g, n)
+    Cg = C if C.dim() == 3 else C.unsqueeze(1)
+    g = Bg.shape[1]
+    if Bg.shape != (b, g, n) or Cg.shape != Bg.shape or d % g:
+        raise KernelInputError(f"B and C must be ({b}, {n}) or ({b}, g, {n}) with g dividing {d}, "
+                               f"got {tuple(B.shape)} and {tuple(C.shape)}")
+    dev = check_launchable(state, x, dt, A, B, C, D, z, dt_bias)
+    out = torch.empty(b, d, device=x.device, dtype=x.dtype)
+    block_d, block_n, num_warps = _update_config(n)
+    with device_guard(dev):
+        _selective_state_update_kernel[(b, triton.cdiv(d, block_d))](
+            state, x, dt, A, Bg, Cg, D, z, dt_bias, out,
+            d, n, d // g,
+            *state.stride(), *x.stride(), *dt.stride(), *A.stride(), *Bg.stride(), *Cg.stride(),
+            *strides(z, 2), *out.stride(),
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_DT_BIAS=dt_bias is not None,
+            DT_SOFTPLUS=bool(dt_softplus), BLOCK_D=block_d, BLOCK_N=block_n, num_warps=num_warps,
+        )
+    return out

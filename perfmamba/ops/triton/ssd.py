@@ -1,0 +1,124 @@
+"""Mamba-2 in Triton: one decode step (`ssd_state_update`) in one kernel, and the prefill dispatch (`ssd`).
+
+    Δ = softplus(dt + dt_bias) per head      h ← exp(Δ A_h) h + Δ x ⊗ B      y = h C + D_h x
+
+Signatures of `perfmamba.ops.ssd_state_update_ref` / `ssd_ref`. The decode kernel follows mamba-ssm's
+`selective_state_update` with tied head dimension (state-spaces/mamba@v2.2.4,
+mamba_ssm/ops/triton/selective_state_update.py, TIE_HDIM): Δ, A, dt_bias are per head, so exp(Δ A) is one scalar
+per program. Unlike upstream, d_state need not be a power of two (masked lanes), and dt_limit is applied.
+
+Prefill uses mamba-ssm's Triton `mamba_chunk_scan_combined` when it is importable (through
+`perfmamba.ops.mamba_ssm_backend`), else `perfmamba.ops.ssd_chunked`; `prefill_impl()` says which.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from ..ssd import ssd_chunked
+from .common import KernelInputError, check_launchable, device_guard, next_pow2, softplus
+
+
+@triton.jit
+def _ssd_state_update_kernel(
+    state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, dt_bias_ptr, out_ptr,
+    headdim, dstate, heads_per_group, dt_min, dt_max,
+    s_s_b, s_s_h, s_s_p, s_s_n,
+    s_x_b, s_x_h, s_x_p,
+    s_dt_b, s_dt_h,
+    s_B_b, s_B_g, s_B_n,
+    s_C_b, s_C_g, s_C_n,
+    s_D_h, s_D_p,
+    s_o_b, s_o_h, s_o_p,
+    HAS_D: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr, HAS_DT_LIMIT: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_h = tl.program_id(1)
+    pid_p = tl.program_id(2)
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_p = offs_p < headdim
+    mask_n = offs_n < dstate
+    mask_pn = mask_p[:, None] & mask_n[None, :]
+    grp = pid_h // heads_per_group
+
+    dt = tl.load(dt_ptr + pid_b * s_dt_b + pid_h * s_dt_h).to(tl.float32)
+    if HAS_DT_BIAS:
+        dt += tl.load(dt_bias_ptr + pid_h).to(tl.float32)
+    if DT_SOFTPLUS:
+        dt = softplus(dt)
+    if HAS_DT_LIMIT:
+        dt = tl.minimum(tl.maximum(dt, dt_min), dt_max)
+    dA = tl.exp(dt * tl.load(A_ptr + pid_h).to(tl.float32))  # one scalar per head
+
+    s_ptrs = state_ptr + pid_b * s_s_b + pid_h * s_s_h + offs_p[:, None] * s_s_p + offs_n[None, :] * s_s_n
+    state = tl.load(s_ptrs, mask=mask_pn, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + pid_b * s_x_b + pid_h * s_x_h + offs_p * s_x_p, mask=mask_p, other=0.0).to(tl.float32)
+    B = tl.load(B_ptr + pid_b * s_B_b + grp * s_B_g + offs_n * s_B_n, mask=mask_n, other=0.0).to(tl.float32)
+    C = tl.load(C_ptr + pid_b * s_C_b + grp * s_C_g + offs_n * s_C_n, mask=mask_n, other=0.0).to(tl.float32)
+    state = state * dA + (dt * x)[:, None] * B[None, :]
+    state = state.to(state_ptr.dtype.element_ty)
+    tl.store(s_ptrs, state, mask=mask_pn)
+    y = tl.sum(state.to(tl.float32) * C[None, :], axis=1)  # from the state as stored, like the reference
+    if HAS_D:
+        y += x * tl.load(D_ptr + pid_h * s_D_h + offs_p * s_D_p, mask=mask_p, other=0.0).to(tl.float32)
+    tl.store(out_ptr + pid_b * s_o_b + pid_h * s_o_h + offs_p * s_o_p, y.to(out_ptr.dtype.element_ty), mask=mask_p)
+
+
+def _update_config(headdim: int, dstate: int):
+    """(BLOCK_P, BLOCK_N, num_warps): mamba-ssm's hand-tuned tile heights by d_state, for any d_state."""
+    block_n = next_pow2(dstate)
+    block_p = 32 if block_n <= 16 else 16 if block_n <= 32 else 8 if block_n <= 64 else 4
+    block_p = min(block_p, next_pow2(headdim))
+    return block_p, block_n, 4 if block_n <= 128 else 8
+
+
+def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None):
+    """Triton version of `perfmamba.ops.ssd_state_update_ref`: one Mamba-2 decode step in one kernel.
+
+    state: (b, h, p, n) updated in place; x: (b, h, p); dt: (b, h); A, dt_bias: (h,); B, C: (b, g, n);
+    D: (h,) or (h, p). Returns y (b, h, p) in x's dtype.
+    """
+    if state.dim() != 4:
+        raise KernelInputError(f"state must be (batch, nheads, headdim, d_state), got {tuple(state.shape)}")
+    b, h, p, n = state.shape
+    if x.shape != (b, h, p) or dt.shape != (b, h) or A.shape != (h,):
+        raise KernelInputError(f"x ({b}, {h}, {p}), dt ({b}, {h}) and A ({h},) expected, got {tuple(x.shape)}, "
+                               f"{tuple(dt.shape)}, {tuple(A.shape)}")
+    g = B.shape[1] if B.dim() == 3 else 0
+    if B.dim() != 3 or B.shape != (b, g, n) or C.shape != B.shape or g == 0 or h % g:
+        raise KernelInputError(f"B and C must be ({b}, g, {n}) with g dividing {h}, got {tuple(B.shape)}, {tuple(C.shape)}")
+    if D is not None and D.shape not in ((h,), (h, p)):
+        raise KernelInputError(f"D must be ({h},) or ({h}, {p}), got {tuple(D.shape)}")
+    has_limit = dt_limit is not None and tuple(dt_limit) != (0.0, float("inf"))
+    lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if has_limit else (0.0, 0.0)
+    dev = check_launchable(state, x, dt, A, B, C, D, dt_bias)
+    out = torch.empty(b, h, p, device=x.device, dtype=x.dtype)
+    sD = (0, 0) if D is None else (D.stride(0), 0) if D.dim() == 1 else tuple(D.stride())
+    block_p, block_n, num_warps = _update_config(p, n)
+    with device_guard(dev):
+        _ssd_state_update_kernel[(b, h, triton.cdiv(p, block_p))](
+            state, x, dt, A, B, C, D, dt_bias, out,
+            p, n, h // g, lo, hi,
+            *state.stride(), *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *sD, *out.stride(),
+            HAS_D=D is not None, HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=bool(dt_softplus),
+            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, num_warps=num_warps,
+        )
+    return out
+
+
+def prefill_impl():
+    """(function, name) for Mamba-2 prefill: mamba-ssm's Triton chunked SSD when importable (it needs CUDA, and
+    PERFMAMBA_NO_MAMBA_SSM=1 turns it off), else the chunked torch path. Resolved when the backend is first used,
+    not at import, because importing mamba-ssm changes what transformers binds in the same process."""
+    if os.environ.get("PERFMAMBA_NO_MAMBA_SSM", "") not in ("", "0"):
+        return ssd_chunked, "perfmamba.ops.ssd_chunked"
+    try:
+        from ..mamba_ssm_backend import ssd as mamba_ssm_ssd
+    except ImportError:
+        return ssd_chunked, "perfmamba.ops.ssd_chunked"
+    return mamba_ssm_ssd, "mamba_ssm.mamba_chunk_scan_combined"

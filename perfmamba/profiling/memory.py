@@ -1,0 +1,158 @@
+"""Memory, defined. What each number means (the paper's Table 1 does not say; see book/deviations.md):
+
+weights_bytes       unique parameters and buffers of the model (a tied embedding counted once).
+ssm_state_bytes,    the decode cache for the batch: `MambaCache.nbytes()` (recurrent state h and the last
+conv_state_bytes    d_conv conv inputs, summed over layers).
+activation_peak     per component: the largest rise of allocated bytes above the level at the component's
+                    start, while it runs (max over its calls). On a GPU from the CUDA caching allocator
+                    (`torch.cuda.max_memory_allocated`, reset at every component boundary); on CPU, and
+                    as a second method on GPU, from the allocation records of a `torch.profiler` trace
+                    with ``profile_memory=True`` (every allocation and free with its size and timestamp,
+                    replayed in time order). No tracemalloc: torch's allocations do not pass through it.
+peak_memory         for the whole call: GPU ``max_memory_allocated`` (weights, cache, inputs, activations);
+                    CPU weights + cache + inputs + the trace's activation peak of the call.
+sum_of_allocations  the sum of the sizes of all allocations during the call (frees ignored), per component
+                    and in total. It is not a footprint: it can exceed the device's memory many times,
+                    which is how the paper's Table 1 "memory" values can exceed the GPU's 80 GB. Reported,
+                    labelled, only to explain those values.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+
+
+def weight_bytes(model) -> int:
+    """Bytes of unique parameters and buffers."""
+    unique = {id(t): t for t in list(model.parameters()) + list(model.buffers())}  # parameters() dedupes ties
+    return sum(t.numel() * t.element_size() for t in unique.values())
+
+
+def cache_bytes(model, batch: int, dtype=torch.float32) -> dict[str, int]:
+    """{"ssm_state": …, "conv_state": …} for a batch, from `MambaCache.nbytes()` (allocated on the meta
+    device, so nothing is materialised)."""
+    from ..models.cache import MambaCache
+
+    return MambaCache.allocate(model.config, batch, device="meta", dtype=dtype).nbytes()
+
+
+@dataclass
+class TraceMemory:
+    """Allocation accounting of one profiler trace (bytes)."""
+
+    activation_peak: dict[str, int] = field(default_factory=dict)  # per label: max rise while it runs
+    sum_of_allocations: dict[str, int] = field(default_factory=dict)  # per innermost label ("other" outside)
+    peak: int = 0  # max rise over the whole trace above its starting level
+    per_range_peak: list[int] = field(default_factory=list)  # max rise within each `iteration_label` range
+    n_records: int = 0
+
+
+def memory_records(prof, device_type: str = "cpu") -> list[tuple[float, int]]:
+    """(time in µs since the trace start, ±bytes) of every allocation (+) and free (−) on `device_type`,
+    in time order. Read from the kineto results, which keep each record's own timestamp (the aggregated
+    FunctionEvents fold allocations inside an op into the op)."""
+    want = torch.device(device_type).type
+    kr = getattr(prof.profiler, "kineto_results", None)
+    out = []
+    if kr is not None and hasattr(kr, "trace_start_ns"):
+        t0 = kr.trace_start_ns()
+        for e in kr.events():
+            if e.name() != "[memory]":
+                continue
+            if str(e.device_type()).split(".")[-1].lower() != want:
+                continue
+            out.append(((e.start_ns() - t0) / 1e3, int(e.nbytes())))
+    else:  # older API: allocations folded into ops (timestamped at the op's end) plus free-standing records
+        for e in prof.events():
+            if str(e.device_type).split(".")[-1].lower() not in (want, "cpu"):
+                continue
+            use = e.cpu_memory_usage if want == "cpu" else getattr(e, "device_memory_usage", 0)
+            self_use = e.self_cpu_memory_usage if want == "cpu" else getattr(e, "self_device_memory_usage", 0)
+            if e.name == "[memory]":
+                out.append((e.time_range.start, int(use)))
+            elif self_use:
+                out.append((e.time_range.end, int(self_use)))
+    out.sort(key=lambda r: r[0])
+    return out
+
+
+def label_ranges(prof, labels) -> list[tuple[float, float, str]]:
+    """(start µs, end µs, label) of every `record_function` range whose name is in `labels`."""
+    labels = set(labels)
+    return [(e.time_range.start, e.time_range.end, e.name) for e in prof.events()
+            if e.name in labels and str(e.device_type).endswith("CPU")]
+
+
+def trace_memory(prof, labels, device_type: str = "cpu", iteration_label: str | None = None) -> TraceMemory:
+    """Replay the trace's allocation records against its label ranges (see the module docstring).
+
+    A sweep over time: range starts push a frame holding the allocated level at entry, records move the
+    level and raise every open frame's peak, range ends pop. Ranges named `iteration_label` bound the peak of
+    each repetition but are not components (allocations in them count as "other").
+    """
+    recs = memory_records(prof, device_type)
+    comp = set(labels)
+    ranges = label_ranges(prof, comp | ({iteration_label} if iteration_label else set()))
+    # order at equal times: starts, then records, then ends
+    events = [(s, 0, name) for s, _, name in ranges] + [(e, 2, name) for _, e, name in ranges]
+    events += [(t, 1, nbytes) for t, nbytes in recs]
+    events.sort(key=lambda x: (x[0], x[1]))
+    level, top = 0, 0
+    stack: list[list] = []  # [name, base, peak]
+    out = TraceMemory(n_records=len(recs))
+    peaks: dict[str, int] = defaultdict(int)
+    allocs: dict[str, int] = defaultdict(int)
+    for _, kind, payload in events:
+        if kind == 0:
+            stack.append([payload, level, level])
+        elif kind == 1:
+            level += payload
+            top = max(top, level)
+            for f in stack:
+                f[2] = max(f[2], level)
+            if payload > 0:
+                inner = next((f[0] for f in reversed(stack) if f[0] in comp), "other")
+                allocs[inner] += payload
+        else:
+            # ranges nest on one thread; tolerate a stray end by searching down the stack
+            for j in range(len(stack) - 1, -1, -1):
+                if stack[j][0] == payload:
+                    name, base, peak = stack.pop(j)
+                    if name == iteration_label and name not in comp:
+                        out.per_range_peak.append(peak - base)
+                    else:
+                        peaks[name] = max(peaks[name], peak - base)
+                    if j > 0:  # an inner frame's peak is also its parent's
+                        stack[j - 1][2] = max(stack[j - 1][2], peak)
+                    break
+    out.activation_peak = dict(peaks)
+    out.sum_of_allocations = dict(allocs)
+    out.peak = top
+    return out
+
+
+class CudaPeaks:
+    """Allocator peaks per component on a GPU, nested correctly: every boundary folds the running
+    `max_memory_allocated` into the enclosing frame before resetting it."""
+
+    def __init__(self, device):
+        self.device = torch.device(device)
+        self.stack: list[list] = []  # [name, base, peak_so_far]
+        self.peaks: dict[str, int] = defaultdict(int)
+
+    def enter(self, name: str):
+        cur_max = torch.cuda.max_memory_allocated(self.device)
+        if self.stack:
+            self.stack[-1][2] = max(self.stack[-1][2], cur_max)
+        base = torch.cuda.memory_allocated(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.stack.append([name, base, base])
+
+    def exit(self, name: str):
+        peak = max(self.stack[-1][2], torch.cuda.max_memory_allocated(self.device))
+        _, base, _ = self.stack.pop()
+        self.peaks[name] = max(self.peaks[name], peak - base)
+        if self.stack:
+            self.stack[-1][2] = max(self.stack[-1][2], peak)

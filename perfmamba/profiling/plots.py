@@ -1,0 +1,180 @@
+"""Plots and tables of profiling rows (read from `perfmamba.results.read_rows`); no measuring here.
+
+`plot_fig2_latency` — the paper's Fig. 2: time per component against sequence length, prefill and decode,
+stacked bars, one row of panels per model. `table1_components` — the paper's Table 1 layout: per
+component, share of time and memory, our values beside the paper's (`PAPER_TABLE1`). `plot_roofline` —
+measured components on the roofline of a device.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .flops import COMPONENTS, ProfilingError, roofline_points
+
+# Order and colours shared by every figure.
+STACK = list(COMPONENTS) + ["other"]
+COLORS = {"embedding": "#bab0ac", "rmsnorm": "#76b7b2", "in_proj": "#4e79a7", "conv1d": "#f28e2b",
+          "ssm": "#e15759", "gated_norm": "#59a14f", "out_proj": "#edc948", "lm_head": "#b07aa1",
+          "other": "#d4d4d4"}
+PATH_PREFERENCE = ("mamba_ssm", "triton", "ref", "sequential")
+
+# The paper's Table 1 (PerfMamba, arXiv 2511.22849v1), per architecture and component: share of CUDA time
+# and memory in GB, to be transcribed from the paper. Entries are None where the value has not been
+# transcribed from the paper; they are shown as missing, never filled in. The paper's "Gated MLP" is our
+# in_proj.
+PAPER_TABLE1: dict[tuple[str, str], dict[str, float | None]] = {
+    (arch, comp): {"time_share": None, "memory_gb": None}  # not transcribed
+    for arch, comps in (("mamba1", ("rmsnorm", "in_proj", "conv1d", "ssm", "out_proj")),
+                        ("mamba2", ("rmsnorm", "in_proj", "conv1d", "ssm", "gated_norm", "out_proj")))
+    for comp in comps
+}
+
+
+def _pick(df: pd.DataFrame, col: str, value, prefer=None):
+    """Filter df on col == value; with value None, on the single value present (or the preferred one)."""
+    if col not in df or df.empty:
+        return df, value
+    present = list(dict.fromkeys(df[col].dropna().tolist()))
+    if value is None:
+        if len(present) <= 1:
+            return df, (present[0] if present else None)
+        for p in prefer or ():
+            if p in present:
+                value = p
+                break
+        else:
+            value = sorted(present, key=str)[0]
+    if value not in present:
+        raise ProfilingError(f"no rows with {col}={value!r}; present: {', '.join(map(str, present))}")
+    return df[df[col] == value], value
+
+
+def _times(df: pd.DataFrame, method: str | None, path: str | None, batch: int | None, cuda_graph=False):
+    if df is None or df.empty or "metric" not in df:
+        raise ProfilingError("no profiling rows to plot")
+    d = df[df["metric"] == "time"]
+    if "cuda_graph" in d:
+        d = d[d["cuda_graph"].astype(str).str.lower() == str(bool(cuda_graph)).lower()]
+    d, method = _pick(d, "method", method, ("timers", "profiler"))
+    d, path = _pick(d, "path", path, PATH_PREFERENCE)
+    d, batch = _pick(d, "batch", batch, (8, 1))
+    if d.empty:
+        raise ProfilingError("no time rows to plot")
+    return d, dict(method=method, path=path, batch=batch)
+
+
+def plot_fig2_latency(df: pd.DataFrame, *, method: str | None = None, path: str | None = None,
+                      batch: int | None = None, models=None, unit: str = "ms"):
+    """Fig. 2: stacked bars of per-component time against sequence length; columns prefill / decode,
+    one row per model. Picks batch 8 and the fastest available path unless told. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    d, picked = _times(df, method, path, batch)
+    models = list(models) if models is not None else list(dict.fromkeys(d["model"]))
+    phases = [p for p in ("prefill", "decode") if p in set(d["phase"])]
+    scale = {"ms": 1.0, "s": 1e-3, "us": 1e3}[unit]
+    fig, axes = plt.subplots(len(models), len(phases), figsize=(5.5 * len(phases), 3.2 * len(models)),
+                             squeeze=False)
+    for i, m in enumerate(models):
+        for j, ph in enumerate(phases):
+            ax = axes[i][j]
+            sub = d[(d["model"] == m) & (d["phase"] == ph) & d["component"].isin(STACK)]
+            if sub.empty:
+                ax.set_visible(False)
+                continue
+            wide = sub.pivot_table(index="seqlen", columns="component", values="value", aggfunc="median") * scale
+            wide = wide.reindex(columns=[c for c in STACK if c in wide.columns]).sort_index()
+            bottom = None
+            x = [str(s) for s in wide.index]
+            for comp in wide.columns:
+                vals = wide[comp].fillna(0).to_numpy()
+                ax.bar(x, vals, bottom=bottom, label=comp, color=COLORS.get(comp))
+                bottom = vals if bottom is None else bottom + vals
+            ax.set_title(f"{m} — {ph}" + (" (per token)" if ph == "decode" else ""), fontsize=10)
+            ax.set_xlabel("sequence length" if ph == "prefill" else "context length")
+            ax.set_ylabel(f"time ({unit})")
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    labels = [c for c in STACK if c in handles]
+    fig.legend([handles[lab] for lab in labels], labels, loc="upper center", ncol=min(len(labels), 9),
+               frameon=False, bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle(f"batch {picked['batch']}, path {picked['path']}, {picked['method']}", y=1.04, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def table1_components(df: pd.DataFrame, *, phase: str = "prefill", seqlen: int | None = None,
+                      batch: int | None = None, method: str | None = None, path: str | None = None) -> pd.DataFrame:
+    """Table 1: per model and component, time (ms), share of time, activation peak (MB) and the labelled
+    sum of allocations (GB), with the paper's values (`PAPER_TABLE1`) beside ours."""
+    d = df[df["phase"] == phase] if "phase" in df else df
+    times, picked = _times(d, method, path, batch)
+    times, seqlen = _pick(times, "seqlen", seqlen, (2048, 1024, 512))
+    keep = lambda x: x[(x["path"] == picked["path"]) & (x["batch"] == picked["batch"]) & (x["seqlen"] == seqlen)]  # noqa: E731
+    d = keep(d)
+    mem = d[d["metric"].isin(["activation_peak", "sum_of_allocations"])]
+    share = d[(d["metric"] == "share") & (d["method"] == picked["method"])] if "method" in d else d.iloc[:0]
+    out = []
+    for (model, arch), g in times.groupby(["model", "arch"], sort=False):
+        total = g.loc[g["component"] == "total", "value"]
+        total = float(total.iloc[0]) if len(total) else float("nan")
+        mg, sg = mem[mem["model"] == model], share[share["model"] == model]
+        for comp in STACK:
+            t = g.loc[g["component"] == comp, "value"]
+            if t.empty:
+                continue
+            s = sg.loc[sg["component"] == comp, "value"]  # median of per-repetition shares, when recorded
+
+            def mval(metric):
+                v = mg.loc[(mg["component"] == comp) & (mg["metric"] == metric), "value"]
+                return float(v.max()) if len(v) else float("nan")
+
+            paper = PAPER_TABLE1.get((arch, comp), {})
+            out.append({
+                "model": model, "arch": arch, "component": comp, "time_ms": float(t.iloc[0]),
+                "time_share": float(s.iloc[0]) if len(s) else (float(t.iloc[0]) / total if total else float("nan")),
+                "activation_peak_MB": mval("activation_peak") / 2**20,
+                "sum_of_allocations_GB": mval("sum_of_allocations") / 2**30,
+                "paper_time_share": paper.get("time_share"), "paper_memory_GB": paper.get("memory_gb"),
+            })
+    table = pd.DataFrame(out)
+    table.attrs.update(picked, seqlen=seqlen, phase=phase)
+    return table
+
+
+def plot_roofline(df: pd.DataFrame, peak_flops: float, peak_bw: float, *, ax=None, annotate: bool = True):
+    """Components on the roofline: arithmetic intensity (FLOP/byte) against achieved FLOP/s, log-log, with
+    the bandwidth and compute roofs. Marker per phase. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    pts = roofline_points(df, peak_flops, peak_bw)
+    if pts.empty:
+        raise ProfilingError("no rows with time, flops and bytes for the same setting")
+    pts = pts[pts["component"].isin(STACK[:-1]) & (pts["flops"].astype(float) > 0)]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    else:
+        fig = ax.figure
+    lo = max(min(pts["intensity"].min(), peak_flops / peak_bw) / 10, 1e-3)
+    hi = max(pts["intensity"].max(), peak_flops / peak_bw) * 10
+    x = np.logspace(np.log10(lo), np.log10(hi), 200)
+    ax.plot(x, np.minimum(peak_flops, x * peak_bw), color="k", lw=1.2, label="roof")
+    markers = {"prefill": "o", "decode": "^"}
+    for (comp, phase), g in pts.groupby(["component", "phase"]):
+        ax.scatter(g["intensity"], g["achieved_flops"], color=COLORS.get(comp), marker=markers.get(phase, "s"),
+                   edgecolor="k", linewidth=0.4, s=30, label=f"{comp} ({phase})")
+        if annotate:
+            i = g["achieved_flops"].astype(float).idxmax()
+            ax.annotate(comp, (g.loc[i, "intensity"], g.loc[i, "achieved_flops"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("achieved FLOP/s")
+    ax.set_title(f"roofline: peak {peak_flops / 1e12:.3g} TFLOP/s, {peak_bw / 1e9:.3g} GB/s", fontsize=10)
+    ax.legend(fontsize=6, ncol=2, loc="lower right")
+    fig.tight_layout()
+    return fig

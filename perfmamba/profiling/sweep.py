@@ -1,0 +1,367 @@
+"""Profiling sweeps: models × code paths × phases × batches × sequence lengths → tidy rows.
+
+`sweep(...)` measures every point with the requested attribution methods (`attribution.METHODS`), adds the
+analytic FLOPs/bytes and the resident memory (method "analytic"), and appends the rows to a results CSV
+(`perfmamba.results`) as each point finishes, with `env.json` beside it. Points whose key columns are
+already in the file are skipped, so a killed sweep resumes where it stopped. Running out of memory
+(`torch.cuda.OutOfMemoryError`, or a CPU allocation failure) is recorded as a row with metric "oom" and the
+sweep goes on. On a GPU, decode is also timed with the step captured in a CUDA graph (rows with
+``cuda_graph=True``; only the total is timed there, components cannot be separated inside a graph).
+
+On CPU, denormal floats are flushed to zero during the sweep (`timing.set_flush_denormal`; "on" or
+"partial" recorded in env.json): the scans' decays exp(ΔA) underflow into denormals, which x86 cores
+process many times slower than normal floats, a cost GPUs do not have (mamba-130m random init, prefill
+B=1 L=64, one thread: 522 ms → 380 ms). The flag is per thread; it reaches torch's worker threads only when
+set before the process's first parallel op, which the `perfmamba profile` command does.
+
+CPU timings are only as good as the machine is quiet: with more runnable processes than cores, torch's
+intra-op threads wait for each other at every parallel op and small-op workloads slow down by 10–100×.
+env.json records the load average at the start.
+"""
+from __future__ import annotations
+
+import gc
+import itertools
+import math
+from pathlib import Path
+
+import torch
+
+from .. import results
+from ..config import PRESETS
+from ..errors import PerfmambaError
+from . import attribution, flops, memory
+from .flops import ProfilingError
+from .timing import Summary, graphed_decoder, set_flush_denormal, sync, time_call
+
+PROFILE_COLUMNS = [
+    "model", "arch", "path", "fused", "cuda_graph", "method", "component", "phase", "batch", "seqlen",
+    "d_state", "ratio", "criterion", "mode", "metric", "value", "unit", "median", "p10", "p90", "n_iter",
+    "warmup", "dtype", "state_dtype", "device", "threads",
+]
+# one measurement = one (setting, method); its rows share these columns
+KEY_COLUMNS = ["model", "arch", "path", "fused", "cuda_graph", "method", "phase", "batch", "seqlen", "d_state",
+               "ratio", "criterion", "mode", "dtype", "state_dtype", "device", "threads"]
+
+# the paper's grid (§4: sequence lengths 64–16384, batch 8), and a small CPU grid that runs in about a minute
+GPU_SEQLENS = (64, 512, 1024, 2048, 4096, 8192, 16384)
+GPU_BATCHES = (1, 8, 64)
+CPU_MODELS = ("mamba-small", "mamba2-small", "mamba-130m", "mamba2-130m")
+CPU_SEQLENS = (64, 128)
+CPU_BATCHES = (1,)
+PHASES = flops.PHASES
+PATHS = ("ref", "triton", "mamba_ssm")
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16, "float64": torch.float64, "fp64": torch.float64}
+
+
+def default_grid(device) -> dict:
+    """Sequence lengths, batches, models, warmup and iterations suited to the device."""
+    if torch.device(device).type == "cuda":
+        return dict(models=("mamba-130m", "mamba2-130m"), seqlens=GPU_SEQLENS, batches=GPU_BATCHES, warmup=3, iters=10)
+    return dict(models=CPU_MODELS, seqlens=CPU_SEQLENS, batches=CPU_BATCHES, warmup=2, iters=5)
+
+
+def parse_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ProfilingError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _dtype_name(dt: torch.dtype) -> str:
+    return str(dt).replace("torch.", "")
+
+
+def _positive_ints(name, values) -> tuple[int, ...]:
+    values = tuple(values)
+    if not values:
+        raise ProfilingError(f"{name}: need at least one value")
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ProfilingError(f"{name} must be positive integers, got {v!r}")
+    return values
+
+
+def _check_choices(name, values, allowed) -> tuple[str, ...]:
+    values = tuple(values)
+    if not values:
+        raise ProfilingError(f"{name}: need at least one value")
+    for v in values:
+        if v not in allowed:
+            raise ProfilingError(f"unknown {name[:-1] if name.endswith('s') else name} {v!r}; expected one of "
+                                 f"{', '.join(allowed)}")
+    return values
+
+
+def _check_model_spec(spec) -> None:
+    if isinstance(spec, str) and spec not in PRESETS and not Path(spec).expanduser().is_dir():
+        raise ProfilingError(f"unknown preset or checkpoint directory {spec!r}; presets: {', '.join(PRESETS)}")
+
+
+def load_model(spec, device, dtype):
+    """(name, model) from a preset name, a checkpoint directory or a model object."""
+    from ..checkpoints import load
+
+    if isinstance(spec, torch.nn.Module):
+        name = getattr(spec, "source", None) or type(spec).__name__
+        return Path(str(name)).name, spec.to(device=device, dtype=dtype).eval()
+    _check_model_spec(spec)
+    return Path(str(spec)).name, load(spec, device=device, dtype=dtype)
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Out of memory on a GPU or a failed CPU allocation."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    msg = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(s in msg for s in (
+        "out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory",
+        "failed to allocate"))
+
+
+def _d_state_value(cfg):
+    n = cfg.uniform_d_state
+    return n if n is not None else round(sum(cfg.d_states) / len(cfg.d_states), 2)
+
+
+def sig(x, digits: int = 6):
+    """Floats to `digits` significant digits (timings are not more precise; keeps result files small);
+    integers (FLOP and byte counts) unchanged."""
+    if isinstance(x, float) and math.isfinite(x) and x != 0:
+        return float(f"{x:.{digits}g}")
+    return x
+
+
+class _Point:
+    """Shared columns of one measurement."""
+
+    def __init__(self, **cols):
+        self.cols = cols
+
+    def row(self, component, metric, value, unit, summary: Summary | None = None, scale=1.0, n_iter=None,
+            warmup=None):
+        r = dict(self.cols, component=component, metric=metric, value=sig(value), unit=unit)
+        if summary is not None:
+            r.update(median=sig(summary.median * scale), p10=sig(summary.p10 * scale),
+                     p90=sig(summary.p90 * scale), n_iter=summary.n)
+        if n_iter is not None:
+            r["n_iter"] = n_iter
+        if warmup is not None:
+            r["warmup"] = warmup
+        return r
+
+    def key(self):
+        return results.row_key(self.cols, KEY_COLUMNS)
+
+
+def analytic_rows(point: _Point, model, batch, seqlen, phase, dtype, state_dtype) -> list[dict]:
+    """FLOPs, bytes and intensity per component; weights and cache bytes."""
+    cfg = model.config
+    rows = []
+    for comp, c in flops.component_counts(cfg, batch, seqlen, phase, dtype=dtype, state_dtype=state_dtype).items():
+        rows.append(point.row(comp, "flops", c["flops"], "flop"))
+        rows.append(point.row(comp, "bytes", c["bytes"], "byte"))
+        rows.append(point.row(comp, "intensity", flops.arithmetic_intensity(c["flops"], c["bytes"]), "flop/byte"))
+    rows.append(point.row("weights", "memory", memory.weight_bytes(model), "byte"))
+    for k, v in memory.cache_bytes(model, batch, state_dtype).items():
+        rows.append(point.row(k, "memory", v, "byte"))
+    return rows
+
+
+def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, static_bytes: int) -> list[dict]:
+    """Time (ms), share, achieved FLOP/s and bandwidth per component; memory where the method measured it."""
+    rows = []
+    summ, shares = att.summary(), att.shares()
+    for comp, s in summ.items():
+        rows.append(point.row(comp, "time", s.median * 1e3, "ms", s, scale=1e3, warmup=att.warmup))
+        rows.append(point.row(comp, "share", shares[comp], "fraction", n_iter=att.n_iter, warmup=att.warmup))
+        if comp in counts and s.median > 0:
+            rows.append(point.row(comp, "achieved_flops", counts[comp]["flops"] / s.median, "flop/s"))
+            rows.append(point.row(comp, "achieved_bandwidth", counts[comp]["bytes"] / s.median, "byte/s"))
+    mem = att.memory
+    for comp, v in mem.get("activation_peak", {}).items():
+        rows.append(point.row(comp, "activation_peak", v, "byte"))
+    if "sum_of_allocations" in mem:
+        n = mem.get("n_iter", att.n_iter)
+        per_call = {k: v / n for k, v in mem["sum_of_allocations"].items()}
+        for comp, v in per_call.items():  # inclusive, like the times: ssm contains ssm.*
+            rows.append(point.row(comp, "sum_of_allocations", v, "byte"))
+        rows.append(point.row("total", "sum_of_allocations", mem["sum_of_allocations_total"] / n, "byte"))
+    if "call_peak" in mem:
+        rows.append(point.row("total", "activation_peak", mem["call_peak"], "byte"))
+        rows.append(point.row("total", "peak_memory", static_bytes + mem["call_peak"], "byte"))
+    elif "peak_memory" in mem:
+        rows.append(point.row("total", "peak_memory", mem["peak_memory"], "byte"))
+    return rows
+
+
+def cuda_graph_rows(point: _Point, model, batch, warmup, iters, state_dtype) -> list[dict]:
+    cache = model.allocate_cache(batch, dtype=state_dtype)
+    dec, _ = graphed_decoder(model, cache, batch)
+    ids = torch.randint(0, model.config.vocab_size, (batch,), device=cache.ssm_states[0].device)
+    secs = time_call(lambda: dec.step(ids), cache.ssm_states[0].device, warmup=warmup, iters=iters)
+    s = Summary.of(secs)
+    return [point.row("total", "time", s.median * 1e3, "ms", s, scale=1e3, warmup=warmup)]
+
+
+def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",), methods=("timers",), *,
+          warmup=None, iters=None, out=None, device=None, dtype=None, state_dtype=torch.float32,
+          cuda_graphs=None, threads=None, tags=None, progress=True, flush_denormal=None) -> list[dict]:
+    """Measure every (model, path, phase, batch, seqlen, method) point; return the new rows.
+
+    models: preset names, checkpoint directories or models (default: `default_grid(device)`).
+    paths: compute paths ("ref", "triton", "mamba_ssm"); methods: "timers" and/or "profiler".
+    out: results CSV (rows appended point by point; existing points skipped; env.json written beside it);
+    None keeps rows in memory only. cuda_graphs: also time CUDA-graph decode (default: on a GPU).
+    tags: extra column values for every row (e.g. ratio, criterion, mode of a pruned model).
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ProfilingError("device 'cuda' requested but no CUDA device is visible")
+    grid = default_grid(device)
+    models = tuple(models) if models is not None else grid["models"]
+    if not models:
+        raise ProfilingError("models: need at least one preset or checkpoint directory")
+    for m in models:
+        if not isinstance(m, torch.nn.Module):
+            _check_model_spec(m)
+    seqlens = _positive_ints("seqlens", seqlens if seqlens is not None else grid["seqlens"])
+    batches = _positive_ints("batches", batches if batches is not None else grid["batches"])
+    phases = _check_choices("phases", phases, PHASES)
+    paths = _check_choices("paths", paths, PATHS)
+    methods = _check_choices("methods", methods, attribution.METHODS)
+    warmup = grid["warmup"] if warmup is None else warmup
+    iters = grid["iters"] if iters is None else iters
+    if not isinstance(warmup, int) or warmup < 0 or not isinstance(iters, int) or iters < 1:
+        raise ProfilingError(f"need warmup >= 0 and iters >= 1, got warmup={warmup!r}, iters={iters!r}")
+    dtype = parse_dtype(dtype if dtype is not None else ("bfloat16" if device.type == "cuda" else "float32"))
+    state_dtype = parse_dtype(state_dtype)
+    cuda_graphs = device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
+    if cuda_graphs and device.type != "cuda":
+        raise ProfilingError("CUDA-graph decode needs a CUDA device")
+    flush_denormal = device.type == "cpu" if flush_denormal is None else bool(flush_denormal)
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ProfilingError(f"threads must be a positive integer, got {threads!r}")
+    tags = dict(tags or {})
+    unknown = set(tags) - set(PROFILE_COLUMNS)
+    if unknown:
+        raise ProfilingError(f"tags {', '.join(sorted(unknown))} are not result columns")
+    out = Path(out) if out is not None else None
+    if out is not None:  # fail early on a file of another schema
+        header = results.read_header(out)
+        if header is not None and header != PROFILE_COLUMNS:
+            raise results.ResultsError(f"results file {out} has schema {','.join(header)}, expected "
+                                       f"{','.join(PROFILE_COLUMNS)}")
+    impl = {p: _impl(p) for p in paths}  # also: is every path available here?
+
+    prev_threads, bar = torch.get_num_threads(), None
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        done = results.existing_keys(out, KEY_COLUMNS) if out is not None else set()
+        ftz = set_flush_denormal(True) if flush_denormal else "off"
+        if out is not None:
+            results.write_env(out.parent, {"experiment": out.stem, "flush_denormal": ftz, "warmup": warmup,
+                                           "iters": iters, "impl": impl}, device=device, dtype=dtype)
+        new_rows: list[dict] = []
+        n_graph = sum(1 for p in phases if p == "decode") if cuda_graphs else 0
+        total = len(models) * len(paths) * len(batches) * len(seqlens) * (len(phases) * (len(methods) + 1) + n_graph)
+        bar = tqdm(total=total, desc="profile", disable=not progress, unit="pt")
+        for spec in models:
+            name, model = load_model(spec, device, dtype)
+            cfg = model.config
+            for path in paths:
+                _set_backend(model, path)
+                fused = bool(getattr(model, "fused", False))
+                for phase, batch, seqlen in itertools.product(phases, batches, seqlens):
+                    base = dict(model=name, arch=cfg.arch, path=path, fused=fused, cuda_graph=False,
+                                phase=phase, batch=batch, seqlen=seqlen, d_state=_d_state_value(cfg),
+                                ratio=0.0, criterion="none", mode="dense", dtype=_dtype_name(dtype),
+                                state_dtype=_dtype_name(state_dtype), device=str(device),
+                                threads=torch.get_num_threads())
+                    base.update(tags)
+                    counts = flops.component_counts(cfg, batch, seqlen, phase, dtype=dtype,
+                                                    state_dtype=state_dtype)
+                    static = (memory.weight_bytes(model)
+                              + sum(memory.cache_bytes(model, batch, state_dtype).values())
+                              + batch * (seqlen if phase == "prefill" else 1) * 8)
+                    jobs = [("analytic", None)] + [(m, None) for m in methods]
+                    if phase == "decode" and cuda_graphs:
+                        jobs.append(("timers", "graph"))
+                    for method, kind in jobs:
+                        point = _Point(**dict(base, method=method, cuda_graph=kind == "graph"))
+                        bar.set_postfix_str(f"{name} {path} {phase} B={batch} L={seqlen} {method}"
+                                            + (" graph" if kind else ""), refresh=False)
+                        if point.key() in done:
+                            bar.update()
+                            continue
+                        rows = _measure(point, method, kind, model, phase, batch, seqlen, warmup, iters,
+                                        dtype, state_dtype, counts, static)
+                        if out is not None:
+                            results.append_rows(out, rows, PROFILE_COLUMNS)
+                        done.add(point.key())
+                        new_rows.extend(rows)
+                        bar.update()
+            del model
+            gc.collect()
+    finally:
+        if bar is not None:
+            bar.close()
+        torch.set_num_threads(prev_threads)
+        if flush_denormal:
+            torch.set_flush_denormal(False)  # the calling thread's flag; workers keep theirs
+    return new_rows
+
+
+def _impl(path):
+    """What each operator of a path runs (the `impl` field of its ops namespace, where it has one)."""
+    from ..ops.backends import BackendUnavailable, get_ops
+
+    try:
+        return getattr(get_ops(path), "impl", None) or path
+    except BackendUnavailable as e:
+        raise ProfilingError(str(e)) from None
+
+
+def _set_backend(model, path):
+    from ..ops.backends import BackendUnavailable, get_ops
+
+    try:
+        get_ops(path)
+    except BackendUnavailable as e:
+        raise ProfilingError(str(e)) from None
+    model.backend = path
+
+
+def _measure(point, method, kind, model, phase, batch, seqlen, warmup, iters, dtype, state_dtype, counts, static):
+    try:
+        if method == "analytic":
+            return analytic_rows(point, model, batch, seqlen, phase, dtype, state_dtype)
+        if kind == "graph":
+            return cuda_graph_rows(point, model, batch, warmup, iters, state_dtype)
+        att = attribution.attribute(model, phase, batch, seqlen, method=method, warmup=warmup, iters=iters,
+                                    state_dtype=state_dtype)
+        return attribution_rows(point, att, counts, static)
+    except PerfmambaError:
+        raise
+    except (RuntimeError, MemoryError) as e:
+        if not is_oom(e):
+            raise
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return [point.row("total", "oom", math.nan, "", n_iter=0, warmup=warmup)]
+    finally:
+        sync(next(model.parameters()).device)
+
+
+def to_frame(rows):
+    """Rows → DataFrame with the profile columns in order."""
+    import pandas as pd
+
+    df = pd.DataFrame(list(rows))
+    return df.reindex(columns=PROFILE_COLUMNS) if not df.empty else pd.DataFrame(columns=PROFILE_COLUMNS)

@@ -1,0 +1,195 @@
+"""Timing primitives: synchronised wall clock or CUDA events, summary statistics, and a CUDA-graph decode step.
+
+`time_call(fn, device, warmup, iters)` times a whole call; per-component timers live in `attribution`.
+On CPU a call is timed with `time.perf_counter` (CPU ops return when done); on a GPU with CUDA events
+recorded on the current stream around the call, read after one synchronisation.
+
+`graphed_decoder` captures one `model.step` (embedding → layers → norm → lm_head with the cache updated in
+place) in a CUDA graph and replays it, which removes the Python and launch overhead that dominates eager
+decoding of small models: `perfmamba.ops.triton.graphs.GraphedStep` where triton imports, else the
+equivalent `CudaGraphDecoder` here (both follow mamba-ssm `utils/generation.py` `capture_graph`).
+"""
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+
+def sync(device) -> None:
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+@contextmanager
+def no_gc():
+    """Python's cyclic garbage collector off while timing (as `timeit` does): a collection landing in one
+    repetition would be charged to whatever component was running."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def set_flush_denormal(on: bool = True) -> str:
+    """Flush denormal floats to zero on CPU; returns "on", "partial", "off" or "unsupported".
+
+    The flag (x86 FTZ/DAZ) is per thread and torch sets it on the calling thread only; the intra-op worker
+    threads inherit it only if they are created afterwards. So call this before the first parallel op of the
+    process; "partial" means some worker threads were already running (probed by multiplying 1e-30 by
+    1e-10 over a tensor large enough to be split across threads).
+    """
+    if not torch.set_flush_denormal(on):
+        return "unsupported"
+    if not on:
+        return "off"
+    x = torch.full((1 << 20,), 1e-30, dtype=torch.float32)
+    return "on" if not bool((x * 1e-10).any()) else "partial"
+
+
+def percentile(xs, q: float) -> float:
+    """Linear-interpolated percentile (q in [0, 100]) of a non-empty sequence (numpy's default method)."""
+    xs = sorted(xs)
+    if not xs:
+        raise ValueError("percentile of an empty sequence")
+    pos = (len(xs) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+@dataclass
+class Summary:
+    median: float
+    p10: float
+    p90: float
+    n: int
+
+    @classmethod
+    def of(cls, xs) -> "Summary":
+        xs = list(xs)
+        return cls(statistics.median(xs), percentile(xs, 10), percentile(xs, 90), len(xs))
+
+
+class Stopwatch:
+    """Elapsed time of a region: CUDA events on a GPU, perf_counter otherwise. Read `.elapsed()` (seconds)
+    only after the device has been synchronised."""
+
+    def __init__(self, device):
+        self.cuda = torch.device(device).type == "cuda"
+        if self.cuda:
+            self._s = torch.cuda.Event(enable_timing=True)
+            self._e = torch.cuda.Event(enable_timing=True)
+
+    def start(self):
+        if self.cuda:
+            self._s.record()
+        else:
+            self._t0 = time.perf_counter()
+        return self
+
+    def stop(self):
+        if self.cuda:
+            self._e.record()
+        else:
+            self._t1 = time.perf_counter()
+        return self
+
+    def elapsed(self) -> float:
+        if self.cuda:
+            return self._s.elapsed_time(self._e) / 1e3
+        return self._t1 - self._t0
+
+
+def time_call(fn, device="cpu", warmup: int = 3, iters: int = 10, setup=None) -> list[float]:
+    """Seconds per call of `fn()` for `iters` timed calls after `warmup` untimed ones. `setup()` (untimed)
+    runs before each call, e.g. to reset a cache."""
+    if warmup < 0 or iters < 1:
+        raise ValueError(f"need warmup >= 0 and iters >= 1, got {warmup}, {iters}")
+    for _ in range(warmup):
+        if setup is not None:
+            setup()
+        fn()
+    sync(device)
+    with no_gc():
+        return _timed_loop(fn, device, iters, setup)
+
+
+def _timed_loop(fn, device, iters, setup):
+    out = []
+    for _ in range(iters):
+        if setup is not None:
+            setup()
+        sync(device)
+        sw = Stopwatch(device).start()
+        fn()
+        sw.stop()
+        sync(device)
+        out.append(sw.elapsed())
+    return out
+
+
+# decode step without the checks of MambaLM.forward, so that it can be captured in a CUDA graph ------------
+def decode_body(model, input_ids: torch.Tensor, cache) -> torch.Tensor:
+    """`model.step` minus argument validation (which reads ids on the host and cannot be captured) and
+    minus the Python-side `seqlen_offset` bump. input_ids: (b,) → logits (b, padded_vocab)."""
+    x = model.backbone.embedding(input_ids[:, None])  # (b, 1, d_model)
+    for i, layer in enumerate(model.backbone.layers):
+        x = layer(x, cache.conv_states[i], cache.ssm_states[i])
+    x = model.backbone.norm_f(x)
+    return model.lm_head(x)[:, 0]
+
+
+class CudaGraphDecoder:
+    """One decode step captured in a CUDA graph; `step(ids)` copies ids in, replays, returns the logits
+    buffer (overwritten by the next step). The cache tensors are the graph's static state: they must stay
+    the same objects (they are updated in place by every step)."""
+
+    def __init__(self, model, cache, batch: int, warmup: int = 3):
+        if not torch.cuda.is_available():
+            raise RuntimeError("CUDA graphs need a CUDA device")
+        dev = model.lm_head.weight.device
+        self.model, self.cache = model, cache
+        self.ids = torch.zeros(batch, dtype=torch.long, device=dev)
+        snapshot = [t.clone() for t in cache.conv_states + cache.ssm_states]
+        s = torch.cuda.Stream(dev)
+        s.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(s), torch.inference_mode():  # warm up kernels (autotuning) off the graph
+            for _ in range(warmup):
+                decode_body(model, self.ids, cache)
+        torch.cuda.current_stream(dev).wait_stream(s)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.inference_mode():
+            self.logits = decode_body(model, self.ids, cache)
+        with torch.no_grad():  # capture and warm-up advanced the state: put it back
+            for t, v in zip(cache.conv_states + cache.ssm_states, snapshot):
+                t.copy_(v)
+
+    def step(self, input_ids: torch.Tensor) -> torch.Tensor:
+        self.ids.copy_(input_ids)
+        self.graph.replay()
+        self.cache.seqlen_offset += 1
+        return self.logits
+
+
+def graphed_decoder(model, cache, batch: int):
+    """(decoder, implementation name): `perfmamba.ops.triton.graphs.GraphedStep` where it imports (it needs
+    triton), else `CudaGraphDecoder`. Both capture the same step; `decoder.step(ids)` → logits."""
+    try:
+        from ..ops.triton.graphs import GraphedStep
+    except ImportError:
+        return CudaGraphDecoder(model, cache, batch), "perfmamba.profiling.timing.CudaGraphDecoder"
+    graphed = GraphedStep(model, cache)
+
+    class _Step:
+        step = staticmethod(graphed)
+
+    return _Step(), "perfmamba.ops.triton.graphs.GraphedStep"

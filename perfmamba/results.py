@@ -1,0 +1,266 @@
+"""Tidy result rows: one CSV per experiment under ``data/results/<device-slug>/``, provenance in ``env.json``.
+
+A row is a flat dict (model, arch, path, component, phase, batch, seqlen, metric, value, unit, …). A file
+has one fixed header; appending rows with other columns is refused with a one-line `ResultsError`, so two
+experiments never share a file by accident. Sweeps call `existing_keys` first and skip points already
+measured, which makes a killed sweep resumable.
+
+Writes are atomic where it is cheap: a new file is written to a temporary file and renamed into place; an
+append is one ``write`` of whole lines to a file opened with O_APPEND, after repairing a torn last line that
+an earlier killed process may have left.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import PerfmambaError
+
+
+def results_root() -> Path:
+    """$PERFMAMBA_RESULTS, else data/results of the source checkout, else ./data/results."""
+    if os.environ.get("PERFMAMBA_RESULTS"):
+        return Path(os.environ["PERFMAMBA_RESULTS"])
+    repo = Path(__file__).resolve().parent.parent
+    return (repo if (repo / "pyproject.toml").exists() else Path.cwd()) / "data" / "results"
+
+
+class ResultsError(PerfmambaError, ValueError):
+    """A results file that cannot be read or appended to."""
+
+
+# formatting -------------------------------------------------------------------------------------------
+def format_value(v) -> str:
+    """The CSV text of one cell. Keys compare on this text, so it must be stable: None/NaN → "", bools as
+    "True"/"False", floats by ``repr`` (shortest round-trip), everything else by ``str``."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(float(v))  # float() drops numpy's repr
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):  # numpy / torch scalars
+        try:
+            return format_value(v.item())
+        except (TypeError, ValueError):
+            pass
+    return str(v)
+
+
+def row_key(row: dict, key_cols: Sequence[str]) -> tuple[str, ...]:
+    """The identity of a row for resuming: its key columns as CSV text."""
+    return tuple(format_value(row.get(c)) for c in key_cols)
+
+
+def columns_of(rows: Iterable[dict]) -> list[str]:
+    """Union of the rows' keys, in first-seen order."""
+    cols: dict[str, None] = {}
+    for r in rows:
+        for k in r:
+            cols.setdefault(k, None)
+    return list(cols)
+
+
+# reading ----------------------------------------------------------------------------------------------
+def read_header(path) -> list[str] | None:
+    """Column names of an existing results file, or None when it does not exist or is empty."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, newline="") as f:
+        try:
+            header = next(csv.reader(f))
+        except StopIteration:
+            return None
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise ResultsError(f"results file {path} is not a CSV file ({e})") from None
+    return header
+
+
+def _complete_lines(path: Path) -> str:
+    text = path.read_text()
+    if text and not text.endswith("\n"):  # a torn final line from a killed writer: ignore it
+        text = text[: text.rfind("\n") + 1]
+    return text
+
+
+def read_rows(path, *, dtype=None):
+    """All rows of a results file as a pandas DataFrame (empty when the file does not exist).
+
+    Cells are parsed by pandas (numbers become numbers); pass ``dtype=str`` to get the CSV text.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if read_header(path) is None:
+        return pd.DataFrame()
+    return pd.read_csv(io.StringIO(_complete_lines(path)), dtype=dtype, keep_default_na=True)
+
+
+def existing_keys(path, key_cols: Sequence[str]) -> set[tuple[str, ...]]:
+    """Key tuples (as CSV text, see `row_key`) of the rows already in `path`; empty if there is no file."""
+    path = Path(path)
+    header = read_header(path)
+    if header is None:
+        return set()
+    missing = [c for c in key_cols if c not in header]
+    if missing:
+        raise ResultsError(f"results file {path} has schema {','.join(header)}, which lacks key column(s) "
+                           f"{','.join(missing)}")
+    idx = [header.index(c) for c in key_cols]
+    keys = set()
+    reader = csv.reader(io.StringIO(_complete_lines(path)))
+    next(reader, None)
+    for rec in reader:
+        if len(rec) == len(header):
+            keys.add(tuple(rec[i] for i in idx))
+    return keys
+
+
+# writing ----------------------------------------------------------------------------------------------
+def _csv_text(rows: Iterable[dict], columns: Sequence[str], header: bool) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header:
+        w.writerow(columns)
+    for r in rows:
+        extra = set(r) - set(columns)
+        if extra:
+            raise ResultsError(f"row has columns {', '.join(sorted(extra))} that are not in the schema "
+                               f"{','.join(columns)}")
+        w.writerow([format_value(r.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same directory and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def append_rows(path, rows: Sequence[dict], columns: Sequence[str] | None = None) -> int:
+    """Append `rows` to the CSV at `path`, creating it (and its directory) if needed. Returns rows written.
+
+    `columns` is the file's schema; by default the union of the rows' keys. Missing cells are written empty.
+    An existing file must have exactly this header, otherwise `ResultsError`
+    ("results file X has schema …, expected …") and nothing is written.
+    """
+    path = Path(path)
+    rows = list(rows)
+    columns = list(columns) if columns is not None else columns_of(rows)
+    if not columns:
+        if rows:
+            raise ResultsError("rows have no columns")
+        return 0
+    if len(set(columns)) != len(columns):
+        raise ResultsError(f"duplicate column names in {','.join(columns)}")
+    header = read_header(path)
+    if header is None:
+        atomic_write_text(path, _csv_text(rows, columns, header=True))
+        return len(rows)
+    if header != list(columns):
+        raise ResultsError(f"results file {path} has schema {','.join(header)}, expected {','.join(columns)}")
+    if not rows:
+        return 0
+    text = _csv_text(rows, columns, header=False)
+    with open(path, "rb+") as f:  # drop a torn last line left by a killed writer
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                f.seek(0)
+                data = f.read()
+                f.truncate(data.rfind(b"\n") + 1)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return len(rows)
+
+
+# provenance -------------------------------------------------------------------------------------------
+def _slug(text: str) -> str:
+    text = re.sub(r"\(r\)|\(tm\)|\bcpu\b|@.*$", " ", text.lower())
+    text = re.sub(r"\bprocessor\b|\bwith radeon.*$", " ", text)
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown"
+
+
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo``, else `platform.processor()`)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def device_slug(device=None) -> str:
+    """A directory name for results measured on `device`: ``nvidia-h100-80gb-hbm3`` for a GPU (its name),
+    ``cpu-<model>`` (e.g. ``cpu-amd-epyc``) for the CPU. Default: the GPU if one is visible, else the CPU."""
+    import torch
+
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cuda":
+        return _slug(torch.cuda.get_device_name(dev))
+    return "cpu-" + _slug(cpu_model())
+
+
+def results_path(experiment: str, device=None, root=None) -> Path:
+    """``<root>/<device-slug>/<experiment>.csv``; root defaults to `results_root()`."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", experiment or ""):
+        raise ResultsError(f"experiment name {experiment!r} must be letters, digits, '_', '-' or '.'")
+    return Path(root if root is not None else results_root()) / device_slug(device) / f"{experiment}.csv"
+
+
+HISTORY = 20
+
+
+def write_env(directory, extra: dict | None = None, *, device=None, dtype=None, filename="env.json") -> dict:
+    """Write provenance (`perfmamba.profiling.env.collect_env`) plus `extra` to ``<directory>/env.json``.
+
+    Earlier runs' env.json contents are kept, newest last, under "history" (at most `HISTORY` entries), so a
+    resumed sweep does not lose who measured the earlier rows. Returns the dict written.
+    """
+    from .profiling.env import collect_env
+
+    directory = Path(directory)
+    env = collect_env(device=device, dtype=dtype)
+    if extra:
+        env.update(extra)
+    old_path = directory / filename
+    if old_path.exists():
+        try:
+            old = json.loads(old_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            old = {}
+        if isinstance(old, dict) and old:
+            history = old.pop("history", [])
+            env["history"] = (history + [old])[-HISTORY:]
+    atomic_write_text(old_path, json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
+    return env

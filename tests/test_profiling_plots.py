@@ -1,0 +1,65 @@
+"""Plots and tables read tidy rows: Fig. 2 bars, Table 1 with the paper's column, roofline."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+import perfmamba  # noqa: E402
+from perfmamba.profiling import plots  # noqa: E402
+from perfmamba.profiling.sweep import sweep, to_frame  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def df():
+    rows = sweep(["mamba-tiny", "mamba2-tiny"], [8, 21], [2], methods=("timers", "profiler"), warmup=0, iters=1,
+                 progress=False, flush_denormal=False, threads=1)
+    return to_frame(rows)
+
+
+def test_fig2_has_a_panel_per_model_and_phase_with_stacked_components(df):
+    fig = plots.plot_fig2_latency(df)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 4  # 2 models × (prefill, decode)
+    ax = axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "21"]
+    # the bars of one sequence length stack up to the measured total
+    tot = df[(df.metric == "time") & (df.method == "timers") & (df.component == "total") & (df.model == "mamba-tiny")
+             & (df.phase == "prefill") & (df.seqlen == 8)]["value"].iloc[0]
+    tops = max(p.get_y() + p.get_height() for p in ax.patches if abs(p.get_x() + p.get_width() / 2) < 0.5)
+    assert tops == pytest.approx(tot, rel=0.05)
+
+
+def test_fig2_bad_selection_is_one_line_error(df):
+    with pytest.raises(perfmamba.PerfmambaError, match="no rows with batch=64"):
+        plots.plot_fig2_latency(df, batch=64)
+    with pytest.raises(perfmamba.PerfmambaError):
+        plots.plot_fig2_latency(pd.DataFrame())
+
+
+def test_table1_components(df):
+    t = plots.table1_components(df, seqlen=21)
+    assert list(t.columns) == ["model", "arch", "component", "time_ms", "time_share", "activation_peak_MB",
+                               "sum_of_allocations_GB", "paper_time_share", "paper_memory_GB"]
+    for model, g in t.groupby("model"):
+        top = g[g.component.isin(plots.STACK)]
+        assert top["time_share"].sum() == pytest.approx(1.0, abs=0.05), model  # components + other = the call
+    m2 = t[t.arch == "mamba2"]
+    assert "gated_norm" in set(m2.component) and "gated_norm" not in set(t[t.arch == "mamba1"].component)
+    assert (t["activation_peak_MB"].dropna() >= 0).all()
+    assert t.attrs["seqlen"] == 21 and t.attrs["phase"] == "prefill"
+
+
+def test_paper_table1_holds_only_transcribed_values():
+    assert ("mamba2", "ssm") in plots.PAPER_TABLE1
+    for v in plots.PAPER_TABLE1.values():
+        assert set(v) == {"time_share", "memory_gb"}
+        assert all(x is None or isinstance(x, float) for x in v.values())
+
+
+def test_roofline_plot(df):
+    fig = plots.plot_roofline(df, peak_flops=1e11, peak_bw=2e10)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert len(ax.collections) >= 5  # component × phase scatter groups
