@@ -12,6 +12,7 @@ from .errors import PerfmambaError
 
 # modules exposing `register(subparsers)`; each adds its subcommand(s) with `set_defaults(func=...)`
 COMMANDS = [
+    "perfmamba.train_cli",
     "perfmamba.checkpoints_cli",
     "perfmamba.pruning.cli",
     "perfmamba.profiling.cli",

@@ -1,0 +1,140 @@
+"""Evaluation: perplexity, the lm-eval model type `perfmamba`, offline tasks and the associative-recall probe.
+
+    rows = evaluate_model(model, tokenizer, splits=["test"], tasks=["corpus_choice"], recall=[4, 16])
+
+Modules: perplexity (sliding-window perplexity), lm_eval_model (lm-eval model type and CLI), local_tasks (tasks
+built from the corpus, local data files for lm-eval's tasks), recall (associative-recall probe and a tiny model
+trained on it), tasks/ (lm-eval task YAMLs).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+
+from .perplexity import EvaluationError, perplexity, perplexity_rows, token_nlls, windows
+from .recall import recall_accuracy, recall_batch, recall_rows, train_recall_model
+
+__all__ = ["evaluate_model", "write_rows", "perplexity", "perplexity_rows", "token_nlls", "windows",
+           "recall_accuracy", "recall_batch", "recall_rows", "train_recall_model", "EvaluationError",
+           "local_task_names", "task_manager"]
+
+ROW_KEYS = ("split", "task", "metric", "value", "stderr", "n", "n_pairs")
+
+
+def local_task_names() -> list[str]:
+    """The offline tasks shipped in perfmamba/evaluation/tasks."""
+    from .lm_eval_model import TASKS_DIR
+
+    return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+
+
+def task_manager(**kwargs):
+    """An lm-eval TaskManager that also indexes our offline tasks (see lm_eval_model.task_manager)."""
+    from .lm_eval_model import task_manager as tm
+
+    return tm(**kwargs)
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_task_manager(include_defaults: bool):
+    # indexing lm-eval's ~15k stock task files takes seconds: done once per process
+    return task_manager(include_defaults=include_defaults)
+
+
+def _row(**kw) -> dict:
+    return {k: kw.get(k) for k in ROW_KEYS}
+
+
+def _task_rows(results: dict, tasks) -> list[dict]:
+    rows = []
+    for task in tasks:
+        res = results["results"].get(task, {})
+        n = results.get("n-samples", {}).get(task, {}).get("effective")
+        for key, value in res.items():
+            if "," not in key or "_stderr," in key or not isinstance(value, (int, float)):
+                continue
+            metric, filt = key.split(",", 1)
+            stderr = res.get(f"{metric}_stderr,{filt}")
+            rows.append(_row(task=task, metric=metric, value=float(value), n=n,
+                             stderr=float(stderr) if isinstance(stderr, (int, float)) else None))
+    return rows
+
+
+def run_tasks(model, tokenizer, tasks, *, limit=None, batch_size: int = 8, bootstrap_iters: int = 1000,
+              log_samples: bool = False) -> dict:
+    """lm-eval's `simple_evaluate` on `tasks` with our model type wrapped around an in-memory model."""
+    import lm_eval
+
+    from .lm_eval_model import PerfmambaLM
+
+    tasks = list(tasks)
+    ours = set(local_task_names())
+    tm = _shared_task_manager(not set(tasks) <= ours)
+    unknown = [t for t in tasks if t not in tm.all_tasks]
+    if unknown:
+        raise EvaluationError(f"unknown task {unknown[0]!r}; offline tasks: {', '.join(sorted(ours))} "
+                              "(or a stock lm-eval task name where its dataset is available)")
+    lm = PerfmambaLM(model=model, tokenizer=tokenizer, batch_size=batch_size,
+                     device=str(next(model.parameters()).device))
+    return lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, log_samples=log_samples,
+                                   bootstrap_iters=bootstrap_iters, verbosity="ERROR")
+
+
+def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"), tasks=("corpus_choice", "corpus_cloze"),
+                   recall=None, corpus: dict | None = None, seq_len: int = 512, stride: int | None = None,
+                   batch_size: int = 8, max_tokens: int | None = None, limit: int | None = None,
+                   recall_kwargs: dict | None = None, progress: bool = False) -> list[dict]:
+    """Tidy rows {split, task, metric, value, stderr, n, n_pairs} for the notebooks and the pruning sweeps.
+
+    splits: corpus splits scored by sliding-window perplexity (`corpus`: {split: text}, default load_corpus()).
+    tasks: lm-eval task names (our offline tasks, or stock ones where their datasets are available).
+    recall: n_pairs values for the associative-recall probe (`recall_kwargs` passed on), or None.
+    tokenizer: object or path; default the tokenizer files beside `model.source`. Needed for splits and tasks.
+    """
+    from .lm_eval_model import resolve_tokenizer
+
+    splits, tasks = list(splits or []), list(tasks or [])
+    rows: list[dict] = []
+    tok = resolve_tokenizer(model, tokenizer) if (splits or tasks) else None
+    if splits:
+        from ..data import SPLITS, documents, encode_documents, load_corpus
+
+        bad = [s for s in splits if s not in SPLITS and (corpus is None or s not in corpus)]
+        if bad:
+            raise EvaluationError(f"unknown split {bad[0]!r}; expected one of {', '.join(SPLITS)}")
+        corpus = load_corpus() if corpus is None else corpus
+        toks = {}
+        for s in splits:
+            ids = encode_documents(documents(corpus[s]), tok)
+            if ids.numel() < 2:
+                raise EvaluationError(f"split {s!r} is empty or too short to score")
+            toks[s] = ids
+        for r in perplexity_rows(model, toks, seq_len=seq_len, stride=stride, batch_size=batch_size,
+                                 max_tokens=max_tokens, progress=progress):
+            rows.append(_row(split=r["split"], task="perplexity", metric=r["metric"], value=r["value"]))
+    if tasks:
+        rows += _task_rows(run_tasks(model, tok, tasks, limit=limit, batch_size=batch_size), tasks)
+    if recall:
+        for r in recall_rows(model, list(recall), **(recall_kwargs or {})):
+            rows.append(_row(task="recall", metric=r["metric"], value=r["value"], n_pairs=r["n_pairs"]))
+    return rows
+
+
+def write_rows(rows: list[dict], path, **context) -> Path:
+    """Rows (plus constant `context` columns, e.g. model=…) to CSV, written atomically."""
+    import pandas as pd
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame([{**context, **r} for r in rows])
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,436 @@
+"""Train small Mamba-1 / Mamba-2 language models on CPU (the embedded default of the pipeline).
+
+nanoGPT-style loop: AdamW (no weight decay on norms, biases, A_log, D, dt_bias, as mamba-ssm's
+`_no_weight_decay`), linear warm-up then cosine decay to `min_lr_ratio · lr`, gradient clipping at 1.0,
+periodic validation loss, checkpoints in our format with the tokenizer and a `train_log.json`.
+
+Deterministic for a seed: the initialisation is seeded through `config.seed`, the batch order through
+`perfmamba.data.batches(seed=…)`, and nothing else draws random numbers.
+
+    model, history = train(preset("mamba-small"), tokens["train"], tokens["validation"], out_dir="m", steps=500)
+    paths = train_default_models("artifacts")   # the two default models, trained once and reused
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .config import ModelConfig, preset
+from .errors import PerfmambaError
+from .models.lm import MambaLM
+from .ops.backends import get_ops
+
+
+class TrainError(PerfmambaError, ValueError):
+    """Training settings or data that cannot be used."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a differentiable Mamba-1 scan for training
+
+def _scan_(decay, x, h0, chunk: int, reverse: bool = False):
+    """In place along dim 1 of x, decay (b, l, ...): x_t ← x_t + decay_t ⊙ x_{t∓1}, starting from h0 (or 0).
+
+    Forward (reverse=False): x_t += decay_t ⊙ x_{t−1}, x_{−1} = h0. Reverse: x_t += decay_t ⊙ x_{t+1},
+    x_l = h0. Chunks of `chunk` positions are scanned all at once from a zero state while `decay` becomes the
+    running product within each chunk; one step per chunk then adds the carried state (the scheme of
+    `perfmamba.ops.selective_scan_chunked`). Returns the state after the last step (a view into x).
+    """
+    b, l = x.shape[:2]
+    T = max(1, min(chunk, l))
+    nc = l // T
+    l0 = nc * T
+    rest = x.shape[2:]
+    h = h0
+    if reverse:  # positions l0 … l−1 first (one by one), then whole chunks from the right
+        for t in range(l - 1, l0 - 1, -1):
+            if h is not None:
+                x[:, t].addcmul_(decay[:, t], h)
+            h = x[:, t]
+    if nc:
+        X = x[:, :l0].view(b, nc, T, *rest)
+        P = decay[:, :l0].view(b, nc, T, *rest)
+        steps = range(T - 2, -1, -1) if reverse else range(1, T)
+        for t in steps:
+            nb = t + 1 if reverse else t - 1
+            X[:, :, t].addcmul_(P[:, :, t], X[:, :, nb])
+            P[:, :, t].mul_(P[:, :, nb])
+        for c in (range(nc - 1, -1, -1) if reverse else range(nc)):
+            if h is not None:
+                X[:, c].addcmul_(P[:, c], h[:, None])
+            h = X[:, c, 0] if reverse else X[:, c, T - 1]
+    if not reverse:
+        for t in range(l0, l):
+            if h is not None:
+                x[:, t].addcmul_(decay[:, t], h)
+            h = x[:, t]
+    return h
+
+
+class _SelectiveScan(torch.autograd.Function):
+    """h_t = exp(Δ_t A) ⊙ h_{t−1} + (Δ_t u_t) ⊗ B_t,  y_t = h_t C_t, with a hand-written backward.
+
+    u, delta (after softplus): (b, d, l); A (d, n); B, C (b, g, n, l); h0 (b, d, n) or None.
+    Returns y (b, d, l) and the last state (b, d, n). The states h (b, l, d, n) are kept for the backward pass,
+    which runs the adjoint recurrence g_t = C_t ⊗ ∂y_t + exp(Δ_{t+1} A) ⊙ g_{t+1} backwards in time and reads
+    every gradient off g and h:  ∂(Δu)_t = g_t B_t,  ∂B_t = Σ_d g_t (Δu)_t,  ∂C_t = Σ_d h_t ∂y_t,
+    ∂Δ_t += Σ_n q_t A,  ∂A = Σ_{b,t} q_t Δ_t,  ∂h0 = g_0 exp(Δ_0 A),  with q_t = g_t ⊙ exp(Δ_t A) ⊙ h_{t−1}.
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, h0, chunk):
+        b, d, l = u.shape
+        g, n = B.shape[1], B.shape[2]
+        dt = delta.transpose(1, 2)  # (b, l, d)
+        decay = torch.exp(dt[..., None] * A)  # (b, l, d, n)
+        du = (dt * u.transpose(1, 2)).reshape(b, l, g, d // g, 1)
+        hs = (du * B.permute(0, 3, 1, 2)[:, :, :, None, :]).reshape(b, l, d, n)  # (Δu)_t ⊗ B_t
+        last = _scan_(decay, hs, h0, chunk).clone()  # hs now holds h_t
+        y = (hs.view(b, l, g, d // g, n) @ C.permute(0, 3, 1, 2)[..., None]).reshape(b, l, d)
+        ctx.chunk = chunk
+        ctx.save_for_backward(u, delta, A, B, C, h0 if h0 is not None else u.new_empty(0), hs)
+        ctx.has_h0 = h0 is not None
+        return y.transpose(1, 2).contiguous(), last
+
+    @staticmethod
+    def backward(ctx, gy, glast):
+        u, delta, A, B, C, h0, hs = ctx.saved_tensors
+        b, d, l = u.shape
+        g, n = B.shape[1], B.shape[2]
+        dt = delta.transpose(1, 2)  # (b, l, d)
+        Bt, Ct = B.permute(0, 3, 1, 2), C.permute(0, 3, 1, 2)  # (b, l, g, n)
+        gy = torch.zeros_like(u) if gy is None else gy
+        gyt = gy.transpose(1, 2)  # (b, l, d)
+        # adjoint states, reverse scan: g_t = C_t ⊗ ∂y_t + exp(Δ_{t+1} A) ⊙ g_{t+1}, g_l = ∂last
+        G = (gyt.reshape(b, l, g, d // g, 1) * Ct[:, :, :, None, :]).reshape(b, l, d, n)
+        dt_next = F.pad(dt[:, 1:], (0, 0, 0, 1))  # Δ_{t+1}, 0 after the end
+        _scan_(torch.exp(dt_next[..., None] * A), G, glast, ctx.chunk, reverse=True)
+        # gradients through the input term (Δu)_t ⊗ B_t and the readout h_t C_t
+        gdu = (G.view(b, l, g, d // g, n) @ Bt[..., None]).reshape(b, l, d)
+        du = (dt * u.transpose(1, 2)).reshape(b, l, g, 1, d // g)
+        gB = (du @ G.view(b, l, g, d // g, n)).reshape(b, l, g, n).permute(0, 2, 3, 1)
+        gC = (gyt.reshape(b, l, g, 1, d // g) @ hs.view(b, l, g, d // g, n)).reshape(b, l, g, n).permute(0, 2, 3, 1)
+        # gradients through the decay exp(Δ_t A): q_t = g_t ⊙ exp(Δ_t A) ⊙ h_{t−1}
+        decay = torch.exp(dt[..., None] * A)
+        gh0 = G[:, 0] * decay[:, 0] if ctx.has_h0 else None
+        q = decay.mul_(G)
+        q[:, 1:].mul_(hs[:, :-1])
+        if ctx.has_h0:
+            q[:, 0].mul_(h0)
+        else:
+            q[:, 0].zero_()
+        gdt = torch.einsum("bldn,dn->bld", q, A)  # Σ_n q A
+        gA = torch.einsum("bldn,bld->dn", q, dt)
+        gu = (gdu * dt).transpose(1, 2)
+        gdelta = (gdu * u.transpose(1, 2) + gdt).transpose(1, 2)
+        return gu, gdelta, gA, gB.contiguous(), gC.contiguous(), gh0, None
+
+
+def selective_scan_trainable(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                             return_last_state=False, initial_state=None, chunk_size=8):
+    """`selective_scan_ref` (perfmamba.ops) with a backward pass fast enough to train on CPU.
+
+    The inference path `selective_scan_chunked` updates its buffers in place, which autograd rejects, and the
+    sequential reference slices one token per step, whose backward materialises a full-size gradient per
+    slice. Here the scan is one autograd node (`_SelectiveScan`) with a hand-written backward; the cheap
+    elementwise parts (Δ bias and softplus, D skip, silu(z) gate) stay in autograd. Shapes as in
+    `selective_scan_ref`: u, delta, z (b, d, l); A (d, n); B, C (b, n, l) or (b, g, n, l). Memory: a few
+    (b, l, d, n) tensors per call, kept for the backward pass.
+    """
+    out_dtype = u.dtype
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(dtype)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    if B.dim() == 3:  # (b, n, l) -> (b, 1, n, l)
+        B, C = B.unsqueeze(1), C.unsqueeze(1)
+    if u.shape[1] % B.shape[1]:
+        raise ValueError(f"d={u.shape[1]} channels cannot be split into {B.shape[1]} groups")
+    h0 = initial_state.to(dtype) if initial_state is not None else None
+    y, last = _SelectiveScan.apply(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(),
+                                   C.contiguous(), h0, chunk_size)
+    if D is not None:
+        y = y + u * D.to(dtype)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(dtype))
+    y = y.to(out_dtype)
+    return (y, last.to(out_dtype)) if return_last_state else y
+
+
+@contextlib.contextmanager
+def trainable_ops():
+    """While active, the `ref` backend runs Mamba-1's scan through `selective_scan_trainable`.
+
+    Mamba-2's chunked SSD is already differentiable. The swap is undone on exit, also on error.
+    """
+    ops = get_ops("ref")
+    saved = ops.selective_scan
+    ops.selective_scan = selective_scan_trainable
+    try:
+        yield
+    finally:
+        ops.selective_scan = saved
+
+
+# ----------------------------------------------------------------------------------------------------------
+# optimisation
+
+def lr_at(step: int, *, lr: float, warmup: int, steps: int, min_lr_ratio: float = 0.1) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to min_lr_ratio · lr at `steps` (nanoGPT)."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+_NO_DECAY = ("A_log", "D", "dt_bias", "dt_proj.bias")
+
+
+def param_groups(model: MambaLM, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices and conv kernels only; never on norms, biases or the SSM parameters."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.dim() >= 2 and not name.endswith(_NO_DECAY):
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def token_sha256(tokens: torch.Tensor) -> str:
+    """A digest of a token stream, recorded so that a log says exactly which data trained a model."""
+    return hashlib.sha256(tokens.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()
+
+
+def _check_tokens(name: str, tokens, seq_len: int, vocab: int) -> torch.Tensor:
+    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1:
+        raise TrainError(f"{name} must be a 1-D tensor of token ids")
+    if tokens.numel() < seq_len + 1:
+        raise TrainError(f"{name}: {tokens.numel()} tokens are too few for one window of seq_len {seq_len}")
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= vocab:
+        raise TrainError(f"{name}: token ids must lie in [0, {vocab}) for this model, found [{lo}, {hi}]")
+    return tokens.long()
+
+
+def _batch_stream(tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int):
+    """Endless (input, target) batches: one shuffled pass per epoch, the order fixed by (seed, epoch)."""
+    from .data import batches
+
+    epoch = 0
+    while True:
+        got = False
+        for x, y in batches(tokens, batch_size, seq_len, seed=seed * 1000 + epoch, shuffle=True, drop_last=True):
+            got = True
+            yield x, y
+        if not got:  # fewer windows than one batch: use the partial batch
+            yield from batches(tokens, batch_size, seq_len, seed=seed * 1000 + epoch, shuffle=True)
+        epoch += 1
+
+
+def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Tensor, *, out_dir=None,
+          tokenizer=None, steps: int = 1000, batch_size: int = 16, seq_len: int = 128, lr: float = 3e-3,
+          warmup: int = 50, seed: int = 0, eval_every: int = 100, eval_tokens: int = 65536,
+          weight_decay: float = 0.1, grad_clip: float = 1.0, min_lr_ratio: float = 0.1, threads: int | None = None,
+          progress: bool = True, extra_log: dict | None = None):
+    """Train a model from scratch; returns (model, history).
+
+    train_tokens, val_tokens: 1-D token streams (`perfmamba.data.encode_splits`). The model is initialised
+    from `config` with `config.seed = seed`. Validation: perplexity of the first `eval_tokens` validation tokens
+    in windows of `seq_len`, every `eval_every` steps and at the end. history: one dict per step with step, lr,
+    loss (train, that batch), elapsed_s, and val_loss / val_ppl on evaluation steps.
+
+    With `out_dir`: a checkpoint in our format at every evaluation and at the end (`model.save`), the tokenizer
+    (`tokenizer.save_pretrained`) and `train_log.json` (settings, history, wall time, parameter count, seed,
+    sha256 of the token streams), written together into a temporary directory renamed into place.
+    """
+    from .evaluation.perplexity import perplexity
+
+    if steps < 1 or batch_size < 1 or seq_len < 1 or eval_every < 1:
+        raise TrainError(f"steps, batch_size, seq_len and eval_every must be positive, got {steps}, {batch_size}, "
+                         f"{seq_len}, {eval_every}")
+    if not lr > 0:
+        raise TrainError(f"lr must be positive, got {lr}")
+    if tokenizer is not None and len(tokenizer) > config.padded_vocab_size:
+        raise TrainError(f"the tokenizer has {len(tokenizer)} tokens, more than the model's vocabulary "
+                         f"({config.padded_vocab_size}); set vocab_size to len(tokenizer)")
+    train_tokens = _check_tokens("train tokens", train_tokens, seq_len, config.padded_vocab_size)
+    val_tokens = _check_tokens("validation tokens", val_tokens, min(seq_len, 1), config.padded_vocab_size)
+    val_eval = val_tokens[:eval_tokens] if eval_tokens else val_tokens
+    if val_eval.numel() < 2:
+        raise TrainError("need at least 2 validation tokens")
+    if threads:
+        torch.set_num_threads(threads)
+    config = config.replace(seed=seed)
+    torch.manual_seed(seed)
+    model = MambaLM.from_config(config)
+    model.backend = "ref"
+    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.95), eps=1e-8)
+    settings = dict(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, warmup=warmup, seed=seed,
+                    eval_every=eval_every, eval_tokens=eval_tokens, weight_decay=weight_decay, grad_clip=grad_clip,
+                    min_lr_ratio=min_lr_ratio, optimizer="AdamW(0.9, 0.95)", schedule="linear warmup + cosine")
+    data_info = {"train_tokens": int(train_tokens.numel()), "train_sha256": token_sha256(train_tokens),
+                 "val_tokens": int(val_tokens.numel()), "val_sha256": token_sha256(val_tokens),
+                 "val_eval_tokens": int(val_eval.numel())}
+
+    def evaluate():
+        model.eval()
+        r = perplexity(model, val_eval, seq_len=seq_len, stride=seq_len, batch_size=batch_size)
+        model.train()
+        return r
+
+    history: list[dict] = []
+    stream = _batch_stream(train_tokens, batch_size, seq_len, seed)
+    t0 = time.perf_counter()
+    bar = tqdm(range(steps), desc=f"train {config.arch}", disable=not progress, dynamic_ncols=True)
+    model.train()
+    with trainable_ops():
+        for step in bar:
+            cur = lr_at(step, lr=lr, warmup=warmup, steps=steps, min_lr_ratio=min_lr_ratio)
+            for group in opt.param_groups:
+                group["lr"] = cur
+            x, y = next(stream)
+            logits = model(x)  # (b, l, padded_vocab)
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), y.view(-1))
+            if not torch.isfinite(loss):
+                raise TrainError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            row = {"step": step + 1, "lr": cur, "loss": loss.item(), "grad_norm": float(gnorm),
+                   "elapsed_s": time.perf_counter() - t0}
+            last = step + 1 == steps
+            if (step + 1) % eval_every == 0 or last:
+                r = evaluate()
+                row.update(val_loss=r["nll"], val_ppl=r["ppl"])
+                bar.set_postfix(loss=f"{row['loss']:.3f}", val_ppl=f"{r['ppl']:.1f}")
+            elif step % 10 == 0:
+                bar.set_postfix(loss=f"{row['loss']:.3f}")
+            history.append(row)
+            if out_dir is not None and "val_loss" in row:
+                log = dict(extra_log or {}, config=config.to_dict(), settings=settings, data=data_info,
+                           n_params=model.num_parameters(), seed=seed, complete=last,
+                           wall_time_s=time.perf_counter() - t0, final={"step": row["step"], "val_loss": row["val_loss"],
+                                                                          "val_ppl": row["val_ppl"]},
+                           history=history, env=_env())
+                save_checkpoint(model, out_dir, tokenizer=tokenizer, log=log)
+    model.eval()
+    return model, history
+
+
+def _env() -> dict:
+    return {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "machine": platform.machine()}
+
+
+def save_checkpoint(model: MambaLM, out_dir, *, tokenizer=None, log: dict | None = None) -> Path:
+    """Model (our format), tokenizer and train_log.json into `out_dir`, replaced as a whole (never half-written)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save(tmp / "ckpt", format="perfmamba")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp / "ckpt"))
+        if log is not None:
+            (tmp / "ckpt" / "train_log.json").write_text(json.dumps(log, indent=1) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp / "ckpt", 0o777 & ~umask)  # a plain directory, not mkdtemp's private 0700
+        if out_dir.exists():
+            os.replace(out_dir, tmp / "old")
+        os.replace(tmp / "ckpt", out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the embedded default: one Mamba-1 and one Mamba-2 model trained on the offline corpus
+
+TOKENIZER_VOCAB = 4096
+# Each trains in about 5 minutes on 2 CPU cores. Mamba-1 steps cost ~3× Mamba-2 steps on CPU (its scan
+# expands every token to a (d_inner, N) state; SSD works per chunk), hence fewer steps for the same time.
+DEFAULT_MODELS: dict[str, dict] = {
+    "mamba-small": {"preset": "mamba-small", "steps": 240, "batch_size": 16, "seq_len": 128, "lr": 3e-3,
+                    "warmup": 30, "seed": 0, "eval_every": 60, "eval_tokens": 16384},
+    "mamba2-small": {"preset": "mamba2-small", "steps": 600, "batch_size": 16, "seq_len": 128, "lr": 3e-3,
+                     "warmup": 50, "seed": 0, "eval_every": 100, "eval_tokens": 16384},
+}
+
+
+def default_tokenizer(artifacts_dir):
+    """The shared tokenizer of the default models: byte-level BPE trained once on the corpus train split."""
+    from .data import load_corpus, load_tokenizer, train_tokenizer
+
+    path = Path(artifacts_dir) / "tokenizer"
+    if (path / "tokenizer.json").is_file():
+        return load_tokenizer(path)
+    corpus = load_corpus(Path(artifacts_dir) / "corpus")
+    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer.", dir=Path(artifacts_dir)))
+    try:
+        train_tokenizer(corpus["train"], vocab_size=TOKENIZER_VOCAB, out_dir=tmp / "t")
+        os.replace(tmp / "t", path)  # complete or absent, never half-written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load_tokenizer(path)
+
+
+def default_config(name: str, tokenizer) -> ModelConfig:
+    spec = DEFAULT_MODELS[name]
+    return preset(spec["preset"], vocab_size=len(tokenizer))
+
+
+def _is_done(out: Path, config: ModelConfig, settings: dict) -> bool:
+    try:
+        log = json.loads((out / "train_log.json").read_text())
+    except (OSError, ValueError):
+        return False
+    want = config.replace(seed=settings["seed"]).to_dict()
+    same = all(log.get("settings", {}).get(k) == v for k, v in settings.items() if k != "preset")
+    return bool(log.get("complete")) and log.get("config") == want and same and (out / "model.safetensors").is_file()
+
+
+def train_default_models(artifacts_dir="artifacts", *, names=None, progress: bool = True, threads=None) -> dict[str, Path]:
+    """Train the default models once (tokenizer shared) under `artifacts_dir/models/<name>`; reuse finished ones.
+
+    A model is reused when its train_log.json is complete and records the same config and settings.
+    Returns {name: checkpoint directory}.
+    """
+    from .data import encode_splits, load_corpus
+
+    artifacts_dir = Path(artifacts_dir)
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    names = list(DEFAULT_MODELS) if names is None else list(names)
+    unknown = [n for n in names if n not in DEFAULT_MODELS]
+    if unknown:
+        raise TrainError(f"unknown default model {unknown[0]!r}; expected one of {', '.join(DEFAULT_MODELS)}")
+    tokenizer = default_tokenizer(artifacts_dir)
+    out, tokens = {}, None
+    for name in names:
+        spec = dict(DEFAULT_MODELS[name])
+        config = default_config(name, tokenizer)
+        path = artifacts_dir / "models" / name
+        settings = {k: v for k, v in spec.items() if k != "preset"}
+        if not _is_done(path, config, settings):
+            if tokens is None:
+                tokens = encode_splits(load_corpus(artifacts_dir / "corpus"), tokenizer)
+            train(config, tokens["train"], tokens["validation"], out_dir=path, tokenizer=tokenizer, threads=threads,
+                  progress=progress, extra_log={"name": name, "preset": spec["preset"]}, **settings)
+        out[name] = path
+    return out
