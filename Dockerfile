@@ -48,4 +48,4 @@ RUN grep -v -E '^(torch|triton)==' constraints/cpu.txt > /opt/constraints.txt \
 VOLUME ["/out"]
 
 # Reproduce with the paper's settings on the GPU, then copy the book and the result rows to /out.
-CMD ["bash", "-c", "make reproduce PY=python STAMP= PRESET=paper ARTIFACTS=/out/artifacts && rm -rf /out/book && cp -r _build/html /out/book && mkdir -p /out/results && cp -r data/results/. /out/results/"]
+CMD ["bash", "-c", "make reproduce PY=python STAMP= PROFILE=paper ARTIFACTS=/out/artifacts && rm -rf /out/book && cp -r _build/html /out/book && mkdir -p /out/results && cp -r data/results/. /out/results/"]

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 ARTIFACTS ?= artifacts
 export PERFMAMBA_ARTIFACTS := $(abspath $(ARTIFACTS))
 
-.PHONY: help venv sysdeps test reproduce notebooks book figures gpu-campaign clean
+.PHONY: help venv sysdeps test reproduce notebooks book gpu-campaign clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,7 +30,13 @@ test: $(STAMP) sysdeps  ## set up and run the whole test suite
 	$(PY) -m pytest -q
 
 reproduce: $(STAMP)  ## set up and run the whole pipeline on its embedded default, then build the book
-	$(PY) -m perfmamba.cli reproduce --artifacts $(ARTIFACTS)
+	$(PY) -m perfmamba.cli reproduce --artifacts $(ARTIFACTS) $(if $(PROFILE),--profile $(PROFILE),)
+
+notebooks: $(STAMP)  ## execute every notebook with papermill (PROFILE=cpu|paper|smoke; default: paper on a GPU, else cpu)
+	$(PY) -m perfmamba.cli reproduce --artifacts $(ARTIFACTS) --no-book $(if $(PROFILE),--profile $(PROFILE),)
+
+gpu-campaign:  ## on a CUDA machine: kernel and decode benchmarks → data/results/<device>/ (see benchmarks/README.md)
+	$(PY) benchmarks/gpu_campaign.py
 
 book: $(STAMP)  ## build the jupyter-book site from the executed notebooks (warnings are errors)
 	$(PY) -m perfmamba.book

@@ -16,6 +16,7 @@ COMMANDS = [
     "perfmamba.checkpoints_cli",
     "perfmamba.pruning.cli",
     "perfmamba.profiling.cli",
+    "perfmamba.pipeline",
 ]
 
 

@@ -364,13 +364,13 @@ def save_checkpoint(model: MambaLM, out_dir, *, tokenizer=None, log: dict | None
 # the embedded default: one Mamba-1 and one Mamba-2 model trained on the offline corpus
 
 TOKENIZER_VOCAB = 4096
-# Each trains in about 5 minutes on 2 CPU cores. Mamba-1 steps cost ~3× Mamba-2 steps on CPU (its scan
+# Sized for about 5 minutes each on 2 idle CPU cores (train_log.json records the measured time). Mamba-1 steps cost ~3× Mamba-2 steps on CPU (its scan
 # expands every token to a (d_inner, N) state; SSD works per chunk), hence fewer steps for the same time.
 DEFAULT_MODELS: dict[str, dict] = {
-    "mamba-small": {"preset": "mamba-small", "steps": 240, "batch_size": 16, "seq_len": 128, "lr": 3e-3,
-                    "warmup": 30, "seed": 0, "eval_every": 60, "eval_tokens": 16384},
-    "mamba2-small": {"preset": "mamba2-small", "steps": 600, "batch_size": 16, "seq_len": 128, "lr": 3e-3,
-                     "warmup": 50, "seed": 0, "eval_every": 100, "eval_tokens": 16384},
+    "mamba-small": {"preset": "mamba-small", "steps": 150, "batch_size": 8, "seq_len": 128, "lr": 3e-3,
+                    "warmup": 20, "seed": 0, "eval_every": 50, "eval_tokens": 16384},
+    "mamba2-small": {"preset": "mamba2-small", "steps": 200, "batch_size": 8, "seq_len": 128, "lr": 3e-3,
+                     "warmup": 20, "seed": 0, "eval_every": 50, "eval_tokens": 16384},
 }
 
 

@@ -1,0 +1,173 @@
+"""Execute the papermill notebooks into the book.
+
+Each notebook `notebooks/<name>.ipynb` has three parameter files under `notebooks/params/`:
+`<name>.yaml` (the paper's settings, for a GPU), `<name>.cpu.yaml` (the embedded default that
+`make reproduce` runs on a 2-core CPU machine) and `<name>.smoke.yaml` (tiny settings that CI runs).
+Executed copies land in `book/notebooks/<name>.ipynb`, which the book renders.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .errors import PerfmambaError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+OUTPUT_DIR = ROOT / "book" / "notebooks"
+PROFILES = ("paper", "cpu", "smoke")
+KERNEL_WARNINGS = "ignore:IProgress not found:Warning"
+
+# Paper artefacts first, then extensions; the book's table of contents follows this order.
+NOTEBOOKS = [
+    "fig2_latency",
+    "table1_components",
+    "fig3_state_activity",
+    "fig4_accuracy",
+    "table2_efficiency",
+    "fig6_tradeoff",
+    "ext_criteria",
+    "ext_roofline",
+    "ext_decode_state_traffic",
+    "ext_recall",
+    "ext_kernels",
+]
+
+
+class NotebookError(PerfmambaError):
+    """A notebook that cannot be run with the parameters given."""
+
+
+def params_file(name: str, profile: str) -> Path:
+    if profile not in PROFILES:
+        raise NotebookError(f"unknown parameter profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    suffix = "" if profile == "paper" else f".{profile}"
+    return NOTEBOOK_DIR / "params" / f"{name}{suffix}.yaml"
+
+
+def declared_parameters(path: Path) -> set[str]:
+    """Names assigned in the cell tagged `parameters` (papermill's own inspection)."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(path)))
+
+
+def resolve_parameters(name: str, profile: str, overrides: dict | None = None) -> dict:
+    path = NOTEBOOK_DIR / f"{name}.ipynb"
+    if not path.exists():
+        raise NotebookError(f"no notebook {name!r} (known: {', '.join(NOTEBOOKS)})")
+    pfile = params_file(name, profile)
+    params = yaml.safe_load(pfile.read_text()) or {} if pfile.exists() else {}
+    params.update(overrides or {})
+    unknown = sorted(set(params) - declared_parameters(path))
+    if unknown:
+        raise NotebookError(f"{name}: unknown parameter(s) {', '.join(unknown)} (from {pfile.name} or overrides); "
+                            f"the notebook declares {', '.join(sorted(declared_parameters(path)))}")
+    return params
+
+
+def _relative(value):
+    """Absolute paths inside the repository → relative to it (papermill runs with cwd=ROOT), so executed notebooks
+    do not record the directory the repository was checked out in."""
+    if isinstance(value, dict):
+        return {k: _relative(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v) for v in value]
+    if isinstance(value, (str, os.PathLike)) and os.path.isabs(value):
+        try:
+            return str(Path(value).resolve().relative_to(ROOT))
+        except ValueError:
+            return str(value)
+    return value
+
+
+def execute(name: str, profile: str = "cpu", *, overrides: dict | None = None, output_dir: Path | None = None,
+            progress: bool = True) -> Path:
+    """Run one notebook with papermill; the output is written atomically (a failed run leaves no page)."""
+    import papermill
+
+    params = {k: _relative(v) for k, v in resolve_parameters(name, profile, overrides).items()}
+    out_dir = Path(output_dir or OUTPUT_DIR)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.ipynb"
+    fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=out_dir, prefix=f".{name}.")
+    os.close(fd)
+    old_warnings = os.environ.get("PYTHONWARNINGS")
+    # the kernel inherits this: tqdm.auto warns once that ipywidgets is missing (it then draws text bars), which
+    # would otherwise be the first output of every page
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [old_warnings, KERNEL_WARNINGS]))
+    try:
+        papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), tmp, parameters=params, cwd=str(ROOT),
+                                   kernel_name="python3", progress_bar=progress, log_output=False)
+        os.replace(tmp, out)
+    except papermill.PapermillExecutionError as e:
+        raise NotebookError(f"{name}: cell {e.exec_count} failed: {e.ename}: {e.evalue}") from None
+    finally:
+        if old_warnings is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = old_warnings
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out
+
+
+def execute_all(profile: str = "cpu", *, names=None, overrides: dict | None = None, output_dir: Path | None = None):
+    """Execute `names` (default every notebook, in order); overrides go to the notebooks that declare them.
+    Prints the wall time of each notebook; returns the executed paths."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    names = list(names or NOTEBOOKS)
+    unknown = [n for n in names if n not in NOTEBOOKS]
+    if unknown:
+        raise NotebookError(f"no notebook {unknown[0]!r} (known: {', '.join(NOTEBOOKS)})")
+    out = []
+    for name in tqdm(names, desc=f"notebooks ({profile})", unit="nb"):
+        t0 = time.perf_counter()
+        out.append(execute(name, profile, overrides={k: v for k, v in (overrides or {}).items()
+                                                      if k in declared_parameters(NOTEBOOK_DIR / f"{name}.ipynb")},
+                           output_dir=output_dir, progress=False))
+        print(f"{name}: {time.perf_counter() - t0:.1f} s", flush=True)
+    return out
+
+
+def publish(numbers: dict, notebook: str, *, results_root=None):
+    """Glue each number of a notebook (`myst_nb.glue`, so the claims page can quote it as
+    ``{glue:text}`notebooks/<notebook>.ipynb::<key>:s` ``), show them as a table, and merge them into
+    ``<results_root>/<device-slug>/claims.json`` (machine-readable, one entry per notebook). Returns nothing, so
+    that a notebook cell ending with it shows the table only."""
+    import json
+    from datetime import datetime, timezone
+
+    from IPython.display import Markdown, display
+    from myst_nb import glue
+
+    from . import results
+
+    if notebook not in NOTEBOOKS:
+        raise NotebookError(f"no notebook {notebook!r} (known: {', '.join(NOTEBOOKS)})")
+    for key, value in numbers.items():
+        glue(key, str(value), display=False)
+    lines = ["| quantity | value |", "| --- | --- |"]
+    lines += [f"| `{k}` | {str(v).replace('|', '/')} |" for k, v in numbers.items()]
+    display(Markdown("\n".join(lines)))
+    path = results.results_path("claims", root=results_root).with_suffix(".json")
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+    except (ValueError, OSError):
+        data = {}
+    data[notebook] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "numbers": {k: str(v) for k, v in numbers.items()}}
+    results.atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def default_profile() -> str:
+    """`paper` where a CUDA GPU is present, otherwise `cpu`."""
+    import torch
+
+    return "paper" if torch.cuda.is_available() else "cpu"

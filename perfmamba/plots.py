@@ -1,0 +1,378 @@
+"""One function per paper figure or table, from tidy rows (`perfmamba.experiments`); no measuring here.
+
+    plot_fig2_latency        Fig. 2   per-component time vs sequence length, prefill / decode
+    table1_components        Table 1  per-component share of time and memory
+    plot_fig3_state_activity Fig. 3   activity(l, s) heatmaps, one panel per model (plot_fig3_activity: one)
+    plot_fig4_accuracy       Fig. 4   quality vs pruning ratio
+    table2_efficiency        Table 2  time, speed-up and memory of pruned models vs dense
+    plot_fig5_efficiency     Fig. 5   speed-up and memory reduction vs sequence length, per ratio
+    plot_fig6_tradeoff       Fig. 6   quality against speed-up as r varies
+    plot_criteria            ext      perplexity vs ratio per pruning criterion (Δ against random)
+    plot_roofline_measured   ext      components on this machine's measured roofline (plot_roofline: any roof)
+    plot_decode_state_traffic ext     weight vs recurrent-state bytes of a decode step; ideal vs measured speed-up
+    plot_recall              ext      associative-recall accuracy of pruned models
+    table_kernels            ext      committed GPU kernel results
+
+Every function raises `PlotError` (or the profiling/pruning modules' own error) on rows it cannot draw, so a
+missing result shows up as an error in the notebook, never as an empty figure. The notebooks, the book and
+scripts call the same functions.
+"""
+from __future__ import annotations
+
+from .errors import PerfmambaError
+from .profiling.plots import COLORS, plot_fig2_latency, plot_roofline, table1_components
+from .pruning.plots import plot_fig3_activity
+
+__all__ = ["PlotError", "plot_fig2_latency", "table1_components", "plot_fig3_activity", "plot_fig3_state_activity",
+           "plot_fig4_accuracy", "table2_efficiency", "plot_fig5_efficiency", "plot_fig6_tradeoff", "plot_criteria",
+           "plot_roofline", "plot_roofline_measured", "plot_decode_state_traffic", "plot_recall", "table_kernels"]
+
+CRITERION_COLORS = {"delta": "#e15759", "random": "#9c9c9c", "magnitude": "#4e79a7", "energy": "#59a14f",
+                    "decay": "#f28e2b", "sparsessm": "#b07aa1", "none": "#000000"}
+
+
+class PlotError(PerfmambaError, ValueError):
+    """Rows that cannot be drawn (none, or not the metrics a figure needs)."""
+
+
+def _need(rows, what: str, cols=()):
+    if rows is None or len(rows) == 0:
+        raise PlotError(f"no {what} rows to plot")
+    missing = [c for c in cols if c not in rows]
+    if missing:
+        raise PlotError(f"{what} rows lack column(s) {', '.join(missing)}")
+    return rows
+
+
+def plot_fig3_state_activity(rows, *, models=None, log: bool = False):
+    """Fig. 3: activity(l, s) heatmaps (layers × states), one panel per model. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    _need(rows, "activity", ("model", "layer", "state", "activity"))
+    models = list(models) if models is not None else list(dict.fromkeys(rows["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 3.8), squeeze=False)
+    for ax, m in zip(axes[0], models):
+        sub = rows[rows["model"] == m]
+        if sub.empty:
+            raise PlotError(f"no activity rows for model {m!r}")
+        arch = sub["arch"].iloc[0] if "arch" in sub else ""
+        plot_fig3_activity(sub, ax=ax, log=log, title=f"{m} ({arch}), {int(sub['n_tokens'].iloc[0])} tokens"
+                           if "n_tokens" in sub else m)
+    fig.tight_layout()
+    return fig
+
+
+def _quality_name(task, split, metric, n_pairs=None):
+    if task == "perplexity":
+        return f"perplexity ({split})"
+    if task == "recall":
+        return f"recall {int(n_pairs)} pairs {metric}"
+    return f"{task} {metric}"
+
+
+def _quality(rows, metrics=("ppl", "acc", "acc_norm")):
+    d = rows[rows["metric"].isin(metrics)].copy()
+    if d.empty:
+        raise PlotError(f"no rows with metric in {', '.join(metrics)}")
+    d["panel"] = [_quality_name(t, s, m, n) for t, s, m, n in
+                  zip(d["task"], d["split"], d["metric"], d.get("n_pairs", [None] * len(d)))]
+    d["ratio"] = d["ratio"].astype(float)
+    return d
+
+
+def plot_fig4_accuracy(rows, *, criterion: str = "delta", mode: str | None = None):
+    """Fig. 4: each quality metric (perplexity, task accuracies, recall) against the pruning ratio r, one line
+    per model, the dense model at r = 0. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    _need(rows, "quality", ("model", "ratio", "criterion", "task", "metric", "value"))
+    d = _quality(rows)
+    d = d[d["criterion"].isin(["none", criterion])]
+    if mode is not None:
+        d = d[d["mode"].isin(["dense", mode])]
+    if d.empty or (d["criterion"] == criterion).sum() == 0:
+        raise PlotError(f"no pruned rows with criterion {criterion!r}")
+    panels = list(dict.fromkeys(d["panel"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        sub = d[d["panel"] == panel]
+        for m, g in sub.groupby("model", sort=False):
+            g = g.groupby("ratio")["value"].mean().sort_index()
+            ax.plot(g.index, g.to_numpy(), marker="o", label=m)
+        ax.set_xlabel("pruning ratio r")
+        ax.set_title(panel, fontsize=10)
+        if panel.startswith("perplexity"):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"quality of pruned models (criterion {criterion}; r = 0 is the dense model)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def table2_efficiency(rows):
+    """Table 2: per model, phase, batch, L and ratio: kept states, total time (ms), speed-up against r = 0, and
+    weights / recurrent state / peak memory (MB) with their reduction."""
+    import pandas as pd
+
+    from .experiments import efficiency_summary
+
+    _need(rows, "efficiency", ("metric", "component", "ratio"))
+    s = efficiency_summary(rows)
+    if s.empty or s["time_ms"].isna().all():
+        raise PlotError("no efficiency rows with timings")
+    out = pd.DataFrame({"model": s["model"], "phase": s["phase"], "B": s["batch"].astype(int),
+                        "L": s["seqlen"].astype(int), "r": s["ratio"].astype(float), "N′ (mean)": s["d_state"],
+                        "time (ms)": s["time_ms"], "speed-up": s["speedup"]})
+    for col, label in (("weights", "weights (MB)"), ("state_bytes", "state (MB)"), ("peak_bytes", "peak (MB)")):
+        if col in s:
+            out[label] = s[col] / 2**20
+    for col, label in (("weights_reduction", "weights −"), ("state_reduction", "state −"),
+                       ("peak_reduction", "peak −")):
+        if col in s:
+            out[label] = s[col]
+    out.attrs["machine"] = ", ".join(sorted(set(s["machine"])))
+    return out.reset_index(drop=True)
+
+
+def plot_fig5_efficiency(rows):
+    """Fig. 5: speed-up of the pruned models against sequence length (one line per ratio), prefill and decode,
+    and the reduction of the recurrent state and of the peak memory against r. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    from .experiments import efficiency_summary
+
+    _need(rows, "efficiency", ("metric", "component", "ratio"))
+    s = efficiency_summary(rows)
+    s = s[s["ratio"].astype(float) > 0].dropna(subset=["speedup"])
+    if s.empty:
+        raise PlotError("no pruned model with timings to compare against dense")
+    models = list(dict.fromkeys(s["model"]))
+    phases = [p for p in ("prefill", "decode") if p in set(s["phase"])]
+    fig, axes = plt.subplots(len(models), len(phases) + 1, figsize=(4.3 * (len(phases) + 1), 3.2 * len(models)),
+                             squeeze=False)
+    for i, m in enumerate(models):
+        sm = s[s["model"] == m]
+        for j, ph in enumerate(phases):
+            ax = axes[i][j]
+            for r, g in sm[sm["phase"] == ph].groupby("ratio"):
+                g = g.groupby("seqlen")["speedup"].median().sort_index()
+                ax.plot([str(x) for x in g.index], g.to_numpy(), marker="o", label=f"r = {float(r):g}")
+            ax.axhline(1.0, color="k", lw=0.8, ls="--")
+            ax.set_title(f"{m} — {ph}", fontsize=10)
+            ax.set_xlabel("sequence length" if ph == "prefill" else "context length")
+            ax.set_ylabel("speed-up vs dense")
+            ax.legend(fontsize=7)
+        ax = axes[i][-1]
+        g = sm.groupby("ratio").max(numeric_only=True).sort_index()
+        for col, label in (("state_reduction", "recurrent state"), ("weights_reduction", "weights"),
+                           ("peak_reduction", "peak (measured)")):
+            if col in g and g[col].notna().any():
+                ax.plot(g.index.astype(float), 100 * g[col], marker="o", label=label)
+        ax.set_xlabel("pruning ratio r")
+        ax.set_ylabel("memory reduction (%)")
+        ax.set_title(f"{m} — memory", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_fig6_tradeoff(table, *, quality: str | None = None, speed: str | None = None):
+    """Fig. 6: a quality metric (default the first perplexity column) against speed-up, one point per ratio
+    (labelled), one line per model. `table`: `experiments.tradeoff(...)`. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    _need(table, "trade-off", ("model", "ratio"))
+    quality = quality or next((c for c in table.columns if str(c).startswith("ppl_")), None)
+    speeds = [speed] if speed else [c for c in ("speedup_prefill", "speedup_decode") if c in table.columns]
+    if quality is None or quality not in table or not speeds:
+        raise PlotError("trade-off rows need a quality column (ppl_*) and a speed-up column")
+    fig, axes = plt.subplots(1, len(speeds), figsize=(5.2 * len(speeds), 3.8), squeeze=False)
+    for ax, sp in zip(axes[0], speeds):
+        for m, g in table.groupby("model", sort=False):
+            g = g.sort_values("ratio")
+            ax.plot(g[sp], g[quality], marker="o", label=m)
+            for x, y, r in zip(g[sp], g[quality], g["ratio"]):
+                ax.annotate(f"{float(r):g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(f"{sp.replace('_', ' ')} (× dense)")
+        ax.set_ylabel(quality.replace("_", " "))
+        if quality.startswith("ppl"):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("accuracy–efficiency trade-off (labels: pruning ratio r)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_criteria(rows, *, metric: str = "ppl"):
+    """Perplexity (or another metric) against r for every criterion, per model; random seeds as a band (min–max)
+    around their mean, the dense model as a dashed line. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    _need(rows, "criteria", ("model", "ratio", "criterion", "metric", "value"))
+    d = rows[(rows["metric"] == metric) & ((rows["task"] == "perplexity") if metric == "ppl" else True)].copy()
+    if d.empty:
+        raise PlotError(f"no rows with metric {metric!r}")
+    d["ratio"] = d["ratio"].astype(float)
+    models = list(dict.fromkeys(d["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 3.8), squeeze=False)
+    for ax, m in zip(axes[0], models):
+        sub = d[d["model"] == m]
+        dense = sub[sub["criterion"] == "none"]["value"]
+        if len(dense):
+            ax.axhline(float(dense.mean()), color="k", ls="--", lw=0.8, label="dense")
+        for c, g in sub[sub["criterion"] != "none"].groupby("criterion"):
+            st = g.groupby("ratio")["value"].agg(["mean", "min", "max"]).sort_index()
+            color = CRITERION_COLORS.get(c)
+            ax.plot(st.index, st["mean"], marker="o", color=color, label=c, lw=2.2 if c == "delta" else 1.2)
+            if c == "random" and (st["max"] > st["min"]).any():
+                ax.fill_between(st.index, st["min"], st["max"], color=color, alpha=0.25)
+        ax.set_yscale("log")
+        ax.set_xlabel("pruning ratio r")
+        ax.set_ylabel(metric)
+        ax.set_title(m, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_roofline_measured(rows):
+    """`plot_roofline` with the ceilings carried by the rows (component "machine", `experiments.roofline`)."""
+    _need(rows, "roofline", ("component", "metric", "value"))
+    pk = rows[rows["component"] == "machine"]
+    flops = pk.loc[pk["metric"] == "peak_flops", "value"]
+    bw = pk.loc[pk["metric"] == "peak_bandwidth", "value"]
+    if flops.empty or bw.empty:
+        raise PlotError("roofline rows carry no machine ceilings (use experiments.roofline)")
+    fig = plot_roofline(rows[rows["component"] != "machine"], float(flops.iloc[0]), float(bw.iloc[0]))
+    fig.axes[0].set_title(fig.axes[0].get_title() + f" ({pk['method'].iloc[0]})", fontsize=9)
+    return fig
+
+
+def plot_decode_state_traffic(rows, *, batch: int | None = None):
+    """Left: what one dense decode step moves, as shares of its bytes — weights (read once), recurrent state
+    (conv + SSM cache, read and written) and activations — per preset at `batch` (default 8 if present, else the
+    largest). Right: the bandwidth-bound ideal speed-up (dense bytes / pruned bytes) against r for every preset at
+    that batch, with the speed-ups measured on this machine (dashed). Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    _need(rows, "decode traffic", ("model", "batch", "ratio", "metric", "value", "source"))
+    a = rows[rows["source"] == "analytic"].copy()
+    if a.empty:
+        raise PlotError("no analytic decode traffic rows")
+    a["ratio"] = a["ratio"].astype(float)
+    batches = sorted({int(b) for b in a["batch"]})
+    batch = batch if batch is not None else (8 if 8 in batches else batches[-1])
+    d = a[(a["batch"].astype(int) == batch) & (a["ratio"] == 0.0)]
+    if d.empty:
+        raise PlotError(f"no dense decode traffic rows at batch {batch}")
+    w = d.pivot_table(index="model", columns="metric", values="value", aggfunc="first")
+    w = w.reindex([m for m in dict.fromkeys(a["model"]) if m in w.index])
+    step = w["step_bytes"]
+    state = 2 * (w["ssm_state_bytes"] + w["conv_state_bytes"])
+    weights = w["weights_bytes"]
+    other = (step - weights - state).clip(lower=0)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12.5, 4.2))
+    x = np.arange(len(w))
+    bottom = np.zeros(len(w))
+    for part, label, color in ((weights, "weights (read)", COLORS["in_proj"]),
+                               (state, "recurrent state (read + write)", COLORS["ssm"]),
+                               (other, "activations", COLORS["other"])):
+        share = 100 * (part / step).to_numpy()
+        ax0.bar(x, share, bottom=bottom, color=color, label=label)
+        bottom += share
+    for xi, total in zip(x, step):
+        ax0.annotate(f"{total / 2**20:.0f} MB", (xi, 100), ha="center", va="bottom", fontsize=7)
+    ax0.set_xticks(x, list(w.index), rotation=30, ha="right", fontsize=8)
+    ax0.set_ylim(0, 112)
+    ax0.set_ylabel("share of a decode step's bytes (%)")
+    ax0.set_title(f"dense, batch {batch}, {d['dtype'].iloc[0]} weights, {d['state_dtype'].iloc[0]} state",
+                  fontsize=10)
+    ax0.legend(fontsize=7, loc="lower right")
+    ideal = a[(a["metric"] == "ideal_speedup") & (a["batch"].astype(int) == batch)]
+    for m, g in ideal.groupby("model", sort=False):
+        g = g.sort_values("ratio")
+        ax1.plot(g["ratio"], g["value"], marker=".", lw=1, label=f"{m} (ideal)")
+    meas = rows[(rows["source"] == "measured") & (rows["metric"] == "measured_speedup")]
+    for (m, b), g in meas.groupby(["model", "batch"], sort=False):
+        g = g.sort_values("ratio")
+        ax1.plot(g["ratio"].astype(float), g["value"], marker="s", ls="--", lw=1.8,
+                 label=f"{m} B={int(b)} (measured, {g['machine'].iloc[0] if 'machine' in g else 'here'})")
+    ax1.axhline(1.0, color="k", lw=0.8)
+    ax1.set_xlabel("pruning ratio r")
+    ax1.set_ylabel("decode speed-up vs dense")
+    ax1.set_title(f"bandwidth-bound ideal (batch {batch}) and measured", fontsize=10)
+    ax1.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_recall(rows):
+    """Left: associative-recall accuracy against the number of key–value pairs, one line per (criterion, ratio),
+    the dense model in black, chance dotted. Right: accuracy against r at the probe size
+    (`experiments.recall_probe_pairs`), random seeds as a band. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    from .experiments import recall_probe_pairs
+
+    _need(rows, "recall", ("ratio", "criterion", "n_pairs", "value"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    d = rows.copy()
+    d["ratio"] = d["ratio"].astype(float)
+    crits = [c for c in dict.fromkeys(d["criterion"]) if c != "none"]
+    dense = d[d["criterion"] == "none"].groupby("n_pairs")["value"].mean()
+    ax = axes[0]
+    if len(dense):
+        ax.plot(dense.index, dense.to_numpy(), color="k", marker="o", label="dense")
+    for c in crits:
+        for r, g in d[d["criterion"] == c].groupby("ratio"):
+            g = g.groupby("n_pairs")["value"].mean()
+            ax.plot(g.index, g.to_numpy(), marker=".", color=CRITERION_COLORS.get(c),
+                    alpha=0.35 + 0.65 * float(r), label=f"{c} r = {float(r):g}")
+    if "chance" in d:
+        ax.axhline(float(d["chance"].iloc[0]), color="k", ls=":", lw=0.8, label="chance")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("key–value pairs")
+    ax.set_ylabel("recall accuracy")
+    ax.legend(fontsize=6, ncol=2)
+    ax = axes[1]
+    n = recall_probe_pairs(d)
+    sub = d[d["n_pairs"].astype(int) == n]
+    for c in crits:
+        g = sub[sub["criterion"].isin([c, "none"])].groupby("ratio")["value"].agg(["mean", "min", "max"]).sort_index()
+        ax.plot(g.index, g["mean"], marker="o", color=CRITERION_COLORS.get(c), label=c)
+        if (g["max"] > g["min"]).any():
+            ax.fill_between(g.index, g["min"], g["max"], color=CRITERION_COLORS.get(c), alpha=0.2)
+    ax.set_xlabel("pruning ratio r")
+    ax.set_ylabel(f"accuracy at {n} pairs")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# The kernel goals of benchmarks/README.md: (goal, benchmarks/gpu_kernels.py section, target ratio).
+KERNEL_GOALS = [
+    ("Mamba2-130M prefill B=8 L=8192: ≥ 2.0× faster than mamba-ssm as installable", "prefill", 2.0),
+    ("Mamba2-2.7B-shaped decode B=8: ≤ 1.3× the memory-bandwidth floor", "decode", 1.3),
+    ("pruning r = 0.5: decode throughput at B=64 ≥ 1.5× dense", "prune", 1.5),
+    ("pruning r = 0.5: prefill (L ≥ 2048) ≥ 1.15× faster than dense", "prune", 1.15),
+    ("Mamba-1 130M prefill B=8 L=512: ≥ 50× faster than transformers' torch path", "mamba1", 50.0),
+]
+
+
+def table_kernels(rows):
+    """The GPU kernel results committed under data/results/<gpu>/ (one row per machine, experiment, section,
+    model, path and metric, median value), or — when no GPU has run — the kernel goals with "no GPU run yet"."""
+    import pandas as pd
+
+    if rows is None or rows.empty:
+        return pd.DataFrame({"goal": [g for g, _, _ in KERNEL_GOALS], "section": [s for _, s, _ in KERNEL_GOALS],
+                             "measured": ["no GPU run yet"] * len(KERNEL_GOALS)})
+    cols = [c for c in ("device_name", "experiment", "section", "model", "path", "phase", "batch", "seqlen",
+                        "d_state", "metric", "unit") if c in rows]
+    d = rows.copy()
+    d[cols] = d[cols].astype(object).where(d[cols].notna(), "")
+    return d.groupby(cols, sort=False)["value"].median().reset_index()

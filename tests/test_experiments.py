@@ -1,0 +1,163 @@
+"""The experiment functions behind the notebooks: rows land under <results_root>/<device-slug>/, a second call
+with the same arguments reads them back and recomputes nothing, and the analytic numbers match hand counts."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from perfmamba import experiments, results
+from perfmamba.config import preset
+from perfmamba.models.lm import MambaLM
+from perfmamba.pruning.selection import n_keep
+
+
+def forbid(monkeypatch, target: str):
+    """Make `target` (module.attribute) raise if called: proof that a cached call computes nothing."""
+    def fail(*a, **k):
+        raise AssertionError(f"{target} was called: rows were recomputed")
+    monkeypatch.setattr(target, fail)
+
+
+def n_lines(path) -> int:
+    return len(path.read_text().splitlines())
+
+
+def test_latency_is_cached_and_resumable(tmp_path, monkeypatch):
+    kw = dict(phases=("prefill", "decode"), warmup=0, iters=1, results_root=tmp_path, progress=False)
+    rows = experiments.latency(["mamba-tiny"], [17], [1], **kw)
+    path = results.results_path("latency", root=tmp_path)
+    assert path.is_file() and (path.parent / "env.json").is_file()
+    assert set(rows["phase"]) == {"prefill", "decode"} and set(rows["machine"]) == {path.parent.name}
+    assert {"device", "path"} <= set(rows.columns) and set(rows["path"]) == {"ref"}
+    before = n_lines(path)
+    forbid(monkeypatch, "perfmamba.profiling.attribution.attribute")
+    again = experiments.latency(["mamba-tiny"], [17], [1], **kw)
+    assert n_lines(path) == before
+    pd.testing.assert_frame_equal(rows, again)
+    # a new point is measured, the old ones are not (attribute is still forbidden → it must fail)
+    with pytest.raises(AssertionError, match="recomputed"):
+        experiments.latency(["mamba-tiny"], [17, 19], [1], **kw)
+
+
+def test_activity_rows_per_layer_and_state(tmp_path, monkeypatch):
+    rows = experiments.activity({"mamba2": "mamba2-tiny"}, n_tokens=96, seq_len=32, results_root=tmp_path,
+                                progress=False)
+    cfg = preset("mamba2-tiny")
+    assert len(rows) == cfg.n_layer * cfg.d_state
+    assert set(rows["model_sha"]) == {"preset"} and (rows["activity"] > 0).all()
+    forbid(monkeypatch, "perfmamba.pruning.collect_activity")
+    assert len(experiments.activity(["mamba2-tiny"], n_tokens=96, seq_len=32, results_root=tmp_path)) == len(rows)
+
+
+def test_checkpoint_fingerprint_follows_the_weights(tmp_path):
+    model = MambaLM.from_config(preset("mamba-tiny"))
+    model.save(tmp_path / "m", overwrite=True)
+    name, sha = experiments.model_ref(tmp_path / "m")
+    assert name == "m" and sha.startswith("sha256:") and len(sha) == len("sha256:") + 12
+    with torch.no_grad():
+        model.backbone.norm_f.weight.add_(1.0)
+    model.save(tmp_path / "m", overwrite=True)
+    assert experiments.model_ref(tmp_path / "m")[1] != sha
+
+
+def test_pruning_quality_dense_and_pruned_rows_are_cached(tmp_path, monkeypatch):
+    kw = dict(criteria=("delta", "random"), seeds=(0, 1), splits=(), tasks=(), recall=(1, 2), recall_seqs=16,
+              calib_tokens=64, calib_seq_len=32, results_root=tmp_path, progress=False)
+    rows = experiments.pruning_quality(["mamba2-tiny"], [0.5], **kw)
+    # dense + delta + two random seeds, each at two n_pairs
+    pts = rows.groupby(["ratio", "criterion", "seed"]).size()
+    assert dict(pts) == {(0.0, "none", 0): 2, (0.5, "delta", 0): 2, (0.5, "random", 0): 2, (0.5, "random", 1): 2}
+    kept = rows.loc[rows["criterion"] != "none", "d_state_kept"]
+    assert (kept == n_keep(13, 0.5)).all()
+    assert ((rows["value"] >= 0) & (rows["value"] <= 1)).all() and set(rows["path"]) == {"ref"}
+    forbid(monkeypatch, "perfmamba.evaluation.evaluate_model")
+    forbid(monkeypatch, "perfmamba.pruning.collect_activity")
+    again = experiments.pruning_quality(["mamba2-tiny"], [0.5], **kw)
+    pd.testing.assert_frame_equal(rows, again)
+    # another evaluation setting is another key: it must compute
+    with pytest.raises(AssertionError, match="recomputed"):
+        experiments.pruning_quality(["mamba2-tiny"], [0.5], **dict(kw, recall=(1, 2, 4)))
+
+
+def test_pruning_quality_refuses_unknown_criterion(tmp_path):
+    with pytest.raises(experiments.ExperimentError, match="unknown criterion 'deltaa'"):
+        experiments.pruning_quality(["mamba-tiny"], [0.5], criteria=["deltaa"], recall=[1], results_root=tmp_path)
+    with pytest.raises(experiments.ExperimentError, match="unknown model"):
+        experiments.pruning_quality(["no-such-model"], [0.5], recall=[1], results_root=tmp_path)
+
+
+def test_pruning_efficiency_state_bytes_and_cache(tmp_path, monkeypatch):
+    kw = dict(batches=(2,), seqlens=(16,), phases=("decode",), warmup=0, iters=1, results_root=tmp_path,
+              progress=False)
+    rows = experiments.pruning_efficiency(["mamba2-tiny"], [0.5, 0.9], **kw)
+    s = experiments.efficiency_summary(rows).set_index("ratio")
+    cfg = preset("mamba2-tiny")
+    assert s.loc[0.0, "speedup"] == 1.0
+    for r in (0.5, 0.9):  # SSM state bytes: b · nheads · headdim · N′ · n_layer · 4
+        assert s.loc[r, "ssm_state"] == 2 * cfg.nheads * cfg.headdim * n_keep(13, r) * cfg.n_layer * 4
+        assert s.loc[r, "weights_reduction"] > 0 and s.loc[r, "state_reduction"] > 0
+    forbid(monkeypatch, "perfmamba.profiling.attribution.attribute")
+    again = experiments.pruning_efficiency(["mamba2-tiny"], [0.5, 0.9], **kw)
+    assert len(again) == len(rows)
+    with pytest.raises(experiments.ExperimentError, match="needs no calibration"):
+        experiments.pruning_efficiency(["mamba2-tiny"], [0.5], criterion="delta", **kw)
+
+
+def test_tradeoff_joins_quality_and_efficiency(tmp_path):
+    q = experiments.pruning_quality(["mamba2-tiny"], [0.5], splits=(), tasks=(), recall=(1,), recall_seqs=16,
+                                    calib_tokens=64, calib_seq_len=32, results_root=tmp_path, progress=False)
+    e = experiments.pruning_efficiency(["mamba2-tiny"], [0.5], seqlens=(16,), phases=("decode",), warmup=0, iters=1,
+                                       results_root=tmp_path, progress=False)
+    t = experiments.tradeoff(q, e)
+    assert list(t["ratio"]) == [0.0, 0.5]
+    assert {"recall1_acc", "speedup_decode", "state_reduction"} <= set(t.columns)
+    with pytest.raises(experiments.ExperimentError):
+        experiments.tradeoff(q, e.iloc[:0])
+
+
+def test_decode_state_traffic_matches_hand_counts(tmp_path):
+    rows = experiments.decode_state_traffic(["mamba2-tiny"], [3], [0.5], dtype="bfloat16", results_root=tmp_path)
+    a = rows[rows["source"] == "analytic"].pivot_table(index="ratio", columns="metric", values="value")
+    cfg = preset("mamba2-tiny")
+    params = MambaLM.from_config(cfg).num_parameters()
+    assert a.loc[0.0, "weights_bytes"] == 2 * params
+    for r in (0.0, 0.5):
+        assert a.loc[r, "ssm_state_bytes"] == 3 * cfg.nheads * cfg.headdim * n_keep(13, r) * cfg.n_layer * 2
+    assert a.loc[0.0, "ideal_speedup"] == 1.0 and a.loc[0.5, "ideal_speedup"] > 1.0
+    frac = a.loc[0.0, "state_traffic_fraction"]
+    assert frac == 2 * (a.loc[0.0, "ssm_state_bytes"] + a.loc[0.0, "conv_state_bytes"]) / a.loc[0.0, "step_bytes"]
+    with pytest.raises(experiments.ExperimentError, match="preset names"):
+        experiments.decode_state_traffic(["./dir"], [1], [0.5], results_root=tmp_path)
+
+
+def test_gpu_results_empty_and_committed(tmp_path):
+    empty = experiments.gpu_results(tmp_path)
+    assert empty.empty and "No GPU results" in empty.attrs["message"]
+    assert "no GPU run yet" in experiments.claims_kernels(empty)["kernels_status"]
+    results.append_rows(tmp_path / "cpu-some-cpu" / "gpu_kernels.csv", [{"metric": "time", "value": 1.0}])
+    assert experiments.gpu_results(tmp_path).empty  # a CPU's directory is not a GPU run
+    gpu = tmp_path / "nvidia-h100-80gb-hbm3"
+    results.append_rows(gpu / "gpu_kernels.csv", [{"section": "decode", "metric": "time", "value": 1.18, "unit": "ms"}])
+    (gpu / "env.json").write_text(json.dumps({"gpu_name": "NVIDIA H100 80GB HBM3"}))
+    rows = experiments.gpu_results(tmp_path)
+    assert list(rows["device_name"]) == ["NVIDIA H100 80GB HBM3"] and list(rows["experiment"]) == ["gpu_kernels"]
+
+
+def test_criteria_verdict_is_honest():
+    def frame(delta):
+        return pd.DataFrame({"model": "m", "ratio": 0.5, "task": "perplexity", "metric": "ppl",
+                             "criterion": ["delta", "random", "random", "random"], "value": [delta, 10.0, 11.0, 12.0]})
+    assert experiments.claims_criteria(frame(9.0))["criteria_verdict"].startswith("confirmed")
+    assert experiments.claims_criteria(frame(10.5))["criteria_verdict"].startswith("refuted")
+
+
+def test_activity_claim_sees_uneven_and_index_ordered_states():
+    rows = pd.DataFrame({"model": "m", "arch": "mamba1", "layer": [0] * 4 + [1] * 4, "state": [0, 1, 2, 3] * 2,
+                         "activity": [1.0, 2.0, 3.0, 4.0, 1.0, 1.5, 2.0, 2.5]})
+    c = experiments.claims_activity(rows)
+    assert c["fig3_c5_verdict"].startswith("confirmed") and "+1.00" in c["fig3_index_corr"]
+    flat = rows.assign(activity=1.0)
+    assert experiments.claims_activity(flat)["fig3_c5_verdict"].startswith("refuted")
