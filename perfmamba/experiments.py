@@ -92,7 +92,7 @@ def _specs(models) -> list:
             out.append(str(Path(str(m)).expanduser()))
         else:
             raise ExperimentError(f"unknown model {m!r}: not a preset ({', '.join(PRESETS)}) nor a checkpoint "
-                                  "directory")
+                                  "directory (`make reproduce` or `perfmamba train` writes the default models)")
     return out
 
 
@@ -714,12 +714,25 @@ RECALL_COLUMNS = ["model", "model_sha", "arch", "ratio", "criterion", "seed", "d
 RECALL_KEY = ["model", "model_sha", "ratio", "criterion", "seed", "n_pairs", "n_seqs"]
 
 
-def recall_model(artifacts="artifacts", *, train_steps: int = 400, max_pairs: int = 16, progress: bool = False):
-    """The tiny Mamba-2 trained on associative recall (`perfmamba.evaluation.train_recall_model`), trained once
-    and kept in ``<artifacts>/models/recall-s<steps>-p<max_pairs>``; returns its directory."""
+def _recall_defaults(train_steps, max_pairs) -> tuple[int, int]:
+    """The training steps and pair count to use: as given, else `train_recall_model`'s own defaults."""
+    import inspect
+
+    from .evaluation import train_recall_model
+
+    params = inspect.signature(train_recall_model).parameters
+    return (int(train_steps if train_steps is not None else params["steps"].default),
+            int(max_pairs if max_pairs is not None else params["max_pairs"].default))
+
+
+def recall_model(artifacts="artifacts", *, train_steps: int | None = None, max_pairs: int | None = None,
+                 progress: bool = False):
+    """The tiny Mamba-2 trained on associative recall (`perfmamba.evaluation.train_recall_model`; None takes its
+    defaults), trained once and kept in ``<artifacts>/models/recall-s<steps>-p<max_pairs>``; returns the directory."""
     from .evaluation import train_recall_model
     from .train import save_checkpoint
 
+    train_steps, max_pairs = _recall_defaults(train_steps, max_pairs)
     path = Path(artifacts) / "models" / f"recall-s{train_steps}-p{max_pairs}"
     if not (path / "model.safetensors").is_file():
         model, history = train_recall_model(steps=train_steps, max_pairs=max_pairs, progress=progress)
@@ -729,15 +742,16 @@ def recall_model(artifacts="artifacts", *, train_steps: int = 400, max_pairs: in
 
 
 def recall_pruning(ratios, *, criteria=("delta", "random"), n_pairs=(1, 2, 4, 8, 16), seeds=(0,),
-                   train_steps: int = 400, max_pairs: int = 16, n_seqs: int = 256, calib_seqs: int = 64,
-                   artifacts="artifacts", device=None, results_root=None, experiment: str = "recall_pruning",
-                   progress: bool = False):
+                   train_steps: int | None = None, max_pairs: int | None = None, n_seqs: int = 256,
+                   calib_seqs: int = 64, artifacts="artifacts", device=None, results_root=None,
+                   experiment: str = "recall_pruning", progress: bool = False):
     """Associative-recall accuracy (MQAR, `perfmamba.evaluation.recall`) of a model trained on the task
     (`recall_model`), dense and pruned (mode "removed") at each ratio and criterion, for each n_pairs.
     Calibration: `calib_seqs` recall sequences with `max_pairs` pairs (another seed than the test ones)."""
     from .evaluation.recall import RECALL_VOCAB, recall_accuracy, recall_batch
     from .pruning import NEEDS, collect_activity, prune
 
+    train_steps, max_pairs = _recall_defaults(train_steps, max_pairs)
     pts = [p for p in _points(ratios, criteria, ("removed",), "uniform", seeds)]
     path = recall_model(artifacts, train_steps=train_steps, max_pairs=max_pairs, progress=progress)
     name, sha = model_ref(path)

@@ -186,6 +186,18 @@ def trainable_ops():
         ops.selective_scan = saved
 
 
+@contextlib.contextmanager
+def num_threads(n: int | None):
+    """torch CPU threads set to n (if given) inside the block, restored after it."""
+    saved = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # optimisation
 
@@ -273,8 +285,6 @@ def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Ten
     val_eval = val_tokens[:eval_tokens] if eval_tokens else val_tokens
     if val_eval.numel() < 2:
         raise TrainError("need at least 2 validation tokens")
-    if threads:
-        torch.set_num_threads(threads)
     config = config.replace(seed=seed)
     torch.manual_seed(seed)
     model = MambaLM.from_config(config)
@@ -298,7 +308,7 @@ def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Ten
     t0 = time.perf_counter()
     bar = tqdm(range(steps), desc=f"train {config.arch}", disable=not progress, dynamic_ncols=True)
     model.train()
-    with trainable_ops():
+    with trainable_ops(), num_threads(threads):
         for step in bar:
             cur = lr_at(step, lr=lr, warmup=warmup, steps=steps, min_lr_ratio=min_lr_ratio)
             for group in opt.param_groups:
@@ -367,10 +377,10 @@ TOKENIZER_VOCAB = 4096
 # Sized for about 5 minutes each on 2 idle CPU cores (train_log.json records the measured time). Mamba-1 steps cost ~3× Mamba-2 steps on CPU (its scan
 # expands every token to a (d_inner, N) state; SSD works per chunk), hence fewer steps for the same time.
 DEFAULT_MODELS: dict[str, dict] = {
-    "mamba-small": {"preset": "mamba-small", "steps": 150, "batch_size": 8, "seq_len": 128, "lr": 3e-3,
-                    "warmup": 20, "seed": 0, "eval_every": 50, "eval_tokens": 16384},
-    "mamba2-small": {"preset": "mamba2-small", "steps": 200, "batch_size": 8, "seq_len": 128, "lr": 3e-3,
-                     "warmup": 20, "seed": 0, "eval_every": 50, "eval_tokens": 16384},
+    "mamba-small": {"preset": "mamba-small", "steps": 300, "batch_size": 8, "seq_len": 128, "lr": 3e-3,
+                    "warmup": 30, "seed": 0, "eval_every": 100, "eval_tokens": 16384},
+    "mamba2-small": {"preset": "mamba2-small", "steps": 600, "batch_size": 16, "seq_len": 128, "lr": 3e-3,
+                     "warmup": 50, "seed": 0, "eval_every": 100, "eval_tokens": 16384},
 }
 
 

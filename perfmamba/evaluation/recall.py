@@ -102,16 +102,18 @@ def recall_rows(model, n_pairs_list=(1, 2, 4, 8, 16), **kwargs) -> list[dict]:
             for n in n_pairs_list]
 
 
-def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8, steps: int = 300,
+def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8, steps: int = 1500,
                        batch_size: int = 64, lr: float = 1e-2, warmup: int = 20, seed: int = 0,
-                       vocab_range=None, progress: bool = True, threads: int | None = None):
+                       vocab_range=None, progress: bool = True, threads: int | None = 1):
     """Train a tiny model on associative recall; returns (model, history).
 
     Each step draws n_pairs uniformly from [1, max_pairs] (one value per batch); the loss is the cross-entropy
-    of the value at every query. Same optimiser and schedule as `perfmamba.train.train`.
+    of the value at every query. Same optimiser and schedule as `perfmamba.train.train`. With the defaults
+    (about a minute on one CPU core) the dense model answers ≥ 98 % of queries up to 8 pairs and still ~90 %
+    at 16 (chance 1/32), so pruning its states has capacity to take away. `threads`: torch threads while
+    training (restored afterwards); a model this small runs best on one.
     """
-    from ..models.lm import MambaLM
-    from ..train import TrainError, lr_at, param_groups, trainable_ops
+    from ..train import TrainError, num_threads
 
     config = RECALL_CONFIG if config is None else config
     vocab_range = (0, config.vocab_size) if vocab_range is None else vocab_range
@@ -120,9 +122,15 @@ def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8,
         raise TrainError(f"vocab_range {tuple(vocab_range)} exceeds the model's vocabulary ({config.padded_vocab_size})")
     if not 1 <= max_pairs <= mid - lo:
         raise TrainError(f"max_pairs must lie in [1, {mid - lo}], got {max_pairs}")
-    if threads:
-        torch.set_num_threads(threads)
-    config = config.replace(seed=seed)
+    with num_threads(threads):
+        return _train_recall(config.replace(seed=seed), max_pairs, steps, batch_size, lr, warmup, seed, vocab_range,
+                             progress)
+
+
+def _train_recall(config, max_pairs, steps, batch_size, lr, warmup, seed, vocab_range, progress):
+    from ..models.lm import MambaLM
+    from ..train import lr_at, param_groups, trainable_ops
+
     model = MambaLM.from_config(config)
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=lr, betas=(0.9, 0.95))
     g = torch.Generator().manual_seed(seed)
