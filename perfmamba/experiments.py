@@ -220,6 +220,27 @@ def _write_env(path: Path, extra: dict, device=None):
 # ------------------------------------------------------------------------------------------------------
 # profiling: latency and the roofline
 
+@contextlib.contextmanager
+def _quiet_native_stderr(on: bool = True):
+    """Silence file descriptor 2 inside the block: torch.profiler's tracer (kineto) writes a trace marker line
+    to it at every start and stop, below Python's sys.stderr. Python-level errors still raise as usual."""
+    if not on:
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _flush_denormals(device) -> str:
     from .profiling.timing import set_flush_denormal
 
@@ -242,9 +263,10 @@ def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, path
         raise ExperimentError("latency: no models given")
     out = _csv(experiment, results_root, device)
     _flush_denormals(device)
-    sweep(specs, list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
-          iters=iters, out=out, device=device, dtype=dtype, threads=threads, progress=progress,
-          flush_denormal=_device(device).type == "cpu")
+    with _quiet_native_stderr("profiler" in methods and not progress):
+        sweep(specs, list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
+              iters=iters, out=out, device=device, dtype=dtype, threads=threads, progress=progress,
+              flush_denormal=_device(device).type == "cpu")
     df = _read(out)
     names = [model_ref(s)[0] for s in specs]
     df = _isin(_isin(_isin(df, "model", names), "seqlen", seqlens), "batch", batches)
@@ -421,8 +443,9 @@ def _evaluate(model, tok, units, *, artifacts, eval_tokens, eval_seq_len, limit,
                 rows.append(dict(task="perplexity", split=r["split"], metric=r["metric"], value=r["value"],
                                  n=int(toks[r["split"]].numel())))
     if tasks or pairs:
-        # lm-eval draws progress bars and notes on stderr for every task; a notebook page is not the place
-        with _artifacts_env(artifacts), contextlib.redirect_stderr(io.StringIO()):
+        # lm-eval prints progress bars and notes for every task; a notebook page is not the place for them
+        with _artifacts_env(artifacts), contextlib.redirect_stderr(io.StringIO()), \
+                contextlib.redirect_stdout(io.StringIO()):
             for r in evaluate_model(model, tok, splits=(), tasks=tasks, recall=pairs or None, limit=limit,
                                     batch_size=batch_size, recall_kwargs=recall_kwargs):
                 rows.append({k: r.get(k) for k in ("task", "split", "n_pairs", "metric", "value", "stderr", "n")})
@@ -539,9 +562,10 @@ def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("
             m = dense if r == 0.0 else prune(dense, r, criterion=criterion, mode="removed")
             tags = dict(ratio=r, criterion="none", mode="dense") if r == 0.0 else \
                 dict(ratio=r, criterion=criterion, mode="removed")
-            sweep([m], list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
-                  iters=iters, out=out, device=device, dtype=dtype, state_dtype=state_dtype, tags=tags,
-                  progress=progress, flush_denormal=_device(device).type == "cpu")
+            with _quiet_native_stderr("profiler" in methods and not progress):
+                sweep([m], list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
+                      iters=iters, out=out, device=device, dtype=dtype, state_dtype=state_dtype, tags=tags,
+                      progress=progress, flush_denormal=_device(device).type == "cpu")
             del m
     df = _read(out)
     df = _isin(_isin(_isin(df, "model", names), "seqlen", seqlens), "batch", batches)
@@ -1146,8 +1170,14 @@ def claims_decode_traffic(rows, model: str = "mamba2-130m", batch: int = 8, rati
     ideal = sel[(sel["metric"] == "ideal_speedup") & (sel["ratio"].astype(float) == ratio)]["value"]
     m = rows[(rows["source"] == "measured") & (rows["metric"] == "measured_speedup")
              & (rows["ratio"].astype(float) == ratio)]
-    meas = "; ".join(f"{mm} B = {int(b)}: {float(v):.2f}×" for mm, b, v in zip(m["model"], m["batch"], m["value"])) \
-        or "not measured"
+    meas = "; ".join(f"{mm} B = {int(b)}: {float(v):.2f}×" for mm, b, v in zip(m["model"], m["batch"], m["value"]))
+    if meas:
+        meas = f"at r = {ratio:g}, {m['dtype'].iloc[0]}, path {m['path'].iloc[0]}: {meas}"
+        bound = float(ideal.iloc[0]) if len(ideal) else math.inf
+        if (m["value"].astype(float) > bound * 1.05).any():
+            meas += " (above the bound: that step is not the bandwidth-bound one the bound assumes)"
+    else:
+        meas = "not measured"
     return {"decode_state_fraction": f"{_pct(frac)} of the bytes of one decode step ({model}, B = {batch}, "
                                      f"{sel['dtype'].iloc[0]})",
             "decode_ideal_speedup": f"{float(ideal.iloc[0]):.2f}× at r = {ratio:g}" if len(ideal) else "n/a",

@@ -84,6 +84,18 @@ def _relative(value):
     return value
 
 
+def _record_paths(path, source: Path, out: Path) -> None:
+    """papermill records where it read and wrote (a temporary file): record the source and the page instead,
+    relative to the repository, so an executed notebook does not depend on where it was run."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    meta["input_path"] = _relative(str(source.resolve()))
+    meta["output_path"] = _relative(str(out.resolve()))
+    nbformat.write(nb, path)
+
+
 def execute(name: str, profile: str = "cpu", *, overrides: dict | None = None, output_dir: Path | None = None,
             progress: bool = True) -> Path:
     """Run one notebook with papermill; the output is written atomically (a failed run leaves no page)."""
@@ -102,6 +114,7 @@ def execute(name: str, profile: str = "cpu", *, overrides: dict | None = None, o
     try:
         papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), tmp, parameters=params, cwd=str(ROOT),
                                    kernel_name="python3", progress_bar=progress, log_output=False)
+        _record_paths(tmp, NOTEBOOK_DIR / f"{name}.ipynb", out)
         os.replace(tmp, out)
     except papermill.PapermillExecutionError as e:
         raise NotebookError(f"{name}: cell {e.exec_count} failed: {e.ename}: {e.evalue}") from None
