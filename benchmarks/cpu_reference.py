@@ -2,8 +2,8 @@
 
 For each architecture a 130M-shaped model (mamba-130m / mamba2-130m, seeded random init) is written once in
 our format and once in the transformers format (`model.save(dir, format="transformers")`); then a fresh
-subprocess per implementation loads it, runs one warm-up forward on a short prompt and times one forward
-of B×L tokens (logits for every position, fp32, `--threads` threads). Memory: the peak resident set during
+subprocess per implementation loads it, runs one warm-up forward on a short prompt and times `--repeats`
+forwards of B×L tokens (the median is reported) (logits for every position, fp32, `--threads` threads). Memory: the peak resident set during
 the timed forward (the kernel's VmHWM, reset just before it), the resident set before it (weights,
 allocator caches), and the process's lifetime peak (`ru_maxrss`, which includes loading). The last position's logits are compared as a check
 that both computed the same model.
@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +54,7 @@ def peak_rss_since_reset() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def child(impl: str, directory: str, ids_path: str, threads: int, flush: bool, out: str) -> None:
+def child(impl: str, directory: str, ids_path: str, threads: int, flush: bool, out: str, repeats: int) -> None:
     import torch
 
     if flush:
@@ -75,13 +76,18 @@ def child(impl: str, directory: str, ids_path: str, threads: int, flush: bool, o
         forward(ids[:, : min(seqlen, 64)])  # warm-up: first-call allocations and kernel selection
         rss_loaded = rss_bytes()
         reset = reset_peak_rss()
-        t0 = time.perf_counter()
-        logits = forward(ids)
-        seconds = time.perf_counter() - t0
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            logits = forward(ids)
+            times.append(time.perf_counter() - t0)
+            if len(times) < repeats:
+                del logits
         peak_forward = peak_rss_since_reset() if reset else None
+        seconds = statistics.median(times)
     torch.save(logits[:, -1].float().clone(), out + ".pt")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux; includes loading
-    Path(out).write_text(json.dumps({"impl": impl, "seconds": seconds, "peak_rss": peak, "rss_loaded": rss_loaded,
+    Path(out).write_text(json.dumps({"impl": impl, "seconds": seconds, "times": times, "peak_rss": peak, "rss_loaded": rss_loaded,
                                      "peak_forward": peak_forward, "torch": torch.__version__,
                                      "threads": torch.get_num_threads()}))
 
@@ -90,7 +96,7 @@ def run_child(impl, directory, args, tmp) -> dict:
     out = os.path.join(tmp, f"{impl}.json")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(args.threads))
     cmd = [sys.executable, __file__, "--child", impl, directory, "--ids", os.path.join(tmp, "ids.pt"),
-           "--threads", str(args.threads), "--out", out] + (["--flush-denormal"] if args.flush_denormal else [])
+           "--threads", str(args.threads), "--repeats", str(args.repeats), "--out", out] + (["--flush-denormal"] if args.flush_denormal else [])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{impl} run failed:\n{proc.stderr[-3000:]}")
@@ -103,15 +109,16 @@ def main(argv=None) -> int:
     p.add_argument("--seqlen", type=int, default=2048)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="timed forwards per implementation; the median is reported")
     p.add_argument("--flush-denormal", action="store_true", help="flush denormals to zero in both processes")
     p.add_argument("--child", nargs=2, metavar=("IMPL", "DIR"), help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--ids", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.seqlen <= 0 or args.batch <= 0 or args.threads <= 0:
-        p.error("--seqlen, --batch and --threads must be positive")
+    if min(args.seqlen, args.batch, args.threads, args.repeats) <= 0:
+        p.error("--seqlen, --batch, --threads and --repeats must be positive")
     if args.child:
-        child(args.child[0], args.child[1], args.ids, args.threads, args.flush_denormal, args.out)
+        child(args.child[0], args.child[1], args.ids, args.threads, args.flush_denormal, args.out, args.repeats)
         return 0
 
     import torch
@@ -122,6 +129,7 @@ def main(argv=None) -> int:
     print(f"CPU reference: B={args.batch} L={args.seqlen} fp32, {args.threads} threads, flush denormals "
           f"{'on' if args.flush_denormal else 'off'}; torch {torch.__version__}, load average "
           f"{os.getloadavg()[0]:.2f}")
+    print(f"median of {args.repeats} forwards per implementation, each in its own process")
     print(f"{'model':12s} {'impl':12s} {'forward s':>10s} {'peak RSS MB':>12s} {'forward peak MB':>16s} "
           f"{'before fwd MB':>14s}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,160 +30,10 @@ from tqdm.auto import tqdm
 from .config import ModelConfig, preset
 from .errors import PerfmambaError
 from .models.lm import MambaLM
-from .ops.backends import get_ops
 
 
 class TrainError(PerfmambaError, ValueError):
     """Training settings or data that cannot be used."""
-
-
-# ----------------------------------------------------------------------------------------------------------
-# a differentiable Mamba-1 scan for training
-
-def _scan_(decay, x, h0, chunk: int, reverse: bool = False):
-    """In place along dim 1 of x, decay (b, l, ...): x_t ← x_t + decay_t ⊙ x_{t∓1}, starting from h0 (or 0).
-
-    Forward (reverse=False): x_t += decay_t ⊙ x_{t−1}, x_{−1} = h0. Reverse: x_t += decay_t ⊙ x_{t+1},
-    x_l = h0. Chunks of `chunk` positions are scanned all at once from a zero state while `decay` becomes the
-    running product within each chunk; one step per chunk then adds the carried state (the scheme of
-    `perfmamba.ops.selective_scan_chunked`). Returns the state after the last step (a view into x).
-    """
-    b, l = x.shape[:2]
-    T = max(1, min(chunk, l))
-    nc = l // T
-    l0 = nc * T
-    rest = x.shape[2:]
-    h = h0
-    if reverse:  # positions l0 … l−1 first (one by one), then whole chunks from the right
-        for t in range(l - 1, l0 - 1, -1):
-            if h is not None:
-                x[:, t].addcmul_(decay[:, t], h)
-            h = x[:, t]
-    if nc:
-        X = x[:, :l0].view(b, nc, T, *rest)
-        P = decay[:, :l0].view(b, nc, T, *rest)
-        steps = range(T - 2, -1, -1) if reverse else range(1, T)
-        for t in steps:
-            nb = t + 1 if reverse else t - 1
-            X[:, :, t].addcmul_(P[:, :, t], X[:, :, nb])
-            P[:, :, t].mul_(P[:, :, nb])
-        for c in (range(nc - 1, -1, -1) if reverse else range(nc)):
-            if h is not None:
-                X[:, c].addcmul_(P[:, c], h[:, None])
-            h = X[:, c, 0] if reverse else X[:, c, T - 1]
-    if not reverse:
-        for t in range(l0, l):
-            if h is not None:
-                x[:, t].addcmul_(decay[:, t], h)
-            h = x[:, t]
-    return h
-
-
-class _SelectiveScan(torch.autograd.Function):
-    """h_t = exp(Δ_t A) ⊙ h_{t−1} + (Δ_t u_t) ⊗ B_t,  y_t = h_t C_t, with a hand-written backward.
-
-    u, delta (after softplus): (b, d, l); A (d, n); B, C (b, g, n, l); h0 (b, d, n) or None.
-    Returns y (b, d, l) and the last state (b, d, n). The states h (b, l, d, n) are kept for the backward pass,
-    which runs the adjoint recurrence g_t = C_t ⊗ ∂y_t + exp(Δ_{t+1} A) ⊙ g_{t+1} backwards in time and reads
-    every gradient off g and h:  ∂(Δu)_t = g_t B_t,  ∂B_t = Σ_d g_t (Δu)_t,  ∂C_t = Σ_d h_t ∂y_t,
-    ∂Δ_t += Σ_n q_t A,  ∂A = Σ_{b,t} q_t Δ_t,  ∂h0 = g_0 exp(Δ_0 A),  with q_t = g_t ⊙ exp(Δ_t A) ⊙ h_{t−1}.
-    """
-
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, h0, chunk):
-        b, d, l = u.shape
-        g, n = B.shape[1], B.shape[2]
-        dt = delta.transpose(1, 2)  # (b, l, d)
-        decay = torch.exp(dt[..., None] * A)  # (b, l, d, n)
-        du = (dt * u.transpose(1, 2)).reshape(b, l, g, d // g, 1)
-        hs = (du * B.permute(0, 3, 1, 2)[:, :, :, None, :]).reshape(b, l, d, n)  # (Δu)_t ⊗ B_t
-        last = _scan_(decay, hs, h0, chunk).clone()  # hs now holds h_t
-        y = (hs.view(b, l, g, d // g, n) @ C.permute(0, 3, 1, 2)[..., None]).reshape(b, l, d)
-        ctx.chunk = chunk
-        ctx.save_for_backward(u, delta, A, B, C, h0 if h0 is not None else u.new_empty(0), hs)
-        ctx.has_h0 = h0 is not None
-        return y.transpose(1, 2).contiguous(), last
-
-    @staticmethod
-    def backward(ctx, gy, glast):
-        u, delta, A, B, C, h0, hs = ctx.saved_tensors
-        b, d, l = u.shape
-        g, n = B.shape[1], B.shape[2]
-        dt = delta.transpose(1, 2)  # (b, l, d)
-        Bt, Ct = B.permute(0, 3, 1, 2), C.permute(0, 3, 1, 2)  # (b, l, g, n)
-        gy = torch.zeros_like(u) if gy is None else gy
-        gyt = gy.transpose(1, 2)  # (b, l, d)
-        # adjoint states, reverse scan: g_t = C_t ⊗ ∂y_t + exp(Δ_{t+1} A) ⊙ g_{t+1}, g_l = ∂last
-        G = (gyt.reshape(b, l, g, d // g, 1) * Ct[:, :, :, None, :]).reshape(b, l, d, n)
-        dt_next = F.pad(dt[:, 1:], (0, 0, 0, 1))  # Δ_{t+1}, 0 after the end
-        _scan_(torch.exp(dt_next[..., None] * A), G, glast, ctx.chunk, reverse=True)
-        # gradients through the input term (Δu)_t ⊗ B_t and the readout h_t C_t
-        gdu = (G.view(b, l, g, d // g, n) @ Bt[..., None]).reshape(b, l, d)
-        du = (dt * u.transpose(1, 2)).reshape(b, l, g, 1, d // g)
-        gB = (du @ G.view(b, l, g, d // g, n)).reshape(b, l, g, n).permute(0, 2, 3, 1)
-        gC = (gyt.reshape(b, l, g, 1, d // g) @ hs.view(b, l, g, d // g, n)).reshape(b, l, g, n).permute(0, 2, 3, 1)
-        # gradients through the decay exp(Δ_t A): q_t = g_t ⊙ exp(Δ_t A) ⊙ h_{t−1}
-        decay = torch.exp(dt[..., None] * A)
-        gh0 = G[:, 0] * decay[:, 0] if ctx.has_h0 else None
-        q = decay.mul_(G)
-        q[:, 1:].mul_(hs[:, :-1])
-        if ctx.has_h0:
-            q[:, 0].mul_(h0)
-        else:
-            q[:, 0].zero_()
-        gdt = torch.einsum("bldn,dn->bld", q, A)  # Σ_n q A
-        gA = torch.einsum("bldn,bld->dn", q, dt)
-        gu = (gdu * dt).transpose(1, 2)
-        gdelta = (gdu * u.transpose(1, 2) + gdt).transpose(1, 2)
-        return gu, gdelta, gA, gB.contiguous(), gC.contiguous(), gh0, None
-
-
-def selective_scan_trainable(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                             return_last_state=False, initial_state=None, chunk_size=8):
-    """`selective_scan_ref` (perfmamba.ops) with a backward pass fast enough to train on CPU.
-
-    The inference path `selective_scan_chunked` updates its buffers in place, which autograd rejects, and the
-    sequential reference slices one token per step, whose backward materialises a full-size gradient per
-    slice. Here the scan is one autograd node (`_SelectiveScan`) with a hand-written backward; the cheap
-    elementwise parts (Δ bias and softplus, D skip, silu(z) gate) stay in autograd. Shapes as in
-    `selective_scan_ref`: u, delta, z (b, d, l); A (d, n); B, C (b, n, l) or (b, g, n, l). Memory: a few
-    (b, l, d, n) tensors per call, kept for the backward pass.
-    """
-    out_dtype = u.dtype
-    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
-    u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(dtype)[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
-    if B.dim() == 3:  # (b, n, l) -> (b, 1, n, l)
-        B, C = B.unsqueeze(1), C.unsqueeze(1)
-    if u.shape[1] % B.shape[1]:
-        raise ValueError(f"d={u.shape[1]} channels cannot be split into {B.shape[1]} groups")
-    h0 = initial_state.to(dtype) if initial_state is not None else None
-    y, last = _SelectiveScan.apply(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(),
-                                   C.contiguous(), h0, chunk_size)
-    if D is not None:
-        y = y + u * D.to(dtype)[:, None]
-    if z is not None:
-        y = y * F.silu(z.to(dtype))
-    y = y.to(out_dtype)
-    return (y, last.to(out_dtype)) if return_last_state else y
-
-
-@contextlib.contextmanager
-def trainable_ops():
-    """While active, the `ref` backend runs Mamba-1's scan through `selective_scan_trainable`.
-
-    Mamba-2's chunked SSD is already differentiable. The swap is undone on exit, also on error.
-    """
-    ops = get_ops("ref")
-    saved = ops.selective_scan
-    ops.selective_scan = selective_scan_trainable
-    try:
-        yield
-    finally:
-        ops.selective_scan = saved
 
 
 @contextlib.contextmanager
@@ -308,7 +158,7 @@ def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Ten
     t0 = time.perf_counter()
     bar = tqdm(range(steps), desc=f"train {config.arch}", disable=not progress, dynamic_ncols=True)
     model.train()
-    with trainable_ops(), num_threads(threads):
+    with num_threads(threads):
         for step in bar:
             cur = lr_at(step, lr=lr, warmup=warmup, steps=steps, min_lr_ratio=min_lr_ratio)
             for group in opt.param_groups:

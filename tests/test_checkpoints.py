@@ -11,7 +11,6 @@ import torch
 import transformers
 
 from perfmamba import CheckpointError, MambaLM, load, preset
-from perfmamba.checkpoints import save
 from perfmamba.cli import main
 from helpers import assert_close
 

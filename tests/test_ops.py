@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perfmamba.ops import (causal_conv1d_ref, causal_conv1d_update_ref, selective_scan_chunked, selective_scan_ref,
+from perfmamba.ops import (causal_conv1d_ref, causal_conv1d_shift, causal_conv1d_update_ref, selective_scan_chunked, selective_scan_ref,
                            selective_state_update_ref, ssd_chunked, ssd_ref, ssd_state_update_ref)
 from helpers import assert_close
 
@@ -110,6 +110,24 @@ def test_ssd_state_update_is_one_step():
                                x["dt_bias"], dt_softplus=True) for t in range(l)]
     assert_close(torch.stack(ys, 1), y_ref, atol=1e-12)
     assert_close(state, s_ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("l", [1, 2, 9])
+@pytest.mark.parametrize("w", [1, 4])
+@pytest.mark.parametrize("token_major", [False, True])
+def test_causal_conv_shift_matches_torch_conv(l, w, token_major):
+    b, d = 2, 5
+    gen = torch.Generator().manual_seed(l * 10 + w)
+    r = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    # the models pass transposed views of (b, l, d) activations; both layouts must give the same numbers
+    x = r(b, l, d).transpose(1, 2) if token_major else r(b, d, l)
+    weight, bias, init = r(d, w), r(d), r(b, d, w - 1)
+    for kw in (dict(), dict(bias=bias, activation="silu"), dict(initial_states=init, bias=bias)):
+        ref, ref_state = causal_conv1d_ref(x, weight, return_final_states=True, **kw)
+        out, state = causal_conv1d_shift(x, weight, return_final_states=True, **kw)
+        assert out.shape == (b, d, l) and state.shape == (b, d, w - 1)
+        assert_close(out, ref, atol=1e-12)
+        assert_close(state, ref_state, atol=1e-12)
 
 
 def test_causal_conv_prefill_then_updates_match_full():

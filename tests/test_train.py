@@ -9,9 +9,9 @@ from helpers import assert_close
 from perfmamba import load, preset
 from perfmamba.cli import main
 from perfmamba.errors import PerfmambaError
-from perfmamba.ops import selective_scan_ref
-from perfmamba.train import (TrainError, lr_at, param_groups, selective_scan_trainable, token_sha256, train,
-                             trainable_ops)
+from perfmamba.ops import selective_scan_chunked, selective_scan_ref
+from perfmamba.ops.selective_scan import selective_scan_trainable
+from perfmamba.train import TrainError, lr_at, param_groups, token_sha256, train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -56,13 +56,25 @@ def test_trainable_scan_matches_sequential_reference_values_and_gradients(b, d, 
         assert_close(a, e, atol=1e-11, rtol=1e-9, what=f"grad {name}")
 
 
-def test_trainable_ops_swaps_the_mamba1_scan_only_inside_the_context():
-    from perfmamba.ops.backends import get_ops
-
-    before = get_ops("ref").selective_scan
-    with trainable_ops():
-        assert get_ops("ref").selective_scan is selective_scan_trainable
-    assert get_ops("ref").selective_scan is before
+def test_chunked_scan_is_differentiable_when_autograd_records():
+    """The in-place inference scan hands over to the trainable one when an input requires grad."""
+    gen = torch.Generator().manual_seed(3)
+    b, d, l, n = 2, 4, 19, 3
+    r = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    u, delta, B, C, z = r(b, d, l), r(b, d, l), r(b, n, l), r(b, n, l), r(b, d, l)
+    A = -torch.rand(d, n, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        y_nograd = selective_scan_chunked(u, delta, A, B, C, z=z, delta_softplus=True, chunk_size=4, block_size=8)
+    grads = []
+    for fn in (selective_scan_chunked, selective_scan_ref):
+        leaves = [t.clone().requires_grad_() for t in (u, delta, A)]
+        y = fn(*leaves, B, C, z=z, delta_softplus=True)
+        y.square().sum().backward()
+        grads.append([t.grad for t in leaves])
+        if fn is selective_scan_chunked:
+            assert_close(y.detach(), y_nograd, atol=1e-12)
+    for g1, g2 in zip(*grads):
+        assert_close(g1, g2, atol=1e-10, rtol=1e-8)
 
 
 def test_lr_schedule_warmup_peak_and_cosine_floor():

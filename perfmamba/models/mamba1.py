@@ -5,11 +5,8 @@ selective scan with D skip and silu(z) gate; out_proj. Parameter names match mam
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.profiler import record_function
 
 from ..config import ModelConfig

@@ -1,4 +1,4 @@
-"""Which implementation runs each operator: `ref` (chunked PyTorch, any device), `sequential` (the token-by-token
+"""Which implementation runs each operator: `ref` (chunked PyTorch, any device; token-major conv), `sequential` (the token-by-token
 references, for ground truth), `triton` (our kernels), `mamba_ssm` (upstream Triton kernels where importable).
 
 `get_ops(name)` returns a namespace with conv, conv_update, selective_scan, selective_state_update, ssd,
@@ -19,7 +19,7 @@ class BackendUnavailable(RuntimeError):
 def _ref_ops(sequential: bool) -> SimpleNamespace:
     return SimpleNamespace(
         name="sequential" if sequential else "ref",
-        conv=conv.causal_conv1d_ref,
+        conv=conv.causal_conv1d_ref if sequential else conv.causal_conv1d_shift,
         conv_update=conv.causal_conv1d_update_ref,
         selective_scan=selective_scan.selective_scan_ref if sequential else selective_scan.selective_scan_chunked,
         selective_state_update=selective_scan.selective_state_update_ref,

@@ -1,6 +1,9 @@
 """Causal depthwise conv1d (the `conv1d` component), prefill and single-step decode.
 
 Signatures follow Dao-AILab/causal-conv1d `causal_conv1d_ref` / `causal_conv1d_update_ref`.
+`causal_conv1d_ref` is torch's grouped convolution; `causal_conv1d_shift` computes the same thing as W shifted
+multiply-adds over token-major rows, which is what the CPU models run (their activations are token-major, and
+the reference's (b, d, l) layout costs a transposing copy per layer that is slower than the convolution).
 """
 from __future__ import annotations
 
@@ -27,6 +30,31 @@ def causal_conv1d_ref(x, weight, bias=None, initial_states=None, return_final_st
     if not return_final_states:
         return out
     return out, xp[..., -(w - 1):].contiguous() if w > 1 else xp[..., :0]
+
+
+def causal_conv1d_shift(x, weight, bias=None, initial_states=None, return_final_states=False, activation=None):
+    """Same contract as `causal_conv1d_ref`. Works on x.transpose(1, 2), (b, l, d), and returns out as a (b, d, l)
+    view of a token-major tensor: for the models' inputs, which are transposed views of token-major
+    activations, no transposing copy is made."""
+    if activation not in (None, "silu", "swish"):
+        raise ValueError(f"activation must be None or 'silu', got {activation!r}")
+    b, d, l = x.shape
+    w = weight.shape[-1]
+    xt = x.transpose(1, 2)  # (b, l, d)
+    wt = weight.to(x.dtype).t()  # (w, d)
+    prev = xt.new_zeros(b, w - 1, d) if initial_states is None else initial_states.to(x.dtype).transpose(1, 2)
+    xp = torch.cat([prev, xt], dim=1)  # (b, w - 1 + l, d): the inputs each output position sees
+    out = xp[:, w - 1:] * wt[w - 1]
+    for k in range(w - 1):
+        out = out.addcmul_(xp[:, k:k + l], wt[k])
+    if bias is not None:
+        out = out + bias.to(x.dtype)
+    if activation is not None:
+        out = F.silu(out)
+    out = out.transpose(1, 2)
+    if not return_final_states:
+        return out
+    return out, xp[:, l:].transpose(1, 2).contiguous()
 
 
 def causal_conv1d_update_ref(x, conv_state, weight, bias=None, activation=None):

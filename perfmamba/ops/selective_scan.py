@@ -66,45 +66,200 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     split into chunks of `chunk_size`. Within a block, one vectorised recurrence step per position advances
     all chunks at once from a zero state while accumulating the running decay ∏ exp(Δ A); then one step per
     chunk adds the carried state times that decay. Python iterations per block: chunk_size + block/chunk.
+
+    Internally everything is token-major, (b, l, d): the models produce Δ, z and the output projection's
+    input in that layout, so for them the (b, d, l) arguments are transposed views and no copy is made, and
+    the returned y is a (b, d, l) view of a token-major tensor. The two block buffers are allocated once per
+    call and reused, which keeps page faults out of the loop. When autograd is recording (an input requires
+    grad), the call goes to `selective_scan_trainable`, the same computation with a hand-written backward.
     """
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)):
+        return selective_scan_trainable(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                                        initial_state, chunk_size)
     out_dtype = u.dtype
-    dtype, u, delta, A, B, C, g = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     b, d, l = u.shape
     n = A.shape[1]
+    if B.dim() == 3:  # (b, n, l) -> (b, 1, n, l)
+        B, C = B.unsqueeze(1), C.unsqueeze(1)
+    g = B.shape[1]
+    if d % g:
+        raise ValueError(f"d={d} channels cannot be split into {g} groups")
+    A = A.to(dtype)
+    ut = u.transpose(1, 2).to(dtype).contiguous()  # (b, l, d)
+    dt = delta.transpose(1, 2).to(dtype)
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(dtype)
+    dt = F.softplus(dt) if delta_softplus else dt.contiguous()
+    dl = dt * ut  # (b, l, d)
+    Bt = B.permute(0, 3, 1, 2).to(dtype).contiguous()  # (b, l, g, n)
+    Ct = C.permute(0, 3, 1, 2).to(dtype).contiguous()
     T = max(1, min(chunk_size, l))
-    Lb = max(T, (block_size // T) * T)
+    Lb = min(max(T, (block_size // T) * T), -(-l // T) * T)
     h = torch.zeros(b, d, n, dtype=dtype, device=u.device) if initial_state is None else initial_state.to(dtype).clone()
-    dl = (delta * u).transpose(1, 2).contiguous()  # (b, l, d)
-    dt_ = delta.transpose(1, 2).contiguous()  # (b, l, d)
-    Bt = B.permute(0, 3, 1, 2).contiguous()  # (b, l, g, n)
-    Ct = C.permute(0, 3, 1, 2).contiguous()
     y = torch.empty(b, l, d, dtype=dtype, device=u.device)
+    dA_buf = torch.empty(b, Lb, d, n, dtype=dtype, device=u.device)
+    x_buf = torch.empty(b, Lb, d, n, dtype=dtype, device=u.device)
     for s in range(0, l, Lb):
         e = min(s + Lb, l)
         lb = e - s
         nc = -(-lb // T)
-        pad = nc * T - lb
-        # (b, lb, d, n) for the block, padded to whole chunks with Δ = 0 (decay 1, no input)
-        dA = torch.exp(dt_[:, s:e, :, None] * A)  # (b, lb, d, n)
-        x = (dl[:, s:e].view(b, lb, g, d // g)[..., None] * Bt[:, s:e, :, None, :]).view(b, lb, d, n)
-        if pad:
-            dA = F.pad(dA, (0, 0, 0, 0, 0, pad), value=1.0)
-            x = F.pad(x, (0, 0, 0, 0, 0, pad))
-        dA = dA.view(b, nc, T, d, n)
-        x = x.view(b, nc, T, d, n)
+        dA, x = dA_buf[:, : nc * T], x_buf[:, : nc * T]
+        torch.mul(dt[:, s:e, :, None], A, out=dA[:, :lb])
+        dA[:, :lb].exp_()
+        torch.mul(dl[:, s:e].view(b, lb, g, d // g, 1), Bt[:, s:e, :, None, :], out=x[:, :lb].view(b, lb, g, d // g, n))
+        if nc * T > lb:  # pad the last chunk with Δ = 0: decay 1, no input
+            dA[:, lb:].fill_(1.0)
+            x[:, lb:].zero_()
+        dA, x = dA.view(b, nc, T, d, n), x.view(b, nc, T, d, n)
         for t in range(1, T):  # local scans of all chunks at once, and running decay within each chunk
             x[:, :, t].addcmul_(dA[:, :, t], x[:, :, t - 1])
             dA[:, :, t].mul_(dA[:, :, t - 1])
         for c in range(nc):  # carry the state across chunks
             x[:, c].addcmul_(dA[:, c], h[:, None])
             h = x[:, c, T - 1]
-        x = x.view(b, nc * T, d, n)[:, :lb]
+        h = h.clone()  # a view into the buffers, which the next block overwrites
         # y_t = Σ_n h_t[n] C_t[n]  — a batched mat-vec per token
-        Cb = Ct[:, s:e]  # (b, lb, g, n)
-        y[:, s:e] = (x.reshape(b, lb, g, d // g, n) @ Cb[..., None]).view(b, lb, d)
-    h = h.clone()
-    y = _finish(y.transpose(1, 2), u, D, z, out_dtype)
+        hx = x.view(b, nc * T, g, d // g, n)[:, :lb]
+        y[:, s:e] = (hx @ Ct[:, s:e, :, :, None]).view(b, lb, d)
+    if D is not None:
+        y.addcmul_(ut, D.to(dtype))
+    if z is not None:
+        y.mul_(F.silu(z.transpose(1, 2).to(dtype)))
+    y = y.to(out_dtype).transpose(1, 2)  # (b, d, l) view
     return (y, h.to(out_dtype)) if return_last_state else y
+
+
+def _scan_(decay, x, h0, chunk: int, reverse: bool = False):
+    """In place along dim 1 of x, decay (b, l, ...): x_t ← x_t + decay_t ⊙ x_{t∓1}, starting from h0 (or 0).
+
+    Forward (reverse=False): x_t += decay_t ⊙ x_{t−1}, x_{−1} = h0. Reverse: x_t += decay_t ⊙ x_{t+1},
+    x_l = h0. Chunks of `chunk` positions are scanned all at once from a zero state while `decay` becomes the
+    running product within each chunk; one step per chunk then adds the carried state (the scheme of
+    `selective_scan_chunked`). Returns the state after the last step (a view into x).
+    """
+    b, l = x.shape[:2]
+    T = max(1, min(chunk, l))
+    nc = l // T
+    l0 = nc * T
+    rest = x.shape[2:]
+    h = h0
+    if reverse:  # positions l0 … l−1 first (one by one), then whole chunks from the right
+        for t in range(l - 1, l0 - 1, -1):
+            if h is not None:
+                x[:, t].addcmul_(decay[:, t], h)
+            h = x[:, t]
+    if nc:
+        X = x[:, :l0].view(b, nc, T, *rest)
+        P = decay[:, :l0].view(b, nc, T, *rest)
+        steps = range(T - 2, -1, -1) if reverse else range(1, T)
+        for t in steps:
+            nb = t + 1 if reverse else t - 1
+            X[:, :, t].addcmul_(P[:, :, t], X[:, :, nb])
+            P[:, :, t].mul_(P[:, :, nb])
+        for c in (range(nc - 1, -1, -1) if reverse else range(nc)):
+            if h is not None:
+                X[:, c].addcmul_(P[:, c], h[:, None])
+            h = X[:, c, 0] if reverse else X[:, c, T - 1]
+    if not reverse:
+        for t in range(l0, l):
+            if h is not None:
+                x[:, t].addcmul_(decay[:, t], h)
+            h = x[:, t]
+    return h
+
+
+class _SelectiveScan(torch.autograd.Function):
+    """h_t = exp(Δ_t A) ⊙ h_{t−1} + (Δ_t u_t) ⊗ B_t,  y_t = h_t C_t, with a hand-written backward.
+
+    u, delta (after softplus): (b, d, l); A (d, n); B, C (b, g, n, l); h0 (b, d, n) or None.
+    Returns y (b, d, l) and the last state (b, d, n). The states h (b, l, d, n) are kept for the backward pass,
+    which runs the adjoint recurrence g_t = C_t ⊗ ∂y_t + exp(Δ_{t+1} A) ⊙ g_{t+1} backwards in time and reads
+    every gradient off g and h:  ∂(Δu)_t = g_t B_t,  ∂B_t = Σ_d g_t (Δu)_t,  ∂C_t = Σ_d h_t ∂y_t,
+    ∂Δ_t += Σ_n q_t A,  ∂A = Σ_{b,t} q_t Δ_t,  ∂h0 = g_0 exp(Δ_0 A),  with q_t = g_t ⊙ exp(Δ_t A) ⊙ h_{t−1}.
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, h0, chunk):
+        b, d, l = u.shape
+        g, n = B.shape[1], B.shape[2]
+        dt = delta.transpose(1, 2)  # (b, l, d)
+        decay = torch.exp(dt[..., None] * A)  # (b, l, d, n)
+        du = (dt * u.transpose(1, 2)).reshape(b, l, g, d // g, 1)
+        hs = (du * B.permute(0, 3, 1, 2)[:, :, :, None, :]).reshape(b, l, d, n)  # (Δu)_t ⊗ B_t
+        last = _scan_(decay, hs, h0, chunk).clone()  # hs now holds h_t
+        y = (hs.view(b, l, g, d // g, n) @ C.permute(0, 3, 1, 2)[..., None]).reshape(b, l, d)
+        ctx.chunk = chunk
+        ctx.save_for_backward(u, delta, A, B, C, h0 if h0 is not None else u.new_empty(0), hs)
+        ctx.has_h0 = h0 is not None
+        return y.transpose(1, 2).contiguous(), last
+
+    @staticmethod
+    def backward(ctx, gy, glast):
+        u, delta, A, B, C, h0, hs = ctx.saved_tensors
+        b, d, l = u.shape
+        g, n = B.shape[1], B.shape[2]
+        dt = delta.transpose(1, 2)  # (b, l, d)
+        Bt, Ct = B.permute(0, 3, 1, 2), C.permute(0, 3, 1, 2)  # (b, l, g, n)
+        gy = torch.zeros_like(u) if gy is None else gy
+        gyt = gy.transpose(1, 2)  # (b, l, d)
+        # adjoint states, reverse scan: g_t = C_t ⊗ ∂y_t + exp(Δ_{t+1} A) ⊙ g_{t+1}, g_l = ∂last
+        G = (gyt.reshape(b, l, g, d // g, 1) * Ct[:, :, :, None, :]).reshape(b, l, d, n)
+        dt_next = F.pad(dt[:, 1:], (0, 0, 0, 1))  # Δ_{t+1}, 0 after the end
+        _scan_(torch.exp(dt_next[..., None] * A), G, glast, ctx.chunk, reverse=True)
+        # gradients through the input term (Δu)_t ⊗ B_t and the readout h_t C_t
+        gdu = (G.view(b, l, g, d // g, n) @ Bt[..., None]).reshape(b, l, d)
+        du = (dt * u.transpose(1, 2)).reshape(b, l, g, 1, d // g)
+        gB = (du @ G.view(b, l, g, d // g, n)).reshape(b, l, g, n).permute(0, 2, 3, 1)
+        gC = (gyt.reshape(b, l, g, 1, d // g) @ hs.view(b, l, g, d // g, n)).reshape(b, l, g, n).permute(0, 2, 3, 1)
+        # gradients through the decay exp(Δ_t A): q_t = g_t ⊙ exp(Δ_t A) ⊙ h_{t−1}
+        decay = torch.exp(dt[..., None] * A)
+        gh0 = G[:, 0] * decay[:, 0] if ctx.has_h0 else None
+        q = decay.mul_(G)
+        q[:, 1:].mul_(hs[:, :-1])
+        if ctx.has_h0:
+            q[:, 0].mul_(h0)
+        else:
+            q[:, 0].zero_()
+        gdt = torch.einsum("bldn,dn->bld", q, A)  # Σ_n q A
+        gA = torch.einsum("bldn,bld->dn", q, dt)
+        gu = (gdu * dt).transpose(1, 2)
+        gdelta = (gdu * u.transpose(1, 2) + gdt).transpose(1, 2)
+        return gu, gdelta, gA, gB.contiguous(), gC.contiguous(), gh0, None
+
+
+def selective_scan_trainable(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                             return_last_state=False, initial_state=None, chunk_size=8):
+    """`selective_scan_ref` with a backward pass fast enough to train on CPU.
+
+    `selective_scan_chunked` updates reused buffers in place, which autograd cannot record (it calls this
+    function instead whenever autograd is recording), and the sequential reference slices one token per step,
+    whose backward materialises a full-size gradient per slice. Here the scan is one autograd node (`_SelectiveScan`) with a hand-written backward; the cheap
+    elementwise parts (Δ bias and softplus, D skip, silu(z) gate) stay in autograd. Shapes as in
+    `selective_scan_ref`: u, delta, z (b, d, l); A (d, n); B, C (b, n, l) or (b, g, n, l). Memory: a few
+    (b, l, d, n) tensors per call, kept for the backward pass.
+    """
+    out_dtype = u.dtype
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(dtype)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    if B.dim() == 3:  # (b, n, l) -> (b, 1, n, l)
+        B, C = B.unsqueeze(1), C.unsqueeze(1)
+    if u.shape[1] % B.shape[1]:
+        raise ValueError(f"d={u.shape[1]} channels cannot be split into {B.shape[1]} groups")
+    h0 = initial_state.to(dtype) if initial_state is not None else None
+    y, last = _SelectiveScan.apply(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(),
+                                   C.contiguous(), h0, chunk_size)
+    if D is not None:
+        y = y + u * D.to(dtype)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(dtype))
+    y = y.to(out_dtype)
+    return (y, last.to(out_dtype)) if return_last_state else y
 
 
 def selective_state_update_ref(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):

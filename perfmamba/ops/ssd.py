@@ -58,18 +58,23 @@ def ssd_ref(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_sta
     return (y, state.to(out_dtype)) if return_final_states else y
 
 
-def _segsum(a):
-    """a: (..., T) -> (..., T, T) with out[i, j] = Σ_{j<k≤i} a[k] for j ≤ i, -inf above the diagonal."""
-    T = a.shape[-1]
-    a = a[..., None].expand(*a.shape, T)  # (..., T, T): a[..., i, j] = a[i]
-    strict = torch.ones(T, T, dtype=torch.bool, device=a.device).tril(-1)
-    a = a.masked_fill(~strict, 0).cumsum(dim=-2)
-    return a.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=a.device).tril(0), float("-inf"))
+def _decay_matrix(a_cum):
+    """a_cum: (..., T) running sums of log-decays -> (..., T, T) with out[i, j] = exp(a_cum[i] - a_cum[j]) for
+    j ≤ i and 0 above the diagonal: the decay from step j to step i within a chunk."""
+    T = a_cum.shape[-1]
+    diff = a_cum[..., :, None] - a_cum[..., None, :]
+    upper = torch.ones(T, T, dtype=torch.bool, device=a_cum.device).triu(1)
+    return diff.masked_fill_(upper, float("-inf")).exp_()
 
 
 def ssd_chunked(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_states=None,
                 return_final_states=False, dt_limit=None, chunk_size=256):
-    """Chunked matrix form of `ssd_ref`: quadratic (attention-like) within chunks, recurrent across them."""
+    """Chunked matrix form of `ssd_ref`: quadratic (attention-like) within chunks, recurrent across them.
+
+    Token-major throughout, so that the two rank-n products are single GEMMs over all heads of a group:
+    a chunk's state is (Δ·decay·X)ᵀ B, (T × r·p)ᵀ (T × n), and the carried state's output is C hᵀ,
+    (T × n)(n × r·p). The state is passed from chunk to chunk by a loop over chunks (linear in their number).
+    """
     out_dtype = x.dtype
     dtype, x, dt, A, B, C = _prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit)
     b, l, h, p = x.shape
@@ -78,40 +83,39 @@ def ssd_chunked(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     T = max(1, min(chunk_size, l))
     nc = -(-l // T)
     pad = nc * T - l
-    xs = x * dt[..., None]  # Δ x, (b, l, h, p)
     if pad:  # Δ = 0 on padding: decay 1 and no input, so the final state is unchanged
-        xs, dtp = F.pad(xs, (0, 0, 0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
+        xp, dt = F.pad(x, (0, 0, 0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
         B, C = F.pad(B, (0, 0, 0, 0, 0, pad)), F.pad(C, (0, 0, 0, 0, 0, pad))
     else:
-        dtp = dt
-    X = xs.view(b, nc, T, g, r, p)
-    Bc = B.view(b, nc, T, g, n)
-    Cc = C.view(b, nc, T, g, n)
-    a = (dtp * A).view(b, nc, T, g, r).permute(0, 3, 4, 1, 2)  # (b, g, r, c, T)
-    a_cum = a.cumsum(-1)
-    # 1. within chunks: Y = (C Bᵀ ∘ L) X
-    Lmat = torch.exp(_segsum(a))  # (b, g, r, c, T, T)
-    CB = torch.einsum("bcign,bcjgn->bgcij", Cc, Bc)  # (b, g, c, T, T)
-    M = Lmat * CB[:, :, None]  # (b, g, r, c, T, T)
-    Xp = X.permute(0, 3, 4, 1, 2, 5)  # (b, g, r, c, T, p)
-    Y = M @ Xp  # (b, g, r, c, T, p)
-    # 2. state at the end of each chunk from its own inputs
-    decay_states = torch.exp(a_cum[..., -1:] - a_cum)  # (b, g, r, c, T)
-    states = torch.einsum("bcjgn,bgrcj,bgrcjp->bgrcpn", Bc, decay_states, Xp)  # (b, g, r, c, p, n)
-    # 3. recurrence across chunks
-    if initial_states is None:
-        h0 = torch.zeros(b, g, r, 1, p, n, dtype=dtype, device=x.device)
-    else:
-        h0 = initial_states.to(dtype).view(b, g, r, 1, p, n)
-    states = torch.cat([h0, states], dim=3)  # (b, g, r, c + 1, p, n)
-    decay_chunk = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))  # (b, g, r, c + 1, c + 1)
-    states = torch.einsum("bgrzc,bgrcpn->bgrzpn", decay_chunk, states)
-    prev, final = states[:, :, :, :-1], states[:, :, :, -1]
-    # 4. contribution of the carried state inside each chunk
-    Y = Y + torch.einsum("bcign,bgrcpn,bgrci->bgrcip", Cc, prev, torch.exp(a_cum))
-    y = Y.permute(0, 3, 4, 1, 2, 5).reshape(b, nc * T, h, p)[:, :l]
+        xp = x
+    Xc = xp.reshape(b, nc, T, h, p)
+    Bc = B.reshape(b, nc, T, g, n)
+    Cc = C.reshape(b, nc, T, g, n)
+    dtc = dt.reshape(b, nc, T, h)
+    a_cum = (dtc * A).permute(0, 1, 3, 2).cumsum(-1)  # (b, c, h, T): log-decay from chunk start
+    # 1. within chunks: Y = (C Bᵀ ∘ L) Δx, per head
+    CB = torch.einsum("bcign,bcjgn->bcgij", Cc, Bc)  # (b, c, g, T, T)
+    M = _decay_matrix(a_cum).view(b, nc, g, r, T, T) * CB[:, :, :, None]
+    Xh = Xc.permute(0, 1, 3, 2, 4) * dtc.permute(0, 1, 3, 2)[..., None]  # Δx, head-major: (b, c, h, T, p)
+    Y = (M.view(b, nc, h, T, T) @ Xh).transpose(2, 3)  # (b, c, T, h, p)
+    # 2. each chunk's end state from its own inputs
+    w = (dtc * torch.exp(a_cum[..., -1:] - a_cum).transpose(2, 3))  # (b, c, T, h): Δ times decay to chunk end
+    Xd = (Xc * w[..., None]).reshape(b, nc, T, g, r * p)
+    states = torch.einsum("bctgq,bctgn->bcgqn", Xd, Bc).reshape(b, nc, h, p, n)
+    # 3. recurrence across chunks: prev[c] is the state entering chunk c
+    decay = torch.exp(a_cum[..., -1])  # (b, c, h)
+    run = torch.zeros(b, h, p, n, dtype=dtype, device=x.device) if initial_states is None \
+        else initial_states.to(dtype)
+    prev = torch.empty(b, nc, h, p, n, dtype=dtype, device=x.device)
+    for c in range(nc):
+        prev[:, c] = run
+        run = torch.addcmul(states[:, c], decay[:, c, :, None, None], run)
+    # 4. contribution of the carried state inside each chunk: C prevᵀ, scaled by the decay since chunk start
+    Yoff = torch.einsum("bctgn,bcgqn->bctgq", Cc, prev.view(b, nc, g, r * p, n)).reshape(b, nc, T, h, p)
+    Y = (Yoff * torch.exp(a_cum).transpose(2, 3)[..., None]).add_(Y)
+    y = Y.reshape(b, nc * T, h, p)[:, :l]
     y = _skip(y, x, D).to(out_dtype)
-    return (y, final.reshape(b, h, p, n).to(out_dtype)) if return_final_states else y
+    return (y, run.to(out_dtype)) if return_final_states else y
 
 
 def ssd_state_update_ref(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None):
