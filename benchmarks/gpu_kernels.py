@@ -267,7 +267,7 @@ def prefill_rows(quick=False, seqlens=(8192, 2048), d_states=(128,), paths=("tri
 
 def decode_rows(quick=False, cases=None, upstream=True):
     """Decode ms/token with one CUDA graph per step; `floor` rows give (weights + 2 state) / copy bandwidth."""
-    from perfmamba.ops.triton.graphs import decode_latency
+    from perfmamba.models.graphs import decode_latency
     from perfmamba.ops.triton.timing import decode_floor_ms, weight_bytes
 
     cases = cases or ([("mamba2-130m", 768, 24, 8, 128)] if quick else

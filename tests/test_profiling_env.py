@@ -39,7 +39,7 @@ def test_cuda_graph_decoder_matches_eager_step():
 
     model = perfmamba.load("mamba2-tiny", device="cuda")
     c1, c2 = model.allocate_cache(3), model.allocate_cache(3)
-    dec = timing.CudaGraphDecoder(model, c2, 3)
+    dec, _ = timing.graphed_decoder(model, c2, 3)
     ids = torch.randint(0, 251, (5, 3), device="cuda")
     with torch.inference_mode():
         for t in range(5):

@@ -177,7 +177,7 @@ def test_bad_shapes_raise_one_line_errors(call, match):
 def test_graph_decode_body_matches_model_step():
     """The capturable decode body (no host sync) computes exactly `MambaLM.step` (CPU, ref backend)."""
     from perfmamba import MambaLM, preset
-    from perfmamba.ops.triton.graphs import decode_body
+    from perfmamba.models.graphs import decode_body
 
     for name in ("mamba-tiny", "mamba2-tiny"):
         model = MambaLM.from_config(preset(name)).eval()
@@ -554,7 +554,7 @@ def check_gpu_mamba2_prefill_with_mamba_ssm_ssd_matches_ref():
 @pytest.mark.parametrize("name", ["mamba-tiny", "mamba2-tiny"])
 def check_gpu_cuda_graph_decode_matches_eager(name):
     from perfmamba import MambaLM, preset
-    from perfmamba.ops.triton.graphs import GraphedStep, decode_latency
+    from perfmamba.models.graphs import GraphedStep, decode_latency
 
     model = MambaLM.from_config(preset(name)).to(DEVICE).eval()
     model.backend = "triton"

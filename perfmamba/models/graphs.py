@@ -16,7 +16,7 @@ import statistics
 
 import torch
 
-from ...models.cache import MambaCache
+from .cache import MambaCache
 
 
 def decode_body(model, ids: torch.Tensor, cache: MambaCache) -> torch.Tensor:
@@ -65,6 +65,8 @@ class GraphedStep:
         self.graph.replay()
         self.cache.seqlen_offset += 1
         return self.logits
+
+    step = __call__
 
 
 def decode_latency(model, batch_size: int, *, steps: int = 100, repeats: int = 5, prompt_len: int = 16,

@@ -5,9 +5,8 @@ On CPU a call is timed with `time.perf_counter` (CPU ops return when done); on a
 recorded on the current stream around the call, read after one synchronisation.
 
 `graphed_decoder` captures one `model.step` (embedding → layers → norm → lm_head with the cache updated in
-place) in a CUDA graph and replays it, which removes the Python and launch overhead that dominates eager
-decoding of small models: `perfmamba.ops.triton.graphs.GraphedStep` where triton imports, else the
-equivalent `CudaGraphDecoder` here (both follow mamba-ssm `utils/generation.py` `capture_graph`).
+place) in a CUDA graph and replays it (`perfmamba.models.graphs`), which removes the Python and launch
+overhead that dominates eager decoding of small models.
 """
 from __future__ import annotations
 
@@ -137,59 +136,11 @@ def _timed_loop(fn, device, iters, setup):
     return out
 
 
-# decode step without the checks of MambaLM.forward, so that it can be captured in a CUDA graph ------------
-def decode_body(model, input_ids: torch.Tensor, cache) -> torch.Tensor:
-    """`model.step` minus argument validation (which reads ids on the host and cannot be captured) and
-    minus the Python-side `seqlen_offset` bump. input_ids: (b,) → logits (b, padded_vocab)."""
-    x = model.backbone.embedding(input_ids[:, None])  # (b, 1, d_model)
-    for i, layer in enumerate(model.backbone.layers):
-        x = layer(x, cache.conv_states[i], cache.ssm_states[i])
-    x = model.backbone.norm_f(x)
-    return model.lm_head(x)[:, 0]
-
-
-class CudaGraphDecoder:
-    """One decode step captured in a CUDA graph; `step(ids)` copies ids in, replays, returns the logits
-    buffer (overwritten by the next step). The cache tensors are the graph's static state: they must stay
-    the same objects (they are updated in place by every step)."""
-
-    def __init__(self, model, cache, batch: int, warmup: int = 3):
-        if not torch.cuda.is_available():
-            raise RuntimeError("CUDA graphs need a CUDA device")
-        dev = model.lm_head.weight.device
-        self.model, self.cache = model, cache
-        self.ids = torch.zeros(batch, dtype=torch.long, device=dev)
-        snapshot = [t.clone() for t in cache.conv_states + cache.ssm_states]
-        s = torch.cuda.Stream(dev)
-        s.wait_stream(torch.cuda.current_stream(dev))
-        with torch.cuda.stream(s), torch.inference_mode():  # warm up kernels (autotuning) off the graph
-            for _ in range(warmup):
-                decode_body(model, self.ids, cache)
-        torch.cuda.current_stream(dev).wait_stream(s)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), torch.inference_mode():
-            self.logits = decode_body(model, self.ids, cache)
-        with torch.no_grad():  # capture and warm-up advanced the state: put it back
-            for t, v in zip(cache.conv_states + cache.ssm_states, snapshot):
-                t.copy_(v)
-
-    def step(self, input_ids: torch.Tensor) -> torch.Tensor:
-        self.ids.copy_(input_ids)
-        self.graph.replay()
-        self.cache.seqlen_offset += 1
-        return self.logits
-
-
 def graphed_decoder(model, cache, batch: int):
-    """(decoder, implementation name): `perfmamba.ops.triton.graphs.GraphedStep` where it imports (it needs
-    triton), else `CudaGraphDecoder`. Both capture the same step; `decoder.step(ids)` → logits."""
-    try:
-        from ..ops.triton.graphs import GraphedStep
-    except ImportError:
-        return CudaGraphDecoder(model, cache, batch), "perfmamba.profiling.timing.CudaGraphDecoder"
-    graphed = GraphedStep(model, cache)
+    """(decoder, implementation name): one decode step captured in a CUDA graph
+    (`perfmamba.models.graphs.GraphedStep`); `decoder.step(ids)` → logits."""
+    from ..models.graphs import GraphedStep
 
-    class _Step:
-        step = staticmethod(graphed)
-
-    return _Step(), "perfmamba.ops.triton.graphs.GraphedStep"
+    if cache.batch_size != batch:
+        raise ValueError(f"cache holds batch {cache.batch_size}, asked for {batch}")
+    return GraphedStep(model, cache), "perfmamba.models.graphs.GraphedStep"
