@@ -124,6 +124,22 @@ def test_generate_until_decodes_greedily_with_the_state_cache(setup):
     assert got[1] == tok.decode(full[:7])
 
 
+@pytest.mark.parametrize("arch", ["mamba-tiny", "mamba2-tiny"])
+def test_generate_until_matches_hf(arch, setup):
+    """Greedy continuations equal those of lm-eval's `hf` model (transformers' own decoding) on the same weights."""
+    from lm_eval.models.huggingface import HFLM
+
+    tok, dirs, _ = setup
+    ours, hf = dirs[arch]
+    reqs = [Instance("generate_until", {}, (ctx, {"until": until, "max_gen_toks": n, "do_sample": False}), i)
+            for i, (ctx, until, n) in enumerate([("The king and queen", ["\n"], 12), ("Old men sang", ["zzz"], 9),
+                                                 ("Bread wine and", [","], 16)])]
+    want = HFLM(pretrained=str(hf), device="cpu", dtype="float32", batch_size=1).generate_until(reqs)
+    got = PerfmambaLM(pretrained=str(ours)).generate_until(reqs)
+    assert got == want, (got, want)
+    assert sum(len(g) for g in got) > 10  # something was generated
+
+
 def test_prune_ratio_model_arg(setup, tmp_path):
     pruning = pytest.importorskip("perfmamba.pruning")
     tok, dirs, _ = setup

@@ -1,4 +1,4 @@
-"""Which implementation runs each operator: `ref` (chunked PyTorch, any device; token-major conv), `sequential` (the token-by-token
+"""Which implementation runs each operator: `ref` (chunked PyTorch, any device), `sequential` (the token-by-token
 references, for ground truth), `triton` (our kernels), `mamba_ssm` (upstream Triton kernels where importable).
 
 `get_ops(name)` returns a namespace with conv, conv_update, selective_scan, selective_state_update, ssd,

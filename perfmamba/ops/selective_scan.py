@@ -235,30 +235,17 @@ def selective_scan_trainable(u, delta, A, B, C, D=None, z=None, delta_bias=None,
 
     `selective_scan_chunked` updates reused buffers in place, which autograd cannot record (it calls this
     function instead whenever autograd is recording), and the sequential reference slices one token per step,
-    whose backward materialises a full-size gradient per slice. Here the scan is one autograd node (`_SelectiveScan`) with a hand-written backward; the cheap
-    elementwise parts (Δ bias and softplus, D skip, silu(z) gate) stay in autograd. Shapes as in
-    `selective_scan_ref`: u, delta, z (b, d, l); A (d, n); B, C (b, n, l) or (b, g, n, l). Memory: a few
-    (b, l, d, n) tensors per call, kept for the backward pass.
+    whose backward materialises a full-size gradient per slice. Here the scan is one autograd node
+    (`_SelectiveScan`) with a hand-written backward; the cheap elementwise parts (Δ bias and softplus, D skip,
+    silu(z) gate) stay in autograd. Shapes as in `selective_scan_ref`: u, delta, z (b, d, l); A (d, n);
+    B, C (b, n, l) or (b, g, n, l). Memory: a few (b, l, d, n) tensors per call, kept for the backward pass.
     """
     out_dtype = u.dtype
-    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
-    u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(dtype)[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
-    if B.dim() == 3:  # (b, n, l) -> (b, 1, n, l)
-        B, C = B.unsqueeze(1), C.unsqueeze(1)
-    if u.shape[1] % B.shape[1]:
-        raise ValueError(f"d={u.shape[1]} channels cannot be split into {B.shape[1]} groups")
+    dtype, u, delta, A, B, C, _ = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
     h0 = initial_state.to(dtype) if initial_state is not None else None
     y, last = _SelectiveScan.apply(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(),
                                    C.contiguous(), h0, chunk_size)
-    if D is not None:
-        y = y + u * D.to(dtype)[:, None]
-    if z is not None:
-        y = y * F.silu(z.to(dtype))
-    y = y.to(out_dtype)
+    y = _finish(y, u, D, z, out_dtype)
     return (y, last.to(out_dtype)) if return_last_state else y
 
 
