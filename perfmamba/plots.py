@@ -20,10 +20,10 @@ scripts call the same functions.
 from __future__ import annotations
 
 from .errors import PerfmambaError
-from .profiling.plots import COLORS, plot_fig2_latency, plot_roofline, table1_components
+from .profiling.plots import COLORS, plot_fig2_latency, plot_roofline, share_table, table1_components
 from .pruning.plots import plot_fig3_activity
 
-__all__ = ["PlotError", "plot_fig2_latency", "table1_components", "plot_fig3_activity", "plot_fig3_state_activity",
+__all__ = ["PlotError", "plot_fig2_latency", "share_table", "table1_components", "plot_fig3_activity", "plot_fig3_state_activity",
            "plot_fig4_accuracy", "table2_efficiency", "plot_fig5_efficiency", "plot_fig6_tradeoff", "plot_criteria",
            "plot_roofline", "plot_roofline_measured", "plot_decode_state_traffic", "plot_recall", "table_kernels"]
 

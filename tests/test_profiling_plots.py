@@ -31,6 +31,19 @@ def test_fig2_has_a_panel_per_model_and_phase_with_stacked_components(df):
     assert tops == pytest.approx(tot, rel=0.05)
 
 
+def test_share_table_is_component_time_over_total(df):
+    t = plots.share_table(df, "ssm", method="timers")
+    assert list(t.columns) == [8, 21]
+    assert set(t.index) == {(m, p) for m in ("mamba-tiny", "mamba2-tiny") for p in ("prefill", "decode")}
+    d = df[(df.metric == "time") & (df.method == "timers") & (df.model == "mamba2-tiny") & (df.phase == "decode")
+           & (df.seqlen == 21)]
+    want = d[d.component == "ssm"]["value"].iloc[0] / d[d.component == "total"]["value"].iloc[0]
+    assert t.loc[("mamba2-tiny", "decode"), 21] == pytest.approx(want)
+    assert ((t > 0) & (t < 1)).all().all()
+    with pytest.raises(perfmamba.PerfmambaError, match="no time rows for component"):
+        plots.share_table(df, "nonexistent")
+
+
 def test_fig2_bad_selection_is_one_line_error(df):
     with pytest.raises(perfmamba.PerfmambaError, match="no rows with batch=64"):
         plots.plot_fig2_latency(df, batch=64)

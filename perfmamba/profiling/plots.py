@@ -1,7 +1,8 @@
 """Plots and tables of profiling rows (read from `perfmamba.results.read_rows`); no measuring here.
 
 `plot_fig2_latency` — the paper's Fig. 2: time per component against sequence length, prefill and decode,
-stacked bars, one row of panels per model. `table1_components` — the paper's Table 1 layout: per
+stacked bars, one row of panels per model. `share_table` — one component's share of the time against L.
+`table1_components` — the paper's Table 1 layout: per
 component, share of time and memory, our values beside the paper's (`PAPER_TABLE1`). `plot_roofline` —
 measured components on the roofline of a device.
 """
@@ -103,6 +104,19 @@ def plot_fig2_latency(df: pd.DataFrame, *, method: str | None = None, path: str 
     fig.suptitle(f"batch {picked['batch']}, path {picked['path']}, {picked['method']}", y=1.04, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
+
+
+def share_table(df: pd.DataFrame, component: str = "ssm", *, batch: int | None = None, method: str | None = None,
+                path: str | None = None) -> pd.DataFrame:
+    """Share of `component` in the measured total time, one row per (model, phase), one column per sequence
+    length: how a component's weight moves with L (the paper's claim that the SSM share grows with L)."""
+    d, _ = _times(df, method, path, batch)
+    tot = d[d["component"] == "total"].groupby(["model", "phase", "seqlen"])["value"].median()
+    part = d[d["component"] == component].groupby(["model", "phase", "seqlen"])["value"].median()
+    if part.empty:
+        raise ProfilingError(f"no time rows for component {component!r}")
+    share = (part / tot).rename(f"{component} share").reset_index()
+    return share.pivot_table(index=["model", "phase"], columns="seqlen", values=f"{component} share")
 
 
 def table1_components(df: pd.DataFrame, *, phase: str = "prefill", seqlen: int | None = None,
