@@ -1117,7 +1117,7 @@ def claims_criteria(rows) -> dict:
     d = rows[(rows["task"] == "perplexity") & (rows["metric"] == "ppl") & (rows["ratio"].astype(float) > 0)]
     parts, wins, total = [], 0, 0
     best = []
-    for (m, r), g in d.groupby(["model", "ratio"], sort=False):
+    for (m, r), g in d.groupby(["model", "ratio"]):
         rnd = g[g["criterion"] == "random"]["value"].astype(float)
         dl = g[g["criterion"] == "delta"]["value"].astype(float)
         if rnd.empty or dl.empty:
