@@ -44,11 +44,9 @@ def causal_conv1d_shift(x, weight, bias=None, initial_states=None, return_final_
     wt = weight.to(x.dtype).t()  # (w, d)
     prev = xt.new_zeros(b, w - 1, d) if initial_states is None else initial_states.to(x.dtype).transpose(1, 2)
     xp = torch.cat([prev, xt], dim=1)  # (b, w - 1 + l, d): the inputs each output position sees
-    out = xp[:, w - 1:] * wt[w - 1]
+    out = xp[:, w - 1:] * wt[w - 1] if bias is None else torch.addcmul(bias.to(x.dtype), xp[:, w - 1:], wt[w - 1])
     for k in range(w - 1):
         out = out.addcmul_(xp[:, k:k + l], wt[k])
-    if bias is not None:
-        out = out + bias.to(x.dtype)
     if activation is not None:
         out = F.silu(out)
     out = out.transpose(1, 2)

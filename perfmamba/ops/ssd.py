@@ -34,7 +34,7 @@ def _skip(y, x, D):
     if D is None:
         return y
     D = D.to(y.dtype)
-    return y + x * (D[:, None] if D.dim() == 1 else D)
+    return torch.addcmul(y, x, D[:, None] if D.dim() == 1 else D)
 
 
 def ssd_ref(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_states=None,
