@@ -1,0 +1,43 @@
+"""`perfmamba reproduce`'s evaluation table: rows per model, reuse while the checkpoints are unchanged."""
+import os
+
+import pytest
+
+from perfmamba import MambaLM, pipeline, preset
+from perfmamba.data import DOC_SEP, train_tokenizer
+
+TEXT = DOC_SEP.join(" ".join(f"word{(i * 7 + j) % 23}" for j in range(60)) for i in range(8))
+
+
+@pytest.fixture()
+def model_dir(tmp_path):
+    tok = train_tokenizer(TEXT, vocab_size=300)
+    d = tmp_path / "m"
+    MambaLM.from_config(preset("mamba2-tiny", vocab_size=len(tok))).save(d)
+    tok.save_pretrained(str(d))
+    return d
+
+
+def test_evaluation_table_rows_reuse_and_text(model_dir, tmp_path, monkeypatch):
+    out = tmp_path / "evaluation.csv"
+    kw = dict(splits=("test",), tasks=(), recall=(1, 2), corpus={"test": TEXT}, progress=False)
+    df = pipeline.evaluation_table({"tiny": model_dir}, out, **kw)
+    assert out.is_file() and set(df["model"]) == {"tiny"}
+    ppl = df[(df["split"] == "test") & (df["metric"] == "ppl")]["value"].iloc[0]
+    assert 1 < ppl < 2 * 300  # a random-init model: near the vocabulary size, not a broken number
+    assert sorted(df[df["task"] == "recall"]["n_pairs"].astype(int)) == [1, 2]
+    text = pipeline.format_evaluation(df)
+    assert "tiny" in text and "ppl" in text and "acc @ 2 pairs" in text and "n_tokens" not in text
+
+    # unchanged checkpoints: the table is read back, nothing is evaluated
+    def boom(*a, **k):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr("perfmamba.evaluation.evaluate_model", boom)
+    again = pipeline.evaluation_table({"tiny": model_dir}, out, **kw)
+    assert again["value"].tolist() == pytest.approx(df["value"].tolist())
+    # a newer checkpoint is evaluated again
+    later = out.stat().st_mtime + 10
+    os.utime(model_dir / "model.safetensors", (later, later))
+    with pytest.raises(AssertionError, match="evaluated again"):
+        pipeline.evaluation_table({"tiny": model_dir}, out, **kw)
