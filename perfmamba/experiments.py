@@ -531,12 +531,13 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
 # pruning efficiency
 
 def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("prefill", "decode"),
-                       criterion: str = "magnitude", paths=("ref",), methods=("timers",), warmup=None, iters=None,
-                       dtype=None, state_dtype="float32", device=None, results_root=None,
+                       criterion: str = "magnitude", modes=("removed",), paths=("ref",), methods=("timers",),
+                       warmup=None, iters=None, dtype=None, state_dtype="float32", device=None, results_root=None,
                        experiment: str = "pruning_efficiency", progress: bool = False):
-    """Time, memory and state bytes of models with states physically removed (mode "removed"), against the
-    dense model, through the profiling sweep. Rows are profile rows (`perfmamba.profiling.PROFILE_COLUMNS`)
-    tagged with ratio, criterion and mode ("dense" for the r = 0 model).
+    """Time, memory and state bytes of pruned models against the dense model, through the profiling sweep:
+    states physically removed (mode "removed", the default) and, when `modes` asks for them, masked ("zeroed")
+    or masked and bridged back to N ("bridge"), whose shapes are the dense ones. Rows are profile rows
+    (`perfmamba.profiling.PROFILE_COLUMNS`) tagged with ratio, criterion and mode ("dense" for r = 0).
 
     Which states are removed does not change the work, only how many: the default criterion "magnitude" reads
     the weights only, so presets (random init) can be timed without calibration data.
@@ -558,10 +559,9 @@ def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("
     for spec in specs:
         dense = _load(spec, device)
         names.append(model_ref(spec)[0])
-        for r in [0.0, *ratios]:
-            m = dense if r == 0.0 else prune(dense, r, criterion=criterion, mode="removed")
-            tags = dict(ratio=r, criterion="none", mode="dense") if r == 0.0 else \
-                dict(ratio=r, criterion=criterion, mode="removed")
+        for r, mode in [(0.0, "dense"), *((r, mode) for r in ratios for mode in modes)]:
+            m = dense if r == 0.0 else prune(dense, r, criterion=criterion, mode=mode)
+            tags = dict(ratio=r, criterion="none" if r == 0.0 else criterion, mode=mode)
             with _quiet_native_stderr("profiler" in methods and not progress):
                 sweep([m], list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
                       iters=iters, out=out, device=device, dtype=dtype, state_dtype=state_dtype, tags=tags,
@@ -572,7 +572,7 @@ def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("
     df = _isin(_isin(df, "phase", phases), "path", paths)
     df = _isin(df, "method", list(methods) + ["analytic"])
     df = _isin(df, "ratio", [0.0, *ratios])
-    df = df[df["criterion"].isin(["none", criterion])]
+    df = df[df["criterion"].isin(["none", criterion]) & df["mode"].isin(["dense", *modes])]
     return df.reset_index(drop=True)
 
 
@@ -611,13 +611,16 @@ def tradeoff(quality, efficiency):
     return pd.DataFrame(out).sort_values(["model", "ratio"]).reset_index(drop=True)
 
 
-def efficiency_summary(rows):
+def efficiency_summary(rows, mode: str = "removed"):
     """Per (model, phase, batch, seqlen, ratio): total time (ms, timers), speed-up against r = 0, and the memory
-    readings (weights, recurrent state = ssm + conv cache, peak) with their reduction against r = 0."""
+    readings (weights, recurrent state = ssm + conv cache, peak) with their reduction against r = 0, for the
+    pruned models of one `mode` (default "removed")."""
     import pandas as pd
 
     if rows is None or rows.empty:
         return pd.DataFrame()
+    if "mode" in rows:
+        rows = rows[rows["mode"].isin(["dense", mode])]
     d = rows[rows["cuda_graph"].astype(str).str.lower() != "true"] if "cuda_graph" in rows else rows
     keys = ["model", "arch", "phase", "batch", "seqlen", "ratio", "machine", "path"]
     t = d[(d["metric"] == "time") & (d["component"] == "total") & (d["method"] == "timers")]
@@ -640,6 +643,28 @@ def efficiency_summary(rows):
         if col in out:
             out[name] = 1 - out[col].to_numpy() / ref[col].to_numpy()
     return out.sort_values(["model", "phase", "batch", "seqlen", "ratio"]).reset_index(drop=True)
+
+
+def mode_comparison(rows):
+    """The three pruning modes side by side: per (model, phase, batch, seqlen, ratio), the speed-up against the
+    dense model and the recurrent-state reduction of each mode present in `rows` (`pruning_efficiency` rows
+    with several `modes`). Zeroed and bridged models keep the dense shapes, so neither number should move."""
+    import pandas as pd
+
+    if rows is None or rows.empty or "mode" not in rows:
+        raise ExperimentError("no pruning_efficiency rows with a mode column")
+    modes = [m for m in ("zeroed", "bridge", "removed") if m in set(rows["mode"])]
+    if not modes:
+        raise ExperimentError("no pruned rows (modes zeroed, bridge or removed) to compare")
+    parts = []
+    for mode in modes:
+        s = efficiency_summary(rows, mode=mode)
+        s = s[s["ratio"].astype(float) > 0]
+        cols = {"speedup": f"speedup {mode}"}
+        if "state_reduction" in s:
+            cols["state_reduction"] = f"state reduction {mode}"
+        parts.append(s.set_index(["model", "phase", "batch", "seqlen", "ratio"])[list(cols)].rename(columns=cols))
+    return pd.concat(parts, axis=1).reset_index()
 
 
 # ------------------------------------------------------------------------------------------------------

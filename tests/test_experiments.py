@@ -106,6 +106,24 @@ def test_pruning_efficiency_state_bytes_and_cache(tmp_path, monkeypatch):
         experiments.pruning_efficiency(["mamba2-tiny"], [0.5], criterion="delta", **kw)
 
 
+def test_pruning_efficiency_modes_zeroed_and_bridge_keep_the_dense_state(tmp_path):
+    kw = dict(batches=(2,), seqlens=(16,), phases=("decode",), warmup=0, iters=1, results_root=tmp_path,
+              progress=False)
+    rows = experiments.pruning_efficiency(["mamba2-tiny"], [0.5], modes=("zeroed", "bridge", "removed"), **kw)
+    assert set(rows["mode"]) == {"dense", "zeroed", "bridge", "removed"}
+    t = experiments.mode_comparison(rows).set_index("ratio")
+    # masked states keep the dense shapes, so no state is saved; removed states shrink the SSM state (by
+    # 1 − N′/N) and the conv cache (its B and C channels)
+    assert t.loc[0.5, "state reduction zeroed"] == 0.0 and t.loc[0.5, "state reduction bridge"] == 0.0
+    assert 0.3 < t.loc[0.5, "state reduction removed"] < 1 - n_keep(13, 0.5) / 13
+    assert {"speedup zeroed", "speedup bridge", "speedup removed"} <= set(t.columns)
+    # the removed-only views are unchanged by the extra modes
+    s = experiments.efficiency_summary(rows).set_index("ratio")
+    assert len(s) == 2 and s.loc[0.5, "state_reduction"] > 0
+    with pytest.raises(experiments.ExperimentError):
+        experiments.mode_comparison(rows[rows["mode"] == "dense"])
+
+
 def test_tradeoff_joins_quality_and_efficiency(tmp_path):
     q = experiments.pruning_quality(["mamba2-tiny"], [0.5], splits=(), tasks=(), recall=(1,), recall_seqs=16,
                                     calib_tokens=64, calib_seq_len=32, results_root=tmp_path, progress=False)
