@@ -43,16 +43,14 @@ def evaluation_table(models: dict, out, *, splits=EVAL_SPLITS, tasks=EVAL_TASKS,
 
 def format_evaluation(df) -> str:
     """The evaluation rows as a text table: one row per (what, metric), one column per model."""
+    import pandas as pd
+
     d = df.copy()
     d["what"] = d["split"].fillna(d["task"])
-    d["metric"] = [m if pd_isnull(n) else f"{m} @ {int(n)} pairs" for m, n in zip(d["metric"], d["n_pairs"])]
+    d["metric"] = [m if pd.isna(n) else f"{m} @ {int(n)} pairs" for m, n in zip(d["metric"], d["n_pairs"])]
     d = d[d["metric"] != "n_tokens"]
     wide = d.pivot_table(index=["what", "metric"], columns="model", values="value", aggfunc="first", sort=False)
     return wide.to_string(float_format=lambda v: f"{v:.4g}")
-
-
-def pd_isnull(v) -> bool:
-    return v is None or v != v
 
 
 def reproduce(artifacts="artifacts", *, profile: str | None = None, names=None, build: bool = True) -> Path | None:

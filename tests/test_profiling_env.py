@@ -39,8 +39,10 @@ def test_cuda_graph_decoder_matches_eager_step():
 
     model = perfmamba.load("mamba2-tiny", device="cuda")
     c1, c2 = model.allocate_cache(3), model.allocate_cache(3)
-    dec, _ = timing.graphed_decoder(model, c2, 3)
+    from perfmamba.models.graphs import GraphedStep
+
+    dec = GraphedStep(model, c2)
     ids = torch.randint(0, 251, (5, 3), device="cuda")
     with torch.inference_mode():
         for t in range(5):
-            torch.testing.assert_close(dec.step(ids[t]).clone(), model.step(ids[t], c1), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(dec(ids[t]).clone(), model.step(ids[t], c1), rtol=1e-4, atol=1e-4)

@@ -66,8 +66,6 @@ class GraphedStep:
         self.cache.seqlen_offset += 1
         return self.logits
 
-    step = __call__
-
 
 def decode_latency(model, batch_size: int, *, steps: int = 100, repeats: int = 5, prompt_len: int = 16,
                    cache_dtype: torch.dtype | None = None, seed: int = 0) -> dict:

@@ -46,7 +46,7 @@ def causal_conv1d_shift(x, weight, bias=None, initial_states=None, return_final_
     xp = torch.cat([prev, xt], dim=1)  # (b, w - 1 + l, d): the inputs each output position sees
     out = xp[:, w - 1:] * wt[w - 1] if bias is None else torch.addcmul(bias.to(x.dtype), xp[:, w - 1:], wt[w - 1])
     for k in range(w - 1):
-        out = out.addcmul_(xp[:, k:k + l], wt[k])
+        out.addcmul_(xp[:, k:k + l], wt[k])
     if activation is not None:
         out = F.silu(out)
     out = out.transpose(1, 2)

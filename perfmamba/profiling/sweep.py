@@ -30,9 +30,10 @@ import torch
 from .. import results
 from ..config import PRESETS
 from ..errors import PerfmambaError
+from ..models.graphs import GraphedStep
 from . import attribution, flops, memory
 from .flops import ProfilingError
-from .timing import Summary, graphed_decoder, set_flush_denormal, sync, time_call
+from .timing import Summary, set_flush_denormal, sync, time_call
 
 PROFILE_COLUMNS = [
     "model", "arch", "path", "fused", "cuda_graph", "method", "component", "phase", "batch", "seqlen",
@@ -199,9 +200,9 @@ def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, 
 
 def cuda_graph_rows(point: _Point, model, batch, warmup, iters, state_dtype) -> list[dict]:
     cache = model.allocate_cache(batch, dtype=state_dtype)
-    dec, _ = graphed_decoder(model, cache, batch)
+    dec = GraphedStep(model, cache)
     ids = torch.randint(0, model.config.vocab_size, (batch,), device=cache.ssm_states[0].device)
-    secs = time_call(lambda: dec.step(ids), cache.ssm_states[0].device, warmup=warmup, iters=iters)
+    secs = time_call(lambda: dec(ids), cache.ssm_states[0].device, warmup=warmup, iters=iters)
     s = Summary.of(secs)
     return [point.row("total", "time", s.median * 1e3, "ms", s, scale=1e3, warmup=warmup)]
 

@@ -4,9 +4,8 @@
 On CPU a call is timed with `time.perf_counter` (CPU ops return when done); on a GPU with CUDA events
 recorded on the current stream around the call, read after one synchronisation.
 
-`graphed_decoder` captures one `model.step` (embedding → layers → norm → lm_head with the cache updated in
-place) in a CUDA graph and replays it (`perfmamba.models.graphs`), which removes the Python and launch
-overhead that dominates eager decoding of small models.
+Decode on a GPU is timed with the step captured in a CUDA graph (`perfmamba.models.graphs.GraphedStep`),
+which removes the Python and launch overhead that dominates eager decoding of small models.
 """
 from __future__ import annotations
 
@@ -134,13 +133,3 @@ def _timed_loop(fn, device, iters, setup):
         sync(device)
         out.append(sw.elapsed())
     return out
-
-
-def graphed_decoder(model, cache, batch: int):
-    """(decoder, implementation name): one decode step captured in a CUDA graph
-    (`perfmamba.models.graphs.GraphedStep`); `decoder.step(ids)` → logits."""
-    from ..models.graphs import GraphedStep
-
-    if cache.batch_size != batch:
-        raise ValueError(f"cache holds batch {cache.batch_size}, asked for {batch}")
-    return GraphedStep(model, cache), "perfmamba.models.graphs.GraphedStep"
