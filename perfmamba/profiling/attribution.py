@@ -201,6 +201,25 @@ class Attribution:
                 for k, v in self.times.items()}
 
 
+def _warm_up(fn, setup, warmup: int, dev) -> None:
+    """`warmup` untimed calls, each after its setup (which restores the cache a decode call advances)."""
+    for _ in range(warmup):
+        if setup:
+            setup()
+        fn()
+    sync(dev)
+
+
+def _record(times: dict, labels, per: dict, top: float, total: float) -> None:
+    """Append one timed call: each component's time, the call's total, and "other" = total − the top-level
+    components (glue that no range covers)."""
+    for k in labels:
+        if k in per:
+            times[k].append(per[k])
+    times["total"].append(total)
+    times["other"].append(max(total - top, 0.0))
+
+
 def attribute_timers(model, phase: str, batch: int, seqlen: int, *, warmup: int = 3, iters: int = 10,
                      state_dtype=torch.float32, labels=LABELS) -> Attribution:
     """Method (a): timers around the component ranges, `iters` repetitions after `warmup`."""
@@ -210,11 +229,7 @@ def attribute_timers(model, phase: str, batch: int, seqlen: int, *, warmup: int 
     times: dict[str, list[float]] = defaultdict(list)
     peak_total = 0
     with torch.inference_mode():
-        for _ in range(warmup):
-            if setup:
-                setup()
-            fn()
-        sync(dev)
+        _warm_up(fn, setup, warmup, dev)
         with ComponentTimer(dev, labels, memory=cuda) as timer, no_gc():
             for _ in range(iters):
                 if setup:
@@ -230,13 +245,7 @@ def attribute_timers(model, phase: str, batch: int, seqlen: int, *, warmup: int 
                 if cuda:
                     timer.cuda_peaks.exit("total")
                     peak_total = max(peak_total, base + timer.cuda_peaks.peaks["total"])
-                per, top = timer.collect()
-                total = sw.elapsed()
-                for k in labels:
-                    if k in per:
-                        times[k].append(per[k])
-                times["total"].append(total)
-                times["other"].append(max(total - top, 0.0))
+                _record(times, labels, *timer.collect(), sw.elapsed())
     memory = {}
     if cuda:
         memory = {"activation_peak": dict(timer.cuda_peaks.peaks), "peak_memory": peak_total}
@@ -303,11 +312,7 @@ def attribute_profiler(model, phase: str, batch: int, seqlen: int, *, warmup: in
     fn, setup, _ = make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with torch.inference_mode():
-        for _ in range(warmup):
-            if setup:
-                setup()
-            fn()
-        sync(dev)
+        _warm_up(fn, setup, warmup, dev)
         with no_gc(), profile(activities=acts, profile_memory=memory, record_shapes=False) as prof:
             for _ in range(iters):
                 if setup:
@@ -339,11 +344,7 @@ def attribute_simultaneous(model, phase: str, batch: int, seqlen: int, *, warmup
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     times: dict[str, list[float]] = defaultdict(list)
     with torch.inference_mode():
-        for _ in range(warmup):
-            if setup:
-                setup()
-            fn()
-        sync(dev)
+        _warm_up(fn, setup, warmup, dev)
         with no_gc(), profile(activities=acts, record_shapes=False) as prof, ComponentTimer(dev, labels) as timer:
             for _ in range(iters):
                 if setup:
@@ -355,12 +356,7 @@ def attribute_simultaneous(model, phase: str, batch: int, seqlen: int, *, warmup
                     fn()
                     sw.stop()
                     sync(dev)
-                per, top = timer.collect()
-                for k in labels:
-                    if k in per:
-                        times[k].append(per[k])
-                times["total"].append(sw.elapsed())
-                times["other"].append(max(sw.elapsed() - top, 0.0))
+                _record(times, labels, *timer.collect(), sw.elapsed())
     excl = attribute_events(prof.events(), labels, dev.type, ITER_LABEL)
     return (Attribution("timers", dict(times), iters, warmup),
             Attribution("profiler", inclusive(excl, labels), iters, warmup))
