@@ -2,7 +2,6 @@
 import csv
 
 import pytest
-import torch
 
 from perfmamba import MambaLM, preset
 from perfmamba.cli import main
@@ -11,13 +10,7 @@ from perfmamba.evaluation import EvaluationError, evaluate_model, perplexity
 from perfmamba.evaluation.local_tasks import build_local_tasks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine every parallel op waits for both."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.one_thread
 
 
 LINES = ["the river runs under the old stone bridge near the mill",

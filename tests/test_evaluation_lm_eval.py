@@ -16,13 +16,7 @@ from perfmamba.evaluation.local_tasks import build_local_tasks
 from perfmamba.train import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine every parallel op waits for both."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.one_thread
 
 
 WORDS = ("the king and queen of a small town walked along river while old men sang songs about bread wine "

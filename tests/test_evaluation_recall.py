@@ -7,13 +7,7 @@ from perfmamba import ModelConfig
 from perfmamba.evaluation import EvaluationError, recall_accuracy, recall_batch, recall_rows, train_recall_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine every parallel op waits for both."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.one_thread
 
 
 @pytest.mark.parametrize("n_pairs,n_queries", [(1, None), (5, None), (7, 3)], ids=["N1", "N5", "N7-Q3"])

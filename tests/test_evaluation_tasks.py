@@ -5,7 +5,6 @@ from pathlib import Path
 
 import lm_eval
 import pytest
-import torch
 
 from perfmamba import MambaLM, preset
 from perfmamba.data import DOC_SEP, train_tokenizer
@@ -14,13 +13,7 @@ from perfmamba.evaluation.lm_eval_model import TASKS_DIR, PerfmambaLM
 from perfmamba.evaluation.local_tasks import build_local_tasks, load_task_dataset, read_jsonl, task_file
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine every parallel op waits for both."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.one_thread
 
 
 STOCK = Path(lm_eval.__file__).parent / "tasks"

@@ -14,13 +14,7 @@ from perfmamba.ops.selective_scan import selective_scan_trainable
 from perfmamba.train import TrainError, lr_at, param_groups, token_sha256, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine every parallel op waits for both."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.one_thread
 
 
 SCAN_CASES = [
