@@ -614,19 +614,31 @@ def tradeoff(quality, efficiency):
 def efficiency_summary(rows, mode: str = "removed"):
     """Per (model, phase, batch, seqlen, ratio): total time (ms, timers), speed-up against r = 0, and the memory
     readings (weights, recurrent state = ssm + conv cache, peak) with their reduction against r = 0, for the
-    pruned models of one `mode` (default "removed")."""
+    pruned models of one `mode` (default "removed").
+
+    Decode time is the step captured in a CUDA graph where the rows have one (a GPU; `timing` says "cuda graph"),
+    else the eager step ("eager"): eager decoding of a small model on a GPU measures the host's launch overhead."""
     import pandas as pd
 
     if rows is None or rows.empty:
         return pd.DataFrame()
     if "mode" in rows:
         rows = rows[rows["mode"].isin(["dense", mode])]
-    d = rows[rows["cuda_graph"].astype(str).str.lower() != "true"] if "cuda_graph" in rows else rows
+    graph = rows["cuda_graph"].astype(str).str.lower() == "true" if "cuda_graph" in rows else \
+        pd.Series(False, index=rows.index)
+    d = rows[~graph]
     keys = ["model", "arch", "phase", "batch", "seqlen", "ratio", "machine", "path"]
-    t = d[(d["metric"] == "time") & (d["component"] == "total") & (d["method"] == "timers")]
-    t = t.groupby(keys, dropna=False)["value"].median().rename("time_ms")
+
+    def totals(x):
+        x = x[(x["metric"] == "time") & (x["component"] == "total") & (x["method"] == "timers")]
+        return x.groupby(keys, dropna=False)["value"].median().rename("time_ms")
+
+    t = pd.DataFrame(totals(d)).assign(timing="eager")
+    g = totals(rows[graph & (rows["phase"] == "decode")])
+    if len(g):
+        t = pd.concat([t.drop(index=g.index, errors="ignore"), pd.DataFrame(g).assign(timing="cuda graph")])
     mem = d[d["metric"] == "memory"].pivot_table(index=keys, columns="component", values="value", aggfunc="max")
-    out = pd.DataFrame(t).join(mem, how="outer")
+    out = t.join(mem, how="outer")
     peak = d[(d["metric"] == "peak_memory") & (d["component"] == "total")]
     if len(peak):
         out = out.join(peak.groupby(keys, dropna=False)["value"].max().rename("peak_bytes"), how="left")

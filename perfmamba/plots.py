@@ -123,7 +123,7 @@ def table2_efficiency(rows):
         raise PlotError("no efficiency rows with timings")
     out = pd.DataFrame({"model": s["model"], "phase": s["phase"], "B": s["batch"].astype(int),
                         "L": s["seqlen"].astype(int), "r": s["ratio"].astype(float), "N′ (mean)": s["d_state"],
-                        "time (ms)": s["time_ms"], "speed-up": s["speedup"]})
+                        "time (ms)": s["time_ms"], "timing": s["timing"], "speed-up": s["speedup"]})
     for col, label in (("weights", "weights (MB)"), ("state_bytes", "state (MB)"), ("peak_bytes", "peak (MB)")):
         if col in s:
             out[label] = s[col] / 2**20

@@ -106,6 +106,28 @@ def test_pruning_efficiency_state_bytes_and_cache(tmp_path, monkeypatch):
         experiments.pruning_efficiency(["mamba2-tiny"], [0.5], criterion="delta", **kw)
 
 
+def test_efficiency_summary_times_decode_by_its_cuda_graph_where_there_is_one():
+    # GPU-shaped rows: eager decode is launch-bound (the same 60 ms dense and pruned), the graphed step is not
+    def rows(ratio, eager, graph=None, phase="decode"):
+        base = dict(model="m", arch="mamba2", phase=phase, batch=8, seqlen=1024, ratio=ratio, machine="gpu",
+                    path="triton", method="timers", component="total", metric="time", unit="ms",
+                    mode="dense" if ratio == 0 else "removed", d_state=128 if ratio == 0 else 64)
+        out = [dict(base, cuda_graph=False, value=eager)]
+        if graph is not None:
+            out.append(dict(base, cuda_graph=True, value=graph))
+        return out
+
+    df = pd.DataFrame(rows(0.0, 60.0, 2.0) + rows(0.5, 60.0, 1.6) + rows(0.0, 10.0, phase="prefill")
+                      + rows(0.5, 8.0, phase="prefill"))
+    s = experiments.efficiency_summary(df).set_index(["phase", "ratio"])
+    assert s.loc[("decode", 0.5), "time_ms"] == 1.6 and s.loc[("decode", 0.5), "timing"] == "cuda graph"
+    assert s.loc[("decode", 0.5), "speedup"] == pytest.approx(1.25)
+    assert s.loc[("prefill", 0.5), "timing"] == "eager" and s.loc[("prefill", 0.5), "speedup"] == 1.25
+    # without graph rows (a CPU) the eager step is the decode time
+    s = experiments.efficiency_summary(df[df["cuda_graph"] == False]).set_index(["phase", "ratio"])  # noqa: E712
+    assert s.loc[("decode", 0.5), "time_ms"] == 60.0 and s.loc[("decode", 0.5), "timing"] == "eager"
+
+
 def test_pruning_efficiency_modes_zeroed_and_bridge_keep_the_dense_state(tmp_path):
     kw = dict(batches=(2,), seqlens=(16,), phases=("decode",), warmup=0, iters=1, results_root=tmp_path,
               progress=False)

@@ -9,8 +9,9 @@ activation_peak     per component: the largest rise of allocated bytes above the
                     as a second method on GPU, from the allocation records of a `torch.profiler` trace
                     with ``profile_memory=True`` (every allocation and free with its size and timestamp,
                     replayed in time order). No tracemalloc: torch's allocations do not pass through it.
-peak_memory         for the whole call: GPU ``max_memory_allocated`` (weights, cache, inputs, activations);
-                    CPU weights + cache + inputs + the trace's activation peak of the call.
+peak_memory         for the whole call: weights + cache + inputs + the call's activation peak (its rise of
+                    allocated bytes above the level before it: on a GPU from the caching allocator, on CPU
+                    from the trace), so tensors of anything else alive in the process do not count.
 sum_of_allocations  the sum of the sizes of all allocations during the call (frees ignored), per component
                     and in total. It is not a footprint: it can exceed the device's memory many times,
                     which is how the paper's Table 1 "memory" values can exceed the GPU's 80 GB. Reported,
