@@ -38,20 +38,12 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
     sys.path.insert(0, str(ROOT))
 
 from perfmamba.config import preset  # noqa: E402
+from perfmamba.gpu_goals import GOALS, PAPER_KEPT, find, ratios  # noqa: E402,F401  (re-exported for the campaign)
 from perfmamba.models.lm import MambaLM  # noqa: E402
 
 SECTIONS = ("bandwidth", "prefill", "decode", "prune", "mamba1", "hf", "kernels")
 VOCAB = 50277  # GPT-NeoX vocabulary of the state-spaces checkpoints (padded to 50280)
 DTYPE = torch.bfloat16
-# kept states k = floor(128 (1 - r)) for the paper's ratios: N' = 128, 115, 89, 64, 38, 12
-PAPER_KEPT = {0.0: 128, 0.1: 115, 0.3: 89, 0.5: 64, 0.7: 38, 0.9: 12}
-GOALS = {  # benchmarks/README.md
-    "mamba2_prefill_vs_mamba_ssm": 2.0,
-    "decode_2.7b_b8_over_floor": 1.3,
-    "prune_decode_b64": 1.5,
-    "prune_prefill": 1.15,
-    "mamba1_prefill_vs_transformers": 50.0,
-}
 
 
 # rows ------------------------------------------------------------------------------------------------------------
@@ -499,56 +491,6 @@ SECTION_FUNCS = {"bandwidth": bandwidth_rows, "prefill": prefill_rows, "decode":
 
 
 # summary ---------------------------------------------------------------------------------------------------------
-def find(rows, **kv):
-    """Value of the first row matching all of kv (metric defaults to latency)."""
-    kv.setdefault("metric", "latency")
-    for r in rows:
-        if all(r.get(k) == v for k, v in kv.items()) and r.get("value") is not None:
-            return float(r["value"])
-    return None
-
-
-def ratios(rows):
-    """(label, measured, goal, higher_is_better) for the goals of benchmarks/README.md, from one run's rows."""
-    out = []
-
-    def add(label, num, den, goal=None, higher=True):
-        if num is not None and den is not None and den > 0:
-            out.append((label, num / den, goal, higher))
-
-    pre = dict(model="mamba2-130m", component="model", phase="prefill", d_state=128)
-    for L in (8192, 2048):
-        ours = find(rows, path="triton", batch=8, seqlen=L, **pre)
-        add(f"Mamba2-130M prefill B=8 L={L}: mamba-ssm model / ours (triton)", find(rows, path="mamba_ssm", batch=8, seqlen=L, **pre),
-            ours, GOALS["mamba2_prefill_vs_mamba_ssm"] if L == 8192 else None)
-        add(f"Mamba2-130M prefill B=8 L={L}: ours on mamba_ssm kernels / ours (triton)",
-            find(rows, path="mamba_ssm_backend", batch=8, seqlen=L, **pre), ours)
-        add(f"Mamba2-130M prefill B=8 L={L}: transformers / ours (triton)",
-            find(rows, path="transformers", batch=8, seqlen=L, **pre), ours)
-    ours8k = find(rows, path="triton", batch=8, seqlen=8192, **pre)
-    if ours8k:
-        out.append(("Mamba2-130M prefill B=8 L=8192: 115.7 ms (README baseline, H100) / ours", 115.7 / ours8k, None, True))
-    dec = dict(component="model", phase="decode", d_state=128)
-    for name, B in (("mamba2-2.7b", 8), ("mamba2-130m", 8), ("mamba2-130m", 64)):
-        ours = find(rows, model=name, path="triton", batch=B, **dec)
-        add(f"{name} decode B={B}: ours / bandwidth floor", ours, find(rows, model=name, path="floor", batch=B, **dec),
-            GOALS["decode_2.7b_b8_over_floor"] if name == "mamba2-2.7b" else None, higher=False)
-        add(f"{name} decode B={B}: mamba-ssm / ours", find(rows, model=name, path="mamba_ssm", batch=B, **dec), ours)
-    for N in (115, 89, 64, 38, 12):
-        r = next(k for k, v in PAPER_KEPT.items() if v == N)
-        dd = dict(model="mamba2-130m", path="triton", component="model", phase="decode", batch=64)
-        add(f"pruned r={r} (N'={N}) / dense decode B=64, throughput", find(rows, d_state=128, **dd), find(rows, d_state=N, **dd),
-            GOALS["prune_decode_b64"] if N == 64 else None)
-        for L in (2048, 8192):
-            pp = dict(model="mamba2-130m", path="triton", component="model", phase="prefill", batch=8, seqlen=L)
-            add(f"pruned r={r} (N'={N}) / dense prefill B=8 L={L}, speed", find(rows, d_state=128, **pp),
-                find(rows, d_state=N, **pp), GOALS["prune_prefill"] if N == 64 else None)
-    m1 = dict(model="mamba-130m", component="model", phase="prefill", batch=8, seqlen=512)
-    add("Mamba-1 130M prefill B=8 L=512: transformers / ours", find(rows, path="transformers", **m1),
-        find(rows, path="triton", **m1), GOALS["mamba1_prefill_vs_transformers"])
-    return out
-
-
 def print_summary(rows, file=sys.stdout):
     print("\nratio                                                                     measured   goal", file=file)
     for label, value, goal, higher in ratios(rows):

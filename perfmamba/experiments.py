@@ -611,6 +611,44 @@ def tradeoff(quality, efficiency):
     return pd.DataFrame(out).sort_values(["model", "ratio"]).reset_index(drop=True)
 
 
+def method_agreement(rows):
+    """The two attribution methods side by side, one row per (machine, model, path, phase, batch, seqlen) measured
+    by both (eager calls): each method's total (ms), the SSM and "other" shares, and the components whose shares
+    disagree beyond the tolerance of `perfmamba.profiling.attribution.shares_agree` ("" = the methods agree)."""
+    import pandas as pd
+
+    from .profiling.attribution import shares_agree
+    from .profiling.flops import COMPONENTS
+
+    if rows is None or rows.empty:
+        raise ExperimentError("no profiling rows")
+    d = rows[rows["method"].isin(["timers", "profiler"])]
+    if "cuda_graph" in d:
+        d = d[d["cuda_graph"].astype(str).str.lower() != "true"]
+    if "machine" not in d:
+        d = d.assign(machine="")
+    keys = ["machine", "model", "path", "phase", "batch", "seqlen"]
+    out = []
+    for key, g in d.groupby(keys, sort=False):
+        by = {}
+        for method, h in g.groupby("method"):
+            sh = h[h["metric"] == "share"].groupby("component")["value"].median().to_dict()
+            tot = h[(h["metric"] == "time") & (h["component"] == "total")]["value"]
+            by[method] = (sh, float(tot.median()) if len(tot) else math.nan)
+        if set(by) != {"timers", "profiler"}:
+            continue
+        (a, ta), (b, tb) = by["timers"], by["profiler"]
+        top = [c for c in COMPONENTS if c not in ("embedding", "lm_head")]
+        bad = shares_agree({c: a.get(c, 0.0) for c in top}, {c: b.get(c, 0.0) for c in top})
+        out.append(dict(zip(keys, key), **{
+            "timers total (ms)": ta, "profiler total (ms)": tb, "ssm timers": a.get("ssm", math.nan),
+            "ssm profiler": b.get("ssm", math.nan), "other timers": a.get("other", math.nan),
+            "disagree": "; ".join(bad)}))
+    if not out:
+        raise ExperimentError("no point was measured with both methods (methods timers and profiler)")
+    return pd.DataFrame(out)
+
+
 def efficiency_summary(rows, mode: str = "removed"):
     """Per (model, phase, batch, seqlen, ratio): total time (ms, timers), speed-up against r = 0, and the memory
     readings (weights, recurrent state = ssm + conv cache, peak) with their reduction against r = 0, for the
@@ -889,6 +927,41 @@ def gpu_results(results_root=None):
     return pd.concat(frames, ignore_index=True)
 
 
+def committed(experiment: str, results_root=None):
+    """The rows of one experiment (``<experiment>.csv``) committed by GPU machines, with `machine` and
+    `device_name`; columns no row fills are dropped. Empty frame with ``attrs["message"]`` when there are none."""
+    rows = gpu_results(results_root)
+    if rows.empty:
+        return rows
+    rows = rows[rows["experiment"] == experiment].dropna(axis=1, how="all").reset_index(drop=True)
+    for col in ("batch", "seqlen", "d_state", "n_iter", "warmup", "threads"):  # integers again after the concat
+        if col in rows and rows[col].notna().all() and (rows[col] % 1 == 0).all():
+            rows[col] = rows[col].astype(int)
+    if rows.empty:
+        rows.attrs["message"] = (f"No GPU machine has committed {experiment}.csv under data/results/<gpu-slug>/ "
+                                 "(benchmarks/gpu_book.sh measures it).")
+    return rows
+
+
+# On a GPU an eager call whose kernels are short is bound by the host launching them: the timers then see the
+# GPU idle between kernels ("other", time outside every component) and every component's time includes launch
+# gaps. GPU claims on component shares use only the points where "other" is at most this share of the call.
+GPU_MAX_OTHER = 0.15
+
+
+def gpu_claims(claims_fn, experiment: str, keys, results_root=None, **kwargs) -> dict:
+    """`claims_fn` on the committed GPU rows of `experiment`, every key prefixed with "gpu_"; where there are no
+    such rows, or they cannot support the claims, each of `keys` says why instead."""
+    rows = committed(experiment, results_root)
+    why = rows.attrs.get("message") if rows.empty else None
+    if why is None:
+        try:
+            return {f"gpu_{k}": v for k, v in claims_fn(rows, results_root=results_root, **kwargs).items()}
+        except ExperimentError as e:
+            why = f"the committed GPU rows cannot answer this: {e}"
+    return {f"gpu_{k}": why for k in keys}
+
+
 # ------------------------------------------------------------------------------------------------------
 # provenance and the numbers the claims page quotes
 
@@ -937,21 +1010,35 @@ def _pct(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f} %"
 
 
-def _shares(rows, phase):
-    """{(model, seqlen): {component: share}} of timer rows in `phase`, top-level components only."""
+def _shares(rows, phase, max_other=None):
+    """{(model, seqlen): {component: share}} of timer rows in `phase`, top-level components only (eager calls;
+    a CUDA-graph step has no components). With `max_other`, only the points whose "other" share (time outside
+    every component) is at most that."""
     from .profiling.flops import COMPONENTS
 
-    d = rows[(rows["metric"] == "share") & (rows["phase"] == phase) & rows["component"].isin(COMPONENTS)]
+    d = rows[(rows["metric"] == "share") & (rows["phase"] == phase)]
+    if "cuda_graph" in d:
+        d = d[d["cuda_graph"].astype(str).str.lower() != "true"]
     if "method" in d:
         d = d[d["method"] == "timers"] if (d["method"] == "timers").any() else d
     out: dict = {}
     for (m, L), g in d.groupby(["model", "seqlen"]):
+        other = g.loc[g["component"] == "other", "value"].astype(float)
+        if max_other is not None and len(other) and float(other.iloc[0]) > max_other:
+            continue
+        g = g[g["component"].isin(COMPONENTS)]
         out[(m, int(L))] = dict(zip(g["component"], g["value"].astype(float)))
     return out
 
 
-def claims_latency(rows, results_root=None) -> dict:
-    """C1 (sequence lengths covered), C3 (SSM share grows with L in prefill)."""
+def _host_bound_note(max_other) -> str:
+    return "" if max_other is None else \
+        f"; only points where time outside every component is at most {max_other * 100:.0f} % of the call"
+
+
+def claims_latency(rows, results_root=None, max_other=None) -> dict:
+    """C1 (sequence lengths covered), C3 (SSM share grows with L in prefill, from the shortest to the longest
+    length measured; with `max_other`, among the points that are not host-bound, see `_shares`)."""
     if rows is None or rows.empty:
         raise ExperimentError("no latency rows")
     Ls = sorted({int(x) for x in rows["seqlen"]})
@@ -959,46 +1046,51 @@ def claims_latency(rows, results_root=None) -> dict:
     covered = Ls[0] <= PAPER_SEQLENS[0] and Ls[-1] >= PAPER_SEQLENS[1]
     c1 = CONFIRMED if covered else (f"{NOT_HERE}: L up to {Ls[-1]} on this machine"
                                     + ("" if gpu else " (a 2-core CPU; the paper's grid needs a GPU)"))
-    shares = _shares(rows, "prefill")
+    shares = _shares(rows, "prefill", max_other)
     trend, up, n = [], 0, 0
     for m in dict.fromkeys(k[0] for k in shares):
         ls = sorted(L for (mm, L) in shares if mm == m)
         if len(ls) < 2:
             continue
         a, b = shares[(m, ls[0])].get("ssm", math.nan), shares[(m, ls[-1])].get("ssm", math.nan)
-        trend.append(f"{m} {_pct(a)} → {_pct(b)}")
+        trend.append(f"{m} {_pct(a)} → {_pct(b)} (L {ls[0]} → {ls[-1]})")
         n += 1
         up += b > a
     if n == 0:
         c3 = f"{NOT_HERE}: one sequence length only"
     else:
         v = CONFIRMED if up == n else (PARTLY if up else REFUTED)
-        c3 = v + f" on this machine ({up} of {n} models)" + ("" if gpu else "; the paper's claim is for a GPU")
+        c3 = v + f" on this machine ({up} of {n} models{_host_bound_note(max_other)})" + \
+            ("" if gpu else "; the paper's claim is for a GPU")
     return {"fig2_machine": machine_label(rows, results_root), "fig2_seqlens": f"{Ls[0]}–{Ls[-1]}",
             "fig2_c1_verdict": c1,
-            "fig2_ssm_trend": ("; ".join(trend) + f" (L {Ls[0]} → {Ls[-1]})") if trend else "n/a",
+            "fig2_ssm_trend": "; ".join(trend) if trend else "n/a",
             "fig2_c3_verdict": c3}
 
 
-def claims_components(rows, table=None, results_root=None) -> dict:
-    """C2 (SSM is the largest component), C4 (Table 1 values)."""
+def claims_components(rows, table=None, results_root=None, max_other=None) -> dict:
+    """C2 (SSM is the largest component, in prefill at each model's longest length; with `max_other`, among
+    the points that are not host-bound), C4 (Table 1 values)."""
     from .profiling.plots import PAPER_TABLE1
 
     if rows is None or rows.empty:
         raise ExperimentError("no profiling rows")
-    shares = _shares(rows, "prefill")
+    shares = _shares(rows, "prefill", max_other)
     if not shares:
-        raise ExperimentError("no prefill share rows")
-    Lmax = max(L for _, L in shares)
+        raise ExperimentError("no prefill share rows" + _host_bound_note(max_other))
+    longest = {}
+    for m, L in shares:
+        longest[m] = max(L, longest.get(m, L))
     top, parts = 0, []
-    models = [m for (m, L) in shares if L == Lmax]
-    for m in models:
-        s = {k: v for k, v in shares[(m, Lmax)].items() if k not in ("embedding", "lm_head")}
+    for m, L in longest.items():
+        s = {k: v for k, v in shares[(m, L)].items() if k not in ("embedding", "lm_head")}
         best = max(s, key=s.get)
         top += best == "ssm"
-        parts.append(f"{m}: ssm {_pct(s.get('ssm'))}, largest {best}")
-    v = CONFIRMED if top == len(models) else (PARTLY if top else REFUTED)
-    c2 = v + f" on this machine ({top} of {len(models)} models at L = {Lmax})" + \
+        parts.append(f"{m} (L = {L}): ssm {_pct(s.get('ssm'))}, largest {best} {_pct(s[best])}")
+    Ls = sorted(set(longest.values()))
+    Lmax = str(Ls[0]) if len(Ls) == 1 else "–".join(str(x) for x in (Ls[0], Ls[-1]))
+    v = CONFIRMED if top == len(longest) else (PARTLY if top else REFUTED)
+    c2 = v + f" on this machine ({top} of {len(longest)} models at L = {Lmax}{_host_bound_note(max_other)})" + \
         ("" if is_gpu(rows) else "; the paper's claim is for a GPU")
     transcribed = any(x.get("time_share") is not None for x in PAPER_TABLE1.values())
     c4 = "compared below" if transcribed else \
@@ -1093,6 +1185,14 @@ def claims_efficiency(rows, results_root=None) -> dict:
         raise ExperimentError("no pruned model with timings")
     if (p["model"] == "mamba2-130m").any():
         p = p[p["model"] == "mamba2-130m"]
+    noisy = _uncontrolled(rows)
+    point = ["model", "phase", "batch", "seqlen"]
+    if noisy:
+        keep = [tuple(x) not in noisy for x in p[point].itertuples(index=False)]
+        if not any(keep):
+            raise ExperimentError("every timed point fails the zeroed-model control (see `_uncontrolled`)")
+        p = p[keep]
+    excluded = "; ".join(f"{m} {ph} B = {int(b)} L = {int(L)}" for m, ph, b, L in sorted(noisy)) or "none"
     best = p.loc[p["speedup"].idxmax()]
     gpu = is_gpu(rows)
     where = f"{best['model']}, {best['phase']}, B = {int(best['batch'])}, L = {int(best['seqlen'])}, r = {best['ratio']:g}"
@@ -1113,7 +1213,8 @@ def claims_efficiency(rows, results_root=None) -> dict:
         v8 = CONFIRMED if got >= PAPER_MEMORY_REDUCTION * 0.9 else (PARTLY if got > 0 else REFUTED)
         n_up = int((per_L > 1).sum())
         v9 = CONFIRMED if n_up == len(per_L) else (PARTLY if n_up else REFUTED)
-        c7 = f"{v7}: best {best['speedup']:.2f}× against the paper's {PAPER_SPEEDUP}×"
+        timed = ", ".join(f"{r:g}" for r in sorted(p["ratio"].astype(float).unique()))
+        c7 = f"{v7}: best {best['speedup']:.2f}× (r = {timed} timed) against the paper's {PAPER_SPEEDUP}×"
         c8 = f"{v8}: {reading} −{_pct(got)} against the paper's {PAPER_MEMORY_REDUCTION * 100:.1f} %"
         c9 = f"{v9}: speed-up > 1 at {n_up} of {len(per_L)} sequence lengths ({Ls})"
     else:
@@ -1123,7 +1224,24 @@ def claims_efficiency(rows, results_root=None) -> dict:
             f" at r = {rmax:g}, against the paper's {PAPER_MEMORY_REDUCTION * 100:.1f} % of an undefined memory)"
         c9 = f"{why} (here: speed-up > 1 at {int((per_L > 1).sum())} of {len(per_L)} sequence lengths, {Ls})"
     return {"table2_machine": machine_label(rows, results_root), "table2_speedup": f"{best['speedup']:.2f}× ({where})",
-            "table2_memory": memory, "table2_c7_verdict": c7, "table2_c8_verdict": c8, "table2_c9_verdict": c9}
+            "table2_memory": memory, "table2_c7_verdict": c7, "table2_c8_verdict": c8, "table2_c9_verdict": c9,
+            "table2_excluded": excluded}
+
+
+# A zeroed model computes with exactly the dense shapes, so its time should equal the dense time; where it is off
+# by more than this, the point's timings are noise (a host-bound GPU call, a busy CPU) and it is not used.
+CONTROL_TOL = 0.05
+
+
+def _uncontrolled(rows) -> set:
+    """(model, phase, batch, seqlen) points where a zeroed model's speed-up against dense is off 1 by more than
+    `CONTROL_TOL`: the zeroed model is the control, same work as dense, so such a point cannot time pruning."""
+    if rows is None or "mode" not in rows or not (rows["mode"] == "zeroed").any():
+        return set()
+    z = efficiency_summary(rows, mode="zeroed")
+    z = z[z["ratio"].astype(float) > 0].dropna(subset=["speedup"])
+    bad = z[(z["speedup"] - 1).abs() > CONTROL_TOL]
+    return {(m, ph, int(b), int(L)) for m, ph, b, L in bad[["model", "phase", "batch", "seqlen"]].itertuples(index=False)}
 
 
 def claims_tradeoff(table) -> dict:
@@ -1255,8 +1373,19 @@ def claims_recall(rows) -> dict:
 
 
 def claims_kernels(rows) -> dict:
+    """E5: per GPU machine, how many of the kernel goals (`perfmamba.gpu_goals`) its committed gpu_kernels rows
+    measured, and how many of those are met."""
+    from .gpu_goals import GOALS, ratio_table
+
     if rows is None or rows.empty:
         return {"kernels_status": "no GPU run yet: " + NO_GPU_MESSAGE}
-    machines = sorted(set(rows["device_name"].astype(str)))
-    return {"kernels_status": f"{len(rows)} rows from {', '.join(machines)} "
-                              f"({', '.join(sorted(set(rows['experiment'])))})"}
+    parts = []
+    for name, g in rows.groupby("device_name", sort=True):
+        t = ratio_table(g)
+        goals = t[t["goal"] != ""]
+        met = int((goals["verdict"] == "met").sum())
+        each = "; ".join(f"{r['ratio']}: {r['measured (×)']:.2f}× ({r['goal']}, {r['verdict']})"
+                         for _, r in goals.iterrows())
+        parts.append(f"{name}: {met} of the {len(goals)} goal ratios measured are met ({len(GOALS)} goals in "
+                     f"benchmarks/README.md; a goal not listed was not measured) — {each or 'none'}")
+    return {"kernels_status": " | ".join(parts)}

@@ -1,6 +1,7 @@
 """One function per paper figure or table, from tidy rows (`perfmamba.experiments`); no measuring here.
 
     plot_fig2_latency        Fig. 2   per-component time vs sequence length, prefill / decode
+    graph_decode_table       Fig. 2   time per output token of the CUDA-graph decode step (GPU rows)
     table1_components        Table 1  per-component share of time and memory
     plot_fig3_state_activity Fig. 3   activity(l, s) heatmaps, one panel per model (plot_fig3_activity: one)
     plot_fig4_accuracy       Fig. 4   quality vs pruning ratio
@@ -20,11 +21,12 @@ scripts call the same functions.
 from __future__ import annotations
 
 from .errors import PerfmambaError
-from .profiling.plots import COLORS, plot_fig2_latency, plot_roofline, share_table, table1_components
+from .profiling.plots import (COLORS, graph_decode_table, plot_fig2_latency, plot_roofline, share_table,
+                              table1_components)
 from .pruning.plots import plot_fig3_activity
 
-__all__ = ["PlotError", "plot_fig2_latency", "share_table", "table1_components", "plot_fig3_activity", "plot_fig3_state_activity",
-           "plot_fig4_accuracy", "table2_efficiency", "plot_fig5_efficiency", "plot_fig6_tradeoff", "plot_criteria",
+__all__ = ["PlotError", "plot_fig2_latency", "share_table", "graph_decode_table", "table1_components",
+           "plot_fig3_activity", "plot_fig3_state_activity", "plot_fig4_accuracy", "table2_efficiency", "plot_fig5_efficiency", "plot_fig6_tradeoff", "plot_criteria",
            "plot_roofline", "plot_roofline_measured", "plot_decode_state_traffic", "plot_recall", "table_kernels"]
 
 CRITERION_COLORS = {"delta": "#e15759", "random": "#9c9c9c", "magnitude": "#4e79a7", "energy": "#59a14f",

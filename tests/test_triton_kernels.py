@@ -235,6 +235,18 @@ def test_benchmark_ratios_from_rows():
     gk.print_summary(rows, file=buf)
     text = buf.getvalue()
     assert "2.30x" in text and "NOT met" in text and " met" in text
+    # the book reads the same rows back from a committed CSV: a DataFrame with floats and NaN cells
+    import pandas as pd
+
+    from perfmamba.gpu_goals import ratio_table
+
+    df = pd.DataFrame(rows)
+    df[["batch", "seqlen", "d_state"]] = df[["batch", "seqlen", "d_state"]].astype(float)
+    table = ratio_table(df).set_index("ratio")
+    assert table.loc["pruned r=0.5 (N'=64) / dense decode B=64, throughput", "measured (×)"] == 1.25
+    assert table.loc["pruned r=0.5 (N'=64) / dense decode B=64, throughput", "verdict"] == "NOT met"
+    assert table.loc["Mamba-1 130M prefill B=8 L=512: transformers / ours", "verdict"] == "met"
+    assert len(table) == len(got)
 
 
 def test_campaign_plan_is_well_formed():

@@ -119,6 +119,18 @@ def share_table(df: pd.DataFrame, component: str = "ssm", *, batch: int | None =
     return share.pivot_table(index=["model", "phase"], columns="seqlen", values=f"{component} share")
 
 
+def graph_decode_table(df: pd.DataFrame, *, path: str | None = None, batch: int | None = None) -> pd.DataFrame:
+    """Time per output token (ms) of the decode step captured in a CUDA graph, one row per model, one column per
+    context length (GPU rows; the graph replays the step without the host's launch overhead)."""
+    d, picked = _times(df[df["phase"] == "decode"] if "phase" in df else df, "timers", path, batch, cuda_graph=True)
+    d = d[d["component"] == "total"]
+    if d.empty:
+        raise ProfilingError("no CUDA-graph decode rows (measured on a GPU only)")
+    table = d.pivot_table(index="model", columns="seqlen", values="value", aggfunc="median")
+    table.attrs.update(picked)
+    return table
+
+
 def table1_components(df: pd.DataFrame, *, phase: str = "prefill", seqlen: int | None = None,
                       batch: int | None = None, method: str | None = None, path: str | None = None) -> pd.DataFrame:
     """Table 1: per model and component, time (ms), share of time, activation peak (MB) and the labelled
