@@ -15,12 +15,12 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 if [ -n "${GPU_BOOK_SMOKE:-}" ]; then
-  SMALL="mamba-tiny mamba2-tiny"; LARGE="mamba-tiny"; LENS="17 40"; LARGE_LENS="17"; DEV=cpu; DTYPE=float32
-  EFF_MODEL=mamba2-tiny; EFF_LENS="[17]"; WARM=1; ITERS=2; T1=120; T2=60; T3=120; CAMPAIGN=0
+  SMALL="mamba-tiny mamba2-tiny"; LARGE="mamba-tiny"; LENS="17"; LARGE_LENS="9"; DEV=cpu; DTYPE=float32
+  EFF_MODEL=mamba2-tiny; EFF_LENS="[17]"; EFF_RATIOS="[0.5]"; WARM=0; ITERS=1; T1=120; T2=60; T3=120; CAMPAIGN=0
 else
   SMALL="mamba2-130m mamba-130m"; LARGE="mamba2-2.7b mamba-2.8b"; LENS="64 512 1024 2048 4096 8192 16384"
   LARGE_LENS="64 512 2048 8192"; DEV=cuda; DTYPE=bfloat16
-  EFF_MODEL=mamba2-130m; EFF_LENS="[1024, 8192]"; WARM=3; ITERS=10
+  EFF_MODEL=mamba2-130m; EFF_LENS="[1024, 8192]"; EFF_RATIOS="[0.1, 0.3, 0.5, 0.7, 0.9]"; WARM=3; ITERS=10
   T1=${T1:-160}; T2=${T2:-100}; T3=${T3:-110}; CAMPAIGN=${CAMPAIGN:-130}
 fi
 step() { echo "=== $1 ($(date -u +%H:%M:%S))"; }
@@ -38,7 +38,7 @@ echo "exit $?"
 step "pruning efficiency: $EFF_MODEL"
 timeout "$T3" "$PY" - <<PYEOF
 from perfmamba import experiments
-df = experiments.pruning_efficiency(["$EFF_MODEL"], [0.1, 0.3, 0.5, 0.7, 0.9], batches=[8], seqlens=$EFF_LENS,
+df = experiments.pruning_efficiency(["$EFF_MODEL"], $EFF_RATIOS, batches=[8], seqlens=$EFF_LENS,
                                     modes=["removed", "zeroed"], paths=["triton"], methods=["timers"],
                                     warmup=$WARM, iters=$ITERS, dtype="$DTYPE", device="$DEV", progress=False)
 print(len(df), "rows")

@@ -583,3 +583,24 @@ def check_gpu_cuda_graph_decode_matches_eager(name):
     assert c_graph.seqlen_offset == c_eager.seqlen_offset
     stats = decode_latency(model, 4, steps=5, repeats=2)
     assert stats["ms_per_token"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_book_script_runs_its_steps_on_tiny_presets(tmp_path):
+    """benchmarks/gpu_book.sh, the one prepared call of a GPU session, in its CPU smoke mode (tiny presets, the
+    Triton kernels interpreted): every step exits 0 and writes the files the book reads."""
+    env = dict(os.environ, GPU_BOOK_SMOKE="1", TRITON_INTERPRET="1", PERFMAMBA_RESULTS=str(tmp_path),
+               PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_book.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("exit 0") == 3, proc.stdout[-3000:]
+    (machine,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    import pandas as pd
+
+    prof = pd.read_csv(machine / "profile.csv")
+    assert set(prof["model"]) == {"mamba-tiny", "mamba2-tiny"} and set(prof["path"]) == {"triton"}
+    assert {"timers", "profiler"} <= set(prof["method"])
+    eff = pd.read_csv(machine / "pruning_efficiency.csv")
+    assert set(eff["mode"]) == {"dense", "removed", "zeroed"}
+    assert (machine / "env.json").is_file()
