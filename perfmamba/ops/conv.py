@@ -41,14 +41,14 @@ def causal_conv1d_shift(x, weight, bias=None, initial_states=None, return_final_
     b, d, l = x.shape
     w = weight.shape[-1]
     xt = x.transpose(1, 2)  # (b, l, d)
-    wt = weight.to(x.dtype).t()  # (w, d)
+    wt = weight.to(x.dtype).t().contiguous()  # (w, d); contiguous rows: a strided row takes torch's slow path
     prev = xt.new_zeros(b, w - 1, d) if initial_states is None else initial_states.to(x.dtype).transpose(1, 2)
     xp = torch.cat([prev, xt], dim=1)  # (b, w - 1 + l, d): the inputs each output position sees
     out = xp[:, w - 1:] * wt[w - 1] if bias is None else torch.addcmul(bias.to(x.dtype), xp[:, w - 1:], wt[w - 1])
     for k in range(w - 1):
         out.addcmul_(xp[:, k:k + l], wt[k])
     if activation is not None:
-        out = F.silu(out)
+        out = F.silu(out, inplace=True)
     out = out.transpose(1, 2)
     if not return_final_states:
         return out
