@@ -150,3 +150,29 @@ def test_unknown_method_and_bad_sizes_are_one_line_errors():
         with pytest.raises(perfmamba.PerfmambaError) as e:
             A.attribute(model, args["phase"], args["batch"], args["seqlen"], method=args["method"], iters=1)
         assert "\n" not in str(e.value)
+
+
+def test_gpu_trace_counts_kernels_launched_directly_inside_a_range():
+    """On a GPU the trace attaches a kernel to the innermost torch op that launched it; a Triton kernel is launched
+    by no op, so it is attached to the enclosing record_function range, beside the range's own device-side
+    annotation (same name as the range, spanning everything in it). Synthetic trace: one repetition, an in_proj
+    matmul kernel of 3 µs, a Triton scan kernel of 50 µs directly inside ssm.scan, an aten op inside ssm.scan
+    with a 7 µs kernel, and 2 µs launched directly in the repetition range outside every component."""
+    from types import SimpleNamespace as NS
+
+    def ev(name, parent=None, kernels=(), self_device=0.0, annotation=False):
+        return NS(name=name, device_type="DeviceType.CPU", cpu_parent=parent, is_user_annotation=annotation,
+                  kernels=[NS(name=k, duration=d) for k, d in kernels], self_device_time_total=self_device)
+
+    it = ev(A.ITER_LABEL, annotation=True, kernels=[(A.ITER_LABEL, 70.0), ("stray_kernel", 2.0)])
+    in_proj = ev("in_proj", it, annotation=True, kernels=[("in_proj", 3.5)])
+    mm = ev("aten::mm", in_proj, kernels=[("gemm", 3.0)], self_device=3.0)
+    ssm = ev("ssm", it, annotation=True, kernels=[("ssm", 58.0)])
+    scan = ev("ssm.scan", ssm, annotation=True, kernels=[("ssm.scan", 57.0), ("_selective_scan_fwd", 50.0)])
+    mul = ev("aten::mul", scan, kernels=[("elementwise", 7.0)], self_device=7.0)
+    kernel_rows = [NS(name="_selective_scan_fwd", device_type="DeviceType.CUDA", cpu_parent=None)]
+    got = A.attribute_events([it, in_proj, mm, ssm, scan, mul] + kernel_rows, device_type="cuda")
+    assert got["in_proj"] == [pytest.approx(3e-6)]
+    assert got["ssm.scan"] == [pytest.approx(57e-6)]  # 50 µs of Triton kernel + 7 µs of the aten op
+    assert got["other"] == [pytest.approx(2e-6)]
+    assert got["total"] == [pytest.approx(62e-6)]

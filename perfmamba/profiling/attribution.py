@@ -264,8 +264,9 @@ def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_
     """Method (b) on a finished trace: seconds per label per repetition.
 
     Each op's self time goes to its innermost enclosing label (CPU: self CPU time; CUDA: self device time
-    of the kernels it launched). Returns {label: [seconds per repetition]} with "other" and "total"; one
-    repetition per `iteration_label` range (all of the trace if there is none).
+    of the kernels it launched, and a range's own kernels, those launched in it by no torch op, go to the
+    range). Returns {label: [seconds per repetition]} with "other" and "total"; one repetition per
+    `iteration_label` range (all of the trace if there is none).
     """
     labels = set(labels)
     cuda = torch.device(device_type).type == "cuda"
@@ -277,14 +278,20 @@ def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_
             iter_index[id(e)] = len(iters)
             iters.append(e)
     for e in events:
-        if not str(e.device_type).endswith("CPU") or e.name == "[memory]" or e.name == iteration_label:
+        if not str(e.device_type).endswith("CPU") or e.name == "[memory]":
             continue
         if cuda:
-            if getattr(e, "is_user_annotation", False) or e.name in labels:
-                continue  # a range's kernels belong to the ops inside it
-            us = getattr(e, "self_device_time_total", None)
-            if us is None:
-                us = getattr(e, "self_cuda_time_total", 0.0)
+            if getattr(e, "is_user_annotation", False) or e.name in labels or e.name == iteration_label:
+                # A range's own kernels: those launched inside it by no torch op (Triton kernels are launched
+                # directly), which the trace attaches to the range itself. Also attached there is the range's
+                # device-side annotation, which spans every kernel in the range and carries the range's name.
+                us = sum(k.duration for k in getattr(e, "kernels", ()) if k.name != e.name)
+            else:
+                us = getattr(e, "self_device_time_total", None)
+                if us is None:
+                    us = getattr(e, "self_cuda_time_total", 0.0)
+        elif e.name == iteration_label:
+            continue
         else:
             us = e.self_cpu_time_total
         if not us:
