@@ -1339,6 +1339,35 @@ def claims_decode_traffic(rows, model: str = "mamba2-130m", batch: int = 8, rati
             "decode_measured_speedup": meas}
 
 
+def gpu_decode_speedups(kernels, traffic=None, model: str = "mamba2-130m", batch: int = 64) -> str:
+    """Measured decode speed-ups of pruned models on committed GPU rows (`gpu_kernels`, the campaign's graph-
+    replayed steps at the paper's kept counts), each beside its bandwidth-bound ideal from `traffic` rows (the
+    `decode_state_traffic` analytic rows), as one line per machine; a sentence saying so when there are none."""
+    from .gpu_goals import PAPER_KEPT, find
+
+    if kernels is None or kernels.empty:
+        return "no GPU rows committed (benchmarks/gpu_book.sh measures them)"
+    ideal = {}
+    if traffic is not None and not traffic.empty:
+        a = traffic[(traffic["source"] == "analytic") & (traffic["metric"] == "ideal_speedup")
+                    & (traffic["model"] == model) & (traffic["batch"].astype(int) == batch)]
+        ideal = {round(float(r), 6): float(v) for r, v in zip(a["ratio"], a["value"])}
+    lines = []
+    for name, g in kernels.groupby("device_name", sort=True):
+        recs = g.to_dict("records")
+        kw = dict(model=model, path="triton", component="model", phase="decode", batch=batch)
+        dense = find(recs, d_state=PAPER_KEPT[0.0], **kw)
+        parts = []
+        for r, n in PAPER_KEPT.items():
+            t = find(recs, d_state=n, **kw) if r > 0 else None
+            if dense and t:
+                bound = ideal.get(round(r, 6))
+                parts.append(f"r = {r:g} (N′ = {n}) {dense / t:.2f}×" + (f" (bound {bound:.2f}×)" if bound else ""))
+        if parts:
+            lines.append(f"{name}, {model} B = {batch}, one CUDA graph per step: " + ", ".join(parts))
+    return "; ".join(lines) or f"no pruned {model} decode rows at B = {batch} in the committed GPU rows"
+
+
 def recall_probe_pairs(rows, min_acc: float = 0.5) -> int:
     """The number of pairs at which pruning is judged: the largest n_pairs the dense model still answers with
     accuracy ≥ `min_acc` (a harder probe measures the model's failure, not the pruning), else the smallest."""

@@ -277,3 +277,17 @@ def test_method_agreement_lists_the_components_that_disagree():
     assert "ssm: 0.600 vs 0.100" in t.loc[512, "disagree"] and "in_proj" in t.loc[512, "disagree"]
     with pytest.raises(experiments.ExperimentError, match="both methods"):
         experiments.method_agreement(rows[rows["method"] == "timers"])
+
+
+def test_gpu_decode_speedups_put_each_measured_ratio_beside_its_bound():
+    def k(n, ms):
+        return dict(device_name="Test GPU", model="mamba2-130m", path="triton", component="model", phase="decode",
+                    batch=64, seqlen=1, d_state=n, metric="latency", value=ms, unit="ms/token")
+    kernels = pd.DataFrame([k(128, 2.0), k(64, 1.6), k(12, 1.0)])
+    traffic = pd.DataFrame([dict(source="analytic", metric="ideal_speedup", model="mamba2-130m", batch=64, ratio=r,
+                                 value=v) for r, v in ((0.5, 1.6), (0.9, 3.4))])
+    line = experiments.gpu_decode_speedups(kernels, traffic)
+    assert line.startswith("Test GPU, mamba2-130m B = 64")
+    assert "r = 0.5 (N′ = 64) 1.25× (bound 1.60×)" in line and "r = 0.9 (N′ = 12) 2.00× (bound 3.40×)" in line
+    assert "r = 0.1" not in line  # not measured
+    assert experiments.gpu_decode_speedups(kernels.iloc[:0], traffic).startswith("no GPU rows")
