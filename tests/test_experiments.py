@@ -291,3 +291,14 @@ def test_gpu_decode_speedups_put_each_measured_ratio_beside_its_bound():
     assert "r = 0.5 (N′ = 64) 1.25× (bound 1.60×)" in line and "r = 0.9 (N′ = 12) 2.00× (bound 3.40×)" in line
     assert "r = 0.1" not in line  # not measured
     assert experiments.gpu_decode_speedups(kernels.iloc[:0], traffic).startswith("no GPU rows")
+
+
+def test_claims_efficiency_says_so_when_every_point_fails_the_control():
+    def pt(mode, ratio, ms):
+        return dict(model="m", arch="mamba2", phase="decode", batch=1, seqlen=16, ratio=ratio, mode=mode,
+                    machine="nvidia-test", path="triton", method="timers", component="total", metric="time",
+                    value=ms, unit="ms", cuda_graph=False, d_state=8)
+    c = experiments.claims_efficiency(pd.DataFrame([pt("dense", 0.0, 1.0), pt("zeroed", 0.5, 0.5),
+                                                    pt("removed", 0.5, 0.4)]))
+    assert c["table2_c7_verdict"].startswith("not reproducible here: every timed point fails")
+    assert c["table2_excluded"] == "m decode B = 1 L = 16"

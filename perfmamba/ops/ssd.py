@@ -95,7 +95,11 @@ def ssd_chunked(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     a_cum = (dtc * A).permute(0, 1, 3, 2).cumsum(-1)  # (b, c, h, T): log-decay from chunk start
     # 1. within chunks: Y = (C Bᵀ ∘ L) Δx, per head
     CB = torch.einsum("bcign,bcjgn->bcgij", Cc, Bc)  # (b, c, g, T, T)
-    M = _decay_matrix(a_cum).view(b, nc, g, r, T, T).mul_(CB[:, :, :, None])
+    # in place where autograd is not recording (exp's output is needed for its backward; out= is not differentiable)
+    inplace = not (torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                   for t in (x, dt, A, B, C, initial_states)))
+    M = _decay_matrix(a_cum).view(b, nc, g, r, T, T)
+    M = M.mul_(CB[:, :, :, None]) if inplace else M * CB[:, :, :, None]
     Xh = Xc.permute(0, 1, 3, 2, 4) * dtc.permute(0, 1, 3, 2)[..., None]  # Δx, head-major: (b, c, h, T, p)
     Y = (M.view(b, nc, h, T, T) @ Xh).transpose(2, 3)  # (b, c, T, h, p)
     # 2. each chunk's end state from its own inputs
@@ -104,14 +108,20 @@ def ssd_chunked(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     states = torch.einsum("bctgq,bctgn->bcgqn", Xd, Bc).reshape(b, nc, h, p, n)
     # 3. recurrence across chunks: prev[c] is the state entering chunk c
     decay = torch.exp(a_cum[..., -1])  # (b, c, h)
-    prev = torch.empty(b, nc, h, p, n, dtype=dtype, device=x.device)
-    if initial_states is None:
-        prev[:, 0].zero_()
+    run = torch.zeros(b, h, p, n, dtype=dtype, device=x.device) if initial_states is None \
+        else initial_states.to(dtype)
+    if inplace:  # each state written straight into its slot: no copy of the running state per chunk
+        prev = torch.empty(b, nc, h, p, n, dtype=dtype, device=x.device)
+        prev[:, 0].copy_(run)
+        for c in range(nc - 1):
+            torch.addcmul(states[:, c], decay[:, c, :, None, None], prev[:, c], out=prev[:, c + 1])
+        run = torch.addcmul(states[:, -1], decay[:, -1, :, None, None], prev[:, -1])
     else:
-        prev[:, 0].copy_(initial_states)
-    for c in range(nc - 1):  # written in place: no copy of the running state per chunk
-        torch.addcmul(states[:, c], decay[:, c, :, None, None], prev[:, c], out=prev[:, c + 1])
-    run = torch.addcmul(states[:, -1], decay[:, -1, :, None, None], prev[:, -1])
+        entering = []
+        for c in range(nc):
+            entering.append(run)
+            run = torch.addcmul(states[:, c], decay[:, c, :, None, None], run)
+        prev = torch.stack(entering, dim=1)
     # 4. contribution of the carried state inside each chunk: C prevᵀ, scaled by the decay since chunk start
     Yoff = torch.einsum("bctgn,bcgqn->bctgq", Cc, prev.view(b, nc, g, r * p, n)).reshape(b, nc, T, h, p)
     Y = (Yoff * torch.exp(a_cum).transpose(2, 3)[..., None]).add_(Y)
