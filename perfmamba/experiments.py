@@ -8,7 +8,8 @@
     tradeoff              fig6_tradeoff                     quality and efficiency rows joined on the ratio
     decode_state_traffic  ext_decode_state_traffic          weight vs recurrent-state bytes per decode step
     recall_pruning        ext_recall                        associative recall of a recall-trained model, pruned
-    gpu_results           ext_kernels                       rows committed by GPU machines
+    gpu_results           ext_kernels                       rows committed by GPU machines (`committed`: one
+                                                            experiment's; `gpu_claims`: the claims on them)
 
 Rows are cached in ``<results_root>/<device-slug>/<experiment>.csv`` (`perfmamba.results`; results_root is
 the argument, else $PERFMAMBA_RESULTS, else data/results). A point whose key is already in the file is read
