@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The book's GPU measurements in one call on a GPU machine (about 9 minutes on an H100/H200):
+# The book's GPU measurements in one call on a GPU machine (about 10 minutes on an H100/H200):
+#   0. the GPU tests of the two attribution methods and of the memory readings (they must agree, see below);
 #   1. the profiling sweep of the 130M models (Fig. 2, Table 1): B=8, L = 64 … 16384, prefill and decode,
 #      timers and torch.profiler, our Triton path;
 #   2. the same at the largest published shapes (mamba2-2.7b, mamba-2.8b), L = 64 … 8192;
@@ -24,6 +25,13 @@ else
   T1=${T1:-160}; T2=${T2:-100}; T3=${T3:-110}; CAMPAIGN=${CAMPAIGN:-130}
 fi
 step() { echo "=== $1 ($(date -u +%H:%M:%S))"; }
+
+if [ -z "${GPU_BOOK_SMOKE:-}" ]; then
+  step "GPU checks of the attribution and memory measurement"
+  timeout "${T0:-90}" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_profiling_attribution.py \
+    tests/test_profiling_memory.py
+  echo "exit $?"
+fi
 
 step "profile: $SMALL"
 timeout "$T1" "$PY" -m perfmamba profile -m $SMALL --seqlens $LENS --batches 8 --phases prefill decode \
