@@ -1,7 +1,6 @@
 """Per-component attribution: timers and torch.profiler on known workloads, and their agreement on the models."""
 import os
 import time
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -91,31 +90,19 @@ def test_profiler_memory_per_component():
     assert att.memory["call_peak"] >= max(peak.values())
 
 
-@contextmanager
-def one_thread():
-    """Two intra-op threads on a busy 2-core machine stall at every parallel op; one thread does not."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", ["mamba-small", "mamba2-small"])
-def test_timers_and_profiler_agree_on_shares(name):
+def test_timers_and_profiler_agree_on_shares(name, one_thread):
     """The stated tolerance (attribution module docstring): components ≥ 10 % of the time agree within
     max(10 percentage points, 25 % relative), measured in separate runs, so the profiler's own overhead is
     part of what is checked. Timing on a shared machine is noisy: up to five tries, and an overloaded
     machine (load average above twice the cores) skips instead of failing."""
     model = perfmamba.load(name)
-    with one_thread():
-        for _ in range(5):
-            a = A.attribute_timers(model, "prefill", 1, 64, warmup=1, iters=3)
-            b = A.attribute_profiler(model, "prefill", 1, 64, warmup=1, iters=3, memory=False)
-            bad = A.shares_agree(a.shares(), b.shares())
-            if not bad:
-                return
+    for _ in range(5):
+        a = A.attribute_timers(model, "prefill", 1, 64, warmup=1, iters=3)
+        b = A.attribute_profiler(model, "prefill", 1, 64, warmup=1, iters=3, memory=False)
+        bad = A.shares_agree(a.shares(), b.shares())
+        if not bad:
+            return
     load = os.getloadavg()[0]
     if load > 2 * (os.cpu_count() or 1):
         pytest.skip(f"load average {load:.1f} on {os.cpu_count()} cores: separate timing runs are not comparable")
@@ -124,16 +111,15 @@ def test_timers_and_profiler_agree_on_shares(name):
 
 @pytest.mark.parametrize("name", ["mamba-small", "mamba2-small"])
 @pytest.mark.parametrize("phase", ["prefill", "decode"])
-def test_timers_and_profiler_agree_on_the_same_repetitions(name, phase):
+def test_timers_and_profiler_agree_on_the_same_repetitions(name, phase, one_thread):
     """Both methods reading the same executions: only the attribution logic differs, so the tolerance
     must hold even on a busy machine."""
     model = perfmamba.load(name)
-    with one_thread():
-        for _ in range(3):
-            a, b = A.attribute_simultaneous(model, phase, 1, 64, warmup=1, iters=3)
-            bad = A.shares_agree(a.shares(), b.shares())
-            if not bad:
-                break
+    for _ in range(3):
+        a, b = A.attribute_simultaneous(model, phase, 1, 64, warmup=1, iters=3)
+        bad = A.shares_agree(a.shares(), b.shares())
+        if not bad:
+            break
     assert not bad, bad
 
 
