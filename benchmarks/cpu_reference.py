@@ -3,10 +3,10 @@
 For each architecture a 130M-shaped model (mamba-130m / mamba2-130m, seeded random init) is written once in
 our format and once in the transformers format (`model.save(dir, format="transformers")`); then a fresh
 subprocess per implementation loads it, runs one warm-up forward on a short prompt and times `--repeats`
-forwards of B×L tokens (the median is reported) (logits for every position, fp32, `--threads` threads). Memory: the peak resident set during
-the timed forward (the kernel's VmHWM, reset just before it), the resident set before it (weights,
-allocator caches), and the process's lifetime peak (`ru_maxrss`, which includes loading). The last position's logits are compared as a check
-that both computed the same model.
+forwards of B×L tokens, reporting the median (logits for every position, fp32, `--threads` threads). Memory:
+the peak resident set during the timed forwards (the kernel's VmHWM, reset just before them), the resident set
+before them (weights, allocator caches), and the process's lifetime peak (`ru_maxrss`, which includes
+loading). The last position's logits are compared as a check that both computed the same model.
 
     python benchmarks/cpu_reference.py                      # both architectures, B=1, L=2048
     python benchmarks/cpu_reference.py --arch mamba2 --seqlen 512 --flush-denormal
@@ -87,7 +87,8 @@ def child(impl: str, directory: str, ids_path: str, threads: int, flush: bool, o
         seconds = statistics.median(times)
     torch.save(logits[:, -1].float().clone(), out + ".pt")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux; includes loading
-    Path(out).write_text(json.dumps({"impl": impl, "seconds": seconds, "times": times, "peak_rss": peak, "rss_loaded": rss_loaded,
+    Path(out).write_text(json.dumps({"impl": impl, "seconds": seconds, "times": times, "peak_rss": peak,
+                                     "rss_loaded": rss_loaded,
                                      "peak_forward": peak_forward, "torch": torch.__version__,
                                      "threads": torch.get_num_threads()}))
 
@@ -96,7 +97,8 @@ def run_child(impl, directory, args, tmp) -> dict:
     out = os.path.join(tmp, f"{impl}.json")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(args.threads))
     cmd = [sys.executable, __file__, "--child", impl, directory, "--ids", os.path.join(tmp, "ids.pt"),
-           "--threads", str(args.threads), "--repeats", str(args.repeats), "--out", out] + (["--flush-denormal"] if args.flush_denormal else [])
+           "--threads", str(args.threads), "--repeats", str(args.repeats), "--out", out]
+    cmd += ["--flush-denormal"] if args.flush_denormal else []
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{impl} run failed:\n{proc.stderr[-3000:]}")

@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
     sys.path.insert(0, str(ROOT))
 
 from perfmamba.config import preset  # noqa: E402
-from perfmamba.gpu_goals import GOALS, PAPER_KEPT, find, ratios  # noqa: E402,F401  (re-exported for the campaign)
+from perfmamba.gpu_goals import PAPER_KEPT, ratios, verdict  # noqa: E402
 from perfmamba.models.lm import MambaLM  # noqa: E402
 
 SECTIONS = ("bandwidth", "prefill", "decode", "prune", "mamba1", "hf", "kernels")
@@ -494,12 +494,8 @@ SECTION_FUNCS = {"bandwidth": bandwidth_rows, "prefill": prefill_rows, "decode":
 def print_summary(rows, file=sys.stdout):
     print("\nratio                                                                     measured   goal", file=file)
     for label, value, goal, higher in ratios(rows):
-        if goal is None:
-            verdict, g = "", ""
-        else:
-            ok = value >= goal if higher else value <= goal
-            verdict, g = ("met" if ok else "NOT met"), (f">= {goal:g}" if higher else f"<= {goal:g}")
-        print(f"  {label:<72} {value:8.2f}x  {g:>7} {verdict}", file=file)
+        g, v = verdict(value, goal, higher)
+        print(f"  {label:<72} {value:8.2f}x  {g:>7} {v}", file=file)
     errors = [r for r in rows if r.get("metric") == "error"]
     for r in errors:
         print(f"  error: {r['model']} {r['component']}: {r['note']}", file=file)

@@ -897,7 +897,7 @@ NO_GPU_MESSAGE = ("No GPU results are committed: data/results/ holds no director
                   "machine and commit data/results/<gpu-slug>/; this page then renders those rows.")
 
 
-def gpu_results(results_root=None):
+def gpu_results(results_root=None, experiment: str | None = None):
     """Every row committed by GPU machines: the CSVs under ``<results_root>/<slug>/`` whose slug is not a CPU's,
     with `experiment` (the file name), `machine` (the slug) and `device_name` (env.json's GPU, else the slug).
     Empty frame, with ``attrs["message"]`` saying so, when there are none."""
@@ -915,7 +915,7 @@ def gpu_results(results_root=None):
                     name = info.get("gpu_name") or name
                 except (ValueError, OSError):
                     pass
-            for f in sorted(d.glob("*.csv")):
+            for f in sorted(d.glob(f"{experiment or '*'}.csv")):
                 df = results.read_rows(f)
                 if df.empty:
                     continue
@@ -931,17 +931,12 @@ def gpu_results(results_root=None):
 def committed(experiment: str, results_root=None):
     """The rows of one experiment (``<experiment>.csv``) committed by GPU machines, with `machine` and
     `device_name`; columns no row fills are dropped. Empty frame with ``attrs["message"]`` when there are none."""
-    rows = gpu_results(results_root)
-    if rows.empty:
-        return rows
-    rows = rows[rows["experiment"] == experiment].dropna(axis=1, how="all").reset_index(drop=True)
-    for col in ("batch", "seqlen", "d_state", "n_iter", "warmup", "threads"):  # integers again after the concat
-        if col in rows and rows[col].notna().all() and (rows[col] % 1 == 0).all():
-            rows[col] = rows[col].astype(int)
+    rows = gpu_results(results_root, experiment)
     if rows.empty:
         rows.attrs["message"] = (f"No GPU machine has committed {experiment}.csv under data/results/<gpu-slug>/ "
                                  "(benchmarks/gpu_book.sh measures it).")
-    return rows
+        return rows
+    return rows.dropna(axis=1, how="all").reset_index(drop=True)
 
 
 # On a GPU an eager call whose kernels are short is bound by the host launching them: the timers then see the
@@ -1247,7 +1242,8 @@ def _uncontrolled(rows) -> set:
     z = efficiency_summary(rows, mode="zeroed")
     z = z[z["ratio"].astype(float) > 0].dropna(subset=["speedup"])
     bad = z[(z["speedup"] - 1).abs() > CONTROL_TOL]
-    return {(m, ph, int(b), int(L)) for m, ph, b, L in bad[["model", "phase", "batch", "seqlen"]].itertuples(index=False)}
+    points = bad[["model", "phase", "batch", "seqlen"]].itertuples(index=False)
+    return {(m, ph, int(b), int(L)) for m, ph, b, L in points}
 
 
 def claims_tradeoff(table) -> dict:
@@ -1349,7 +1345,7 @@ def gpu_decode_speedups(kernels, traffic=None, model: str = "mamba2-130m", batch
     """Measured decode speed-ups of pruned models on committed GPU rows (`gpu_kernels`, the campaign's graph-
     replayed steps at the paper's kept counts), each beside its bandwidth-bound ideal from `traffic` rows (the
     `decode_state_traffic` analytic rows), as one line per machine; a sentence saying so when there are none."""
-    from .gpu_goals import PAPER_KEPT, find
+    from .gpu_goals import PAPER_KEPT, pruned_decode_speedups
 
     if kernels is None or kernels.empty:
         return "no GPU rows committed (benchmarks/gpu_book.sh measures them)"
@@ -1360,15 +1356,11 @@ def gpu_decode_speedups(kernels, traffic=None, model: str = "mamba2-130m", batch
         ideal = {round(float(r), 6): float(v) for r, v in zip(a["ratio"], a["value"])}
     lines = []
     for name, g in kernels.groupby("device_name", sort=True):
-        recs = g.to_dict("records")
-        kw = dict(model=model, path="triton", component="model", phase="decode", batch=batch)
-        dense = find(recs, d_state=PAPER_KEPT[0.0], **kw)
         parts = []
-        for r, n in PAPER_KEPT.items():
-            t = find(recs, d_state=n, **kw) if r > 0 else None
-            if dense and t:
-                bound = ideal.get(round(r, 6))
-                parts.append(f"r = {r:g} (N′ = {n}) {dense / t:.2f}×" + (f" (bound {bound:.2f}×)" if bound else ""))
+        for r, speedup in pruned_decode_speedups(g, model, batch).items():
+            bound = ideal.get(round(r, 6))
+            parts.append(f"r = {r:g} (N′ = {PAPER_KEPT[r]}) {speedup:.2f}×"
+                         + (f" (bound {bound:.2f}×)" if bound else ""))
         if parts:
             lines.append(f"{name}, {model} B = {batch}, one CUDA graph per step: " + ", ".join(parts))
     return "; ".join(lines) or f"no pruned {model} decode rows at B = {batch} in the committed GPU rows"

@@ -54,26 +54,29 @@ def ratios(rows):
     pre = dict(model="mamba2-130m", component="model", phase="prefill", d_state=128)
     for L in (8192, 2048):
         ours = find(rows, path="triton", batch=8, seqlen=L, **pre)
-        add(f"Mamba2-130M prefill B=8 L={L}: mamba-ssm model / ours (triton)", find(rows, path="mamba_ssm", batch=8, seqlen=L, **pre),
-            ours, GOALS["mamba2_prefill_vs_mamba_ssm"] if L == 8192 else None)
+        add(f"Mamba2-130M prefill B=8 L={L}: mamba-ssm model / ours (triton)",
+            find(rows, path="mamba_ssm", batch=8, seqlen=L, **pre), ours, GOALS["mamba2_prefill_vs_mamba_ssm"] if L == 8192 else None)
         add(f"Mamba2-130M prefill B=8 L={L}: ours on mamba_ssm kernels / ours (triton)",
             find(rows, path="mamba_ssm_backend", batch=8, seqlen=L, **pre), ours)
         add(f"Mamba2-130M prefill B=8 L={L}: transformers / ours (triton)",
             find(rows, path="transformers", batch=8, seqlen=L, **pre), ours)
     ours8k = find(rows, path="triton", batch=8, seqlen=8192, **pre)
     if ours8k:
-        out.append(("Mamba2-130M prefill B=8 L=8192: 115.7 ms (README baseline, H100) / ours", 115.7 / ours8k, None, True))
+        out.append(("Mamba2-130M prefill B=8 L=8192: 115.7 ms (README baseline, H100) / ours", 115.7 / ours8k,
+                    None, True))
     dec = dict(component="model", phase="decode", d_state=128)
     for name, B in (("mamba2-2.7b", 8), ("mamba2-130m", 8), ("mamba2-130m", 64)):
         ours = find(rows, model=name, path="triton", batch=B, **dec)
         add(f"{name} decode B={B}: ours / bandwidth floor", ours, find(rows, model=name, path="floor", batch=B, **dec),
             GOALS["decode_2.7b_b8_over_floor"] if name == "mamba2-2.7b" else None, higher=False)
         add(f"{name} decode B={B}: mamba-ssm / ours", find(rows, model=name, path="mamba_ssm", batch=B, **dec), ours)
-    for N in (115, 89, 64, 38, 12):
-        r = next(k for k, v in PAPER_KEPT.items() if v == N)
-        dd = dict(model="mamba2-130m", path="triton", component="model", phase="decode", batch=64)
-        add(f"pruned r={r} (N'={N}) / dense decode B=64, throughput", find(rows, d_state=128, **dd), find(rows, d_state=N, **dd),
-            GOALS["prune_decode_b64"] if N == 64 else None)
+    decode = pruned_decode_speedups(rows)
+    for r, N in PAPER_KEPT.items():
+        if r == 0.0:
+            continue
+        if r in decode:
+            out.append((f"pruned r={r} (N'={N}) / dense decode B=64, throughput", decode[r],
+                        GOALS["prune_decode_b64"] if N == 64 else None, True))
         for L in (2048, 8192):
             pp = dict(model="mamba2-130m", path="triton", component="model", phase="prefill", batch=8, seqlen=L)
             add(f"pruned r={r} (N'={N}) / dense prefill B=8 L={L}, speed", find(rows, d_state=128, **pp),
@@ -84,18 +87,35 @@ def ratios(rows):
     return out
 
 
+def pruned_decode_speedups(rows, model: str = "mamba2-130m", batch: int = 64) -> dict:
+    """{r: dense time / pruned time} of the graph-replayed decode step on our path, for each of the paper's kept
+    counts (`PAPER_KEPT`) measured beside the dense model."""
+    rows = _records(rows)
+    kw = dict(model=model, path="triton", component="model", phase="decode", batch=batch)
+    dense = find(rows, d_state=PAPER_KEPT[0.0], **kw)
+    out = {}
+    for r, n in PAPER_KEPT.items():
+        t = find(rows, d_state=n, **kw) if r > 0 else None
+        if dense and t:
+            out[r] = dense / t
+    return out
+
+
+def verdict(value: float, goal: float | None, higher: bool = True) -> tuple[str, str]:
+    """(the goal as text, "met" / "NOT met"); ("", "") for a ratio without a goal."""
+    if goal is None:
+        return "", ""
+    met = value >= goal if higher else value <= goal
+    return (f"≥ {goal:g}" if higher else f"≤ {goal:g}"), ("met" if met else "NOT met")
 
 
 def ratio_table(rows):
-    """`ratios` as a DataFrame: ratio, measured (×), goal ("≥ 2" / "≤ 1.3" / ""), verdict ("met", "NOT met", "")."""
+    """`ratios` as a DataFrame: ratio, measured (×), goal ("≥ 2" / "≤ 1.3" / ""), verdict ("met", "NOT met",
+    "")."""
     import pandas as pd
 
     out = []
     for label, value, goal, higher in ratios(rows):
-        if goal is None:
-            g, verdict = "", ""
-        else:
-            g = f"≥ {goal:g}" if higher else f"≤ {goal:g}"
-            verdict = "met" if (value >= goal if higher else value <= goal) else "NOT met"
-        out.append({"ratio": label, "measured (×)": round(value, 3), "goal": g, "verdict": verdict})
+        g, v = verdict(value, goal, higher)
+        out.append({"ratio": label, "measured (×)": round(value, 3), "goal": g, "verdict": v})
     return pd.DataFrame(out, columns=["ratio", "measured (×)", "goal", "verdict"])

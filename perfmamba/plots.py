@@ -26,8 +26,8 @@ from .profiling.plots import (COLORS, graph_decode_table, plot_fig2_latency, plo
 from .pruning.plots import plot_fig3_activity
 
 __all__ = ["PlotError", "plot_fig2_latency", "share_table", "graph_decode_table", "table1_components",
-           "plot_fig3_activity", "plot_fig3_state_activity", "plot_fig4_accuracy", "table2_efficiency", "plot_fig5_efficiency", "plot_fig6_tradeoff", "plot_criteria",
-           "plot_roofline", "plot_roofline_measured", "plot_decode_state_traffic", "plot_recall", "table_kernels"]
+           "plot_fig3_activity", "plot_fig3_state_activity", "plot_fig4_accuracy", "table2_efficiency",
+           "plot_fig5_efficiency", "plot_fig6_tradeoff", "plot_criteria", "plot_roofline", "plot_roofline_measured", "plot_decode_state_traffic", "plot_recall", "table_kernels"]
 
 CRITERION_COLORS = {"delta": "#e15759", "random": "#9c9c9c", "magnitude": "#4e79a7", "energy": "#59a14f",
                     "decay": "#f28e2b", "sparsessm": "#b07aa1", "none": "#000000"}

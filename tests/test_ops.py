@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perfmamba.ops import (causal_conv1d_ref, causal_conv1d_shift, causal_conv1d_update_ref, selective_scan_chunked, selective_scan_ref,
-                           selective_state_update_ref, ssd_chunked, ssd_ref, ssd_state_update_ref)
+from perfmamba.ops import (causal_conv1d_ref, causal_conv1d_shift, causal_conv1d_update_ref, selective_scan_chunked,
+                           selective_scan_ref, selective_state_update_ref, ssd_chunked, ssd_ref, ssd_state_update_ref)
 from helpers import assert_close
 
 SCAN_CASES = [

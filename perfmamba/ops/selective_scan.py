@@ -21,13 +21,18 @@ def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
         delta = delta + delta_bias.to(dtype)[:, None]
     if delta_softplus:
         delta = F.softplus(delta)
-    b, d, l = u.shape
+    B, C, g = _groups(B, C, u.shape[1])
+    return dtype, u, delta, A, B, C, g
+
+
+def _groups(B, C, d):
+    """B, C as (b, g, n, l) (a (b, n, l) input is one group) and the number of groups g, which must divide d."""
     if B.dim() == 3:  # (b, n, l) -> (b, 1, n, l)
         B, C = B.unsqueeze(1), C.unsqueeze(1)
     g = B.shape[1]
     if d % g:
         raise ValueError(f"d={d} channels cannot be split into {g} groups")
-    return dtype, u, delta, A, B, C, g
+    return B, C, g
 
 
 def _finish(y, u, D, z, out_dtype):
@@ -81,11 +86,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     b, d, l = u.shape
     n = A.shape[1]
-    if B.dim() == 3:  # (b, n, l) -> (b, 1, n, l)
-        B, C = B.unsqueeze(1), C.unsqueeze(1)
-    g = B.shape[1]
-    if d % g:
-        raise ValueError(f"d={d} channels cannot be split into {g} groups")
+    B, C, g = _groups(B, C, d)
     A = A.to(dtype)
     ut = u.transpose(1, 2).to(dtype).contiguous()  # (b, l, d)
     dt = delta.transpose(1, 2).to(dtype)
