@@ -301,4 +301,6 @@ def test_claims_efficiency_says_so_when_every_point_fails_the_control():
     c = experiments.claims_efficiency(pd.DataFrame([pt("dense", 0.0, 1.0), pt("zeroed", 0.5, 0.5),
                                                     pt("removed", 0.5, 0.4)]))
     assert c["table2_c7_verdict"].startswith("not reproducible here: every timed point fails")
+    assert c["table2_c9_verdict"].startswith("not reproducible here: every timed point fails")
+    assert "control" not in c["table2_c8_verdict"]  # memory does not depend on timing noise
     assert c["table2_excluded"] == "m decode B = 1 L = 16"
