@@ -82,3 +82,44 @@ def test_cuda_peaks_nest():
     p.exit("outer")
     del a
     assert p.peaks["inner"] >= 4 * MiB and p.peaks["outer"] >= 5 * MiB
+
+
+def _peaks_match(rows):
+    import pandas as pd
+
+    from perfmamba.profiling.memory import own_peak
+
+    own = own_peak(rows)
+    key = [c for c in own.columns if c != "value"]
+    got = rows[rows["metric"] == "peak_memory"][key + ["value"]]
+    merged = got.merge(own, on=key, suffixes=("", "_own"))
+    assert len(merged) == len(got) > 0
+    pd.testing.assert_series_equal(merged["value"].astype(float), merged["value_own"].astype(float),
+                                   check_names=False)
+
+
+def test_own_peak_is_the_peak_the_sweep_writes(tmp_path):
+    """The sweep's peak of a call is weights + caches + inputs + the call's rise; `own_peak` rebuilds it from
+    the rows alone."""
+    import pandas as pd
+
+    from perfmamba.profiling.sweep import sweep
+
+    rows = pd.DataFrame(sweep(["mamba-tiny"], [16], [2], ("prefill", "decode"), methods=("profiler",), warmup=0,
+                              iters=1, progress=False))
+    _peaks_match(rows)
+
+
+def test_committed_gpu_peaks_are_own_peak_of_their_rows():
+    """data/README.md: the committed GPU timer rows' peak_memory was recomputed with `own_peak` from their own
+    allocator rise (the raw process-wide reading is kept as process_peak_memory)."""
+    from pathlib import Path
+
+    from perfmamba import results
+
+    files = sorted((Path(__file__).resolve().parents[1] / "data" / "results").glob("nvidia-*/*.csv"))
+    files = [f for f in files if f.stem in ("profile", "pruning_efficiency")]
+    if not files:
+        pytest.skip("no committed GPU profile rows")
+    for f in files:
+        _peaks_match(results.read_rows(f))

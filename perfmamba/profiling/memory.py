@@ -39,6 +39,29 @@ def cache_bytes(model, batch: int, dtype=torch.float32) -> dict[str, int]:
     return MambaCache.allocate(model.config, batch, device="meta", dtype=dtype).nbytes()
 
 
+def input_bytes(batch: int, seqlen: int, phase: str) -> int:
+    """The call's token ids (int64): B × L for a prefill, B for a decode step."""
+    return batch * (seqlen if phase == "prefill" else 1) * 8
+
+
+def own_peak(rows):
+    """`peak_memory` of profile rows recomputed from the rows themselves: for every point with an
+    `activation_peak` row of component "total", weights + ssm_state + conv_state (`memory` rows of the same
+    point) + `input_bytes` + that rise. Returns a DataFrame of the point's key columns and `value`; how the
+    committed GPU rows' `peak_memory` was derived from their allocator readings (data/README.md)."""
+    import pandas as pd
+
+    key = [c for c in ("model", "arch", "path", "fused", "phase", "batch", "seqlen", "d_state", "ratio", "criterion",
+                       "mode", "dtype", "state_dtype") if c in rows]
+    mem = rows[rows["metric"] == "memory"].pivot_table(index=key, columns="component", values="value",
+                                                       aggfunc="first", dropna=False)
+    rise = rows[(rows["metric"] == "activation_peak") & (rows["component"] == "total")]
+    out = rise.join(mem[["weights", "ssm_state", "conv_state"]], on=key, how="inner")
+    inputs = [input_bytes(int(b), int(L), ph) for b, L, ph in zip(out["batch"], out["seqlen"], out["phase"])]
+    value = out["weights"] + out["ssm_state"] + out["conv_state"] + pd.Series(inputs, index=out.index) + out["value"]
+    return out[key + ["method", "cuda_graph"]].assign(value=value).reset_index(drop=True)
+
+
 @dataclass
 class TraceMemory:
     """Allocation accounting of one profiler trace (bytes)."""

@@ -289,7 +289,7 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
                                                     state_dtype=state_dtype)
                     static = (memory.weight_bytes(model)
                               + sum(memory.cache_bytes(model, batch, state_dtype).values())
-                              + batch * (seqlen if phase == "prefill" else 1) * 8)
+                              + memory.input_bytes(batch, seqlen, phase))
                     jobs = [("analytic", None)] + [(m, None) for m in methods]
                     if phase == "decode" and cuda_graphs:
                         jobs.append(("timers", "graph"))
