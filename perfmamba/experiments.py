@@ -52,6 +52,9 @@ MAX_ACC_DROP = 0.02
 MAX_PPL_RISE = 0.10
 # "Uneven" activity: the mean over layers of std/mean of activity(l, ·) above this.
 MIN_CV = 0.05
+# C11: our Mamba-2/Mamba-1 ratio of SSM memory matches the paper's (quoted, 1.335) when within this relative
+# distance of it.
+SSM_MEMORY_TOL = 0.25
 
 
 class ExperimentError(PerfmambaError, ValueError):
@@ -973,6 +976,8 @@ def machine_label(rows, results_root=None) -> str:
     """"<device name> · <path> · <dtype> · <threads> threads" for the rows' machine(s), from their env.json."""
     if rows is None or rows.empty or "machine" not in rows:
         return "no rows"
+    if results_root is None:
+        results_root = rows.attrs.get("results_root")  # set by read_sweep
     labels = []
     for m in dict.fromkeys(rows["machine"].dropna()):
         sub = rows[rows["machine"] == m]
@@ -1090,9 +1095,79 @@ def claims_components(rows, table=None, results_root=None, max_other=None) -> di
         ("" if is_gpu(rows) else "; the paper's claim is for a GPU")
     transcribed = any(x.get("time_share") is not None for x in PAPER_TABLE1.values())
     c4 = "compared below" if transcribed else \
-        "not comparable: the paper's Table 1 values are not transcribed (perfmamba.profiling.plots.PAPER_TABLE1)"
+        ("not comparable: the paper's Table 1 could not be read from the machines that built this artifact, so "
+         "its values are not transcribed (perfmamba.profiling.plots.PAPER_TABLE1); two of its memory values are "
+         "known from a quotation and are tested as C11")
     return {"table1_machine": machine_label(rows, results_root), "table1_seqlen": str(Lmax),
             "table1_ssm_rank": "; ".join(parts), "table1_c2_verdict": c2, "table1_c4_verdict": c4}
+
+
+def read_sweep(path):
+    """The rows of a committed results CSV (``data/results/<slug>/<name>.csv``) with `machine` set to its
+    folder's name and ``attrs["results_root"]`` to the folder above, so that `machine_label` finds the
+    env.json beside it. Empty frame, with
+    ``attrs["message"]``, when `path` is None or holds no rows."""
+    import pandas as pd
+
+    rows = results.read_rows(path) if path else pd.DataFrame()
+    if rows.empty:
+        rows.attrs["message"] = f"No committed rows at {path!r}."
+        return rows
+    rows = _with_machine(rows, Path(path))
+    rows.attrs["results_root"] = str(Path(path).parent.parent)
+    return rows
+
+
+def claims_ssm_memory(rows, results_root=None) -> dict:
+    """C11: at L = 2048, Mamba-2's SSM takes 33.5 % more memory than Mamba-1's (the paper, quoted:
+    `profiling.plots.PAPER_SSM_MEMORY`). Judged on the sum of allocations, the only reading under which the
+    paper's values (86.64 and 115.68 GB) can exceed the memory of a GPU ({ref}`dev-memory`), for every pair of
+    models of the same width and depth; the activation peak is reported beside it."""
+    from .profiling.flops import ProfilingError
+    from .profiling.plots import PAPER_SSM_MEMORY, ssm_memory_table
+
+    if rows is None or rows.empty:
+        raise ExperimentError("no profiling rows")
+    try:
+        table = ssm_memory_table(rows)
+    except ProfilingError as e:
+        raise ExperimentError(str(e)) from e
+    paper = PAPER_SSM_MEMORY["mamba2_gb"] / PAPER_SSM_MEMORY["mamba1_gb"]
+    parts = []
+    keys = ["mamba1", "mamba2"] + [c for c in ("batch", "path") if c in table]
+    for key, g in table.groupby(keys, sort=False):
+        k = dict(zip(keys, key))
+        by = {r["metric"]: r for _, r in g.iterrows()}
+        text = []
+        if "sum_of_allocations" in by:
+            r = by["sum_of_allocations"]
+            text.append(f"sum of allocations {r['mamba2_GB']:.3g} / {r['mamba1_GB']:.3g} GB = {r['ratio']:.2f}×")
+        if "activation_peak" in by:
+            text.append(f"activation peak {by['activation_peak']['ratio']:.2f}×")
+        where = ", ".join(f"{'B' if c == 'batch' else c} {k[c]}" for c in ("batch", "path") if c in k)
+        parts.append(f"{k['mamba2']} / {k['mamba1']} ({where}): " + ", ".join(text))
+    soa = table[table["metric"] == "sum_of_allocations"]
+    if soa.empty:
+        raise ExperimentError("no sum-of-allocations rows (the profiler method) at L = 2048")
+    ratios = [float(x) for x in soa["ratio"]]
+    up = sum(r > 1 for r in ratios)
+    near = sum(abs(r / paper - 1) <= SSM_MEMORY_TOL for r in ratios)
+    if near == len(ratios):
+        v = CONFIRMED
+    elif up:
+        v = PARTLY
+    else:
+        v = REFUTED
+    v += (f" on this machine (sum of allocations: Mamba-2 above Mamba-1 for {up} of {len(ratios)} pairs, within "
+          f"{SSM_MEMORY_TOL:.0%} of the paper's {paper:.3f}× for {near})")
+    big = soa.loc[soa["mamba1_GB"].idxmax()]
+    scale = (f"the paper's {PAPER_SSM_MEMORY['mamba1_gb']} GB for Mamba-1 is "
+             f"{PAPER_SSM_MEMORY['mamba1_gb'] / big['mamba1_GB']:.0f}× our {big['mamba1']}'s {big['mamba1_GB']:.3g} GB"
+             + (f" (B {big['batch']})" if "batch" in soa else ""))
+    return {"table1_ssm_memory_machine": machine_label(rows, results_root),
+            "table1_ssm_memory": "; ".join(parts),
+            "table1_ssm_memory_scale": scale,
+            "table1_c11_verdict": v}
 
 
 def _spearman(x, y) -> float:

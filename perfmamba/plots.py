@@ -3,6 +3,7 @@
     plot_fig2_latency        Fig. 2   per-component time vs sequence length, prefill / decode
     graph_decode_table       Fig. 2   time per output token of the CUDA-graph decode step (GPU rows)
     table1_components        Table 1  per-component share of time and memory
+    ssm_memory_table         §4       the SSM's memory, Mamba-2 against Mamba-1 (the paper's quoted 33.5 %)
     plot_fig3_state_activity Fig. 3   activity(l, s) heatmaps, one panel per model (plot_fig3_activity: one)
     plot_fig4_accuracy       Fig. 4   quality vs pruning ratio
     table2_efficiency        Table 2  time, speed-up and memory of pruned models vs dense
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 from .errors import PerfmambaError
 from .profiling.plots import (COLORS, graph_decode_table, plot_fig2_latency, plot_roofline, share_table,
-                              table1_components)
+                              ssm_memory_table, table1_components)
 from .pruning.plots import plot_fig3_activity
 
 __all__ = ["PlotError", "plot_fig2_latency", "share_table", "graph_decode_table", "table1_components",
+           "ssm_memory_table",
            "plot_fig3_activity", "plot_fig3_state_activity", "plot_fig4_accuracy", "table2_efficiency",
            "plot_fig5_efficiency", "plot_fig6_tradeoff", "plot_criteria", "plot_roofline", "plot_roofline_measured", "plot_decode_state_traffic", "plot_recall", "table_kernels"]
 

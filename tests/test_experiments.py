@@ -304,3 +304,42 @@ def test_claims_efficiency_says_so_when_every_point_fails_the_control():
     assert c["table2_c9_verdict"].startswith("not reproducible here: every timed point fails")
     assert "control" not in c["table2_c8_verdict"]  # memory does not depend on timing noise
     assert c["table2_excluded"] == "m decode B = 1 L = 16"
+
+
+# --- C11: the SSM's memory, Mamba-2 against Mamba-1 ---------------------------------------------------------
+
+def _ssm_memory_rows(mamba1_gb, mamba2_gb, peak=(1.0, 1.0), seqlen=2048):
+    rows = []
+    for model, arch, soa, pk in (("mamba-130m", "mamba1", mamba1_gb, peak[0]),
+                                 ("mamba2-130m", "mamba2", mamba2_gb, peak[1])):
+        base = dict(model=model, arch=arch, path="ref", phase="prefill", batch=1, seqlen=seqlen, component="ssm",
+                    method="profiler", unit="byte")
+        rows += [dict(base, metric="sum_of_allocations", value=soa * 1e9),
+                 dict(base, metric="activation_peak", value=pk * 1e9)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("m1, m2, verdict", [(2.0, 2.6, "confirmed"),   # 1.30×: within 25 % of the paper's 1.335×
+                                             (2.0, 4.0, "partly"),      # 2.00×: the direction, not the size
+                                             (2.0, 1.8, "refuted")])    # Mamba-2 below Mamba-1
+def test_ssm_memory_claim_judges_the_sum_of_allocations_against_the_quoted_ratio(m1, m2, verdict):
+    c = experiments.claims_ssm_memory(_ssm_memory_rows(m1, m2, peak=(0.5, 0.4)))
+    assert c["table1_c11_verdict"].startswith(verdict)
+    want = f"sum of allocations {m2:.3g} / {m1:.3g} GB = {m2 / m1:.2f}×, activation peak 0.80×"
+    assert want in c["table1_ssm_memory"]
+    assert f"is {86.64 / m1:.0f}× our mamba-130m's" in c["table1_ssm_memory_scale"]
+
+
+def test_ssm_memory_claim_says_which_lengths_it_has():
+    with pytest.raises(experiments.ExperimentError, match="lengths with memory rows: 256"):
+        experiments.claims_ssm_memory(_ssm_memory_rows(2.0, 2.6, seqlen=256))
+
+
+def test_read_sweep_names_the_machine_of_a_committed_csv(tmp_path):
+    d = tmp_path / "cpu-some-cpu"
+    results.append_rows(d / "profile_cpu.csv", _ssm_memory_rows(2.0, 2.6).to_dict("records"))
+    (d / "env.json").write_text(json.dumps({"cpu_model": "Some CPU", "cpu_count": 2}))
+    rows = experiments.read_sweep(d / "profile_cpu.csv")
+    assert set(rows["machine"]) == {"cpu-some-cpu"}
+    assert experiments.machine_label(rows).startswith("Some CPU CPU (2 cores)")
+    assert experiments.read_sweep(None).attrs["message"] == "No committed rows at None."

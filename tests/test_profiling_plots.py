@@ -76,3 +76,26 @@ def test_roofline_plot(df):
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert len(ax.collections) >= 5  # component × phase scatter groups
+
+
+def test_ssm_memory_table_pairs_models_of_one_shape_and_divides_their_readings(df):
+    t = plots.ssm_memory_table(df, seqlen=21)
+    assert set(t["metric"]) == {"sum_of_allocations", "activation_peak"}
+    assert set(zip(t["mamba1"], t["mamba2"])) == {("mamba-tiny", "mamba2-tiny")}  # same width and depth
+    for _, r in t.iterrows():
+        sel = (df.metric == r["metric"]) & (df.component == "ssm") & (df.phase == "prefill") & (df.seqlen == 21)
+        a = df[sel & (df.model == "mamba-tiny")]["value"].max()
+        b = df[sel & (df.model == "mamba2-tiny")]["value"].max()
+        assert r["mamba1_GB"] == pytest.approx(a / 1e9) and r["ratio"] == pytest.approx(b / a)
+    assert t["paper_ratio"].iloc[0] == pytest.approx(1.335, abs=5e-4)  # the quoted "33.5 % more"
+    with pytest.raises(perfmamba.PerfmambaError, match=r"at L = 2048 \(lengths with memory rows: 8, 21\)"):
+        plots.ssm_memory_table(df)
+
+
+def test_ssm_memory_table_needs_a_pair_of_one_shape(df):
+    only_m1 = df[df.arch == "mamba1"]
+    with pytest.raises(perfmamba.PerfmambaError, match="no Mamba-1/Mamba-2 pair"):
+        plots.ssm_memory_table(only_m1, seqlen=21)
+    other = df.replace({"model": {"mamba2-tiny": "mamba2-130m"}})  # a different shape: not a pair
+    with pytest.raises(perfmamba.PerfmambaError, match="no Mamba-1/Mamba-2 pair"):
+        plots.ssm_memory_table(other, seqlen=21)

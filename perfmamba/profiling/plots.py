@@ -3,8 +3,9 @@
 `plot_fig2_latency` — the paper's Fig. 2: time per component against sequence length, prefill and decode,
 stacked bars, one row of panels per model. `share_table` — one component's share of the time against L.
 `table1_components` — the paper's Table 1 layout: per
-component, share of time and memory, our values beside the paper's (`PAPER_TABLE1`). `plot_roofline` —
-measured components on the roofline of a device.
+component, share of time and memory, our values beside the paper's (`PAPER_TABLE1`). `ssm_memory_table` — the SSM's
+memory in Mamba-2 against Mamba-1 of the same width and depth, beside the paper's two quoted values
+(`PAPER_SSM_MEMORY`). `plot_roofline` — measured components on the roofline of a device.
 """
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ PAPER_TABLE1: dict[tuple[str, str], dict[str, float | None]] = {
                         ("mamba2", ("rmsnorm", "in_proj", "conv1d", "ssm", "gated_norm", "out_proj")))
     for comp in comps
 }
+
+# Two values of the paper that are known here although its Table 1 is not: at L = 2048 the SSM component of
+# Mamba-2 takes 33.5 % more memory than that of Mamba-1, 115.68 GB against 86.64 GB, which the paper puts down
+# to "block-wise state materialization". They are quoted from the paper (arxiv.org/html/2511.22849) by a
+# public document, github.com/noonghunna/club-3090 docs/KV_MATH.md, not read from the paper itself, and are
+# labelled "quoted" wherever they are shown. The paper does not say which model size they belong to.
+PAPER_SSM_MEMORY = {"seqlen": 2048, "mamba1_gb": 86.64, "mamba2_gb": 115.68}
+PAPER_SSM_MEMORY_SOURCE = ("quoted from the paper in github.com/noonghunna/club-3090, docs/KV_MATH.md; the paper's "
+                           "own text was not reachable")
 
 
 def _pick(df: pd.DataFrame, col: str, value, prefer=None):
@@ -167,6 +177,55 @@ def table1_components(df: pd.DataFrame, *, phase: str = "prefill", seqlen: int |
             })
     table = pd.DataFrame(out)
     table.attrs.update(picked, seqlen=seqlen, phase=phase)
+    return table
+
+
+def _shape(model: str):
+    from ..config import PRESETS
+
+    cfg = PRESETS.get(str(model))
+    return (cfg.d_model, cfg.n_layer) if cfg is not None else None
+
+
+def ssm_memory_table(df: pd.DataFrame, *, seqlen: int = PAPER_SSM_MEMORY["seqlen"],
+                     phase: str = "prefill") -> pd.DataFrame:
+    """The SSM component's memory, Mamba-2 against Mamba-1, for every pair of models in `df` with the same
+    width and depth (presets, `perfmamba.config.PRESETS`), per batch, path and reading: the activation peak
+    and the labelled sum of allocations (`perfmamba.profiling.memory`), in GB (10⁹ bytes), their ratio, and
+    the paper's ratio of its two quoted values (`PAPER_SSM_MEMORY`)."""
+    need = {"model", "arch", "metric", "component", "seqlen", "value"}
+    if df is None or df.empty or not need <= set(df.columns):
+        raise ProfilingError("no profiling rows with memory readings")
+    d = df[df["metric"].isin(["sum_of_allocations", "activation_peak"]) & (df["component"] == "ssm")]
+    if "phase" in d:
+        d = d[d["phase"] == phase]
+    present = sorted({int(x) for x in d["seqlen"]})
+    d = d[d["seqlen"] == seqlen]
+    if d.empty:
+        raise ProfilingError(f"no {phase} memory rows of the SSM at L = {seqlen} (lengths with memory rows: "
+                             f"{', '.join(map(str, present)) or 'none'})")
+    keys = [c for c in ("batch", "path", "dtype") if c in d]
+    m1 = {m for m in d.loc[d["arch"] == "mamba1", "model"] if _shape(m)}
+    m2 = {m for m in d.loc[d["arch"] == "mamba2", "model"] if _shape(m)}
+    paper = PAPER_SSM_MEMORY["mamba2_gb"] / PAPER_SSM_MEMORY["mamba1_gb"]
+    out = []
+    for a in sorted(m1):
+        for b in sorted(x for x in m2 if _shape(x) == _shape(a)):
+            ga, gb = d[d["model"] == a], d[d["model"] == b]
+            for key, x in ga.groupby(keys + ["metric"], sort=True):
+                y = gb
+                for c, v in zip(keys + ["metric"], key):
+                    y = y[y[c] == v]
+                if y.empty:
+                    continue
+                va, vb = float(x["value"].max()), float(y["value"].max())
+                out.append({"mamba1": a, "mamba2": b, **dict(zip(keys + ["metric"], key)),
+                            "mamba1_GB": va / 1e9, "mamba2_GB": vb / 1e9,
+                            "ratio": vb / va if va > 0 else float("nan"), "paper_ratio": paper})
+    if not out:
+        raise ProfilingError(f"no Mamba-1/Mamba-2 pair of the same width and depth has SSM memory rows at L = {seqlen}")
+    table = pd.DataFrame(out)
+    table.attrs.update(seqlen=seqlen, phase=phase, paper_source=PAPER_SSM_MEMORY_SOURCE)
     return table
 
 
