@@ -224,27 +224,6 @@ def _write_env(path: Path, extra: dict, device=None):
 # ------------------------------------------------------------------------------------------------------
 # profiling: latency and the roofline
 
-@contextlib.contextmanager
-def _quiet_native_stderr(on: bool = True):
-    """Silence file descriptor 2 inside the block: torch.profiler's tracer (kineto) writes a trace marker line
-    to it at every start and stop, below Python's sys.stderr. Python-level errors still raise as usual."""
-    if not on:
-        yield
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _flush_denormals(device) -> str:
     from .profiling.timing import set_flush_denormal
 
@@ -267,10 +246,9 @@ def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, path
         raise ExperimentError("latency: no models given")
     out = _csv(experiment, results_root, device)
     _flush_denormals(device)
-    with _quiet_native_stderr("profiler" in methods and not progress):
-        sweep(specs, list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
-              iters=iters, out=out, device=device, dtype=dtype, threads=threads, progress=progress,
-              flush_denormal=_device(device).type == "cpu")
+    sweep(specs, list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
+          iters=iters, out=out, device=device, dtype=dtype, threads=threads, progress=progress,
+          flush_denormal=_device(device).type == "cpu")
     df = _read(out)
     names = [model_ref(s)[0] for s in specs]
     df = _isin(_isin(_isin(df, "model", names), "seqlen", seqlens), "batch", batches)
@@ -566,10 +544,9 @@ def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("
         for r, mode in [(0.0, "dense"), *((r, mode) for r in ratios for mode in modes)]:
             m = dense if r == 0.0 else prune(dense, r, criterion=criterion, mode=mode)
             tags = dict(ratio=r, criterion="none" if r == 0.0 else criterion, mode=mode)
-            with _quiet_native_stderr("profiler" in methods and not progress):
-                sweep([m], list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
-                      iters=iters, out=out, device=device, dtype=dtype, state_dtype=state_dtype, tags=tags,
-                      progress=progress, flush_denormal=_device(device).type == "cpu")
+            sweep([m], list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
+                  iters=iters, out=out, device=device, dtype=dtype, state_dtype=state_dtype, tags=tags,
+                  progress=progress, flush_denormal=_device(device).type == "cpu")
             del m
     df = _read(out)
     df = _isin(_isin(_isin(df, "model", names), "seqlen", seqlens), "batch", batches)

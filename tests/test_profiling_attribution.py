@@ -181,3 +181,24 @@ def test_timers_and_profiler_agree_on_a_gpu(name):
     assert A.shares_agree({c: t.get(c, 0.0) for c in top}, {c: p.get(c, 0.0) for c in top}) == []
     ratio = prof.summary()["total"].median / timers.summary()["total"].median
     assert 0.75 <= ratio <= 1.1, f"profiler total / timers total = {ratio:.2f}"
+
+
+def test_a_trace_leaves_stderr_to_python():
+    """The tracer writes a line to file descriptor 2 at every start and stop; a sweep's stderr (warnings, the
+    progress bar) must not fill with them, and what Python writes to stderr inside the trace must stay."""
+    import subprocess
+    import sys
+    code = (
+        "import os, sys, perfmamba\n"
+        "from perfmamba.profiling import attribution\n"
+        "from perfmamba.profiling.timing import quiet_native_stderr\n"
+        "m = perfmamba.load('mamba2-tiny')\n"
+        "attribution.attribute_profiler(m, 'prefill', 1, 8, warmup=0, iters=1)\n"
+        "with quiet_native_stderr():\n"
+        "    os.write(2, b'native-line\\n')\n"
+        "    print('python-line', file=sys.stderr)\n"
+        "os.write(2, b'after-line\\n')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "python-line" in proc.stderr and "after-line" in proc.stderr
+    assert "native-line" not in proc.stderr and "profiler_start" not in proc.stderr, proc.stderr

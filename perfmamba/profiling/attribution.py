@@ -38,7 +38,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from .flops import COMPONENTS, SUBCOMPONENTS, ProfilingError, check_shape_args
 from .memory import CudaPeaks, trace_memory
-from .timing import Stopwatch, Summary, no_gc, sync
+from .timing import Stopwatch, Summary, no_gc, quiet_native_stderr, sync
 
 LABELS = COMPONENTS + SUBCOMPONENTS
 ITER_LABEL = "perfmamba.profile_iter"  # one range per repetition in a profiler trace; not a component
@@ -328,7 +328,8 @@ def attribute_profiler(model, phase: str, batch: int, seqlen: int, *, warmup: in
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with torch.inference_mode():
         _warm_up(fn, setup, warmup, dev)
-        with no_gc(), profile(activities=acts, profile_memory=memory, record_shapes=False) as prof:
+        with no_gc(), quiet_native_stderr(), profile(activities=acts, profile_memory=memory,
+                                                     record_shapes=False) as prof:
             for _ in range(iters):
                 if setup:
                     setup()
@@ -360,7 +361,8 @@ def attribute_simultaneous(model, phase: str, batch: int, seqlen: int, *, warmup
     times: dict[str, list[float]] = defaultdict(list)
     with torch.inference_mode():
         _warm_up(fn, setup, warmup, dev)
-        with no_gc(), profile(activities=acts, record_shapes=False) as prof, ComponentTimer(dev, labels) as timer:
+        with no_gc(), quiet_native_stderr(), profile(activities=acts, record_shapes=False) as prof, \
+                ComponentTimer(dev, labels) as timer:
             for _ in range(iters):
                 if setup:
                     setup()

@@ -10,7 +10,10 @@ which removes the Python and launch overhead that dominates eager decoding of sm
 from __future__ import annotations
 
 import gc
+import io
+import os
 import statistics
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +38,42 @@ def no_gc():
     finally:
         if was:
             gc.enable()
+
+
+@contextmanager
+def quiet_native_stderr():
+    """Silence file descriptor 2 inside the block, where native code writes below Python (torch.profiler's
+    tracer announces every start and stop there), while Python's own stderr (warnings, progress bars) keeps
+    writing where it did. Where fd 2 cannot be redirected, nothing changes."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    old = sys.stderr
+    try:
+        on_fd2 = old.fileno() == 2
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        on_fd2 = False  # e.g. a notebook kernel's stream: not written through fd 2
+    py = None
+    try:
+        if on_fd2:
+            py = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(old, "encoding", None) or "utf-8",
+                           errors="backslashreplace")
+            sys.stderr = py
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        if py is not None:
+            sys.stderr = old
+            py.close()
 
 
 def set_flush_denormal(on: bool = True) -> str:
