@@ -180,7 +180,8 @@ def table1_components(df: pd.DataFrame, *, phase: str = "prefill", seqlen: int |
     return table
 
 
-def _shape(model: str):
+def preset_shape(model: str):
+    """(d_model, n_layer) of a preset name, None for anything else."""
     from ..config import PRESETS
 
     cfg = PRESETS.get(str(model))
@@ -205,12 +206,12 @@ def ssm_memory_table(df: pd.DataFrame, *, seqlen: int = PAPER_SSM_MEMORY["seqlen
         raise ProfilingError(f"no {phase} memory rows of the SSM at L = {seqlen} (lengths with memory rows: "
                              f"{', '.join(map(str, present)) or 'none'})")
     keys = [c for c in ("batch", "path", "dtype") if c in d]
-    m1 = {m for m in d.loc[d["arch"] == "mamba1", "model"] if _shape(m)}
-    m2 = {m for m in d.loc[d["arch"] == "mamba2", "model"] if _shape(m)}
+    m1 = {m for m in d.loc[d["arch"] == "mamba1", "model"] if preset_shape(m)}
+    m2 = {m for m in d.loc[d["arch"] == "mamba2", "model"] if preset_shape(m)}
     paper = PAPER_SSM_MEMORY["mamba2_gb"] / PAPER_SSM_MEMORY["mamba1_gb"]
     out = []
     for a in sorted(m1):
-        for b in sorted(x for x in m2 if _shape(x) == _shape(a)):
+        for b in sorted(x for x in m2 if preset_shape(x) == preset_shape(a)):
             ga, gb = d[d["model"] == a], d[d["model"] == b]
             for key, x in ga.groupby(keys + ["metric"], sort=True):
                 y = gb
