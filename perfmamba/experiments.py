@@ -43,6 +43,7 @@ CONFIRMED, PARTLY, REFUTED, NOT_HERE = "confirmed", "partly", "refuted", "not re
 
 # The paper's numbers (abstract of arXiv 2511.22849v1).
 PAPER_SEQLENS = (64, 16384)
+PAPER_BATCH = 8  # §4: every profile at batch 8
 PAPER_SPEEDUP = 1.14
 PAPER_MEMORY_REDUCTION = 0.115
 # "Accuracy is maintained within a moderate pruning regime": read here as r ≤ MODERATE_RATIO costing at most
@@ -925,17 +926,28 @@ def committed(experiment: str, results_root=None):
 GPU_MAX_OTHER = 0.15
 
 
+def claims_on(claims_fn, rows, keys, prefix: str, what: str, results_root=None, **kwargs) -> dict:
+    """`claims_fn` on `rows`, every key prefixed with `prefix`; where `rows` is empty, or the rows cannot support
+    the claims, each of `keys` says why instead (`what` names the rows in that message)."""
+    why = (rows.attrs.get("message") or f"no {what}") if rows is None or rows.empty else None
+    if why is None:
+        try:
+            return {f"{prefix}{k}": v for k, v in claims_fn(rows, results_root=results_root, **kwargs).items()}
+        except ExperimentError as e:
+            why = f"the {what} cannot answer this: {e}"
+    return {f"{prefix}{k}": why for k in keys}
+
+
 def gpu_claims(claims_fn, experiment: str, keys, results_root=None, **kwargs) -> dict:
     """`claims_fn` on the committed GPU rows of `experiment`, every key prefixed with "gpu_"; where there are no
     such rows, or they cannot support the claims, each of `keys` says why instead."""
-    rows = committed(experiment, results_root)
-    why = rows.attrs.get("message") if rows.empty else None
-    if why is None:
-        try:
-            return {f"gpu_{k}": v for k, v in claims_fn(rows, results_root=results_root, **kwargs).items()}
-        except ExperimentError as e:
-            why = f"the committed GPU rows cannot answer this: {e}"
-    return {f"gpu_{k}": why for k in keys}
+    return claims_on(claims_fn, committed(experiment, results_root), keys, "gpu_", "committed GPU rows",
+                     results_root=results_root, **kwargs)
+
+
+def sweep_claims(claims_fn, sweep, keys, **kwargs) -> dict:
+    """`claims_fn` on the rows of a committed CPU sweep (`read_sweep`), every key prefixed with "sweep_"."""
+    return claims_on(claims_fn, sweep, keys, "sweep_", "committed sweep", **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -988,12 +1000,34 @@ def _pct(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f} %"
 
 
+def _one_batch(rows):
+    """Per model, the rows of one batch size: the paper's (`PAPER_BATCH`) where it was measured, else the
+    largest; and {model: that batch} when the rows hold more than one batch size (else {})."""
+    import pandas as pd
+
+    if rows is None or rows.empty or "batch" not in rows or rows["batch"].nunique() <= 1:
+        return rows, {}
+    keep, chosen = [], {}
+    for m, g in rows.groupby("model", sort=False):
+        sizes = {int(b) for b in g["batch"].dropna()}
+        if not sizes:
+            continue
+        chosen[m] = PAPER_BATCH if PAPER_BATCH in sizes else max(sizes)
+        keep.append(g[g["batch"] == chosen[m]])
+    return pd.concat(keep), chosen
+
+
+def _label(model, batches: dict) -> str:
+    return f"{model} (B {batches[model]})" if model in batches else str(model)
+
+
 def _shares(rows, phase, max_other=None):
     """{(model, seqlen): {component: share}} of timer rows in `phase`, top-level components only (eager calls;
-    a CUDA-graph step has no components). With `max_other`, only the points whose "other" share (time outside
-    every component) is at most that."""
+    a CUDA-graph step has no components), at one batch size per model (`_one_batch`). With `max_other`, only
+    the points whose "other" share (time outside every component) is at most that."""
     from .profiling.flops import COMPONENTS
 
+    rows, _ = _one_batch(rows)
     d = rows[(rows["metric"] == "share") & (rows["phase"] == phase)]
     if "cuda_graph" in d:
         d = d[d["cuda_graph"].astype(str).str.lower() != "true"]
@@ -1025,13 +1059,14 @@ def claims_latency(rows, results_root=None, max_other=None) -> dict:
     c1 = CONFIRMED if covered else (f"{NOT_HERE}: L up to {Ls[-1]} on this machine"
                                     + ("" if gpu else " (a 2-core CPU; the paper's grid needs a GPU)"))
     shares = _shares(rows, "prefill", max_other)
+    _, batches = _one_batch(rows)
     trend, up, n = [], 0, 0
     for m in dict.fromkeys(k[0] for k in shares):
         ls = sorted(L for (mm, L) in shares if mm == m)
         if len(ls) < 2:
             continue
         a, b = shares[(m, ls[0])].get("ssm", math.nan), shares[(m, ls[-1])].get("ssm", math.nan)
-        trend.append(f"{m} {_pct(a)} → {_pct(b)} (L {ls[0]} → {ls[-1]})")
+        trend.append(f"{_label(m, batches)} {_pct(a)} → {_pct(b)} (L {ls[0]} → {ls[-1]})")
         n += 1
         up += b > a
     if n == 0:
@@ -1056,6 +1091,7 @@ def claims_components(rows, table=None, results_root=None, max_other=None) -> di
     shares = _shares(rows, "prefill", max_other)
     if not shares:
         raise ExperimentError("no prefill share rows" + _host_bound_note(max_other))
+    _, batches = _one_batch(rows)
     longest = {}
     for m, L in shares:
         longest[m] = max(L, longest.get(m, L))
@@ -1064,7 +1100,8 @@ def claims_components(rows, table=None, results_root=None, max_other=None) -> di
         s = {k: v for k, v in shares[(m, L)].items() if k not in ("embedding", "lm_head")}
         best = max(s, key=s.get)
         top += best == "ssm"
-        parts.append(f"{m} (L = {L}): ssm {_pct(s.get('ssm'))}, largest {best} {_pct(s[best])}")
+        where = f"B {batches[m]}, L = {L}" if m in batches else f"L = {L}"
+        parts.append(f"{m} ({where}): ssm {_pct(s.get('ssm'))}, largest {best} {_pct(s[best])}")
     Ls = sorted(set(longest.values()))
     Lmax = str(Ls[0]) if len(Ls) == 1 else "–".join(str(x) for x in (Ls[0], Ls[-1]))
     v = CONFIRMED if top == len(longest) else (PARTLY if top else REFUTED)

@@ -343,3 +343,29 @@ def test_read_sweep_names_the_machine_of_a_committed_csv(tmp_path):
     assert set(rows["machine"]) == {"cpu-some-cpu"}
     assert experiments.machine_label(rows).startswith("Some CPU CPU (2 cores)")
     assert experiments.read_sweep(None).attrs["message"] == "No committed rows at None."
+
+
+def test_share_claims_read_one_batch_per_model_the_papers_where_measured():
+    rows = pd.DataFrame(
+        [dict(r, batch=1) for r in _share_rows("a", 64, {"ssm": 0.9, "in_proj": 0.05, "other": 0.05})
+         + _share_rows("a", 4096, {"ssm": 0.1, "in_proj": 0.85, "other": 0.05})]      # batch 1: falls
+        + _share_rows("a", 64, {"ssm": 0.3, "in_proj": 0.6, "other": 0.1})             # batch 8: rises
+        + _share_rows("a", 4096, {"ssm": 0.6, "in_proj": 0.3, "other": 0.1})
+        + [dict(r, batch=1) for r in _share_rows("b", 64, {"ssm": 0.2, "in_proj": 0.7, "other": 0.1})
+           + _share_rows("b", 4096, {"ssm": 0.4, "in_proj": 0.5, "other": 0.1})])     # b: batch 1 only
+    lat = experiments.claims_latency(rows)
+    assert "a (B 8) 30.0 % → 60.0 % (L 64 → 4096)" in lat["fig2_ssm_trend"]
+    assert "b (B 1) 20.0 % → 40.0 %" in lat["fig2_ssm_trend"]
+    assert lat["fig2_c3_verdict"].startswith("confirmed")
+    comp = experiments.claims_components(rows)
+    assert "a (B 8, L = 4096): ssm 60.0 %, largest ssm" in comp["table1_ssm_rank"]
+    one = experiments.claims_latency(rows[rows.batch == 8])
+    assert "(B " not in one["fig2_ssm_trend"]  # one batch size: no label
+
+
+def test_sweep_claims_prefix_their_keys_and_say_why_without_rows():
+    rows = pd.DataFrame(_share_rows("a", 64, {"ssm": 0.3, "other": 0.1}) + _share_rows("a", 4096, {"ssm": 0.6}))
+    got = experiments.sweep_claims(experiments.claims_latency, rows, ["fig2_c3_verdict"])
+    assert got["sweep_fig2_c3_verdict"].startswith("confirmed") and "sweep_fig2_seqlens" in got
+    empty = experiments.sweep_claims(experiments.claims_latency, experiments.read_sweep(None), ["fig2_c3_verdict"])
+    assert empty == {"sweep_fig2_c3_verdict": "No committed rows at None."}
