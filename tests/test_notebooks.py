@@ -36,6 +36,9 @@ def test_source_is_thin_and_stripped(name):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "title first"
     assert nb.cells[1] is parameters_cell(nb), "the parameters cell comes right after the title"
     assert nb.cells[-1].cell_type == "markdown" and "Deviations from the paper" in nb.cells[-1].source
+    raw = json.loads((notebooks.NOTEBOOK_DIR / f"{name}.ipynb").read_text())
+    ids = [c.get("id") for c in raw["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids), "every cell has its own id (nbformat 4.5)"
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
