@@ -314,8 +314,8 @@ def _ssm_memory_rows(mamba1_gb, mamba2_gb, peak=(1.0, 1.0), seqlen=2048):
                                  ("mamba2-130m", "mamba2", mamba2_gb, peak[1])):
         base = dict(model=model, arch=arch, path="ref", phase="prefill", batch=1, seqlen=seqlen, component="ssm",
                     method="profiler", unit="byte")
-        rows += [dict(base, metric="sum_of_allocations", value=soa * 1e9),
-                 dict(base, metric="activation_peak", value=pk * 1e9)]
+        rows += [dict(base, metric="sum_of_allocations", value=soa * 2**30),
+                 dict(base, metric="activation_peak", value=pk * 2**30)]
     return pd.DataFrame(rows)
 
 

@@ -192,7 +192,8 @@ def ssm_memory_table(df: pd.DataFrame, *, seqlen: int = PAPER_SSM_MEMORY["seqlen
                      phase: str = "prefill") -> pd.DataFrame:
     """The SSM component's memory, Mamba-2 against Mamba-1, for every pair of models in `df` with the same
     width and depth (presets, `perfmamba.config.PRESETS`), per batch, path and reading: the activation peak
-    and the labelled sum of allocations (`perfmamba.profiling.memory`), in GB (10⁹ bytes), their ratio, and
+    and the labelled sum of allocations (`perfmamba.profiling.memory`), in GB (2³⁰ bytes, as everywhere in this
+    artifact), their ratio, and
     the paper's ratio of its two quoted values (`PAPER_SSM_MEMORY`)."""
     need = {"model", "arch", "metric", "component", "seqlen", "value"}
     if df is None or df.empty or not need <= set(df.columns):
@@ -221,7 +222,7 @@ def ssm_memory_table(df: pd.DataFrame, *, seqlen: int = PAPER_SSM_MEMORY["seqlen
                     continue
                 va, vb = float(x["value"].max()), float(y["value"].max())
                 out.append({"mamba1": a, "mamba2": b, **dict(zip(keys + ["metric"], key)),
-                            "mamba1_GB": va / 1e9, "mamba2_GB": vb / 1e9,
+                            "mamba1_GB": va / 2**30, "mamba2_GB": vb / 2**30,
                             "ratio": vb / va if va > 0 else float("nan"), "paper_ratio": paper})
     if not out:
         raise ProfilingError(f"no Mamba-1/Mamba-2 pair of the same width and depth has SSM memory rows at L = {seqlen}")
