@@ -53,6 +53,24 @@ def format_evaluation(df) -> str:
     return wide.to_string(float_format=lambda v: f"{v:.4g}")
 
 
+def check_run(profile: str, names=None) -> None:
+    """Refuse, before any work, what the notebooks would refuse after the corpus, the training and the
+    evaluation: an unknown profile or notebook, and the paper profile (our Triton kernels) without a GPU."""
+    import os
+
+    import torch
+
+    if profile not in notebooks.PROFILES:
+        raise notebooks.NotebookError(f"unknown profile {profile!r} (known: {', '.join(notebooks.PROFILES)})")
+    unknown = [n for n in names or () if n not in notebooks.NOTEBOOKS]
+    if unknown:
+        raise notebooks.NotebookError(f"no notebook {unknown[0]!r} (known: {', '.join(notebooks.NOTEBOOKS)})")
+    if profile == "paper" and not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        raise notebooks.NotebookError("the paper profile runs our Triton kernels and needs a CUDA GPU, which this "
+                                      "machine lacks; use --profile cpu (or set TRITON_INTERPRET=1 to interpret "
+                                      "the kernels on the CPU, very slowly)")
+
+
 def reproduce(artifacts="artifacts", *, profile: str | None = None, names=None, build: bool = True) -> Path | None:
     from .data import load_corpus
     from .train import train_default_models
@@ -60,6 +78,7 @@ def reproduce(artifacts="artifacts", *, profile: str | None = None, names=None, 
     t0 = time.perf_counter()
     artifacts = Path(artifacts).resolve()
     profile = profile or notebooks.default_profile()
+    check_run(profile, names)
     print(f"[1/5] corpus → {artifacts / 'corpus'}", flush=True)
     load_corpus(artifacts / "corpus")
     print(f"[2/5] default models → {artifacts / 'models'}", flush=True)

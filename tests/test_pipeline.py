@@ -1,4 +1,5 @@
-"""`perfmamba reproduce`'s evaluation table: rows per model, reuse while the checkpoints are unchanged."""
+"""`perfmamba reproduce`: its evaluation table (rows per model, reused while the checkpoints are unchanged) and the
+checks it makes before any work."""
 import os
 
 import pytest
@@ -41,3 +42,18 @@ def test_evaluation_table_rows_reuse_and_text(model_dir, tmp_path, monkeypatch):
     os.utime(model_dir / "model.safetensors", (later, later))
     with pytest.raises(AssertionError, match="evaluated again"):
         pipeline.evaluation_table({"tiny": model_dir}, out, **kw)
+
+
+def test_reproduce_refuses_a_run_it_cannot_finish_before_doing_any_work(tmp_path, monkeypatch):
+    import torch
+
+    from perfmamba import notebooks, pipeline
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    for kwargs, msg in [({"profile": "paper"}, "needs a CUDA GPU"),
+                        ({"profile": "cpu", "names": ["fig2_latency", "fig9"]}, "no notebook 'fig9'"),
+                        ({"profile": "gpu"}, "unknown profile 'gpu'")]:
+        with pytest.raises(notebooks.NotebookError, match=msg):
+            pipeline.reproduce(tmp_path / "artifacts", build=False, **kwargs)
+    assert not (tmp_path / "artifacts").exists()  # nothing prepared, nothing half-written
