@@ -99,3 +99,11 @@ def test_ssm_memory_table_needs_a_pair_of_one_shape(df):
     other = df.replace({"model": {"mamba2-tiny": "mamba2-130m"}})  # a different shape: not a pair
     with pytest.raises(perfmamba.PerfmambaError, match="no Mamba-1/Mamba-2 pair"):
         plots.ssm_memory_table(other, seqlen=21)
+
+
+def test_table1_shows_the_quoted_ssm_memory_at_the_papers_length_only(df):
+    at_2048 = plots.table1_components(df.replace({"seqlen": {21: 2048}}), seqlen=2048)
+    ssm = at_2048[at_2048.component == "ssm"].set_index("arch")["paper_memory_GB"]
+    assert ssm.to_dict() == {"mamba1": 86.64, "mamba2": 115.68}
+    assert at_2048.loc[at_2048.component != "ssm", "paper_memory_GB"].isna().all()
+    assert plots.table1_components(df, seqlen=21)["paper_memory_GB"].isna().all()
