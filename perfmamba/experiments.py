@@ -631,6 +631,16 @@ def method_agreement(rows):
     return pd.DataFrame(out)
 
 
+def claims_method_agreement(rows, results_root=None) -> dict:
+    """How many of the points measured with both attribution methods agree (`method_agreement`)."""
+    from .profiling.attribution import AGREEMENT_PP, AGREEMENT_REL
+
+    a = method_agreement(rows)
+    ok = int((a["disagree"] == "").sum())
+    return {"methods_agree": f"{ok} of {len(a)} points (within {AGREEMENT_PP * 100:.0f} percentage points or "
+                             f"{AGREEMENT_REL:.0%})"}
+
+
 def efficiency_summary(rows, mode: str = "removed"):
     """Per (model, phase, batch, seqlen, ratio): total time (ms, timers), speed-up against r = 0, and the memory
     readings (weights, recurrent state = ssm + conv cache, peak) with their reduction against r = 0, for the
@@ -929,7 +939,9 @@ GPU_MAX_OTHER = 0.15
 def claims_on(claims_fn, rows, keys, prefix: str, what: str, results_root=None, **kwargs) -> dict:
     """`claims_fn` on `rows`, every key prefixed with `prefix`; where `rows` is empty, or the rows cannot support
     the claims, each of `keys` says why instead (`what` names the rows in that message)."""
-    why = (rows.attrs.get("message") or f"no {what}") if rows is None or rows.empty else None
+    why = None
+    if rows is None or rows.empty:
+        why = (rows.attrs.get("message") if rows is not None else None) or f"no {what}"
     if why is None:
         try:
             return {f"{prefix}{k}": v for k, v in claims_fn(rows, results_root=results_root, **kwargs).items()}
@@ -1022,12 +1034,13 @@ def _label(model, batches: dict) -> str:
 
 
 def _shares(rows, phase, max_other=None):
-    """{(model, seqlen): {component: share}} of timer rows in `phase`, top-level components only (eager calls;
-    a CUDA-graph step has no components), at one batch size per model (`_one_batch`). With `max_other`, only
-    the points whose "other" share (time outside every component) is at most that."""
+    """({(model, seqlen): {component: share}}, {model: batch}) of timer rows in `phase`, top-level components
+    only (eager calls; a CUDA-graph step has no components), at one batch size per model (`_one_batch`, whose
+    {model: batch} comes back with them). With `max_other`, only the points whose "other" share (time outside
+    every component) is at most that."""
     from .profiling.flops import COMPONENTS
 
-    rows, _ = _one_batch(rows)
+    rows, batches = _one_batch(rows)
     d = rows[(rows["metric"] == "share") & (rows["phase"] == phase)]
     if "cuda_graph" in d:
         d = d[d["cuda_graph"].astype(str).str.lower() != "true"]
@@ -1040,7 +1053,7 @@ def _shares(rows, phase, max_other=None):
             continue
         g = g[g["component"].isin(COMPONENTS)]
         out[(m, int(L))] = dict(zip(g["component"], g["value"].astype(float)))
-    return out
+    return out, batches
 
 
 def _host_bound_note(max_other) -> str:
@@ -1058,8 +1071,7 @@ def claims_latency(rows, results_root=None, max_other=None) -> dict:
     covered = Ls[0] <= PAPER_SEQLENS[0] and Ls[-1] >= PAPER_SEQLENS[1]
     c1 = CONFIRMED if covered else (f"{NOT_HERE}: L up to {Ls[-1]} on this machine"
                                     + ("" if gpu else " (a 2-core CPU; the paper's grid needs a GPU)"))
-    shares = _shares(rows, "prefill", max_other)
-    _, batches = _one_batch(rows)
+    shares, batches = _shares(rows, "prefill", max_other)
     trend, up, n = [], 0, 0
     for m in dict.fromkeys(k[0] for k in shares):
         ls = sorted(L for (mm, L) in shares if mm == m)
@@ -1088,10 +1100,9 @@ def claims_components(rows, table=None, results_root=None, max_other=None) -> di
 
     if rows is None or rows.empty:
         raise ExperimentError("no profiling rows")
-    shares = _shares(rows, "prefill", max_other)
+    shares, batches = _shares(rows, "prefill", max_other)
     if not shares:
         raise ExperimentError("no prefill share rows" + _host_bound_note(max_other))
-    _, batches = _one_batch(rows)
     longest = {}
     for m, L in shares:
         longest[m] = max(L, longest.get(m, L))
@@ -1119,8 +1130,7 @@ def claims_components(rows, table=None, results_root=None, max_other=None) -> di
 def read_sweep(path):
     """The rows of a committed results CSV (``data/results/<slug>/<name>.csv``) with `machine` set to its
     folder's name and ``attrs["results_root"]`` to the folder above, so that `machine_label` finds the
-    env.json beside it. Empty frame, with
-    ``attrs["message"]``, when `path` is None or holds no rows."""
+    env.json beside it. Empty frame, with ``attrs["message"]``, when `path` is None or holds no rows."""
     import pandas as pd
 
     rows = results.read_rows(path) if path else pd.DataFrame()
@@ -1138,7 +1148,7 @@ def claims_ssm_memory(rows, results_root=None) -> dict:
     paper's values (86.64 and 115.68 GB) can exceed the memory of a GPU ({ref}`dev-memory`), for every pair of
     models of the same width and depth; the activation peak is reported beside it."""
     from .profiling.flops import ProfilingError
-    from .profiling.plots import PAPER_SSM_MEMORY, ssm_memory_table
+    from .profiling.plots import PAPER_SSM_MEMORY, PAPER_SSM_RATIO, preset_shape, ssm_memory_table
 
     if rows is None or rows.empty:
         raise ExperimentError("no profiling rows")
@@ -1146,7 +1156,7 @@ def claims_ssm_memory(rows, results_root=None) -> dict:
         table = ssm_memory_table(rows)
     except ProfilingError as e:
         raise ExperimentError(str(e)) from e
-    paper = PAPER_SSM_MEMORY["mamba2_gb"] / PAPER_SSM_MEMORY["mamba1_gb"]
+    paper = PAPER_SSM_RATIO
     parts = []
     keys = ["mamba1", "mamba2"] + [c for c in ("batch", "path") if c in table]
     for key, g in table.groupby(keys, sort=False):
@@ -1174,8 +1184,6 @@ def claims_ssm_memory(rows, results_root=None) -> dict:
         v = REFUTED
     v += (f" on this machine (sum of allocations: Mamba-2 above Mamba-1 for {up} of {len(ratios)} pairs, within "
           f"{SSM_MEMORY_TOL:.0%} of the paper's {paper:.3f}× for {near})")
-    from .profiling.plots import preset_shape
-
     # the scale against the largest model, at its largest batch
     size = soa["mamba1"].map(lambda m: preset_shape(m)[0] * preset_shape(m)[1])
     order = soa.assign(_size=size).sort_values(["_size"] + (["batch"] if "batch" in soa else []))

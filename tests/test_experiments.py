@@ -369,3 +369,12 @@ def test_sweep_claims_prefix_their_keys_and_say_why_without_rows():
     assert got["sweep_fig2_c3_verdict"].startswith("confirmed") and "sweep_fig2_seqlens" in got
     empty = experiments.sweep_claims(experiments.claims_latency, experiments.read_sweep(None), ["fig2_c3_verdict"])
     assert empty == {"sweep_fig2_c3_verdict": "No committed rows at None."}
+
+
+def test_method_agreement_counts_the_points_whose_shares_agree():
+    agree = {"ssm": 0.6, "in_proj": 0.3, "other": 0.1}
+    rows = pd.DataFrame(_share_rows("a", 64, agree) + _share_rows("a", 64, agree, method="profiler")
+                        + _share_rows("a", 512, agree)
+                        + _share_rows("a", 512, {"ssm": 0.2, "in_proj": 0.7, "other": 0.1}, method="profiler"))
+    got = experiments.claims_method_agreement(rows)["methods_agree"]
+    assert got.startswith("1 of 2 points")

@@ -37,6 +37,7 @@ PAPER_TABLE1: dict[tuple[str, str], dict[str, float | None]] = {
 # public document, github.com/noonghunna/club-3090 docs/KV_MATH.md, not read from the paper itself, and are
 # labelled "quoted" wherever they are shown. The paper does not say which model size they belong to.
 PAPER_SSM_MEMORY = {"seqlen": 2048, "mamba1_gb": 86.64, "mamba2_gb": 115.68}
+PAPER_SSM_RATIO = PAPER_SSM_MEMORY["mamba2_gb"] / PAPER_SSM_MEMORY["mamba1_gb"]  # "33.5 % more"
 PAPER_SSM_MEMORY_SOURCE = ("quoted from the paper in github.com/noonghunna/club-3090, docs/KV_MATH.md; the paper's "
                            "own text was not reachable")
 
@@ -196,8 +197,7 @@ def ssm_memory_table(df: pd.DataFrame, *, seqlen: int = PAPER_SSM_MEMORY["seqlen
     """The SSM component's memory, Mamba-2 against Mamba-1, for every pair of models in `df` with the same
     width and depth (presets, `perfmamba.config.PRESETS`), per batch, path and reading: the activation peak
     and the labelled sum of allocations (`perfmamba.profiling.memory`), in GB (2³⁰ bytes, as everywhere in this
-    artifact), their ratio, and
-    the paper's ratio of its two quoted values (`PAPER_SSM_MEMORY`)."""
+    artifact), their ratio, and the paper's ratio of its two quoted values (`PAPER_SSM_RATIO`)."""
     need = {"model", "arch", "metric", "component", "seqlen", "value"}
     if df is None or df.empty or not need <= set(df.columns):
         raise ProfilingError("no profiling rows with memory readings")
@@ -209,24 +209,18 @@ def ssm_memory_table(df: pd.DataFrame, *, seqlen: int = PAPER_SSM_MEMORY["seqlen
     if d.empty:
         raise ProfilingError(f"no {phase} memory rows of the SSM at L = {seqlen} (lengths with memory rows: "
                              f"{', '.join(map(str, present)) or 'none'})")
-    keys = [c for c in ("batch", "path", "dtype") if c in d]
-    m1 = {m for m in d.loc[d["arch"] == "mamba1", "model"] if preset_shape(m)}
-    m2 = {m for m in d.loc[d["arch"] == "mamba2", "model"] if preset_shape(m)}
-    paper = PAPER_SSM_MEMORY["mamba2_gb"] / PAPER_SSM_MEMORY["mamba1_gb"]
+    keys = [c for c in ("batch", "path", "dtype") if c in d] + ["metric"]
+    value = d.groupby(["model"] + keys)["value"].max()
+    m1 = sorted({m for m in d.loc[d["arch"] == "mamba1", "model"] if preset_shape(m)})
+    m2 = sorted({m for m in d.loc[d["arch"] == "mamba2", "model"] if preset_shape(m)})
     out = []
-    for a in sorted(m1):
-        for b in sorted(x for x in m2 if preset_shape(x) == preset_shape(a)):
-            ga, gb = d[d["model"] == a], d[d["model"] == b]
-            for key, x in ga.groupby(keys + ["metric"], sort=True):
-                y = gb
-                for c, v in zip(keys + ["metric"], key):
-                    y = y[y[c] == v]
-                if y.empty:
-                    continue
-                va, vb = float(x["value"].max()), float(y["value"].max())
-                out.append({"mamba1": a, "mamba2": b, **dict(zip(keys + ["metric"], key)),
+    for a in m1:
+        for b in (x for x in m2 if preset_shape(x) == preset_shape(a)):
+            both = pd.concat([value.loc[a].rename("va"), value.loc[b].rename("vb")], axis=1, join="inner")
+            for key, (va, vb) in both.iterrows():
+                out.append({"mamba1": a, "mamba2": b, **dict(zip(keys, key if len(keys) > 1 else (key,))),
                             "mamba1_GB": va / 2**30, "mamba2_GB": vb / 2**30,
-                            "ratio": vb / va if va > 0 else float("nan"), "paper_ratio": paper})
+                            "ratio": vb / va if va > 0 else float("nan"), "paper_ratio": PAPER_SSM_RATIO})
     if not out:
         raise ProfilingError(f"no Mamba-1/Mamba-2 pair of the same width and depth has SSM memory rows at L = {seqlen}")
     table = pd.DataFrame(out)
