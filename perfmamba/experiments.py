@@ -631,6 +631,91 @@ def method_agreement(rows):
     return pd.DataFrame(out)
 
 
+TRACE_GAP_MIN = 0.01  # components below this share of the call are left out of the "others agree" figure
+
+
+def trace_gap(rows, max_other: float | None = None):
+    """Where the profiler's total falls short of the timers', in milliseconds, one row per point measured by
+    both methods (eager calls).
+
+    With `max_other`, only the points where "other" (the call's time outside every component, by the timers) is
+    at most that share of the call: calls bound by the device, where the timers' CUDA events and the trace's
+    kernel times should see the same work. Per point: both totals, the gap, the components the trace
+    under-counts (its time below ``1 − AGREEMENT_REL`` of the timers', each with the sub-range that differs
+    most) and the time they miss together, and the largest relative difference among the other components.
+    Components below `TRACE_GAP_MIN` of the call are left out; "other" is one of the components."""
+    import pandas as pd
+
+    from .profiling.attribution import AGREEMENT_REL
+    from .profiling.flops import COMPONENTS
+
+    if rows is None or rows.empty:
+        raise ExperimentError("no profiling rows")
+    d = rows[rows["method"].isin(["timers", "profiler"]) & (rows["metric"] == "time")]
+    if "cuda_graph" in d:
+        d = d[d["cuda_graph"].astype(str).str.lower() != "true"]
+    if "machine" not in d:
+        d = d.assign(machine="")
+    keys = ["machine", "model", "path", "phase", "batch", "seqlen"]
+    out = []
+    for key, g in d.groupby(keys, sort=False):
+        ms = g.groupby(["method", "component"])["value"].median()
+        if not {"timers", "profiler"} <= set(ms.index.get_level_values(0)):
+            continue
+        t, p = ms["timers"].to_dict(), ms["profiler"].to_dict()
+        tt, tp = t.get("total", math.nan), p.get("total", math.nan)
+        if not (tt > 0 and tp >= 0):
+            continue
+        other = t.get("other", 0.0) / tt
+        if max_other is not None and other > max_other:
+            continue
+        gap = tt - tp
+        under, explained, rel = [], 0.0, 0.0
+        for c in [*COMPONENTS, "other"]:
+            a, b = t.get(c, 0.0), p.get(c, 0.0)
+            if a < TRACE_GAP_MIN * tt:
+                continue
+            if b < (1 - AGREEMENT_REL) * a:
+                subs = {s: t[s] - p.get(s, 0.0) for s in t if s.startswith(c + ".")}
+                note = ""
+                if subs:
+                    s = max(subs, key=subs.get)
+                    note = f" ({s} {t[s]:.1f} vs {p.get(s, 0.0):.1f})"
+                under.append(f"{c} {a:.1f} vs {b:.1f} ms{note}")
+                explained += a - b
+            else:
+                rel = max(rel, abs(a - b) / a)
+        out.append(dict(zip(keys, key), **{
+            "timers total (ms)": tt, "profiler total (ms)": tp, "gap (ms)": gap, "other timers": other,
+            "under-counted (timers vs profiler)": ", ".join(under), "under-counted (ms)": explained,
+            "others max rel. diff": rel}))
+    if not out:
+        why = f" with 'other' at most {max_other:.0%} of the call" if max_other is not None else ""
+        raise ExperimentError(f"no point was measured with both methods{why}")
+    return pd.DataFrame(out)
+
+
+def claims_trace_gap(rows, results_root=None, max_other: float | None = None) -> dict:
+    """The trace's shortfall at each model's longest prefill among the points of `trace_gap(rows, max_other)`,
+    as one sentence per model (key "trace_gap")."""
+    g = trace_gap(rows, max_other=max_other)
+    g = g[g["phase"] == "prefill"]
+    if g.empty:
+        raise ExperimentError("no prefill point was measured with both methods")
+    parts = []
+    for model, h in g.groupby("model", sort=True):
+        r = h.loc[h["seqlen"].idxmax()]
+        s = (f"{model} at L = {int(r['seqlen'])}: the trace sums {r['profiler total (ms)']:.1f} of the timers' "
+             f"{r['timers total (ms)']:.1f} ms")
+        if r["under-counted (timers vs profiler)"]:
+            s += (f"; it under-counts {r['under-counted (timers vs profiler)']}, {r['under-counted (ms)']:.1f} ms "
+                  f"together against a gap of {r['gap (ms)']:.1f} ms")
+        s += (f"; the other components above {TRACE_GAP_MIN:.0%} of the call agree within "
+              f"{r['others max rel. diff']:.0%}")
+        parts.append(s)
+    return {"trace_gap": "; ".join(parts)}
+
+
 def claims_method_agreement(rows, results_root=None) -> dict:
     """How many of the points measured with both attribution methods agree (`method_agreement`)."""
     from .profiling.attribution import AGREEMENT_PP, AGREEMENT_REL

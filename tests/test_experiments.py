@@ -378,3 +378,36 @@ def test_method_agreement_counts_the_points_whose_shares_agree():
                         + _share_rows("a", 512, {"ssm": 0.2, "in_proj": 0.7, "other": 0.1}, method="profiler"))
     got = experiments.claims_method_agreement(rows)["methods_agree"]
     assert got.startswith("1 of 2 points")
+
+
+def _ms_rows(model, seqlen, ms, method, phase="prefill"):
+    base = dict(model=model, arch="mamba1", path="triton", phase=phase, batch=8, seqlen=seqlen, method=method,
+                cuda_graph=False, metric="time", unit="ms", machine="nvidia-test")
+    return [dict(base, component=c, value=v) for c, v in ms.items()]
+
+
+def test_trace_gap_names_the_components_the_trace_misses_and_how_much_of_the_gap_they_make():
+    timers = {"total": 100.0, "in_proj": 20.0, "conv1d": 10.0, "ssm": 62.0, "ssm.scan": 50.0, "ssm.x_proj": 6.0,
+              "other": 8.0, "embedding": 0.5}
+    # the trace misses the scan (a kernel no torch op launched) and half the conv; the rest agrees within 5 %
+    trace = {"total": 44.0, "in_proj": 21.0, "conv1d": 5.0, "ssm": 11.0, "ssm.scan": 0.5, "ssm.x_proj": 6.0,
+             "other": 7.6, "embedding": 0.1}
+    host_bound = {"total": 100.0, "in_proj": 10.0, "ssm": 20.0, "other": 70.0}
+    rows = pd.DataFrame(_ms_rows("m", 8192, timers, "timers") + _ms_rows("m", 8192, trace, "profiler")
+                        + _ms_rows("m", 64, host_bound, "timers")
+                        + _ms_rows("m", 64, {"total": 5.0, "in_proj": 2.0, "ssm": 3.0}, "profiler"))
+    g = experiments.trace_gap(rows, max_other=0.15)
+    assert list(g["seqlen"]) == [8192]  # L = 64 is host-bound ("other" 70 %)
+    r = g.iloc[0]
+    assert r["gap (ms)"] == pytest.approx(56.0) and r["under-counted (ms)"] == pytest.approx(5.0 + 51.0)
+    # the embedding (0.5 % of the call) is below TRACE_GAP_MIN and not listed
+    assert r["under-counted (timers vs profiler)"] == "conv1d 10.0 vs 5.0 ms, ssm 62.0 vs 11.0 ms (ssm.scan 50.0 vs 0.5)"
+    assert r["others max rel. diff"] == pytest.approx(0.05)  # in_proj 20 vs 21; other 8 vs 7.6
+    assert len(experiments.trace_gap(rows)) == 2  # without max_other every point
+    line = experiments.claims_trace_gap(rows, max_other=0.15)["trace_gap"]
+    assert line.startswith("m at L = 8192: the trace sums 44.0 of the timers' 100.0 ms")
+    assert "56.0 ms together against a gap of 56.0 ms" in line and line.endswith("agree within 5%")
+    agree = pd.DataFrame(_ms_rows("m", 8192, timers, "timers") + _ms_rows("m", 8192, timers, "profiler"))
+    assert "under-counts" not in experiments.claims_trace_gap(agree)["trace_gap"]
+    with pytest.raises(experiments.ExperimentError, match="at most 15%"):
+        experiments.trace_gap(rows[rows["seqlen"] == 64], max_other=0.15)
