@@ -10,6 +10,7 @@ loading). The last position's logits are compared as a check that both computed 
 
     python benchmarks/cpu_reference.py                      # both architectures, B=1, L=2048
     python benchmarks/cpu_reference.py --arch mamba2 --seqlen 512 --flush-denormal
+    python benchmarks/cpu_reference.py --json data/results/cpu-amd-epyc/cpu_reference.jsonl   # keep the run
 
 Goal on a 2-core machine: perfmamba ≥ 2× faster than transformers for Mamba-2 and ≥ 8× for Mamba-1, with
 no higher peak memory. `--flush-denormal` sets FTZ/DAZ in both processes before any parallel op: random
@@ -105,6 +106,38 @@ def run_child(impl, directory, args, tmp) -> dict:
     return json.loads(Path(out).read_text())
 
 
+MATMULS = ("in_proj", "ssm.x_proj", "ssm.dt_proj", "out_proj")  # Mamba-2 has no x_proj/dt_proj: 0 FLOPs
+
+
+def matmul_floor(cfg, batch: int, seqlen: int, rate: float) -> tuple[float, float]:
+    """(GFLOP, seconds): the forward's matrix products (`perfmamba.profiling.flops`: the projections of every
+    layer, and the LM head at every position, as these forwards compute it) and the time they take at `rate`
+    FLOP/s. No implementation that computes the same logits can be faster than that."""
+    from perfmamba.profiling import flops as F
+
+    f = sum(F.FLOPS[c](cfg, batch, seqlen, "prefill") for c in MATMULS)
+    f += seqlen * F.flops_lm_head(cfg, batch, seqlen, "prefill")  # one position's head, times every position
+    return f / 1e9, f / rate
+
+
+def matmul_rate(threads: int, m: int = 2048, k: int = 768, n: int = 3072, repeats: int = 5) -> float:
+    """FLOP/s of one fp32 (m × k) @ (k × n) product on `threads` threads (the shape of a 130M in_proj over 2048
+    tokens), best of `repeats`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * m * k * n / best
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", choices=("mamba1", "mamba2", "both"), default="both")
@@ -113,6 +146,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3, help="timed forwards per implementation; the median is reported")
     p.add_argument("--flush-denormal", action="store_true", help="flush denormals to zero in both processes")
+    p.add_argument("--json", metavar="FILE", help="append this run (one JSON object per line: settings, load "
+                   "average, per model both implementations' seconds and memory) to FILE")
     p.add_argument("--child", nargs=2, metavar=("IMPL", "DIR"), help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--ids", help=argparse.SUPPRESS)
@@ -128,6 +163,9 @@ def main(argv=None) -> int:
     import perfmamba
 
     archs = ("mamba1", "mamba2") if args.arch == "both" else (args.arch,)
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
+              "batch": args.batch, "seqlen": args.seqlen, "threads": args.threads, "repeats": args.repeats,
+              "flush_denormal": args.flush_denormal, "load_average_start": round(os.getloadavg()[0], 2), "models": {}}
     print(f"CPU reference: B={args.batch} L={args.seqlen} fp32, {args.threads} threads, flush denormals "
           f"{'on' if args.flush_denormal else 'off'}; torch {torch.__version__}, load average "
           f"{os.getloadavg()[0]:.2f}")
@@ -143,6 +181,7 @@ def main(argv=None) -> int:
             ours, theirs = os.path.join(tmp, arch + "-perfmamba"), os.path.join(tmp, arch + "-transformers")
             model.save(ours)
             model.save(theirs, format="transformers")
+            cfg = model.config
             del model
             res = {impl: run_child(impl, d, args, tmp) for impl, d in (("perfmamba", ours), ("transformers", theirs))}
             for impl, r in res.items():
@@ -157,10 +196,39 @@ def main(argv=None) -> int:
             key = "peak_forward" if all(r["peak_forward"] for r in res.values()) else "peak_rss"
             mem = res["perfmamba"][key] / res["transformers"][key]
             goal = 8.0 if arch == "mamba1" else 2.0
-            print(f"{PRESET[arch]:12s} speedup {speedup:.2f}x (goal >= {goal:g}x: {'met' if speedup >= goal else 'NOT met'}), "
+            print(f"{PRESET[arch]:12s} speedup {speedup:.3f}x (goal >= {goal:g}x: {'met' if speedup >= goal else 'NOT met'}), "
                   f"{key.replace('_', ' ')} ratio perfmamba/transformers {mem:.2f} ({'met' if mem <= 1.0 else 'NOT met'}), "
                   f"last-position logits max |diff| {(a - b).abs().max().item():.2e}")
+            rate = matmul_rate(args.threads)
+            gflop, floor = matmul_floor(cfg, args.batch, args.seqlen, rate)
+            bound = res["transformers"]["seconds"] / floor
+            print(f"{PRESET[arch]:12s} matrix products {gflop:.0f} GFLOP; at {rate / 1e9:.0f} GFLOP/s (one fp32 "
+                  f"2048×768×3072 product here) they take {floor:.2f} s, which bounds any speed-up over "
+                  f"transformers at {bound:.1f}x")
+            record["models"][PRESET[arch]] = {
+                "matmul_gflop": gflop, "matmul_gflops_rate": rate / 1e9, "matmul_floor_s": floor,
+                "speedup_bound": bound,
+                "speedup": speedup, "memory_ratio": mem, "memory_reading": key,
+                "logits_max_abs_diff": (a - b).abs().max().item(),
+                **{impl: {k: r[k] for k in ("seconds", "peak_rss", "peak_forward", "rss_loaded")}
+                   for impl, r in res.items()}}
+    if args.json:
+        record["load_average_end"] = round(os.getloadavg()[0], 2)
+        append_jsonl(Path(args.json), record)
+        print(f"appended to {args.json}")
     return 0
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one line to `path` by writing the whole file anew and renaming it into place: an interrupted
+    run leaves the previous file as it was."""
+    old = path.read_text() if path.exists() else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(old + json.dumps(record) + "\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

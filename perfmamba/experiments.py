@@ -1021,6 +1021,38 @@ def committed(experiment: str, results_root=None):
 GPU_MAX_OTHER = 0.15
 
 
+def _span(xs, fmt: str) -> str:
+    lo, hi = min(xs), max(xs)
+    return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}–{hi:{fmt}}"
+
+
+def claims_host_bound(rows, results_root=None, max_other: float = GPU_MAX_OTHER) -> dict:
+    """How much of an eager call is the device waiting for the host, by the timers: "other" (time outside every
+    component) of the prefill points where it exceeds `max_other`, per model with their lengths
+    ("host_bound_prefill"), and of the eager decode steps ("host_bound_decode"); and the time per output token
+    of an eager decode step (timers) against the step replayed as one CUDA graph ("decode_eager_ms",
+    "decode_graph_ms")."""
+    if rows is None or rows.empty:
+        raise ExperimentError("no profiling rows")
+    graph = rows["cuda_graph"].astype(str).str.lower() == "true" if "cuda_graph" in rows else rows["model"].isna()
+    t = rows[(rows["method"] == "timers") & ~graph]
+    other = t[(t["metric"] == "share") & (t["component"] == "other")]
+    other = other.groupby(["model", "phase", "seqlen"])["value"].median().reset_index()
+    if other.empty:
+        raise ExperimentError("no timer rows with the share of 'other'")
+    pre = other[(other["phase"] == "prefill") & (other["value"] > max_other)]
+    parts = [f"{m} L = {_span(g['seqlen'], 'd')}: {_span(g['value'] * 100, '.0f')} %"
+             for m, g in pre.groupby("model", sort=True)]
+    dec = other[other["phase"] == "decode"]["value"]
+    total = rows[(rows["metric"] == "time") & (rows["component"] == "total") & (rows["phase"] == "decode")]
+    eager = total[(total["method"] == "timers") & ~graph.loc[total.index]]["value"]
+    graphed = total[graph.loc[total.index]]["value"]
+    return {"host_bound_prefill": "; ".join(parts) or f"none above {max_other:.0%}",
+            "host_bound_decode": f"{_span(dec * 100, '.0f')} %" if len(dec) else "not measured",
+            "decode_eager_ms": f"{_span(eager, '.1f')} ms" if len(eager) else "not measured",
+            "decode_graph_ms": f"{_span(graphed, '.2f')} ms" if len(graphed) else "not measured"}
+
+
 def claims_on(claims_fn, rows, keys, prefix: str, what: str, results_root=None, **kwargs) -> dict:
     """`claims_fn` on `rows`, every key prefixed with `prefix`; where `rows` is empty, or the rows cannot support
     the claims, each of `keys` says why instead (`what` names the rows in that message)."""
@@ -1378,7 +1410,8 @@ def claims_efficiency(rows, results_root=None) -> dict:
         keep = [tuple(x) not in noisy for x in p[point].itertuples(index=False)]
         all_noise = not any(keep)
         p = p if all_noise else p[keep]
-    excluded = "; ".join(f"{m} {ph} B = {int(b)} L = {int(L)}" for m, ph, b, L in sorted(noisy)) or "none"
+    excluded = "; ".join(f"{m} {ph} B = {int(b)} L = {int(L)} (zeroed at r = {r:g}: {sp:.2f}× dense)"
+                         for (m, ph, b, L), (r, sp) in sorted(noisy.items())) or "none"
     best = p.loc[p["speedup"].idxmax()]
     gpu = is_gpu(rows)
     where = f"{best['model']}, {best['phase']}, B = {int(best['batch'])}, L = {int(best['seqlen'])}, r = {best['ratio']:g}"
@@ -1424,16 +1457,22 @@ def claims_efficiency(rows, results_root=None) -> dict:
 CONTROL_TOL = 0.05
 
 
-def _uncontrolled(rows) -> set:
+def _uncontrolled(rows) -> dict:
     """(model, phase, batch, seqlen) points where a zeroed model's speed-up against dense is off 1 by more than
-    `CONTROL_TOL`: the zeroed model is the control, same work as dense, so such a point cannot time pruning."""
+    `CONTROL_TOL`: the zeroed model is the control, same work as dense, so such a point cannot time pruning.
+    Each maps to the (ratio, speed-up) of the zeroed model furthest from 1 there."""
     if rows is None or "mode" not in rows or not (rows["mode"] == "zeroed").any():
-        return set()
+        return {}
     z = efficiency_summary(rows, mode="zeroed")
     z = z[z["ratio"].astype(float) > 0].dropna(subset=["speedup"])
-    bad = z[(z["speedup"] - 1).abs() > CONTROL_TOL]
-    points = bad[["model", "phase", "batch", "seqlen"]].itertuples(index=False)
-    return {(m, ph, int(b), int(L)) for m, ph, b, L in points}
+    z = z.assign(off=(z["speedup"] - 1).abs())
+    out = {}
+    for m, ph, b, L, r, sp, off in z[z["off"] > CONTROL_TOL][["model", "phase", "batch", "seqlen", "ratio", "speedup",
+                                                               "off"]].itertuples(index=False):
+        key = (m, ph, int(b), int(L))
+        if key not in out or off > abs(out[key][1] - 1):
+            out[key] = (float(r), float(sp))
+    return out
 
 
 def claims_tradeoff(table) -> dict:
