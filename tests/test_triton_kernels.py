@@ -485,6 +485,42 @@ def check_model_triton_backend_matches_ref(name, overrides):
         assert_close(a.cpu(), b.cpu(), **MODEL_TOL, what="ssm state")
 
 
+@pytest.mark.parametrize("name", ["mamba-tiny", "mamba2-tiny"])
+def check_model_runs_the_fused_norms_on_the_triton_backend(name):
+    """On backend "triton" every RMSNorm (one per layer, and norm_f) and Mamba-2's gated norm (one per layer) run
+    the fused kernels; on "ref" none does. Counted by wrapping the namespace's functions."""
+    from perfmamba import load
+    from perfmamba.ops.backends import get_ops
+
+    ops = get_ops("triton")
+    calls = {"rmsnorm": 0, "gated_rmsnorm": 0}
+    saved = {k: getattr(ops, k) for k in calls}
+
+    def counting(k):
+        def fn(*args, **kwargs):
+            calls[k] += 1
+            return saved[k](*args, **kwargs)
+        return fn
+
+    model = load(name).to(DEVICE).eval()
+    ids = torch.randint(0, 251, (1, 7), generator=_gen(3)).to(DEVICE)
+    try:
+        for k in calls:
+            setattr(ops, k, counting(k))
+        for backend, want in (("ref", 0), ("triton", 1)):
+            model.backend = backend
+            for k in calls:
+                calls[k] = 0
+            with torch.no_grad():
+                model(ids)
+            n = model.config.n_layer
+            assert calls["rmsnorm"] == want * (n + 1), (backend, calls)
+            assert calls["gated_rmsnorm"] == want * (n if model.config.arch == "mamba2" else 0), (backend, calls)
+    finally:
+        for k, f in saved.items():
+            setattr(ops, k, f)
+
+
 # GPU child: bf16, mamba-ssm, CUDA graphs ------------------------------------------------------------------------
 @gpu_child
 @pytest.mark.parametrize("n", [16, 64, 115, 128])

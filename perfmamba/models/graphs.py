@@ -16,6 +16,7 @@ import statistics
 
 import torch
 
+from ..ops.backends import get_ops
 from .cache import MambaCache
 
 
@@ -28,7 +29,7 @@ def decode_body(model, ids: torch.Tensor, cache: MambaCache) -> torch.Tensor:
     x = model.backbone.embedding(ids[:, None])  # (b, 1, d_model)
     for i, layer in enumerate(model.backbone.layers):
         x = layer(x, cache.conv_states[i], cache.ssm_states[i])
-    x = model.backbone.norm_f(x)
+    x = model.backbone.norm_f(x, get_ops(model.backend))
     return model.lm_head(x)[:, 0]
 
 

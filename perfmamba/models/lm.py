@@ -12,6 +12,7 @@ import torch.nn as nn
 from torch.profiler import record_function
 
 from ..config import ModelConfig
+from ..ops.backends import get_ops
 from .cache import MambaCache
 from .common import RMSNorm, check_backend
 from .mamba1 import Mamba1Mixer
@@ -28,7 +29,7 @@ class Block(nn.Module):
 
     def forward(self, x, conv_state=None, ssm_state=None):
         residual = x.float() if self.residual_in_fp32 else x
-        out = self.mixer(self.norm(x), conv_state, ssm_state)
+        out = self.mixer(self.norm(x, get_ops(self.mixer.backend)), conv_state, ssm_state)
         return (residual + out).to(x.dtype)
 
 
@@ -108,7 +109,7 @@ class MambaLM(nn.Module):
                 x = layer(x)
             else:
                 x = layer(x, cache.conv_states[i], cache.ssm_states[i])
-        x = self.backbone.norm_f(x)
+        x = self.backbone.norm_f(x, get_ops(self.backend))
         if cache is not None:
             cache.seqlen_offset += input_ids.shape[1]
         if return_hidden:
