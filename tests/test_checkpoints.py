@@ -140,6 +140,7 @@ def test_config_that_does_not_match_weights(tmp_path):
         load(d)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # the hostile pickle is written by hand
 def test_pickle_that_runs_code_is_refused(tmp_path):
     d = _saved(tmp_path)
     os.remove(d / "model.safetensors")
