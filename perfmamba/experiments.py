@@ -254,7 +254,7 @@ def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, path
     names = [model_ref(s)[0] for s in specs]
     df = _isin(_isin(_isin(df, "model", names), "seqlen", seqlens), "batch", batches)
     df = _isin(_isin(df, "phase", phases), "path", paths)
-    df = _isin(df, "method", list(methods) + ["analytic"])
+    df = _isin(df, "method", list(methods) + ["analytic", CALL_METHOD])
     return df[(df["mode"] == "dense")].reset_index(drop=True)
 
 
@@ -552,7 +552,7 @@ def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("
     df = _read(out)
     df = _isin(_isin(_isin(df, "model", names), "seqlen", seqlens), "batch", batches)
     df = _isin(_isin(df, "phase", phases), "path", paths)
-    df = _isin(df, "method", list(methods) + ["analytic"])
+    df = _isin(df, "method", list(methods) + ["analytic", CALL_METHOD])
     df = _isin(df, "ratio", [0.0, *ratios])
     df = df[df["criterion"].isin(["none", criterion]) & df["mode"].isin(["dense", *modes])]
     return df.reset_index(drop=True)
@@ -629,6 +629,59 @@ def method_agreement(rows):
     if not out:
         raise ExperimentError("no point was measured with both methods (methods timers and profiler)")
     return pd.DataFrame(out)
+
+
+CALL_METHOD = "call"  # `profiling.sweep.CALL`: rows of a call timed whole, no range instrumented
+
+
+def instrumentation_cost(rows, kernel_rows=None):
+    """The timers' total against the same call timed whole, one row per (machine, model, path, phase, batch,
+    seqlen) where both exist: from method "call" rows of `rows`, and from `kernel_rows` (`gpu_kernels.csv`:
+    dense prefill latencies of the model on our Triton path, `triton.testing.do_bench`), when given. Columns:
+    timers total (ms), whole call (ms; min–max where several), ratio (timers / median whole call), source."""
+    import pandas as pd
+
+    if rows is None or rows.empty:
+        raise ExperimentError("no profiling rows")
+    keys = ["machine", "model", "path", "phase", "batch", "seqlen"]
+    d = rows if "machine" in rows else rows.assign(machine="")
+    eager = d["cuda_graph"].astype(str).str.lower() != "true" if "cuda_graph" in d else d["model"].notna()
+    d = d[eager & (d["metric"] == "time") & (d["component"] == "total")]
+    if "ratio" in d:
+        d = d[d["ratio"].astype(float) == 0.0]
+    timers = d[d["method"] == "timers"].groupby(keys)["value"].median()
+    whole = [d[d["method"] == CALL_METHOD].assign(source="call rows")[keys + ["value", "source"]]]
+    if kernel_rows is not None and not kernel_rows.empty:
+        k = kernel_rows if "machine" in kernel_rows else kernel_rows.assign(machine="")
+        k = k[(k["component"] == "model") & (k["metric"] == "latency") & (k["path"] == "triton")
+              & (k["phase"] == "prefill")]
+        dense = {"mamba1": 16, "mamba2": 128}
+        k = k[[dense.get(a) == n for a, n in zip(k["arch"], k["d_state"])]] if "arch" in k else k
+        k = k.assign(batch=k["batch"].astype(int), seqlen=k["seqlen"].astype(int), source="triton.testing.do_bench")
+        whole.append(k[keys + ["value", "source"]])
+    w = pd.concat(whole)
+    out = []
+    for key, g in w.groupby(keys, sort=False):
+        if key not in timers.index:
+            continue
+        t, v = float(timers[key]), g["value"].astype(float)
+        out.append(dict(zip(keys, key), **{"timers total (ms)": t, "whole call (ms)": _span(v, ".1f"),
+                                           "ratio": t / float(v.median()), "source": ", ".join(sorted(set(g["source"])))}))
+    if not out:
+        raise ExperimentError("no call was timed both with the timers and whole")
+    return pd.DataFrame(out).sort_values(keys).reset_index(drop=True)
+
+
+def claims_instrumentation(rows, results_root=None) -> dict:
+    """`instrumentation_cost` as one sentence ("instrumentation"); the kernel rows committed by the same machines
+    (`committed("gpu_kernels", results_root)`) count as whole-call timings beside the rows' own method "call"."""
+    kernels = committed("gpu_kernels", results_root)
+    if not kernels.empty and "machine" in rows:
+        kernels = kernels[kernels["machine"].isin(set(rows["machine"]))]
+    c = instrumentation_cost(rows, kernels)
+    parts = [f"{r['model']} {r['phase']} B = {r['batch']} L = {r['seqlen']}: {r['timers total (ms)']:.1f} ms with "
+             f"the timers against {r['whole call (ms)']} ms timed whole ({r['ratio']:.1f}×)" for _, r in c.iterrows()]
+    return {"instrumentation": "; ".join(parts)}
 
 
 TRACE_GAP_MIN = 0.01  # components below this share of the call are left out of the "others agree" figure
@@ -732,7 +785,9 @@ def efficiency_summary(rows, mode: str = "removed"):
     pruned models of one `mode` (default "removed").
 
     Decode time is the step captured in a CUDA graph where the rows have one (a GPU; `timing` says "cuda graph"),
-    else the eager step ("eager"): eager decoding of a small model on a GPU measures the host's launch overhead."""
+    else the eager step: eager decoding of a small model on a GPU measures the host's launch overhead. An eager
+    time is the call timed whole where the rows have it (method "call", `timing` "eager, whole call"), else the
+    timers' total ("eager"), which on a GPU includes the host cost of their events."""
     import pandas as pd
 
     if rows is None or rows.empty:
@@ -744,11 +799,14 @@ def efficiency_summary(rows, mode: str = "removed"):
     d = rows[~graph]
     keys = ["model", "arch", "phase", "batch", "seqlen", "ratio", "machine", "path"]
 
-    def totals(x):
-        x = x[(x["metric"] == "time") & (x["component"] == "total") & (x["method"] == "timers")]
+    def totals(x, method="timers"):
+        x = x[(x["metric"] == "time") & (x["component"] == "total") & (x["method"] == method)]
         return x.groupby(keys, dropna=False)["value"].median().rename("time_ms")
 
     t = pd.DataFrame(totals(d)).assign(timing="eager")
+    c = totals(d, CALL_METHOD)
+    if len(c):  # the call timed whole: no range instrumented
+        t = pd.concat([t.drop(index=c.index, errors="ignore"), pd.DataFrame(c).assign(timing="eager, whole call")])
     g = totals(rows[graph & (rows["phase"] == "decode")])
     if len(g):
         t = pd.concat([t.drop(index=g.index, errors="ignore"), pd.DataFrame(g).assign(timing="cuda graph")])
@@ -1414,7 +1472,8 @@ def claims_efficiency(rows, results_root=None) -> dict:
                          for (m, ph, b, L), (r, sp) in sorted(noisy.items())) or "none"
     best = p.loc[p["speedup"].idxmax()]
     gpu = is_gpu(rows)
-    where = f"{best['model']}, {best['phase']}, B = {int(best['batch'])}, L = {int(best['seqlen'])}, r = {best['ratio']:g}"
+    where = (f"{best['model']}, {best['phase']}, B = {int(best['batch'])}, L = {int(best['seqlen'])}, "
+             f"r = {best['ratio']:g}; {best['timing']}")
     red = {}
     for col, label in (("weights_reduction", "weights"), ("state_reduction", "recurrent state"),
                        ("peak_reduction", "peak")):

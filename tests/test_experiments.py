@@ -126,6 +126,12 @@ def test_efficiency_summary_times_decode_by_its_cuda_graph_where_there_is_one():
     # without graph rows (a CPU) the eager step is the decode time
     s = experiments.efficiency_summary(df[df["cuda_graph"] == False]).set_index(["phase", "ratio"])  # noqa: E712
     assert s.loc[("decode", 0.5), "time_ms"] == 60.0 and s.loc[("decode", 0.5), "timing"] == "eager"
+    # a call timed whole (method "call") replaces the timers' total, which carries the cost of their events
+    whole = [dict(r, method="call", value=v) for r, v in zip(rows(0.0, 0.0, phase="prefill")
+                                                          + rows(0.5, 0.0, phase="prefill"), (4.0, 3.2))]
+    s = experiments.efficiency_summary(pd.concat([df, pd.DataFrame(whole)])).set_index(["phase", "ratio"])
+    assert s.loc[("prefill", 0.5), "time_ms"] == 3.2 and s.loc[("prefill", 0.5), "timing"] == "eager, whole call"
+    assert s.loc[("prefill", 0.5), "speedup"] == pytest.approx(1.25) and s.loc[("decode", 0.5), "time_ms"] == 1.6
 
 
 def test_pruning_efficiency_modes_zeroed_and_bridge_keep_the_dense_state(tmp_path):
@@ -432,3 +438,25 @@ def test_claims_host_bound_reports_other_of_host_bound_prefills_and_eager_agains
     assert experiments.claims_host_bound(quiet) == {"host_bound_prefill": "none above 15%", "host_bound_decode":
                                                     "not measured", "decode_eager_ms": "not measured",
                                                     "decode_graph_ms": "not measured"}
+
+
+def test_instrumentation_cost_sets_the_timers_total_beside_the_call_timed_whole(tmp_path):
+    timers = _ms_rows("m", 512, {"total": 80.0}, "timers") + _ms_rows("m", 8192, {"total": 150.0}, "timers")
+    call = _ms_rows("m", 8192, {"total": 120.0}, "call")
+    rows = pd.DataFrame(timers + call).assign(machine="nvidia-test")
+    kernels = pd.DataFrame([dict(model="m", arch="mamba1", path="triton", component="model", phase="prefill",
+                                 batch=8.0, seqlen=512.0, d_state=d, metric="latency", value=v, unit="ms",
+                                 machine="nvidia-test") for d, v in ((16, 14.0), (16, 16.0), (8, 9.0))])
+    c = experiments.instrumentation_cost(rows, kernels).set_index("seqlen")
+    # L = 512: the two dense do_bench latencies (the pruned N = 8 is another model); L = 8192: the call rows
+    assert c.loc[512, "whole call (ms)"] == "14.0–16.0" and c.loc[512, "ratio"] == pytest.approx(80 / 15)
+    assert c.loc[512, "source"] == "triton.testing.do_bench"
+    assert c.loc[8192, "ratio"] == pytest.approx(1.25) and c.loc[8192, "source"] == "call rows"
+    with pytest.raises(experiments.ExperimentError, match="both with the timers and whole"):
+        experiments.instrumentation_cost(pd.DataFrame(timers))
+    gpu = tmp_path / "nvidia-test"
+    gpu.mkdir()
+    kernels.drop(columns="machine").to_csv(gpu / "gpu_kernels.csv", index=False)
+    line = experiments.claims_instrumentation(rows, results_root=tmp_path)["instrumentation"]
+    assert line.startswith("m prefill B = 8 L = 512: 80.0 ms with the timers against 14.0–16.0 ms timed whole (5.3×)")
+    assert line.endswith("L = 8192: 150.0 ms with the timers against 120.0 ms timed whole (1.2×)")

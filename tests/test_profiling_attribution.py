@@ -36,6 +36,18 @@ def test_timers_measure_known_sleeps():
     assert top == pytest.approx(per["in_proj"] + per["ssm"])  # sub-ranges are not double counted
 
 
+def test_timers_reuse_their_stopwatches_from_one_call_to_the_next():
+    """The stopwatches (on a GPU, two CUDA events each) are created once, not at every range of every call."""
+    with A.ComponentTimer("cpu") as t:
+        _sleepy()
+        first, _ = t.collect()
+        pool = list(t._pool)
+        _sleepy()
+        second, _ = t.collect()
+    assert len(pool) == 3 and t._pool == pool  # in_proj, ssm, ssm.scan: the same three objects both times
+    assert set(first) == set(second) and 0.012 <= second["ssm.scan"] < second["ssm"]
+
+
 def test_profiler_attributes_to_innermost_range():
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         with record_function(A.ITER_LABEL):

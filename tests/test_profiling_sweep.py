@@ -153,3 +153,14 @@ def test_cli_bad_input_exits_2_with_one_line(argv, match, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("perfmamba: error:") and match in err and "\n" not in err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_call_totals_time_the_call_whole_beside_the_timers(tmp_path):
+    """Method "call": each call timed with nothing instrumented, a total only; off by default on CPU."""
+    kw = dict(TINY, models=["mamba2-tiny"], batches=[1])
+    assert not [r for r in sweep(**kw) if r["method"] == "call"]
+    rows = to_frame(sweep(**kw, call_totals=True, out=tmp_path / "p.csv"))
+    call = rows[rows["method"] == "call"]
+    assert set(call["phase"]) == {"prefill", "decode"} and set(call["component"]) == {"total"}
+    assert (call["metric"] == "time").all() and (call["value"] > 0).all() and (call["n_iter"] == 2).all()
+    assert sweep(**kw, call_totals=True, out=tmp_path / "p.csv") == []  # resumable like every other method

@@ -62,6 +62,9 @@ def register(sub):
     p.add_argument("--state-dtype", choices=("float32", "bfloat16", "float16", "float64"), default="float32", help="cache dtype (default float32)")
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
                    help="also time decode with the step captured in a CUDA graph (default: on with a GPU)")
+    p.add_argument("--call-totals", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time every call whole, with no component instrumented (method \"call\"; default: "
+                        "on with a GPU, where the timers' events cost host time inside the call)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", help="results CSV (default: data/results/<device-slug>/profile.csv)")
     p.add_argument("--experiment", default="profile", help="file name under data/results/<device-slug>/ when "
@@ -87,7 +90,8 @@ def run(args):
     out = args.out or results.results_path(args.experiment, args.device)
     rows = sweep(args.models, seqlens, batches, tuple(args.phases), tuple(args.paths), methods,
                     warmup=args.warmup, iters=args.iters, out=out, device=args.device, dtype=args.dtype,
-                    state_dtype=args.state_dtype, cuda_graphs=args.cuda_graphs, threads=args.threads,
+                    state_dtype=args.state_dtype, cuda_graphs=args.cuda_graphs, call_totals=args.call_totals,
+                    threads=args.threads,
                     progress=not args.no_progress, flush_denormal=flush and cpu)
     _print_summary(rows)
     print(f"{len(rows)} new rows in {out}")

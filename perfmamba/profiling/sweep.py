@@ -6,7 +6,11 @@ analytic FLOPs/bytes and the resident memory (method "analytic"), and appends th
 already in the file are skipped, so a killed sweep resumes where it stopped. Running out of memory
 (`torch.cuda.OutOfMemoryError`, or a CPU allocation failure) is recorded as a row with metric "oom" and the
 sweep goes on. On a GPU, decode is also timed with the step captured in a CUDA graph (rows with
-``cuda_graph=True``; only the total is timed there, components cannot be separated inside a graph).
+``cuda_graph=True``; only the total is timed there, components cannot be separated inside a graph), and every
+call is also timed whole, with no range instrumented (method "call", component "total" only): the timers'
+CUDA events around each of a few hundred ranges are host work that an eager GPU call can wait on, so their
+total is not the call's time. On CPU the timers cost a few microseconds per range and "call" is off unless
+asked for.
 
 On CPU, denormal floats are flushed to zero during the sweep (`timing.set_flush_denormal`; "on" or
 "partial" recorded in env.json): the scans' decays exp(ΔA) underflow into denormals, which x86 cores
@@ -207,15 +211,30 @@ def cuda_graph_rows(point: _Point, model, batch, warmup, iters, state_dtype) -> 
     return [point.row("total", "time", s.median * 1e3, "ms", s, scale=1e3, warmup=warmup)]
 
 
+CALL = "call"  # the method of the whole-call timings
+
+
+def call_rows(point: _Point, model, phase, batch, seqlen, warmup, iters, state_dtype) -> list[dict]:
+    """The call timed whole (`timing.time_call`: CUDA events or the wall clock around it, no range
+    instrumented), the same call as the attribution methods time (`attribution.make_call`)."""
+    fn, setup, _ = attribution.make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
+    with torch.inference_mode():
+        secs = time_call(fn, next(model.parameters()).device, warmup=warmup, iters=iters, setup=setup)
+    s = Summary.of(secs)
+    return [point.row("total", "time", s.median * 1e3, "ms", s, scale=1e3, warmup=warmup)]
+
+
 def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",), methods=("timers",), *,
           warmup=None, iters=None, out=None, device=None, dtype=None, state_dtype=torch.float32,
-          cuda_graphs=None, threads=None, tags=None, progress=True, flush_denormal=None) -> list[dict]:
+          cuda_graphs=None, call_totals=None, threads=None, tags=None, progress=True,
+          flush_denormal=None) -> list[dict]:
     """Measure every (model, path, phase, batch, seqlen, method) point; return the new rows.
 
     models: preset names, checkpoint directories or models (default: `default_grid(device)`).
     paths: compute paths ("ref", "triton", "mamba_ssm"); methods: "timers" and/or "profiler".
     out: results CSV (rows appended point by point; existing points skipped; env.json written beside it);
     None keeps rows in memory only. cuda_graphs: also time CUDA-graph decode (default: on a GPU).
+    call_totals: also time each call whole, nothing instrumented (method "call"; default: on a GPU).
     tags: extra column values for every row (e.g. ratio, criterion, mode of a pruned model).
     """
     from tqdm.auto import tqdm
@@ -244,6 +263,7 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
     cuda_graphs = device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
     if cuda_graphs and device.type != "cuda":
         raise ProfilingError("CUDA-graph decode needs a CUDA device")
+    call_totals = device.type == "cuda" if call_totals is None else bool(call_totals)
     flush_denormal = device.type == "cpu" if flush_denormal is None else bool(flush_denormal)
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ProfilingError(f"threads must be a positive integer, got {threads!r}")
@@ -270,7 +290,8 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
                                            "iters": iters, "impl": impl}, device=device, dtype=dtype)
         new_rows: list[dict] = []
         n_graph = sum(1 for p in phases if p == "decode") if cuda_graphs else 0
-        total = len(models) * len(paths) * len(batches) * len(seqlens) * (len(phases) * (len(methods) + 1) + n_graph)
+        per_phase = len(methods) + 1 + int(call_totals)
+        total = len(models) * len(paths) * len(batches) * len(seqlens) * (len(phases) * per_phase + n_graph)
         bar = tqdm(total=total, desc="profile", disable=not progress, unit="pt")
         for spec in models:
             name, model = load_model(spec, device, dtype)
@@ -291,6 +312,8 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
                               + sum(memory.cache_bytes(model, batch, state_dtype).values())
                               + memory.input_bytes(batch, seqlen, phase))
                     jobs = [("analytic", None)] + [(m, None) for m in methods]
+                    if call_totals:
+                        jobs.append((CALL, None))
                     if phase == "decode" and cuda_graphs:
                         jobs.append(("timers", "graph"))
                     for method, kind in jobs:
@@ -344,6 +367,8 @@ def _measure(point, method, kind, model, phase, batch, seqlen, warmup, iters, dt
             return analytic_rows(point, model, batch, seqlen, phase, dtype, state_dtype)
         if kind == "graph":
             return cuda_graph_rows(point, model, batch, warmup, iters, state_dtype)
+        if method == CALL:
+            return call_rows(point, model, phase, batch, seqlen, warmup, iters, state_dtype)
         att = attribution.attribute(model, phase, batch, seqlen, method=method, warmup=warmup, iters=iters,
                                     state_dtype=state_dtype)
         return attribution_rows(point, att, counts, static)
