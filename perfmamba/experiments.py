@@ -635,38 +635,49 @@ CALL_METHOD = "call"  # `profiling.sweep.CALL`: rows of a call timed whole, no r
 
 
 def instrumentation_cost(rows, kernel_rows=None):
-    """The timers' total against the same call timed whole, one row per (machine, model, path, phase, batch,
-    seqlen) where both exist: from method "call" rows of `rows`, and from `kernel_rows` (`gpu_kernels.csv`:
-    dense prefill latencies of the model on our Triton path, `triton.testing.do_bench`), when given. Columns:
-    timers total (ms), whole call (ms; min–max where several), ratio (timers / median whole call), source."""
+    """The timers' total against the same call timed whole, one row per eager point of `rows` (machine, model,
+    path, fused, dtype, phase, batch, seqlen) where both exist.
+
+    The whole-call time comes from the rows' own method "call" (the same call, nothing instrumented), else from
+    `kernel_rows` (`gpu_kernels.csv`): the dense model's prefill latency on our Triton path at the same shape and
+    dtype, timed by `triton.testing.do_bench` in another process. That is a near relative of the call, not the
+    call: a forward without a cache, L2 flushed between repetitions. Columns: timers total (ms), whole call (ms;
+    min–max where several), ratio (timers / median whole call), source."""
     import pandas as pd
 
     if rows is None or rows.empty:
         raise ExperimentError("no profiling rows")
-    keys = ["machine", "model", "path", "phase", "batch", "seqlen"]
-    d = rows if "machine" in rows else rows.assign(machine="")
+    shape = ["machine", "model", "path", "dtype", "phase", "batch", "seqlen"]
+    keys = shape[:3] + ["fused"] + shape[3:]
+    d = rows.assign(**{k: "" for k in ("machine", "fused", "dtype") if k not in rows})
     eager = d["cuda_graph"].astype(str).str.lower() != "true" if "cuda_graph" in d else d["model"].notna()
     d = d[eager & (d["metric"] == "time") & (d["component"] == "total")]
     if "ratio" in d:
         d = d[d["ratio"].astype(float) == 0.0]
     timers = d[d["method"] == "timers"].groupby(keys)["value"].median()
-    whole = [d[d["method"] == CALL_METHOD].assign(source="call rows")[keys + ["value", "source"]]]
+    call = d[d["method"] == CALL_METHOD].groupby(keys)["value"]
+    bench = None
     if kernel_rows is not None and not kernel_rows.empty:
-        k = kernel_rows if "machine" in kernel_rows else kernel_rows.assign(machine="")
+        k = kernel_rows.assign(**{c: "" for c in ("machine", "dtype") if c not in kernel_rows})
         k = k[(k["component"] == "model") & (k["metric"] == "latency") & (k["path"] == "triton")
               & (k["phase"] == "prefill")]
-        dense = {"mamba1": 16, "mamba2": 128}
-        k = k[[dense.get(a) == n for a, n in zip(k["arch"], k["d_state"])]] if "arch" in k else k
-        k = k.assign(batch=k["batch"].astype(int), seqlen=k["seqlen"].astype(int), source="triton.testing.do_bench")
-        whole.append(k[keys + ["value", "source"]])
-    w = pd.concat(whole)
+        if "arch" in k:  # the dense model: pruned kept counts are other models
+            k = k[[{"mamba1": 16, "mamba2": 128}.get(a) == n for a, n in zip(k["arch"], k["d_state"])]]
+        bench = k.assign(batch=k["batch"].astype(int), seqlen=k["seqlen"].astype(int)).groupby(shape)["value"]
+        bench = {key: g for key, g in bench}
+    calls = {key: g for key, g in call}
     out = []
-    for key, g in w.groupby(keys, sort=False):
-        if key not in timers.index:
+    for key, t in timers.items():
+        kd = dict(zip(keys, key))
+        if key in calls:
+            v, src = calls[key], "call rows"
+        elif bench is not None and tuple(kd[c] for c in shape) in bench:
+            v, src = bench[tuple(kd[c] for c in shape)], "kernel campaign, do_bench"
+        else:
             continue
-        t, v = float(timers[key]), g["value"].astype(float)
-        out.append(dict(zip(keys, key), **{"timers total (ms)": t, "whole call (ms)": _span(v, ".1f"),
-                                           "ratio": t / float(v.median()), "source": ", ".join(sorted(set(g["source"])))}))
+        v = v.astype(float)
+        out.append(dict(kd, **{"timers total (ms)": float(t), "whole call (ms)": _span(v, ".1f"),
+                               "ratio": float(t) / float(v.median()), "source": src}))
     if not out:
         raise ExperimentError("no call was timed both with the timers and whole")
     return pd.DataFrame(out).sort_values(keys).reset_index(drop=True)
@@ -674,13 +685,14 @@ def instrumentation_cost(rows, kernel_rows=None):
 
 def claims_instrumentation(rows, results_root=None) -> dict:
     """`instrumentation_cost` as one sentence ("instrumentation"); the kernel rows committed by the same machines
-    (`committed("gpu_kernels", results_root)`) count as whole-call timings beside the rows' own method "call"."""
+    (`committed("gpu_kernels", results_root)`) stand in for whole-call timings where `rows` have none."""
     kernels = committed("gpu_kernels", results_root)
     if not kernels.empty and "machine" in rows:
         kernels = kernels[kernels["machine"].isin(set(rows["machine"]))]
     c = instrumentation_cost(rows, kernels)
     parts = [f"{r['model']} {r['phase']} B = {r['batch']} L = {r['seqlen']}: {r['timers total (ms)']:.1f} ms with "
-             f"the timers against {r['whole call (ms)']} ms timed whole ({r['ratio']:.1f}×)" for _, r in c.iterrows()]
+             f"the timers against {r['whole call (ms)']} ms timed whole ({r['ratio']:.1f}×; {r['source']})"
+             for _, r in c.iterrows()]
     return {"instrumentation": "; ".join(parts)}
 
 
@@ -723,7 +735,7 @@ def trace_gap(rows, max_other: float | None = None):
         if max_other is not None and other > max_other:
             continue
         gap = tt - tp
-        under, explained, rel = [], 0.0, 0.0
+        under, explained, rel = [], 0.0, math.nan
         for c in [*COMPONENTS, "other"]:
             a, b = t.get(c, 0.0), p.get(c, 0.0)
             if a < TRACE_GAP_MIN * tt:
@@ -737,7 +749,7 @@ def trace_gap(rows, max_other: float | None = None):
                 under.append(f"{c} {a:.1f} vs {b:.1f} ms{note}")
                 explained += a - b
             else:
-                rel = max(rel, abs(a - b) / a)
+                rel = abs(a - b) / a if math.isnan(rel) else max(rel, abs(a - b) / a)
         out.append(dict(zip(keys, key), **{
             "timers total (ms)": tt, "profiler total (ms)": tp, "gap (ms)": gap, "other timers": other,
             "under-counted (timers vs profiler)": ", ".join(under), "under-counted (ms)": explained,
@@ -749,22 +761,28 @@ def trace_gap(rows, max_other: float | None = None):
 
 
 def claims_trace_gap(rows, results_root=None, max_other: float | None = None) -> dict:
-    """The trace's shortfall at each model's longest prefill among the points of `trace_gap(rows, max_other)`,
-    as one sentence per model (key "trace_gap")."""
+    """The trace's shortfall at the longest prefill of each model (and batch, path, machine where the rows hold
+    several) among the points of `trace_gap(rows, max_other)`, one sentence each (key "trace_gap")."""
     g = trace_gap(rows, max_other=max_other)
     g = g[g["phase"] == "prefill"]
     if g.empty:
         raise ExperimentError("no prefill point was measured with both methods")
+    who = ["machine", "model", "path", "batch"]
+    several = {k: g[k].nunique() > 1 for k in who}
     parts = []
-    for model, h in g.groupby("model", sort=True):
+    for key, h in g.groupby(who, sort=True):
         r = h.loc[h["seqlen"].idxmax()]
-        s = (f"{model} at L = {int(r['seqlen'])}: the trace sums {r['profiler total (ms)']:.1f} of the timers' "
+        k = dict(zip(who, key))
+        label = k["model"] + "".join(f" ({c} {k[c]})" if c != "batch" else f" (B {k[c]})"
+                                     for c in ("batch", "path", "machine") if several[c])
+        s = (f"{label} at L = {int(r['seqlen'])}: the trace sums {r['profiler total (ms)']:.1f} of the timers' "
              f"{r['timers total (ms)']:.1f} ms")
         if r["under-counted (timers vs profiler)"]:
             s += (f"; it under-counts {r['under-counted (timers vs profiler)']}, {r['under-counted (ms)']:.1f} ms "
                   f"together against a gap of {r['gap (ms)']:.1f} ms")
-        s += (f"; the other components above {TRACE_GAP_MIN:.0%} of the call agree within "
-              f"{r['others max rel. diff']:.0%}")
+        if not math.isnan(r["others max rel. diff"]):
+            s += (f"; the other components above {TRACE_GAP_MIN:.0%} of the call agree within "
+                  f"{r['others max rel. diff']:.0%}")
         parts.append(s)
     return {"trace_gap": "; ".join(parts)}
 
@@ -794,10 +812,13 @@ def efficiency_summary(rows, mode: str = "removed"):
         return pd.DataFrame()
     if "mode" in rows:
         rows = rows[rows["mode"].isin(["dense", mode])]
+    keys = ["model", "arch", "phase", "batch", "seqlen", "ratio", "machine", "path", "fused"]
+    point = [k for k in keys if k != "ratio"]  # the dense model and its pruned versions share these
+    rows = rows.assign(**{k: "" for k in ("machine", "fused") if k not in rows})
+    rows = rows.assign(**{k: rows[k].fillna("") for k in keys if not pd.api.types.is_numeric_dtype(rows[k])})
     graph = rows["cuda_graph"].astype(str).str.lower() == "true" if "cuda_graph" in rows else \
         pd.Series(False, index=rows.index)
     d = rows[~graph]
-    keys = ["model", "arch", "phase", "batch", "seqlen", "ratio", "machine", "path"]
 
     def totals(x, method="timers"):
         x = x[(x["metric"] == "time") & (x["component"] == "total") & (x["method"] == method)]
@@ -805,7 +826,10 @@ def efficiency_summary(rows, mode: str = "removed"):
 
     t = pd.DataFrame(totals(d)).assign(timing="eager")
     c = totals(d, CALL_METHOD)
-    if len(c):  # the call timed whole: no range instrumented
+    if len(c):  # the call timed whole (no range instrumented), where every ratio of the point has it
+        have = set(c.index)
+        whole = {p for p, g in t.groupby(point, dropna=False) if set(g.index) <= have}
+        c = c[[tuple(i[keys.index(k)] for k in point) in whole for i in c.index]]
         t = pd.concat([t.drop(index=c.index, errors="ignore"), pd.DataFrame(c).assign(timing="eager, whole call")])
     g = totals(rows[graph & (rows["phase"] == "decode")])
     if len(g):
@@ -818,8 +842,8 @@ def efficiency_summary(rows, mode: str = "removed"):
     out = out.reset_index()
     if "ssm_state" in out:
         out["state_bytes"] = out["ssm_state"] + out.get("conv_state", 0)
-    base = out[out["ratio"].astype(float) == 0.0].set_index(["model", "phase", "batch", "seqlen", "path"])
-    ref = base.reindex(pd.MultiIndex.from_frame(out[["model", "phase", "batch", "seqlen", "path"]]))
+    base = out[out["ratio"].astype(float) == 0.0].set_index(point)
+    ref = base.reindex(pd.MultiIndex.from_frame(out[point]))
     out["d_state"] = rows.groupby(keys, dropna=False)["d_state"].first().reindex(
         pd.MultiIndex.from_frame(out[keys])).to_numpy() if "d_state" in rows else math.nan
     out["speedup"] = ref["time_ms"].to_numpy() / out["time_ms"].to_numpy()
@@ -1086,28 +1110,39 @@ def _span(xs, fmt: str) -> str:
 
 def claims_host_bound(rows, results_root=None, max_other: float = GPU_MAX_OTHER) -> dict:
     """How much of an eager call is the device waiting for the host, by the timers: "other" (time outside every
-    component) of the prefill points where it exceeds `max_other`, per model with their lengths
-    ("host_bound_prefill"), and of the eager decode steps ("host_bound_decode"); and the time per output token
-    of an eager decode step (timers) against the step replayed as one CUDA graph ("decode_eager_ms",
-    "decode_graph_ms")."""
+    component) of the prefill points where it exceeds `max_other`, per model (and batch, path, machine where the
+    rows hold several) with their lengths ("host_bound_prefill"), and of the eager decode steps
+    ("host_bound_decode"); and the time per output token of an eager decode step ("decode_eager_ms": the step
+    timed whole where the rows have it, method "call", else the timers' total, which says so) against the step
+    replayed as one CUDA graph ("decode_graph_ms")."""
     if rows is None or rows.empty:
         raise ExperimentError("no profiling rows")
+    rows = rows.reset_index(drop=True).assign(**{k: "" for k in ("machine", "path") if k not in rows})
     graph = rows["cuda_graph"].astype(str).str.lower() == "true" if "cuda_graph" in rows else rows["model"].isna()
+    rows = rows.assign(_graph=graph)
     t = rows[(rows["method"] == "timers") & ~graph]
+    who = ["machine", "model", "path", "batch"]
+    several = {k: t[k].nunique() > 1 for k in who}
     other = t[(t["metric"] == "share") & (t["component"] == "other")]
-    other = other.groupby(["model", "phase", "seqlen"])["value"].median().reset_index()
+    other = other.groupby(who + ["phase", "seqlen"])["value"].median().reset_index()
     if other.empty:
         raise ExperimentError("no timer rows with the share of 'other'")
     pre = other[(other["phase"] == "prefill") & (other["value"] > max_other)]
-    parts = [f"{m} L = {_span(g['seqlen'], 'd')}: {_span(g['value'] * 100, '.0f')} %"
-             for m, g in pre.groupby("model", sort=True)]
+    parts = []
+    for key, g in pre.groupby(who, sort=True):
+        k = dict(zip(who, key))
+        label = k["model"] + "".join(f" ({c} {k[c]})" if c != "batch" else f" (B {k[c]})"
+                                     for c in ("batch", "path", "machine") if several[c])
+        parts.append(f"{label} L = {_span([int(x) for x in g['seqlen']], 'd')}: {_span(g['value'] * 100, '.0f')} %")
     dec = other[other["phase"] == "decode"]["value"]
     total = rows[(rows["metric"] == "time") & (rows["component"] == "total") & (rows["phase"] == "decode")]
-    eager = total[(total["method"] == "timers") & ~graph.loc[total.index]]["value"]
-    graphed = total[graph.loc[total.index]]["value"]
+    eager, how = total[(total["method"] == CALL_METHOD) & ~total["_graph"]]["value"], "timed whole"
+    if not len(eager):
+        eager, how = total[(total["method"] == "timers") & ~total["_graph"]]["value"], "with the timers"
+    graphed = total[total["_graph"]]["value"]
     return {"host_bound_prefill": "; ".join(parts) or f"none above {max_other:.0%}",
             "host_bound_decode": f"{_span(dec * 100, '.0f')} %" if len(dec) else "not measured",
-            "decode_eager_ms": f"{_span(eager, '.1f')} ms" if len(eager) else "not measured",
+            "decode_eager_ms": f"{_span(eager, '.1f')} ms {how}" if len(eager) else "not measured",
             "decode_graph_ms": f"{_span(graphed, '.2f')} ms" if len(graphed) else "not measured"}
 
 

@@ -132,6 +132,13 @@ def test_efficiency_summary_times_decode_by_its_cuda_graph_where_there_is_one():
     s = experiments.efficiency_summary(pd.concat([df, pd.DataFrame(whole)])).set_index(["phase", "ratio"])
     assert s.loc[("prefill", 0.5), "time_ms"] == 3.2 and s.loc[("prefill", 0.5), "timing"] == "eager, whole call"
     assert s.loc[("prefill", 0.5), "speedup"] == pytest.approx(1.25) and s.loc[("decode", 0.5), "time_ms"] == 1.6
+    # where only some ratios of a point were timed whole (a resumed sweep), the point keeps the timers for all:
+    # a whole-call time is never divided by a timers time
+    part = experiments.efficiency_summary(pd.concat([df, pd.DataFrame(whole[:1])])).set_index(["phase", "ratio"])
+    assert (part.xs("prefill")["timing"] == "eager").all() and part.loc[("prefill", 0.5), "speedup"] == 1.25
+    # a key column left empty (NaN) still makes one point, not one per timing
+    nan = experiments.efficiency_summary(pd.concat([df, pd.DataFrame(whole)]).assign(arch=None))
+    assert len(nan) == 4 and nan["speedup"].notna().all()
 
 
 def test_pruning_efficiency_modes_zeroed_and_bridge_keep_the_dense_state(tmp_path):
@@ -417,6 +424,13 @@ def test_trace_gap_names_the_components_the_trace_misses_and_how_much_of_the_gap
     assert "56.0 ms together against a gap of 56.0 ms" in line and line.endswith("agree within 5%")
     agree = pd.DataFrame(_ms_rows("m", 8192, timers, "timers") + _ms_rows("m", 8192, timers, "profiler"))
     assert "under-counts" not in experiments.claims_trace_gap(agree)["trace_gap"]
+    # a second batch size is named; where every component is under-counted no "agree within" is claimed
+    lost = {"total": 100.0, "ssm": 90.0, "other": 10.0}
+    b1 = [dict(r, batch=1) for r in _ms_rows("m", 512, lost, "timers")
+          + _ms_rows("m", 512, {"total": 1.0, "ssm": 0.5, "other": 0.5}, "profiler")]
+    two = experiments.claims_trace_gap(pd.concat([rows, pd.DataFrame(b1)]), max_other=0.15)["trace_gap"]
+    assert two.startswith("m (B 1) at L = 512: the trace sums 1.0 of the timers' 100.0 ms; it under-counts ssm "
+                          "90.0 vs 0.5 ms, other 10.0 vs 0.5 ms, 99.0 ms together against a gap of 99.0 ms; m (B 8)")
     with pytest.raises(experiments.ExperimentError, match="at most 15%"):
         experiments.trace_gap(rows[rows["seqlen"] == 64], max_other=0.15)
 
@@ -433,7 +447,13 @@ def test_claims_host_bound_reports_other_of_host_bound_prefills_and_eager_agains
         + [dict(r, cuda_graph=True) for r in _ms_rows("a", 64, {"total": 1.61}, "timers", phase="decode")])
     c = experiments.claims_host_bound(rows, max_other=0.15)
     assert c == {"host_bound_prefill": "a L = 64–1024: 40–60 %; b L = 512: 50 %", "host_bound_decode": "66–70 %",
-                 "decode_eager_ms": "70.0–130.2 ms", "decode_graph_ms": "1.61 ms"}
+                 "decode_eager_ms": "70.0–130.2 ms with the timers", "decode_graph_ms": "1.61 ms"}
+    # the step timed whole replaces the timers' total; a second batch size is named
+    more = pd.concat([rows, pd.DataFrame(_ms_rows("a", 64, {"total": 3.0}, "call", phase="decode")
+                                         + [dict(r, batch=64) for r in _share_rows("a", 64, {"other": 0.9})])])
+    c = experiments.claims_host_bound(more, max_other=0.15)
+    assert c["decode_eager_ms"] == "3.0 ms timed whole"
+    assert c["host_bound_prefill"] == "a (B 8) L = 64–1024: 40–60 %; a (B 64) L = 64: 90 %; b (B 8) L = 512: 50 %"
     quiet = pd.DataFrame(_share_rows("a", 8192, {"ssm": 0.6, "other": 0.10}))
     assert experiments.claims_host_bound(quiet) == {"host_bound_prefill": "none above 15%", "host_bound_decode":
                                                     "not measured", "decode_eager_ms": "not measured",
@@ -446,11 +466,14 @@ def test_instrumentation_cost_sets_the_timers_total_beside_the_call_timed_whole(
     rows = pd.DataFrame(timers + call).assign(machine="nvidia-test")
     kernels = pd.DataFrame([dict(model="m", arch="mamba1", path="triton", component="model", phase="prefill",
                                  batch=8.0, seqlen=512.0, d_state=d, metric="latency", value=v, unit="ms",
-                                 machine="nvidia-test") for d, v in ((16, 14.0), (16, 16.0), (8, 9.0))])
+                                 machine="nvidia-test") for d, v in ((16, 14.0), (16, 16.0), (8, 9.0))]
+                           + [dict(model="m", arch="mamba1", path="triton", component="model", phase="prefill",
+                                   batch=8.0, seqlen=8192.0, d_state=16, metric="latency", value=50.0, unit="ms",
+                                   machine="nvidia-test")])  # L = 8192 has call rows of its own: not used there
     c = experiments.instrumentation_cost(rows, kernels).set_index("seqlen")
     # L = 512: the two dense do_bench latencies (the pruned N = 8 is another model); L = 8192: the call rows
     assert c.loc[512, "whole call (ms)"] == "14.0–16.0" and c.loc[512, "ratio"] == pytest.approx(80 / 15)
-    assert c.loc[512, "source"] == "triton.testing.do_bench"
+    assert c.loc[512, "source"] == "kernel campaign, do_bench"
     assert c.loc[8192, "ratio"] == pytest.approx(1.25) and c.loc[8192, "source"] == "call rows"
     with pytest.raises(experiments.ExperimentError, match="both with the timers and whole"):
         experiments.instrumentation_cost(pd.DataFrame(timers))
@@ -458,5 +481,6 @@ def test_instrumentation_cost_sets_the_timers_total_beside_the_call_timed_whole(
     gpu.mkdir()
     kernels.drop(columns="machine").to_csv(gpu / "gpu_kernels.csv", index=False)
     line = experiments.claims_instrumentation(rows, results_root=tmp_path)["instrumentation"]
-    assert line.startswith("m prefill B = 8 L = 512: 80.0 ms with the timers against 14.0–16.0 ms timed whole (5.3×)")
-    assert line.endswith("L = 8192: 150.0 ms with the timers against 120.0 ms timed whole (1.2×)")
+    assert line.startswith("m prefill B = 8 L = 512: 80.0 ms with the timers against 14.0–16.0 ms timed whole "
+                           "(5.3×; kernel campaign, do_bench)")
+    assert line.endswith("L = 8192: 150.0 ms with the timers against 120.0 ms timed whole (1.2×; call rows)")

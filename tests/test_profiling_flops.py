@@ -173,23 +173,30 @@ def test_roofline_points():
     assert math.isnan(F.arithmetic_intensity(1, 0))
 
 
-def test_cpu_reference_matmul_floor_is_the_hand_count_of_the_forwards_matrix_products():
+def test_cpu_reference_counts_the_forwards_matrix_products_by_hand_and_by_the_flop_functions():
     """benchmarks/cpu_reference.py bounds the speed-up over transformers by the time of the matrix products of a
-    forward that computes logits at every position. Hand count, B = 1, L = 2048, no biases:
-    per layer in_proj D·I + x_proj E·(R + 2N) + dt_proj R·E + out_proj E·D; the tied head D·V at every position."""
+    forward that computes logits at every position. Hand count, B = 1, L = 2048, no biases: per layer
+    in_proj D·I + x_proj E·(R + 2N) + dt_proj R·E + out_proj E·D; the tied head D·V at every position."""
     import importlib.util
     from pathlib import Path
 
     import perfmamba
+    from perfmamba.profiling import flops as F
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_reference.py"
     spec = importlib.util.spec_from_file_location("cpu_reference", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     m1 = perfmamba.load("mamba-130m").config
-    per_token = 24 * (768 * 3072 + 1536 * (48 + 2 * 16) + 48 * 1536 + 1536 * 768) + 768 * 50280
-    gflop, seconds = mod.matmul_floor(m1, 1, 2048, rate=1e9)
-    assert gflop * 1e9 == pytest.approx(2 * 2048 * per_token, rel=1e-12) and seconds == pytest.approx(gflop)
+    shapes = mod.matmul_shapes(m1, 1, 2048)
+    assert shapes == {(2048, 768, 3072): 24, (2048, 1536, 768): 24, (2048, 1536, 48 + 2 * 16): 24,
+                      (2048, 48, 1536): 24, (2048, 768, 50280): 1}
     m2 = perfmamba.load("mamba2-130m").config  # in_proj 2E + 2GN + H outputs, no x_proj / dt_proj
-    per_token = 24 * (768 * (2 * 1536 + 2 * 128 + 24) + 1536 * 768) + 768 * 50280
-    assert mod.matmul_floor(m2, 1, 2048, rate=1e9)[0] * 1e9 == pytest.approx(2 * 2048 * per_token, rel=1e-12)
+    assert mod.matmul_shapes(m2, 1, 2048) == {(2048, 768, 2 * 1536 + 2 * 128 + 24): 24, (2048, 1536, 768): 24,
+                                              (2048, 768, 50280): 1}
+    for cfg in (m1, m2):  # the same FLOPs as the analytic functions (LM head: one position's, at every position)
+        flop = sum(2 * m * k * n * c for (m, k, n), c in mod.matmul_shapes(cfg, 2, 64).items())
+        want = sum(F.FLOPS[c](cfg, 2, 64, "prefill") for c in ("in_proj", "ssm.x_proj", "ssm.dt_proj", "out_proj"))
+        assert flop == want + 64 * F.flops_lm_head(cfg, 2, 64, "prefill")
+    gflop, seconds = mod.matmul_floor(m2, 1, 8, threads=1, repeats=1)
+    assert gflop * 1e9 == pytest.approx(2 * 8 * (24 * (768 * 3352 + 1536 * 768) + 768 * 50280)) and seconds > 0

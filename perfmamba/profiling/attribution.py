@@ -216,6 +216,17 @@ def _warm_up(fn, setup, warmup: int, dev) -> None:
     sync(dev)
 
 
+def _prime(timer: "ComponentTimer", fn, setup) -> None:
+    """On a GPU, one untimed call inside `timer` creates its stopwatches' CUDA events, which later calls reuse;
+    otherwise the first timed call would create them inside its ranges."""
+    if timer.device.type != "cuda":
+        return
+    if setup:
+        setup()
+    fn()
+    timer.collect()
+
+
 def _record(times: dict, labels, per: dict, top: float, total: float) -> None:
     """Append one timed call: each component's time, the call's total, and "other" = total − the top-level
     components (glue that no range covers)."""
@@ -230,7 +241,8 @@ def attribute_timers(model, phase: str, batch: int, seqlen: int, *, warmup: int 
                      state_dtype=torch.float32, labels=LABELS) -> Attribution:
     """Method (a): timers around the component ranges, `iters` repetitions after `warmup`.
 
-    On a GPU the allocator peaks (`CudaPeaks`) are read in one more, untimed call: reading and resetting the
+    On a GPU one untimed call first creates the timers' CUDA events (`_prime`), and the allocator peaks
+    (`CudaPeaks`) are read in one more, untimed call after the timed ones: reading and resetting the
     allocator's statistics at every range boundary is host work that would otherwise sit inside the timed
     ranges. The call's peak is its rise above the memory allocated before it (everything else alive in the
     process, another model for instance, is not the call's), reported as "call_peak"."""
@@ -242,11 +254,7 @@ def attribute_timers(model, phase: str, batch: int, seqlen: int, *, warmup: int 
     with torch.inference_mode():
         _warm_up(fn, setup, warmup, dev)
         with ComponentTimer(dev, labels) as timer, no_gc():
-            if cuda:  # one untimed call fills the timer's pool of CUDA events
-                if setup:
-                    setup()
-                fn()
-                timer.collect()
+            _prime(timer, fn, setup)
             for _ in range(iters):
                 if setup:
                     setup()
@@ -374,6 +382,7 @@ def attribute_simultaneous(model, phase: str, batch: int, seqlen: int, *, warmup
         _warm_up(fn, setup, warmup, dev)
         with no_gc(), quiet_native_stderr(), profile(activities=acts, record_shapes=False) as prof, \
                 ComponentTimer(dev, labels) as timer:
+            _prime(timer, fn, setup)  # outside every repetition's range: the trace's attribution ignores it
             for _ in range(iters):
                 if setup:
                     setup()

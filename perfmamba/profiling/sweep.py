@@ -298,7 +298,7 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
             cfg = model.config
             for path in paths:
                 _set_backend(model, path)
-                fused = bool(getattr(model, "fused", False))
+                fused = _fused(path)
                 for phase, batch, seqlen in itertools.product(phases, batches, seqlens):
                     base = dict(model=name, arch=cfg.arch, path=path, fused=fused, cuda_graph=False,
                                 phase=phase, batch=batch, seqlen=seqlen, d_state=_d_state_value(cfg),
@@ -339,6 +339,14 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
         if flush_denormal:
             torch.set_flush_denormal(False)  # the calling thread's flag; workers keep theirs
     return new_rows
+
+
+def _fused(path) -> bool:
+    """Whether the path runs the norms as fused kernels (the op namespace offers `rmsnorm`): a key column, so
+    rows measured before the norms were fused are not taken for the same point."""
+    from ..ops.backends import get_ops
+
+    return getattr(get_ops(path), "rmsnorm", None) is not None
 
 
 def _impl(path):

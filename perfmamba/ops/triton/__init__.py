@@ -50,6 +50,8 @@ def ops() -> SimpleNamespace:
             "selective_state_update": "perfmamba.ops.triton.selective_state_update",
             "ssd": ssd_impl,
             "ssd_state_update": "perfmamba.ops.triton.ssd_state_update",
+            "rmsnorm": "perfmamba.ops.triton.rmsnorm",
+            "gated_rmsnorm": "perfmamba.ops.triton.gated_rmsnorm",
         },
         interpret=INTERPRET,
     )
