@@ -99,7 +99,10 @@ def test_ops_namespace_keeps_reference_signatures():
         assert [p.default for p in got.parameters.values()] == [p.default for p in want.parameters.values()], field
     want = list(inspect.signature(ref_ops.ssd_ref).parameters)
     assert list(inspect.signature(ns.ssd).parameters) == want
-    assert set(ns.impl) == {"conv", "conv_update", "selective_scan", "selective_state_update", "ssd", "ssd_state_update"}
+    assert set(ns.impl) == {"conv", "conv_update", "selective_scan", "selective_state_update", "ssd", "ssd_state_update",
+                            "rmsnorm", "gated_rmsnorm"}
+    from perfmamba.models.common import gated_rmsnorm  # the model's own, which the fused one replaces
+    assert list(inspect.signature(ns.gated_rmsnorm).parameters) == list(inspect.signature(gated_rmsnorm).parameters)
     assert ns.impl["ssd"] in ("perfmamba.ops.ssd_chunked", "mamba_ssm.mamba_chunk_scan_combined")
 
 
@@ -637,6 +640,7 @@ def test_gpu_book_script_runs_its_steps_on_tiny_presets(tmp_path):
     prof = pd.read_csv(machine / "profile.csv")
     assert set(prof["model"]) == {"mamba-tiny", "mamba2-tiny"} and set(prof["path"]) == {"triton"}
     assert {"timers", "profiler"} <= set(prof["method"])
+    assert set(prof["fused"]) == {True}  # the triton path runs the fused norms, and its rows say so
     eff = pd.read_csv(machine / "pruning_efficiency.csv")
     assert set(eff["mode"]) == {"dense", "removed", "zeroed"}
     assert (machine / "env.json").is_file()
