@@ -564,7 +564,8 @@ def tradeoff(quality, efficiency):
     quality: `pruning_quality` rows; efficiency: `pruning_efficiency` rows of the same models (matched on the
     model name, e.g. the trained mamba2-small). Columns: model, arch, ratio, d_state_kept, the quality metrics
     (``ppl_<split>``, ``<task>_<metric>``), and per phase ``speedup_<phase>`` (dense time / pruned time) and
-    ``state_reduction`` (1 − pruned / dense cache bytes), ``weights_reduction``.
+    ``state_reduction`` (1 − pruned / dense cache bytes), ``weights_reduction``, and ``dense_ms_<phase>``, the
+    dense model's time of that phase (the longest of its points).
     """
     import pandas as pd
 
@@ -582,6 +583,10 @@ def tradeoff(quality, efficiency):
         raise ExperimentError("tradeoff: the efficiency rows hold no timings")
     ew = e.pivot_table(index=["model", "ratio"], columns="phase", values="speedup", aggfunc="max")
     ew.columns = [f"speedup_{c}" for c in ew.columns]
+    dense = e[e["ratio"].astype(float) == 0.0].pivot_table(index="model", columns="phase", values="time_ms",
+                                                           aggfunc="max")
+    dense.columns = [f"dense_ms_{c}" for c in dense.columns]
+    ew = ew.join(dense, on="model")
     mem = e.groupby(["model", "ratio"])[["state_reduction", "weights_reduction"]].max()
     ew = ew.join(mem).reset_index()
     qw["ratio"] = qw["ratio"].astype(float).round(6)
@@ -1570,24 +1575,33 @@ def _uncontrolled(rows) -> dict:
 
 
 def claims_tradeoff(table) -> dict:
-    """C10: quality falls and speed rises monotonically in r (Spearman correlation with r per model)."""
+    """C10: quality falls and speed rises monotonically in r (Spearman correlation with r per model).
+
+    Speed is judged on the phase whose dense call is the longest (`dense_ms_<phase>`), the best resolved against
+    timing noise: a small model's decode step takes a few milliseconds on a CPU, and its speed-ups there move by
+    tens of percent from one run to the next. The correlations of every phase are reported."""
     if table is None or table.empty:
         raise ExperimentError("no trade-off rows")
     parts, mono = [], 0
     for m, g in table.groupby("model", sort=False):
         g = g.sort_values("ratio")
         qcol = next((c for c in g.columns if str(c).startswith("ppl_")), None)
-        scol = next((c for c in ("speedup_decode", "speedup_prefill") if c in g.columns), None)
-        if qcol is None or scol is None or len(g) < 3:
+        phases = [c[len("speedup_"):] for c in ("speedup_prefill", "speedup_decode") if c in g.columns]
+        if qcol is None or not phases or len(g) < 3:
             continue
-        rq, rs = _spearman(g["ratio"], g[qcol]), _spearman(g["ratio"], g[scol])
-        parts.append(f"{m}: ρ(r, {qcol}) = {rq:+.2f}, ρ(r, {scol}) = {rs:+.2f}")
-        mono += rq > 0.8 and rs > 0.8
+        judged = max(phases, key=lambda ph: g[f"dense_ms_{ph}"].max() if f"dense_ms_{ph}" in g else -1.0)
+        rq = _spearman(g["ratio"], g[qcol])
+        rs = {ph: _spearman(g["ratio"], g[f"speedup_{ph}"]) for ph in phases}
+        speeds = ", ".join(f"ρ(r, speedup_{ph}) = {v:+.2f}{' (judged)' if ph == judged and len(rs) > 1 else ''}"
+                           for ph, v in rs.items())
+        parts.append(f"{m}: ρ(r, {qcol}) = {rq:+.2f}, {speeds}")
+        mono += rq > 0.8 and rs[judged] > 0.8
     if not parts:
         return {"fig6_monotone": "n/a (fewer than 3 ratios)", "fig6_c10_verdict": NOT_HERE}
     v = CONFIRMED if mono == len(parts) else (PARTLY if mono else REFUTED)
     return {"fig6_monotone": "; ".join(parts),
-            "fig6_c10_verdict": f"{v} ({mono} of {len(parts)} models with both rank correlations > 0.8)"}
+            "fig6_c10_verdict": f"{v} ({mono} of {len(parts)} models with both rank correlations > 0.8; speed "
+                                f"judged on the phase with the longest dense call)"}
 
 
 def claims_criteria(rows) -> dict:

@@ -484,3 +484,16 @@ def test_instrumentation_cost_sets_the_timers_total_beside_the_call_timed_whole(
     assert line.startswith("m prefill B = 8 L = 512: 80.0 ms with the timers against 14.0–16.0 ms timed whole "
                            "(5.3×; kernel campaign, do_bench)")
     assert line.endswith("L = 8192: 150.0 ms with the timers against 120.0 ms timed whole (1.2×; call rows)")
+
+
+def test_claims_tradeoff_judges_speed_on_the_phase_with_the_longest_dense_call():
+    t = pd.DataFrame({"model": ["a"] * 4, "ratio": [0.0, 0.3, 0.6, 0.9], "ppl_test": [10.0, 11.0, 12.0, 13.0],
+                      "speedup_decode": [1.0, 0.9, 1.2, 0.95], "speedup_prefill": [1.0, 1.1, 1.2, 1.3],
+                      "dense_ms_decode": [2.0] * 4, "dense_ms_prefill": [20.0] * 4})
+    c = experiments.claims_tradeoff(t)
+    assert c["fig6_c10_verdict"].startswith("confirmed (1 of 1 models")
+    assert "ρ(r, speedup_prefill) = +1.00 (judged), ρ(r, speedup_decode) = +0.00" in c["fig6_monotone"]
+    slow_decode = t.assign(dense_ms_decode=200.0)  # now the decode call is the better resolved one
+    c = experiments.claims_tradeoff(slow_decode)
+    assert c["fig6_c10_verdict"].startswith("refuted (0 of 1 models") and "speedup_decode) = +0.00 (judged)" in \
+        c["fig6_monotone"]
