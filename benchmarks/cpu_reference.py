@@ -128,20 +128,15 @@ def matmul_floor(cfg, batch: int, seqlen: int, threads: int, repeats: int = 3) -
     forward runs it: the time torch's matrix products alone take in this forward on this machine."""
     import torch
 
+    from perfmamba.profiling.timing import time_call
+
     torch.set_num_threads(threads)
     gflop = seconds = 0.0
     for (m, k, n), count in matmul_shapes(cfg, batch, seqlen).items():
         a, b = torch.randn(m, k), torch.randn(k, n)
-        torch.mm(a, b)
-        seconds += count * min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+        seconds += count * min(time_call(lambda: torch.mm(a, b), "cpu", warmup=1, iters=repeats))
         gflop += count * 2 * m * k * n / 1e9
     return gflop, seconds
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def main(argv=None) -> int:
@@ -227,13 +222,12 @@ def main(argv=None) -> int:
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one line to `path` by writing the whole file anew and renaming it into place: an interrupted
     run leaves the previous file as it was."""
+    from perfmamba.results import atomic_write_text
+
     old = path.read_text() if path.exists() else ""
     if old and not old.endswith("\n"):
         old += "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(old + json.dumps(record) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, old + json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":

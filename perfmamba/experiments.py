@@ -36,6 +36,7 @@ import torch
 
 from . import results
 from .config import PRESETS, preset
+from .profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
 from .errors import PerfmambaError
 
 # Verdict vocabulary of the claims page (book/claims.md).
@@ -598,6 +599,32 @@ def tradeoff(quality, efficiency):
     return pd.DataFrame(out).sort_values(["model", "ratio"]).reset_index(drop=True)
 
 
+def _graphed(rows):
+    """Boolean mask of the rows timed as a CUDA graph (the column is read back from CSV as bool or text)."""
+    import pandas as pd
+
+    if "cuda_graph" not in rows:
+        return pd.Series(False, index=rows.index)
+    return rows["cuda_graph"].astype(str).str.lower() == "true"
+
+
+def _both_methods(rows, metric=None):
+    """The eager rows of the two attribution methods (optionally of one `metric`), with a `machine` column."""
+    if rows is None or rows.empty:
+        raise ExperimentError("no profiling rows")
+    keep = rows["method"].isin(["timers", "profiler"]) & ~_graphed(rows)
+    if metric is not None:
+        keep &= rows["metric"] == metric
+    d = rows[keep]
+    return d if "machine" in d else d.assign(machine="")
+
+
+def _point_label(key: dict, several: dict) -> str:
+    """A model's name, with its batch, path and machine where the rows hold several of them."""
+    return key["model"] + "".join(f" (B {key[c]})" if c == "batch" else f" ({c} {key[c]})"
+                                  for c in ("batch", "path", "machine") if several.get(c))
+
+
 def method_agreement(rows):
     """The two attribution methods side by side, one row per (machine, model, path, phase, batch, seqlen) measured
     by both (eager calls): each method's total (ms), the SSM and "other" shares, and the components whose shares
@@ -607,13 +634,7 @@ def method_agreement(rows):
     from .profiling.attribution import shares_agree
     from .profiling.flops import COMPONENTS
 
-    if rows is None or rows.empty:
-        raise ExperimentError("no profiling rows")
-    d = rows[rows["method"].isin(["timers", "profiler"])]
-    if "cuda_graph" in d:
-        d = d[d["cuda_graph"].astype(str).str.lower() != "true"]
-    if "machine" not in d:
-        d = d.assign(machine="")
+    d = _both_methods(rows)
     keys = ["machine", "model", "path", "phase", "batch", "seqlen"]
     out = []
     for key, g in d.groupby(keys, sort=False):
@@ -636,9 +657,6 @@ def method_agreement(rows):
     return pd.DataFrame(out)
 
 
-CALL_METHOD = "call"  # `profiling.sweep.CALL`: rows of a call timed whole, no range instrumented
-
-
 def instrumentation_cost(rows, kernel_rows=None):
     """The timers' total against the same call timed whole, one row per eager point of `rows` (machine, model,
     path, fused, dtype, phase, batch, seqlen) where both exist.
@@ -655,8 +673,7 @@ def instrumentation_cost(rows, kernel_rows=None):
     shape = ["machine", "model", "path", "dtype", "phase", "batch", "seqlen"]
     keys = shape[:3] + ["fused"] + shape[3:]
     d = rows.assign(**{k: "" for k in ("machine", "fused", "dtype") if k not in rows})
-    eager = d["cuda_graph"].astype(str).str.lower() != "true" if "cuda_graph" in d else d["model"].notna()
-    d = d[eager & (d["metric"] == "time") & (d["component"] == "total")]
+    d = d[~_graphed(d) & (d["metric"] == "time") & (d["component"] == "total")]
     if "ratio" in d:
         d = d[d["ratio"].astype(float) == 0.0]
     timers = d[d["method"] == "timers"].groupby(keys)["value"].median()
@@ -666,8 +683,8 @@ def instrumentation_cost(rows, kernel_rows=None):
         k = kernel_rows.assign(**{c: "" for c in ("machine", "dtype") if c not in kernel_rows})
         k = k[(k["component"] == "model") & (k["metric"] == "latency") & (k["path"] == "triton")
               & (k["phase"] == "prefill")]
-        if "arch" in k:  # the dense model: pruned kept counts are other models
-            k = k[[{"mamba1": 16, "mamba2": 128}.get(a) == n for a, n in zip(k["arch"], k["d_state"])]]
+        # the dense model, the one with the most states: pruned kept counts are other models
+        k = k[k["d_state"] == k.groupby("model")["d_state"].transform("max")]
         bench = k.assign(batch=k["batch"].astype(int), seqlen=k["seqlen"].astype(int)).groupby(shape)["value"]
         bench = {key: g for key, g in bench}
     calls = {key: g for key, g in call}
@@ -719,13 +736,7 @@ def trace_gap(rows, max_other: float | None = None):
     from .profiling.attribution import AGREEMENT_REL
     from .profiling.flops import COMPONENTS
 
-    if rows is None or rows.empty:
-        raise ExperimentError("no profiling rows")
-    d = rows[rows["method"].isin(["timers", "profiler"]) & (rows["metric"] == "time")]
-    if "cuda_graph" in d:
-        d = d[d["cuda_graph"].astype(str).str.lower() != "true"]
-    if "machine" not in d:
-        d = d.assign(machine="")
+    d = _both_methods(rows, metric="time")
     keys = ["machine", "model", "path", "phase", "batch", "seqlen"]
     out = []
     for key, g in d.groupby(keys, sort=False):
@@ -777,10 +788,7 @@ def claims_trace_gap(rows, results_root=None, max_other: float | None = None) ->
     parts = []
     for key, h in g.groupby(who, sort=True):
         r = h.loc[h["seqlen"].idxmax()]
-        k = dict(zip(who, key))
-        label = k["model"] + "".join(f" ({c} {k[c]})" if c != "batch" else f" (B {k[c]})"
-                                     for c in ("batch", "path", "machine") if several[c])
-        s = (f"{label} at L = {int(r['seqlen'])}: the trace sums {r['profiler total (ms)']:.1f} of the timers' "
+        s = (f"{_point_label(dict(zip(who, key)), several)} at L = {int(r['seqlen'])}: the trace sums {r['profiler total (ms)']:.1f} of the timers' "
              f"{r['timers total (ms)']:.1f} ms")
         if r["under-counted (timers vs profiler)"]:
             s += (f"; it under-counts {r['under-counted (timers vs profiler)']}, {r['under-counted (ms)']:.1f} ms "
@@ -821,8 +829,7 @@ def efficiency_summary(rows, mode: str = "removed"):
     point = [k for k in keys if k != "ratio"]  # the dense model and its pruned versions share these
     rows = rows.assign(**{k: "" for k in ("machine", "fused") if k not in rows})
     rows = rows.assign(**{k: rows[k].fillna("") for k in keys if not pd.api.types.is_numeric_dtype(rows[k])})
-    graph = rows["cuda_graph"].astype(str).str.lower() == "true" if "cuda_graph" in rows else \
-        pd.Series(False, index=rows.index)
+    graph = _graphed(rows)
     d = rows[~graph]
 
     def totals(x, method="timers"):
@@ -1123,9 +1130,8 @@ def claims_host_bound(rows, results_root=None, max_other: float = GPU_MAX_OTHER)
     if rows is None or rows.empty:
         raise ExperimentError("no profiling rows")
     rows = rows.reset_index(drop=True).assign(**{k: "" for k in ("machine", "path") if k not in rows})
-    graph = rows["cuda_graph"].astype(str).str.lower() == "true" if "cuda_graph" in rows else rows["model"].isna()
-    rows = rows.assign(_graph=graph)
-    t = rows[(rows["method"] == "timers") & ~graph]
+    rows = rows.assign(_graph=_graphed(rows))
+    t = rows[(rows["method"] == "timers") & ~rows["_graph"]]
     who = ["machine", "model", "path", "batch"]
     several = {k: t[k].nunique() > 1 for k in who}
     other = t[(t["metric"] == "share") & (t["component"] == "other")]
@@ -1135,9 +1141,7 @@ def claims_host_bound(rows, results_root=None, max_other: float = GPU_MAX_OTHER)
     pre = other[(other["phase"] == "prefill") & (other["value"] > max_other)]
     parts = []
     for key, g in pre.groupby(who, sort=True):
-        k = dict(zip(who, key))
-        label = k["model"] + "".join(f" ({c} {k[c]})" if c != "batch" else f" (B {k[c]})"
-                                     for c in ("batch", "path", "machine") if several[c])
+        label = _point_label(dict(zip(who, key)), several)
         parts.append(f"{label} L = {_span([int(x) for x in g['seqlen']], 'd')}: {_span(g['value'] * 100, '.0f')} %")
     dec = other[other["phase"] == "decode"]["value"]
     total = rows[(rows["metric"] == "time") & (rows["component"] == "total") & (rows["phase"] == "decode")]
@@ -1257,8 +1261,7 @@ def _shares(rows, phase, max_other=None):
 
     rows, batches = _one_batch(rows)
     d = rows[(rows["metric"] == "share") & (rows["phase"] == phase)]
-    if "cuda_graph" in d:
-        d = d[d["cuda_graph"].astype(str).str.lower() != "true"]
+    d = d[~_graphed(d)]
     if "method" in d:
         d = d[d["method"] == "timers"] if (d["method"] == "timers").any() else d
     out: dict = {}
@@ -1564,14 +1567,11 @@ def _uncontrolled(rows) -> dict:
         return {}
     z = efficiency_summary(rows, mode="zeroed")
     z = z[z["ratio"].astype(float) > 0].dropna(subset=["speedup"])
+    point = ["model", "phase", "batch", "seqlen"]
     z = z.assign(off=(z["speedup"] - 1).abs())
-    out = {}
-    for m, ph, b, L, r, sp, off in z[z["off"] > CONTROL_TOL][["model", "phase", "batch", "seqlen", "ratio", "speedup",
-                                                               "off"]].itertuples(index=False):
-        key = (m, ph, int(b), int(L))
-        if key not in out or off > abs(out[key][1] - 1):
-            out[key] = (float(r), float(sp))
-    return out
+    bad = z[z["off"] > CONTROL_TOL].sort_values("off", ascending=False).drop_duplicates(point)
+    return {(m, ph, int(b), int(L)): (float(r), float(sp))
+            for m, ph, b, L, r, sp in bad[point + ["ratio", "speedup"]].itertuples(index=False)}
 
 
 def claims_tradeoff(table) -> dict:
