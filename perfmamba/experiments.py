@@ -19,8 +19,8 @@ Keys include a fingerprint of the model's weights (`model_ref`), so a retrained 
 Progress bars are off by default (`progress=True` turns them on): the notebooks' pages show results, not bars.
 
 Every returned frame has `machine` (the device slug of the directory its rows came from), `device` and `path`
-(the compute path: "ref", "triton", "mamba_ssm"). The `claims_*` functions reduce rows to the numbers and
-verdicts the book quotes; `perfmamba.notebooks.publish` glues them into the executed notebooks.
+(the compute path: "ref", "triton", "mamba_ssm"). The analysis that turns rows into tables (`efficiency_summary`,
+`method_agreement`, `trace_gap`, …) is here too; the claims and their verdicts are in `perfmamba.claims`.
 """
 from __future__ import annotations
 
@@ -38,25 +38,6 @@ from . import results
 from .config import PRESETS, preset
 from .profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
 from .errors import PerfmambaError
-
-# Verdict vocabulary of the claims page (book/claims.md).
-CONFIRMED, PARTLY, REFUTED, NOT_HERE = "confirmed", "partly", "refuted", "not reproducible here"
-
-# The paper's numbers (abstract of arXiv 2511.22849v1).
-PAPER_SEQLENS = (64, 16384)
-PAPER_BATCH = 8  # §4: every profile at batch 8
-PAPER_SPEEDUP = 1.14
-PAPER_MEMORY_REDUCTION = 0.115
-# "Accuracy is maintained within a moderate pruning regime": read here as r ≤ MODERATE_RATIO costing at most
-# MAX_ACC_DROP of choice accuracy (absolute) and MAX_PPL_RISE of perplexity (relative). The paper gives no number.
-MODERATE_RATIO = 0.5
-MAX_ACC_DROP = 0.02
-MAX_PPL_RISE = 0.10
-# "Uneven" activity: the mean over layers of std/mean of activity(l, ·) above this.
-MIN_CV = 0.05
-# C11: our Mamba-2/Mamba-1 ratio of SSM memory matches the paper's (quoted, 1.335) when within this relative
-# distance of it.
-SSM_MEMORY_TOL = 0.25
 
 
 class ExperimentError(PerfmambaError, ValueError):
@@ -599,7 +580,7 @@ def tradeoff(quality, efficiency):
     return pd.DataFrame(out).sort_values(["model", "ratio"]).reset_index(drop=True)
 
 
-def _graphed(rows):
+def graphed(rows):
     """Boolean mask of the rows timed as a CUDA graph (the column is read back from CSV as bool or text)."""
     import pandas as pd
 
@@ -608,18 +589,18 @@ def _graphed(rows):
     return rows["cuda_graph"].astype(str).str.lower() == "true"
 
 
-def _both_methods(rows, metric=None):
+def both_methods(rows, metric=None):
     """The eager rows of the two attribution methods (optionally of one `metric`), with a `machine` column."""
     if rows is None or rows.empty:
         raise ExperimentError("no profiling rows")
-    keep = rows["method"].isin(["timers", "profiler"]) & ~_graphed(rows)
+    keep = rows["method"].isin(["timers", "profiler"]) & ~graphed(rows)
     if metric is not None:
         keep &= rows["metric"] == metric
     d = rows[keep]
     return d if "machine" in d else d.assign(machine="")
 
 
-def _point_label(key: dict, several: dict) -> str:
+def point_label(key: dict, several: dict) -> str:
     """A model's name, with its batch, path and machine where the rows hold several of them."""
     return key["model"] + "".join(f" (B {key[c]})" if c == "batch" else f" ({c} {key[c]})"
                                   for c in ("batch", "path", "machine") if several.get(c))
@@ -634,7 +615,7 @@ def method_agreement(rows):
     from .profiling.attribution import shares_agree
     from .profiling.flops import COMPONENTS
 
-    d = _both_methods(rows)
+    d = both_methods(rows)
     keys = ["machine", "model", "path", "phase", "batch", "seqlen"]
     out = []
     for key, g in d.groupby(keys, sort=False):
@@ -673,7 +654,7 @@ def instrumentation_cost(rows, kernel_rows=None):
     shape = ["machine", "model", "path", "dtype", "phase", "batch", "seqlen"]
     keys = shape[:3] + ["fused"] + shape[3:]
     d = rows.assign(**{k: "" for k in ("machine", "fused", "dtype") if k not in rows})
-    d = d[~_graphed(d) & (d["metric"] == "time") & (d["component"] == "total")]
+    d = d[~graphed(d) & (d["metric"] == "time") & (d["component"] == "total")]
     if "ratio" in d:
         d = d[d["ratio"].astype(float) == 0.0]
     timers = d[d["method"] == "timers"].groupby(keys)["value"].median()
@@ -698,24 +679,11 @@ def instrumentation_cost(rows, kernel_rows=None):
         else:
             continue
         v = v.astype(float)
-        out.append(dict(kd, **{"timers total (ms)": float(t), "whole call (ms)": _span(v, ".1f"),
+        out.append(dict(kd, **{"timers total (ms)": float(t), "whole call (ms)": span_text(v, ".1f"),
                                "ratio": float(t) / float(v.median()), "source": src}))
     if not out:
         raise ExperimentError("no call was timed both with the timers and whole")
     return pd.DataFrame(out).sort_values(keys).reset_index(drop=True)
-
-
-def claims_instrumentation(rows, results_root=None) -> dict:
-    """`instrumentation_cost` as one sentence ("instrumentation"); the kernel rows committed by the same machines
-    (`committed("gpu_kernels", results_root)`) stand in for whole-call timings where `rows` have none."""
-    kernels = committed("gpu_kernels", results_root)
-    if not kernels.empty and "machine" in rows:
-        kernels = kernels[kernels["machine"].isin(set(rows["machine"]))]
-    c = instrumentation_cost(rows, kernels)
-    parts = [f"{r['model']} {r['phase']} B = {r['batch']} L = {r['seqlen']}: {r['timers total (ms)']:.1f} ms with "
-             f"the timers against {r['whole call (ms)']} ms timed whole ({r['ratio']:.1f}×; {r['source']})"
-             for _, r in c.iterrows()]
-    return {"instrumentation": "; ".join(parts)}
 
 
 TRACE_GAP_MIN = 0.01  # components below this share of the call are left out of the "others agree" figure
@@ -736,7 +704,7 @@ def trace_gap(rows, max_other: float | None = None):
     from .profiling.attribution import AGREEMENT_REL
     from .profiling.flops import COMPONENTS
 
-    d = _both_methods(rows, metric="time")
+    d = both_methods(rows, metric="time")
     keys = ["machine", "model", "path", "phase", "batch", "seqlen"]
     out = []
     for key, g in d.groupby(keys, sort=False):
@@ -776,40 +744,6 @@ def trace_gap(rows, max_other: float | None = None):
     return pd.DataFrame(out)
 
 
-def claims_trace_gap(rows, results_root=None, max_other: float | None = None) -> dict:
-    """The trace's shortfall at the longest prefill of each model (and batch, path, machine where the rows hold
-    several) among the points of `trace_gap(rows, max_other)`, one sentence each (key "trace_gap")."""
-    g = trace_gap(rows, max_other=max_other)
-    g = g[g["phase"] == "prefill"]
-    if g.empty:
-        raise ExperimentError("no prefill point was measured with both methods")
-    who = ["machine", "model", "path", "batch"]
-    several = {k: g[k].nunique() > 1 for k in who}
-    parts = []
-    for key, h in g.groupby(who, sort=True):
-        r = h.loc[h["seqlen"].idxmax()]
-        s = (f"{_point_label(dict(zip(who, key)), several)} at L = {int(r['seqlen'])}: the trace sums {r['profiler total (ms)']:.1f} of the timers' "
-             f"{r['timers total (ms)']:.1f} ms")
-        if r["under-counted (timers vs profiler)"]:
-            s += (f"; it under-counts {r['under-counted (timers vs profiler)']}, {r['under-counted (ms)']:.1f} ms "
-                  f"together against a gap of {r['gap (ms)']:.1f} ms")
-        if not math.isnan(r["others max rel. diff"]):
-            s += (f"; the other components above {TRACE_GAP_MIN:.0%} of the call agree within "
-                  f"{r['others max rel. diff']:.0%}")
-        parts.append(s)
-    return {"trace_gap": "; ".join(parts)}
-
-
-def claims_method_agreement(rows, results_root=None) -> dict:
-    """How many of the points measured with both attribution methods agree (`method_agreement`)."""
-    from .profiling.attribution import AGREEMENT_PP, AGREEMENT_REL
-
-    a = method_agreement(rows)
-    ok = int((a["disagree"] == "").sum())
-    return {"methods_agree": f"{ok} of {len(a)} points (within {AGREEMENT_PP * 100:.0f} percentage points or "
-                             f"{AGREEMENT_REL:.0%})"}
-
-
 def efficiency_summary(rows, mode: str = "removed"):
     """Per (model, phase, batch, seqlen, ratio): total time (ms, timers), speed-up against r = 0, and the memory
     readings (weights, recurrent state = ssm + conv cache, peak) with their reduction against r = 0, for the
@@ -829,7 +763,7 @@ def efficiency_summary(rows, mode: str = "removed"):
     point = [k for k in keys if k != "ratio"]  # the dense model and its pruned versions share these
     rows = rows.assign(**{k: "" for k in ("machine", "fused") if k not in rows})
     rows = rows.assign(**{k: rows[k].fillna("") for k in keys if not pd.api.types.is_numeric_dtype(rows[k])})
-    graph = _graphed(rows)
+    graph = graphed(rows)
     d = rows[~graph]
 
     def totals(x, method="timers"):
@@ -896,7 +830,7 @@ TRAFFIC_COLUMNS = ["model", "arch", "batch", "ratio", "d_state", "dtype", "state
 TRAFFIC_KEY = ["model", "batch", "ratio", "dtype", "state_dtype"]
 
 
-def _traffic_rows(name, batch, ratio, dtype, state_dtype):
+def traffic_rows(name, batch, ratio, dtype, state_dtype):
     from .models.lm import MambaLM
     from .profiling.flops import component_counts
     from .profiling.memory import cache_bytes
@@ -949,7 +883,7 @@ def decode_state_traffic(presets, batches, ratios, *, dtype="bfloat16", state_dt
             for r in ratios:
                 key = dict(model=n, batch=b, ratio=r, dtype=dtype, state_dtype=state_dtype)
                 if results.row_key(key, TRAFFIC_KEY) not in done:
-                    rows += _traffic_rows(n, int(b), r, dtype, state_dtype)
+                    rows += traffic_rows(n, int(b), r, dtype, state_dtype)
     if rows:
         results.append_rows(out, rows, TRAFFIC_COLUMNS)
     df = _read(out)
@@ -1059,6 +993,14 @@ def recall_pruning(ratios, *, criteria=("delta", "random"), n_pairs=(1, 2, 4, 8,
     return df[df["criterion"].isin(["none", *criteria])].reset_index(drop=True)
 
 
+def recall_probe_pairs(rows, min_acc: float = 0.5) -> int:
+    """The number of pairs at which pruning is judged: the largest n_pairs the dense model still answers with
+    accuracy ≥ `min_acc` (a harder probe measures the model's failure, not the pruning), else the smallest."""
+    dense = rows[rows["criterion"] == "none"].groupby("n_pairs")["value"].mean()
+    ok = [int(n) for n, v in dense.items() if v >= min_acc]
+    return max(ok) if ok else int(rows["n_pairs"].min())
+
+
 # ------------------------------------------------------------------------------------------------------
 # committed GPU results
 
@@ -1109,80 +1051,13 @@ def committed(experiment: str, results_root=None):
     return rows.dropna(axis=1, how="all").reset_index(drop=True)
 
 
-# On a GPU an eager call whose kernels are short is bound by the host launching them: the timers then see the
-# GPU idle between kernels ("other", time outside every component) and every component's time includes launch
-# gaps. GPU claims on component shares use only the points where "other" is at most this share of the call.
-GPU_MAX_OTHER = 0.15
-
-
-def _span(xs, fmt: str) -> str:
+def span_text(xs, fmt: str) -> str:
     lo, hi = min(xs), max(xs)
     return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}–{hi:{fmt}}"
 
 
-def claims_host_bound(rows, results_root=None, max_other: float = GPU_MAX_OTHER) -> dict:
-    """How much of an eager call is the device waiting for the host, by the timers: "other" (time outside every
-    component) of the prefill points where it exceeds `max_other`, per model (and batch, path, machine where the
-    rows hold several) with their lengths ("host_bound_prefill"), and of the eager decode steps
-    ("host_bound_decode"); and the time per output token of an eager decode step ("decode_eager_ms": the step
-    timed whole where the rows have it, method "call", else the timers' total, which says so) against the step
-    replayed as one CUDA graph ("decode_graph_ms")."""
-    if rows is None or rows.empty:
-        raise ExperimentError("no profiling rows")
-    rows = rows.reset_index(drop=True).assign(**{k: "" for k in ("machine", "path") if k not in rows})
-    rows = rows.assign(_graph=_graphed(rows))
-    t = rows[(rows["method"] == "timers") & ~rows["_graph"]]
-    who = ["machine", "model", "path", "batch"]
-    several = {k: t[k].nunique() > 1 for k in who}
-    other = t[(t["metric"] == "share") & (t["component"] == "other")]
-    other = other.groupby(who + ["phase", "seqlen"])["value"].median().reset_index()
-    if other.empty:
-        raise ExperimentError("no timer rows with the share of 'other'")
-    pre = other[(other["phase"] == "prefill") & (other["value"] > max_other)]
-    parts = []
-    for key, g in pre.groupby(who, sort=True):
-        label = _point_label(dict(zip(who, key)), several)
-        parts.append(f"{label} L = {_span([int(x) for x in g['seqlen']], 'd')}: {_span(g['value'] * 100, '.0f')} %")
-    dec = other[other["phase"] == "decode"]["value"]
-    total = rows[(rows["metric"] == "time") & (rows["component"] == "total") & (rows["phase"] == "decode")]
-    eager, how = total[(total["method"] == CALL_METHOD) & ~total["_graph"]]["value"], "timed whole"
-    if not len(eager):
-        eager, how = total[(total["method"] == "timers") & ~total["_graph"]]["value"], "with the timers"
-    graphed = total[total["_graph"]]["value"]
-    return {"host_bound_prefill": "; ".join(parts) or f"none above {max_other:.0%}",
-            "host_bound_decode": f"{_span(dec * 100, '.0f')} %" if len(dec) else "not measured",
-            "decode_eager_ms": f"{_span(eager, '.1f')} ms {how}" if len(eager) else "not measured",
-            "decode_graph_ms": f"{_span(graphed, '.2f')} ms" if len(graphed) else "not measured"}
-
-
-def claims_on(claims_fn, rows, keys, prefix: str, what: str, results_root=None, **kwargs) -> dict:
-    """`claims_fn` on `rows`, every key prefixed with `prefix`; where `rows` is empty, or the rows cannot support
-    the claims, each of `keys` says why instead (`what` names the rows in that message)."""
-    why = None
-    if rows is None or rows.empty:
-        why = (rows.attrs.get("message") if rows is not None else None) or f"no {what}"
-    if why is None:
-        try:
-            return {f"{prefix}{k}": v for k, v in claims_fn(rows, results_root=results_root, **kwargs).items()}
-        except ExperimentError as e:
-            why = f"the {what} cannot answer this: {e}"
-    return {f"{prefix}{k}": why for k in keys}
-
-
-def gpu_claims(claims_fn, experiment: str, keys, results_root=None, **kwargs) -> dict:
-    """`claims_fn` on the committed GPU rows of `experiment`, every key prefixed with "gpu_"; where there are no
-    such rows, or they cannot support the claims, each of `keys` says why instead."""
-    return claims_on(claims_fn, committed(experiment, results_root), keys, "gpu_", "committed GPU rows",
-                     results_root=results_root, **kwargs)
-
-
-def sweep_claims(claims_fn, sweep, keys, **kwargs) -> dict:
-    """`claims_fn` on the rows of a committed CPU sweep (`read_sweep`), every key prefixed with "sweep_"."""
-    return claims_on(claims_fn, sweep, keys, "sweep_", "committed sweep", **kwargs)
-
-
 # ------------------------------------------------------------------------------------------------------
-# provenance and the numbers the claims page quotes
+# provenance
 
 def _env_of(machine: str, results_root=None) -> dict:
     root = Path(results_root) if results_root is not None else results.results_root()
@@ -1227,124 +1102,6 @@ def is_gpu(rows) -> bool:
         any(not str(m).startswith("cpu-") for m in rows["machine"].dropna())
 
 
-def _pct(x) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f} %"
-
-
-def _one_batch(rows):
-    """Per model, the rows of one batch size: the paper's (`PAPER_BATCH`) where it was measured, else the
-    largest; and {model: that batch} when the rows hold more than one batch size (else {})."""
-    import pandas as pd
-
-    if rows is None or rows.empty or "batch" not in rows or rows["batch"].nunique() <= 1:
-        return rows, {}
-    keep, chosen = [], {}
-    for m, g in rows.groupby("model", sort=False):
-        sizes = {int(b) for b in g["batch"].dropna()}
-        if not sizes:
-            continue
-        chosen[m] = PAPER_BATCH if PAPER_BATCH in sizes else max(sizes)
-        keep.append(g[g["batch"] == chosen[m]])
-    return pd.concat(keep), chosen
-
-
-def _label(model, batches: dict) -> str:
-    return f"{model} (B {batches[model]})" if model in batches else str(model)
-
-
-def _shares(rows, phase, max_other=None):
-    """({(model, seqlen): {component: share}}, {model: batch}) of timer rows in `phase`, top-level components
-    only (eager calls; a CUDA-graph step has no components), at one batch size per model (`_one_batch`, whose
-    {model: batch} comes back with them). With `max_other`, only the points whose "other" share (time outside
-    every component) is at most that."""
-    from .profiling.flops import COMPONENTS
-
-    rows, batches = _one_batch(rows)
-    d = rows[(rows["metric"] == "share") & (rows["phase"] == phase)]
-    d = d[~_graphed(d)]
-    if "method" in d:
-        d = d[d["method"] == "timers"] if (d["method"] == "timers").any() else d
-    out: dict = {}
-    for (m, L), g in d.groupby(["model", "seqlen"]):
-        other = g.loc[g["component"] == "other", "value"].astype(float)
-        if max_other is not None and len(other) and float(other.iloc[0]) > max_other:
-            continue
-        g = g[g["component"].isin(COMPONENTS)]
-        out[(m, int(L))] = dict(zip(g["component"], g["value"].astype(float)))
-    return out, batches
-
-
-def _host_bound_note(max_other) -> str:
-    return "" if max_other is None else \
-        f"; only points where time outside every component is at most {max_other * 100:.0f} % of the call"
-
-
-def claims_latency(rows, results_root=None, max_other=None) -> dict:
-    """C1 (sequence lengths covered), C3 (SSM share grows with L in prefill, from the shortest to the longest
-    length measured; with `max_other`, among the points that are not host-bound, see `_shares`)."""
-    if rows is None or rows.empty:
-        raise ExperimentError("no latency rows")
-    Ls = sorted({int(x) for x in rows["seqlen"]})
-    gpu = is_gpu(rows)
-    covered = Ls[0] <= PAPER_SEQLENS[0] and Ls[-1] >= PAPER_SEQLENS[1]
-    c1 = CONFIRMED if covered else (f"{NOT_HERE}: L up to {Ls[-1]} on this machine"
-                                    + ("" if gpu else " (a 2-core CPU; the paper's grid needs a GPU)"))
-    shares, batches = _shares(rows, "prefill", max_other)
-    trend, up, n = [], 0, 0
-    for m in dict.fromkeys(k[0] for k in shares):
-        ls = sorted(L for (mm, L) in shares if mm == m)
-        if len(ls) < 2:
-            continue
-        a, b = shares[(m, ls[0])].get("ssm", math.nan), shares[(m, ls[-1])].get("ssm", math.nan)
-        trend.append(f"{_label(m, batches)} {_pct(a)} → {_pct(b)} (L {ls[0]} → {ls[-1]})")
-        n += 1
-        up += b > a
-    if n == 0:
-        c3 = f"{NOT_HERE}: one sequence length only"
-    else:
-        v = CONFIRMED if up == n else (PARTLY if up else REFUTED)
-        c3 = v + f" on this machine ({up} of {n} models{_host_bound_note(max_other)})" + \
-            ("" if gpu else "; the paper's claim is for a GPU")
-    return {"fig2_machine": machine_label(rows, results_root), "fig2_seqlens": f"{Ls[0]}–{Ls[-1]}",
-            "fig2_c1_verdict": c1,
-            "fig2_ssm_trend": "; ".join(trend) if trend else "n/a",
-            "fig2_c3_verdict": c3}
-
-
-def claims_components(rows, table=None, results_root=None, max_other=None) -> dict:
-    """C2 (SSM is the largest component, in prefill at each model's longest length; with `max_other`, among
-    the points that are not host-bound), C4 (Table 1 values)."""
-    from .profiling.plots import PAPER_TABLE1
-
-    if rows is None or rows.empty:
-        raise ExperimentError("no profiling rows")
-    shares, batches = _shares(rows, "prefill", max_other)
-    if not shares:
-        raise ExperimentError("no prefill share rows" + _host_bound_note(max_other))
-    longest = {}
-    for m, L in shares:
-        longest[m] = max(L, longest.get(m, L))
-    top, parts = 0, []
-    for m, L in longest.items():
-        s = {k: v for k, v in shares[(m, L)].items() if k not in ("embedding", "lm_head")}
-        best = max(s, key=s.get)
-        top += best == "ssm"
-        where = f"B {batches[m]}, L = {L}" if m in batches else f"L = {L}"
-        parts.append(f"{m} ({where}): ssm {_pct(s.get('ssm'))}, largest {best} {_pct(s[best])}")
-    Ls = sorted(set(longest.values()))
-    Lmax = str(Ls[0]) if len(Ls) == 1 else "–".join(str(x) for x in (Ls[0], Ls[-1]))
-    v = CONFIRMED if top == len(longest) else (PARTLY if top else REFUTED)
-    c2 = v + f" on this machine ({top} of {len(longest)} models at L = {Lmax}{_host_bound_note(max_other)})" + \
-        ("" if is_gpu(rows) else "; the paper's claim is for a GPU")
-    transcribed = any(x.get("time_share") is not None for x in PAPER_TABLE1.values())
-    c4 = "compared below" if transcribed else \
-        ("not comparable: the paper's Table 1 could not be read from the machines that built this artifact, so "
-         "its values are not transcribed (perfmamba.profiling.plots.PAPER_TABLE1); two of its memory values are "
-         "known from a quotation and are tested as C11")
-    return {"table1_machine": machine_label(rows, results_root), "table1_seqlen": str(Lmax),
-            "table1_ssm_rank": "; ".join(parts), "table1_c2_verdict": c2, "table1_c4_verdict": c4}
-
-
 def read_sweep(path):
     """The rows of a committed results CSV (``data/results/<slug>/<name>.csv``) with `machine` set to its
     folder's name and ``attrs["results_root"]`` to the folder above, so that `machine_label` finds the
@@ -1360,396 +1117,3 @@ def read_sweep(path):
     return rows
 
 
-def claims_ssm_memory(rows, results_root=None) -> dict:
-    """C11: at L = 2048, Mamba-2's SSM takes 33.5 % more memory than Mamba-1's (the paper, quoted:
-    `profiling.plots.PAPER_SSM_MEMORY`). Judged on the sum of allocations, the only reading under which the
-    paper's values (86.64 and 115.68 GB) can exceed the memory of a GPU ({ref}`dev-memory`), for every pair of
-    models of the same width and depth; the activation peak is reported beside it."""
-    from .profiling.flops import ProfilingError
-    from .profiling.plots import PAPER_SSM_MEMORY, PAPER_SSM_RATIO, preset_shape, ssm_memory_table
-
-    if rows is None or rows.empty:
-        raise ExperimentError("no profiling rows")
-    try:
-        table = ssm_memory_table(rows)
-    except ProfilingError as e:
-        raise ExperimentError(str(e)) from e
-    paper = PAPER_SSM_RATIO
-    parts = []
-    keys = ["mamba1", "mamba2"] + [c for c in ("batch", "path") if c in table]
-    for key, g in table.groupby(keys, sort=False):
-        k = dict(zip(keys, key))
-        by = {r["metric"]: r for _, r in g.iterrows()}
-        text = []
-        if "sum_of_allocations" in by:
-            r = by["sum_of_allocations"]
-            text.append(f"sum of allocations {r['mamba2_GB']:.3g} / {r['mamba1_GB']:.3g} GB = {r['ratio']:.2f}×")
-        if "activation_peak" in by:
-            text.append(f"activation peak {by['activation_peak']['ratio']:.2f}×")
-        where = ", ".join(f"{'B' if c == 'batch' else c} {k[c]}" for c in ("batch", "path") if c in k)
-        parts.append(f"{k['mamba2']} / {k['mamba1']} ({where}): " + ", ".join(text))
-    soa = table[table["metric"] == "sum_of_allocations"]
-    if soa.empty:
-        raise ExperimentError("no sum-of-allocations rows (the profiler method) at L = 2048")
-    ratios = [float(x) for x in soa["ratio"]]
-    up = sum(r > 1 for r in ratios)
-    near = sum(abs(r / paper - 1) <= SSM_MEMORY_TOL for r in ratios)
-    if near == len(ratios):
-        v = CONFIRMED
-    elif up:
-        v = PARTLY
-    else:
-        v = REFUTED
-    v += (f" on this machine (sum of allocations: Mamba-2 above Mamba-1 for {up} of {len(ratios)} pairs, within "
-          f"{SSM_MEMORY_TOL:.0%} of the paper's {paper:.3f}× for {near})")
-    # the scale against the largest model, at its largest batch
-    size = soa["mamba1"].map(lambda m: preset_shape(m)[0] * preset_shape(m)[1])
-    order = soa.assign(_size=size).sort_values(["_size"] + (["batch"] if "batch" in soa else []))
-    big = order.iloc[-1]
-    scale = (f"the paper's {PAPER_SSM_MEMORY['mamba1_gb']} GB for Mamba-1 is "
-             f"{PAPER_SSM_MEMORY['mamba1_gb'] / big['mamba1_GB']:.0f}× our {big['mamba1']}'s {big['mamba1_GB']:.3g} GB"
-             + (f" (B {big['batch']})" if "batch" in soa else ""))
-    return {"table1_ssm_memory_machine": machine_label(rows, results_root),
-            "table1_ssm_memory": "; ".join(parts),
-            "table1_ssm_memory_scale": scale,
-            "table1_c11_verdict": v}
-
-
-def _spearman(x, y) -> float:
-    import pandas as pd
-
-    return float(pd.Series(list(x)).rank().corr(pd.Series(list(y)).rank()))
-
-
-def claims_activity(rows) -> dict:
-    """C5: is activity uneven across states (coefficient of variation within a layer), and how much of the
-    ranking is the state index (Spearman correlation of activity with s, per layer, averaged)."""
-    if rows is None or rows.empty:
-        raise ExperimentError("no activity rows")
-    cv, rho = [], []
-    for m, g in rows.groupby("model", sort=False):
-        cvs = [float(x["activity"].std(ddof=0) / x["activity"].mean()) for _, x in g.groupby("layer")]
-        rhos = [_spearman(x["state"], x["activity"]) for _, x in g.groupby("layer") if x["activity"].nunique() > 1]
-        arch = g["arch"].iloc[0]
-        cv.append(f"{m} ({arch}) {sum(cvs) / len(cvs):.2f}")
-        rho.append(f"{m} {sum(rhos) / len(rhos):+.2f}" if rhos else f"{m} n/a (constant within layers)")
-    uneven = [float(s.rsplit(" ", 1)[1]) > MIN_CV for s in cv]
-    v = CONFIRMED if all(uneven) else (PARTLY if any(uneven) else REFUTED)
-    return {"fig3_cv": "; ".join(cv), "fig3_index_corr": "; ".join(rho),
-            "fig3_c5_verdict": f"{v} ({sum(uneven)} of {len(uneven)} models with a mean within-layer coefficient "
-                               f"of variation above {MIN_CV})"}
-
-
-def _quality_table(rows):
-    """(model, ratio, criterion, seed) × metric → value for perplexity and accuracy rows."""
-    d = rows[rows["metric"].isin(["ppl", "acc"])].copy()
-    d["name"] = [f"ppl ({s})" if t == "perplexity" else f"{t} {m}" for t, s, m in zip(d["task"], d["split"], d["metric"])]
-    return d.pivot_table(index=["model", "ratio", "criterion", "seed"], columns="name", values="value",
-                         aggfunc="mean").reset_index()
-
-
-def claims_accuracy(rows) -> dict:
-    """C6: at the largest ratio ≤ MODERATE_RATIO, the change of choice accuracy and perplexity vs dense."""
-    if rows is None or rows.empty:
-        raise ExperimentError("no quality rows")
-    w = _quality_table(rows[rows["criterion"].isin(["none", "delta"])])
-    ppl = [c for c in w.columns if str(c).startswith("ppl")]
-    acc = [c for c in w.columns if str(c).endswith(" acc") and "choice" in str(c)] or \
-        [c for c in w.columns if str(c).endswith(" acc")]
-    moderate = sorted(r for r in w["ratio"].astype(float).unique() if 0 < r <= MODERATE_RATIO)
-    if not moderate:
-        return {"fig4_moderate": "no ratio in (0, 0.5] measured", "fig4_c6_verdict": NOT_HERE, "fig4_dense": "n/a"}
-    r = moderate[-1]
-    parts, ok, fine = [], 0, 0
-    dense_txt = []
-    for m, g in w.groupby("model", sort=False):
-        d0, d1 = g[g["ratio"].astype(float) == 0.0], g[g["ratio"].astype(float) == r]
-        if d0.empty or d1.empty:
-            continue
-        fine += 1
-        good = True
-        bits, dbits = [], []
-        for c in ppl:
-            rise = float(d1[c].iloc[0]) / float(d0[c].iloc[0]) - 1
-            bits.append(f"perplexity {rise * 100:+.1f} %")
-            dbits.append(f"ppl {float(d0[c].iloc[0]):.1f}")
-            good &= rise <= MAX_PPL_RISE
-        for c in acc:
-            drop = float(d0[c].iloc[0]) - float(d1[c].iloc[0])
-            bits.append(f"{c} {-drop * 100:+.1f} pp")
-            dbits.append(f"{c} {float(d0[c].iloc[0]):.3f}")
-            good &= drop <= MAX_ACC_DROP
-        ok += good
-        parts.append(f"{m}: " + ", ".join(bits))
-        dense_txt.append(f"{m}: " + ", ".join(dbits))
-    v = CONFIRMED if ok == fine and fine else (PARTLY if ok else REFUTED)
-    return {"fig4_dense": "; ".join(dense_txt), "fig4_moderate": f"r = {r:g}: " + "; ".join(parts),
-            "fig4_c6_verdict": f"{v} ({ok} of {fine} models within {MAX_ACC_DROP * 100:.0f} pp accuracy and "
-                               f"{MAX_PPL_RISE * 100:.0f} % perplexity at r = {r:g})"}
-
-
-def claims_efficiency(rows, results_root=None) -> dict:
-    """C7 (speed-up), C8 (memory reduction), C9 (gains at every L), on the paper's model (mamba2-130m) when its
-    rows are there, else on every model. C7 is confirmed at ≥ 0.9 × 1.14×; C8 reads "memory" as the peak of a call
-    where measured (else the recurrent state) and is confirmed at ≥ 0.9 × 11.5 %; C9 needs a speed-up > 1 at every
-    sequence length. On a CPU the verdict is "not reproducible here" and the numbers are this CPU's."""
-    s = efficiency_summary(rows)
-    if s.empty or s["time_ms"].isna().all():
-        raise ExperimentError("no efficiency rows with timings")
-    p = s[s["ratio"].astype(float) > 0].dropna(subset=["speedup"])
-    if p.empty:
-        raise ExperimentError("no pruned model with timings")
-    if (p["model"] == "mamba2-130m").any():
-        p = p[p["model"] == "mamba2-130m"]
-    # memory does not depend on timing: C8 reads every pruned point; the zeroed-model control filters C7 and C9
-    rmax = p["ratio"].astype(float).max()
-    q = p[p["ratio"].astype(float) == rmax]
-    noisy = _uncontrolled(rows)
-    point = ["model", "phase", "batch", "seqlen"]
-    all_noise = False
-    if noisy:
-        keep = [tuple(x) not in noisy for x in p[point].itertuples(index=False)]
-        all_noise = not any(keep)
-        p = p if all_noise else p[keep]
-    excluded = "; ".join(f"{m} {ph} B = {int(b)} L = {int(L)} (zeroed at r = {r:g}: {sp:.2f}× dense)"
-                         for (m, ph, b, L), (r, sp) in sorted(noisy.items())) or "none"
-    best = p.loc[p["speedup"].idxmax()]
-    gpu = is_gpu(rows)
-    where = (f"{best['model']}, {best['phase']}, B = {int(best['batch'])}, L = {int(best['seqlen'])}, "
-             f"r = {best['ratio']:g}; {best['timing']}")
-    red = {}
-    for col, label in (("weights_reduction", "weights"), ("state_reduction", "recurrent state"),
-                       ("peak_reduction", "peak")):
-        if col in q and q[col].notna().any():
-            red[label] = float(q[col].max())
-    memory = f"{q['model'].iloc[0]}, r = {rmax:g}: " + ", ".join(f"{k} −{_pct(v)}" for k, v in red.items())
-    per_L = p.groupby("seqlen")["speedup"].max()
-    Ls = ", ".join(str(int(L)) for L in per_L.index)
-    if gpu:
-        reading = "peak" if "peak" in red else "recurrent state"
-        got = red.get(reading, math.nan)
-        v8 = CONFIRMED if got >= PAPER_MEMORY_REDUCTION * 0.9 else (PARTLY if got > 0 else REFUTED)
-        c8 = f"{v8}: {reading} −{_pct(got)} at r = {rmax:g} against the paper's {PAPER_MEMORY_REDUCTION * 100:.1f} %"
-    else:
-        c8 = f"{NOT_HERE}: the paper measured a GPU, this is a CPU (here: " + \
-            ", ".join(f"{k} −{_pct(v)}" for k, v in red.items()) + \
-            f" at r = {rmax:g}, against the paper's {PAPER_MEMORY_REDUCTION * 100:.1f} % of an undefined memory)"
-    if all_noise:
-        why = f"{NOT_HERE}: every timed point fails the zeroed-model control (its timings are noise)"
-        c7 = f"{why} (best {best['speedup']:.2f}×, not used)"
-        c9 = why
-    elif gpu:
-        v7 = CONFIRMED if best["speedup"] >= PAPER_SPEEDUP * 0.9 else (PARTLY if best["speedup"] > 1 else REFUTED)
-        n_up = int((per_L > 1).sum())
-        v9 = CONFIRMED if n_up == len(per_L) else (PARTLY if n_up else REFUTED)
-        timed = ", ".join(f"{r:g}" for r in sorted(p["ratio"].astype(float).unique()))
-        c7 = f"{v7}: best {best['speedup']:.2f}× (r = {timed} timed) against the paper's {PAPER_SPEEDUP}×"
-        c9 = f"{v9}: speed-up > 1 at {n_up} of {len(per_L)} sequence lengths ({Ls})"
-    else:
-        why = f"{NOT_HERE}: the paper measured a GPU, this is a CPU"
-        c7 = f"{why} (here: best {best['speedup']:.2f}× against the paper's {PAPER_SPEEDUP}×)"
-        c9 = f"{why} (here: speed-up > 1 at {int((per_L > 1).sum())} of {len(per_L)} sequence lengths, {Ls})"
-    return {"table2_machine": machine_label(rows, results_root), "table2_speedup": f"{best['speedup']:.2f}× ({where})",
-            "table2_memory": memory, "table2_c7_verdict": c7, "table2_c8_verdict": c8, "table2_c9_verdict": c9,
-            "table2_excluded": excluded}
-
-
-# A zeroed model computes with exactly the dense shapes, so its time should equal the dense time; where it is off
-# by more than this, the point's timings are noise (a host-bound GPU call, a busy CPU) and it is not used.
-CONTROL_TOL = 0.05
-
-
-def _uncontrolled(rows) -> dict:
-    """(model, phase, batch, seqlen) points where a zeroed model's speed-up against dense is off 1 by more than
-    `CONTROL_TOL`: the zeroed model is the control, same work as dense, so such a point cannot time pruning.
-    Each maps to the (ratio, speed-up) of the zeroed model furthest from 1 there."""
-    if rows is None or "mode" not in rows or not (rows["mode"] == "zeroed").any():
-        return {}
-    z = efficiency_summary(rows, mode="zeroed")
-    z = z[z["ratio"].astype(float) > 0].dropna(subset=["speedup"])
-    point = ["model", "phase", "batch", "seqlen"]
-    z = z.assign(off=(z["speedup"] - 1).abs())
-    bad = z[z["off"] > CONTROL_TOL].sort_values("off", ascending=False).drop_duplicates(point)
-    return {(m, ph, int(b), int(L)): (float(r), float(sp))
-            for m, ph, b, L, r, sp in bad[point + ["ratio", "speedup"]].itertuples(index=False)}
-
-
-def claims_tradeoff(table) -> dict:
-    """C10: quality falls and speed rises monotonically in r (Spearman correlation with r per model).
-
-    Speed is judged on the phase whose dense call is the longest (`dense_ms_<phase>`), the best resolved against
-    timing noise: a small model's decode step takes a few milliseconds on a CPU, and its speed-ups there move by
-    tens of percent from one run to the next. The correlations of every phase are reported."""
-    if table is None or table.empty:
-        raise ExperimentError("no trade-off rows")
-    parts, mono = [], 0
-    for m, g in table.groupby("model", sort=False):
-        g = g.sort_values("ratio")
-        qcol = next((c for c in g.columns if str(c).startswith("ppl_")), None)
-        phases = [c[len("speedup_"):] for c in ("speedup_prefill", "speedup_decode") if c in g.columns]
-        if qcol is None or not phases or len(g) < 3:
-            continue
-        judged = max(phases, key=lambda ph: g[f"dense_ms_{ph}"].max() if f"dense_ms_{ph}" in g else -1.0)
-        rq = _spearman(g["ratio"], g[qcol])
-        rs = {ph: _spearman(g["ratio"], g[f"speedup_{ph}"]) for ph in phases}
-        speeds = ", ".join(f"ρ(r, speedup_{ph}) = {v:+.2f}{' (judged)' if ph == judged and len(rs) > 1 else ''}"
-                           for ph, v in rs.items())
-        parts.append(f"{m}: ρ(r, {qcol}) = {rq:+.2f}, {speeds}")
-        mono += rq > 0.8 and rs[judged] > 0.8
-    if not parts:
-        return {"fig6_monotone": "n/a (fewer than 3 ratios)", "fig6_c10_verdict": NOT_HERE}
-    v = CONFIRMED if mono == len(parts) else (PARTLY if mono else REFUTED)
-    return {"fig6_monotone": "; ".join(parts),
-            "fig6_c10_verdict": f"{v} ({mono} of {len(parts)} models with both rank correlations > 0.8; speed "
-                                f"judged on the phase with the longest dense call)"}
-
-
-def claims_criteria(rows) -> dict:
-    """Does Δ beat random? Per model and ratio, Δ's perplexity against the mean (and range) over random seeds."""
-    if rows is None or rows.empty:
-        raise ExperimentError("no criteria rows")
-    d = rows[(rows["task"] == "perplexity") & (rows["metric"] == "ppl") & (rows["ratio"].astype(float) > 0)]
-    parts, wins, total = [], 0, 0
-    best = []
-    for (m, r), g in d.groupby(["model", "ratio"]):
-        rnd = g[g["criterion"] == "random"]["value"].astype(float)
-        dl = g[g["criterion"] == "delta"]["value"].astype(float)
-        if rnd.empty or dl.empty:
-            continue
-        total += 1
-        wins += float(dl.mean()) < float(rnd.min())
-        parts.append(f"{m} r = {float(r):g}: Δ {float(dl.mean()):.1f} vs random {float(rnd.mean()):.1f} "
-                     f"[{float(rnd.min()):.1f}–{float(rnd.max()):.1f}]")
-        means = g.groupby("criterion")["value"].mean()
-        best.append(f"{m} r = {float(r):g}: {means.idxmin()}")
-    if not total:
-        return {"criteria_delta_vs_random": "n/a (need delta and random)", "criteria_best": "n/a",
-                "criteria_verdict": NOT_HERE}
-    v = CONFIRMED if wins == total else (PARTLY if wins else REFUTED)
-    return {"criteria_delta_vs_random": "; ".join(parts), "criteria_best": "; ".join(best),
-            "criteria_verdict": f"{v}: Δ beats every random seed in {wins} of {total} (model, ratio) cases"}
-
-
-def claims_roofline(rows) -> dict:
-    from .profiling.flops import roofline_points
-
-    if rows is None or rows.empty:
-        raise ExperimentError("no roofline rows")
-    pk = rows[rows["component"] == "machine"]
-    flops = float(pk.loc[pk["metric"] == "peak_flops", "value"].iloc[0])
-    bw = float(pk.loc[pk["metric"] == "peak_bandwidth", "value"].iloc[0])
-    pts = roofline_points(rows[rows["component"] != "machine"], flops, bw)
-    bound = "n/a"
-    if not pts.empty:
-        s = pts[pts["component"] == "ssm"]
-        bound = "; ".join(f"{ph}: {', '.join(sorted(set(g['bound'])))}-bound, {g['fraction_of_roof'].median() * 100:.0f} % "
-                          "of the roof (median)" for ph, g in s.groupby("phase")) or "n/a"
-    return {"roofline_peaks": f"{flops / 1e9:.1f} GFLOP/s, {bw / 1e9:.1f} GB/s ({pk['method'].iloc[0]})",
-            "roofline_ssm": bound}
-
-
-def claims_decode_traffic(rows, model: str = "mamba2-130m", batch: int = 8, ratio: float = 0.5) -> dict:
-    """The state's share of a decode step's bytes, and the bandwidth-bound ideal speed-up at `ratio`."""
-    if rows is None or rows.empty:
-        raise ExperimentError("no decode traffic rows")
-    a = rows[rows["source"] == "analytic"]
-    if model not in set(a["model"]):
-        model = a["model"].iloc[0]
-    bs = sorted({int(b) for b in a.loc[a["model"] == model, "batch"]})
-    batch = batch if batch in bs else bs[-1]
-    sel = a[(a["model"] == model) & (a["batch"].astype(int) == batch)]
-    rs = sorted(r for r in sel["ratio"].astype(float).unique() if r > 0)
-    ratio = ratio if ratio in rs else (rs[len(rs) // 2] if rs else 0.0)
-    frac = float(sel[(sel["metric"] == "state_traffic_fraction") & (sel["ratio"].astype(float) == 0)]["value"].iloc[0])
-    ideal = sel[(sel["metric"] == "ideal_speedup") & (sel["ratio"].astype(float) == ratio)]["value"]
-    m = rows[(rows["source"] == "measured") & (rows["metric"] == "measured_speedup")
-             & (rows["ratio"].astype(float) == ratio)]
-    meas = "; ".join(f"{mm} B = {int(b)}: {float(v):.2f}×" for mm, b, v in zip(m["model"], m["batch"], m["value"]))
-    if meas:
-        meas = f"at r = {ratio:g}, {m['dtype'].iloc[0]}, path {m['path'].iloc[0]}: {meas}"
-        bound = float(ideal.iloc[0]) if len(ideal) else math.inf
-        if (m["value"].astype(float) > bound * 1.05).any():
-            meas += " (above the bound: that step is not the bandwidth-bound one the bound assumes)"
-    else:
-        meas = "not measured"
-    return {"decode_state_fraction": f"{_pct(frac)} of the bytes of one decode step ({model}, B = {batch}, "
-                                     f"{sel['dtype'].iloc[0]})",
-            "decode_ideal_speedup": f"{float(ideal.iloc[0]):.2f}× at r = {ratio:g}" if len(ideal) else "n/a",
-            "decode_measured_speedup": meas}
-
-
-def gpu_decode_speedups(kernels, traffic=None, model: str = "mamba2-130m", batch: int = 64) -> str:
-    """Measured decode speed-ups of pruned models on committed GPU rows (`gpu_kernels`, the campaign's graph-
-    replayed steps at the paper's kept counts), each beside its bandwidth-bound ideal from `traffic` rows (the
-    `decode_state_traffic` analytic rows), as one line per machine; a sentence saying so when there are none."""
-    from .gpu_goals import PAPER_KEPT, pruned_decode_speedups
-
-    if kernels is None or kernels.empty:
-        return "no GPU rows committed (benchmarks/gpu_book.sh measures them)"
-    ideal = {}
-    if traffic is not None and not traffic.empty:
-        a = traffic[(traffic["source"] == "analytic") & (traffic["metric"] == "ideal_speedup")
-                    & (traffic["model"] == model) & (traffic["batch"].astype(int) == batch)]
-        ideal = {round(float(r), 6): float(v) for r, v in zip(a["ratio"], a["value"])}
-    lines = []
-    for name, g in kernels.groupby("device_name", sort=True):
-        parts = []
-        for r, speedup in pruned_decode_speedups(g, model, batch).items():
-            bound = ideal.get(round(r, 6))
-            parts.append(f"r = {r:g} (N′ = {PAPER_KEPT[r]}) {speedup:.2f}×"
-                         + (f" (bound {bound:.2f}×)" if bound else ""))
-        if parts:
-            lines.append(f"{name}, {model} B = {batch}, one CUDA graph per step: " + ", ".join(parts))
-    return "; ".join(lines) or f"no pruned {model} decode rows at B = {batch} in the committed GPU rows"
-
-
-def recall_probe_pairs(rows, min_acc: float = 0.5) -> int:
-    """The number of pairs at which pruning is judged: the largest n_pairs the dense model still answers with
-    accuracy ≥ `min_acc` (a harder probe measures the model's failure, not the pruning), else the smallest."""
-    dense = rows[rows["criterion"] == "none"].groupby("n_pairs")["value"].mean()
-    ok = [int(n) for n, v in dense.items() if v >= min_acc]
-    return max(ok) if ok else int(rows["n_pairs"].min())
-
-
-def claims_recall(rows) -> dict:
-    """Recall accuracy of the pruned models at `recall_probe_pairs` pairs against the dense model's; the verdict
-    needs a dense accuracy of at least twice chance there."""
-    if rows is None or rows.empty:
-        raise ExperimentError("no recall rows")
-    n = recall_probe_pairs(rows)
-    d = rows[rows["n_pairs"].astype(int) == n]
-    dense = float(d[d["criterion"] == "none"]["value"].mean())
-    parts = []
-    for (r, c), g in d[d["criterion"] != "none"].groupby(["ratio", "criterion"]):
-        parts.append(f"r = {float(r):g} {c}: {float(g['value'].mean()):.2f}")
-    chance = float(rows["chance"].iloc[0])
-    pruned = d[d["criterion"] != "none"]
-    if dense <= 2 * chance:
-        verdict = f"{NOT_HERE}: the recall model is near chance ({dense:.2f} at {n} pairs); train it longer"
-    elif pruned.empty:
-        verdict = "no pruned model measured"
-    else:
-        worst = pruned.groupby(["ratio", "criterion"])["value"].mean().min()
-        verdict = (f"pruning costs recall at {n} pairs: dense {dense:.2f}, worst pruned {worst:.2f} "
-                   f"(chance {chance:.3f})")
-    return {"recall_dense": f"{dense:.2f} at {n} pairs (chance {chance:.3f})",
-            "recall_pruned": f"at {n} pairs: " + "; ".join(parts), "recall_verdict": verdict}
-
-
-def claims_kernels(rows) -> dict:
-    """E5: per GPU machine, how many of the kernel goals (`perfmamba.gpu_goals`) its committed gpu_kernels rows
-    measured, and how many of those are met."""
-    from .gpu_goals import GOALS, ratio_table
-
-    if rows is None or rows.empty:
-        return {"kernels_status": "no GPU run yet: " + NO_GPU_MESSAGE}
-    parts = []
-    for name, g in rows.groupby("device_name", sort=True):
-        t = ratio_table(g)
-        goals = t[t["goal"] != ""]
-        met = int((goals["verdict"] == "met").sum())
-        each = "; ".join(f"{r['ratio']}: {r['measured (×)']:.2f}× ({r['goal']}, {r['verdict']})"
-                         for _, r in goals.iterrows())
-        parts.append(f"{name}: {met} of the {len(goals)} goal ratios measured are met ({len(GOALS)} goals in "
-                     f"benchmarks/README.md; a goal not listed was not measured) — {each or 'none'}")
-    return {"kernels_status": " | ".join(parts)}

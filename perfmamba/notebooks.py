@@ -34,7 +34,10 @@ NOTEBOOKS = [
     "ext_decode_state_traffic",
     "ext_recall",
     "ext_kernels",
+    "claims",  # last: it reads the rows every other notebook wrote; the book shows it first
 ]
+# Notebooks whose page belongs to the book's first part, not to Results or Extensions.
+FRONT = ("claims",)
 
 
 class NotebookError(PerfmambaError):
@@ -177,6 +180,14 @@ def publish(numbers: dict, notebook: str, *, results_root=None):
     data[notebook] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "numbers": {k: str(v) for k, v in numbers.items()}}
     results.atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def glue_markdown(key: str, text: str) -> None:
+    """Glue Markdown (a table, say) that another page pastes with ``{glue:md}`notebooks/<name>.ipynb::<key>` ``."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    glue(key, Markdown(text), display=False)
 
 
 def default_profile() -> str:

@@ -14,8 +14,16 @@ import yaml
 from perfmamba import notebooks, plots
 
 ROOT = Path(__file__).resolve().parents[1]
-CLAIMS = ROOT / "book" / "claims.md"
-GLUE_REF = re.compile(r"\{glue:text\}`notebooks/(\w+)\.ipynb::(\w+):[^`]*`")
+# a number pasted from another page: {glue:text}`notebooks/<name>.ipynb::<key>:s` in book/*.md, or
+# {glue:text}`<name>.ipynb::<key>:s` in the claims notebook (a sibling of the pages it quotes)
+GLUE_REF = re.compile(r"\{glue:(?:text|md)\}`(?:notebooks/)?(\w+)\.ipynb::(\w+)(?::[^`]*)?`")
+
+
+def quoted() -> list[tuple[str, str]]:
+    """(notebook, key) of every glued number another page quotes."""
+    text = "".join(p.read_text() for p in (ROOT / "book").glob("*.md"))
+    text += "".join(c.source for c in source("claims").cells if c.cell_type == "markdown")
+    return GLUE_REF.findall(text)
 
 
 def source(name: str):
@@ -87,12 +95,14 @@ def test_toc_lists_every_notebook_in_order():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     parts = {p["caption"]: [c["file"] for c in p["chapters"]] for p in toc["parts"]}
     listed = parts["Results"] + parts["Extensions"]
-    assert listed == [f"book/notebooks/{n}" for n in notebooks.NOTEBOOKS]
+    assert listed == [f"book/notebooks/{n}" for n in notebooks.NOTEBOOKS if n not in notebooks.FRONT]
+    assert [f"book/notebooks/{n}" for n in notebooks.FRONT] == \
+        [f for f in parts["The paper and this artifact"] if f.startswith("book/notebooks/")]
     assert all(n.startswith("book/notebooks/ext_") for n in parts["Extensions"])
 
 
-def test_claims_page_quotes_only_known_notebooks():
-    refs = GLUE_REF.findall(CLAIMS.read_text())
+def test_pages_quote_only_known_notebooks():
+    refs = quoted()
     assert refs, "the claims page quotes the notebooks' glued numbers"
     assert {n for n, _ in refs} <= set(notebooks.NOTEBOOKS)
 
@@ -168,8 +178,8 @@ def test_notebook_executes_with_smoke_parameters(tiny, name):
     figures = [o for o in outs if "image/png" in o.get("data", {})]
     tables = [o for o in outs if "<table" in str(o.get("data", {}).get("text/html", ""))]
     assert figures or tables, f"{name}: no figure and no table in the executed notebook"
-    wanted = {k for n, k in GLUE_REF.findall(CLAIMS.read_text()) if n == name}
-    assert wanted <= glued(nb), f"{name}: the claims page quotes numbers the notebook does not glue: " \
+    wanted = {k for n, k in quoted() if n == name}
+    assert wanted <= glued(nb), f"{name}: the book quotes numbers the notebook does not glue: " \
                                 f"{sorted(wanted - glued(nb))}"
 
 

@@ -3,9 +3,9 @@
 `plot_fig2_latency` — the paper's Fig. 2: time per component against sequence length, prefill and decode,
 stacked bars, one row of panels per model. `share_table` — one component's share of the time against L.
 `table1_components` — the paper's Table 1 layout: per
-component, share of time and memory, our values beside the paper's (`PAPER_TABLE1`). `ssm_memory_table` — the SSM's
-memory in Mamba-2 against Mamba-1 of the same width and depth, beside the paper's two quoted values
-(`PAPER_SSM_MEMORY`). `plot_roofline` — measured components on the roofline of a device.
+component, share of time and memory. `ssm_memory_table` — the SSM's memory in Mamba-2 against Mamba-1 of the same
+width and depth. `plot_roofline` — measured components on the roofline of a device. The paper's own values are
+compared in `perfmamba.claims`, not here.
 """
 from __future__ import annotations
 
@@ -19,28 +19,6 @@ COLORS = {"embedding": "#bab0ac", "rmsnorm": "#76b7b2", "in_proj": "#4e79a7", "c
           "ssm": "#e15759", "gated_norm": "#59a14f", "out_proj": "#edc948", "lm_head": "#b07aa1",
           "other": "#d4d4d4"}
 PATH_PREFERENCE = ("mamba_ssm", "triton", "ref", "sequential")
-
-# The paper's Table 1 (PerfMamba, arXiv 2511.22849v1), per architecture and component: share of CUDA time
-# and memory in GB, to be transcribed from the paper. Entries are None where the value has not been
-# transcribed from the paper; they are shown as missing, never filled in. The paper's "Gated MLP" is our
-# in_proj.
-PAPER_TABLE1: dict[tuple[str, str], dict[str, float | None]] = {
-    (arch, comp): {"time_share": None, "memory_gb": None}  # not transcribed
-    for arch, comps in (("mamba1", ("rmsnorm", "in_proj", "conv1d", "ssm", "out_proj")),
-                        ("mamba2", ("rmsnorm", "in_proj", "conv1d", "ssm", "gated_norm", "out_proj")))
-    for comp in comps
-}
-
-# Two values of the paper that are known here although its Table 1 is not: at L = 2048 the SSM component of
-# Mamba-2 takes 33.5 % more memory than that of Mamba-1, 115.68 GB against 86.64 GB, which the paper puts down
-# to "block-wise state materialization". They are quoted from the paper (arxiv.org/html/2511.22849) by a
-# public document, github.com/noonghunna/club-3090 docs/KV_MATH.md, not read from the paper itself, and are
-# labelled "quoted" wherever they are shown. The paper does not say which model size they belong to.
-PAPER_SSM_MEMORY = {"seqlen": 2048, "mamba1_gb": 86.64, "mamba2_gb": 115.68}
-PAPER_SSM_RATIO = PAPER_SSM_MEMORY["mamba2_gb"] / PAPER_SSM_MEMORY["mamba1_gb"]  # "33.5 % more"
-PAPER_SSM_MEMORY_SOURCE = ("quoted from the paper in github.com/noonghunna/club-3090, docs/KV_MATH.md; the paper's "
-                           "own text was not reachable")
-
 
 def _pick(df: pd.DataFrame, col: str, value, prefer=None):
     """Filter df on col == value; with value None, on the single value present (or the preferred one)."""
@@ -169,15 +147,11 @@ def table1_components(df: pd.DataFrame, *, phase: str = "prefill", seqlen: int |
                 v = mg.loc[(mg["component"] == comp) & (mg["metric"] == metric), "value"]
                 return float(v.max()) if len(v) else float("nan")
 
-            paper = dict(PAPER_TABLE1.get((arch, comp), {}))
-            if comp == "ssm" and seqlen == PAPER_SSM_MEMORY["seqlen"] and paper.get("memory_gb") is None:
-                paper["memory_gb"] = PAPER_SSM_MEMORY.get(f"{arch}_gb")  # quoted, see PAPER_SSM_MEMORY
             out.append({
                 "model": model, "arch": arch, "component": comp, "time_ms": float(t.iloc[0]),
                 "time_share": float(s.iloc[0]) if len(s) else (float(t.iloc[0]) / total if total else float("nan")),
                 "activation_peak_MB": mval("activation_peak") / 2**20,
                 "sum_of_allocations_GB": mval("sum_of_allocations") / 2**30,
-                "paper_time_share": paper.get("time_share"), "paper_memory_GB": paper.get("memory_gb"),
             })
     table = pd.DataFrame(out)
     table.attrs.update(picked, seqlen=seqlen, phase=phase)
@@ -192,12 +166,12 @@ def preset_shape(model: str):
     return (cfg.d_model, cfg.n_layer) if cfg is not None else None
 
 
-def ssm_memory_table(df: pd.DataFrame, *, seqlen: int = PAPER_SSM_MEMORY["seqlen"],
+def ssm_memory_table(df: pd.DataFrame, *, seqlen: int = 2048,
                      phase: str = "prefill") -> pd.DataFrame:
     """The SSM component's memory, Mamba-2 against Mamba-1, for every pair of models in `df` with the same
     width and depth (presets, `perfmamba.config.PRESETS`), per batch, path and reading: the activation peak
     and the labelled sum of allocations (`perfmamba.profiling.memory`), in GB (2³⁰ bytes, as everywhere in this
-    artifact), their ratio, and the paper's ratio of its two quoted values (`PAPER_SSM_RATIO`)."""
+    artifact), and their ratio (the paper's, §4.2, is compared in `perfmamba.claims.profile`)."""
     need = {"model", "arch", "metric", "component", "seqlen", "value"}
     if df is None or df.empty or not need <= set(df.columns):
         raise ProfilingError("no profiling rows with memory readings")
@@ -220,11 +194,11 @@ def ssm_memory_table(df: pd.DataFrame, *, seqlen: int = PAPER_SSM_MEMORY["seqlen
             for key, (va, vb) in both.iterrows():
                 out.append({"mamba1": a, "mamba2": b, **dict(zip(keys, key if len(keys) > 1 else (key,))),
                             "mamba1_GB": va / 2**30, "mamba2_GB": vb / 2**30,
-                            "ratio": vb / va if va > 0 else float("nan"), "paper_ratio": PAPER_SSM_RATIO})
+                            "ratio": vb / va if va > 0 else float("nan")})
     if not out:
         raise ProfilingError(f"no Mamba-1/Mamba-2 pair of the same width and depth has SSM memory rows at L = {seqlen}")
     table = pd.DataFrame(out)
-    table.attrs.update(seqlen=seqlen, phase=phase, paper_source=PAPER_SSM_MEMORY_SOURCE)
+    table.attrs.update(seqlen=seqlen, phase=phase)
     return table
 
 

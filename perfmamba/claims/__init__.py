@@ -1,0 +1,45 @@
+"""The claims table: every value the paper prints or plots, beside ours, with a status.
+
+    paper      the paper's numbers (data/paper/), read only here
+    records    Claim and Value, the fixed set of statuses, summary and frame
+    sources    the rows claims are judged on (committed GPU rows, the CPU sweep, this run's quality rows)
+    profile    Table 1 cell by cell, Fig. 2, §4's sentences, the abstract's length range
+    pruning    Table 2, Fig. 5, Fig. 4, Fig. 6, §6's sentences, the abstract's headline
+    render     the one place that turns records into the book's tables, sentences and figures
+    pages      the numbers the notebooks glue beyond the paper's claims (E1–E5 and the GPU timing notes)
+
+`evaluate(collect())` gives every record; tests assert statuses and numbers on them.
+"""
+from __future__ import annotations
+
+from . import paper, profile, pruning
+from .records import (CONFIRMED, INCONSISTENT, NOT_MEASURED, PARTLY, REFUTED, STATUSES, UNDECIDABLE, Claim, Value,
+                      frame, summary)
+from .sources import Sources, collect
+
+__all__ = ["evaluate", "collect", "Sources", "Claim", "Value", "STATUSES", "CONFIRMED", "PARTLY", "REFUTED",
+           "UNDECIDABLE", "NOT_MEASURED", "INCONSISTENT", "summary", "frame", "covered", "paper"]
+
+
+def evaluate(src: Sources | None = None) -> list[Claim]:
+    """Every claim record, in the paper's order (Table 1, Fig. 2, §4, Table 2, Fig. 5, §6, Fig. 4, Fig. 6)."""
+    src = src if src is not None else collect()
+    profile._MEDIANS.clear()  # memoised per frame: a new evaluation starts afresh
+    return [*profile.claims(src), *pruning.claims(src)]
+
+
+def covered(records) -> set[tuple]:
+    """The keys of the paper's values that some record compares (`paper.all_keys()` minus this is unclaimed)."""
+    return set().union(*(r.refs for r in records))
+
+
+def section_table(*sections: str, results_root=None, sweep=None, long: bool = True):
+    """The records of the paper's sections starting with any of `sections` ("Table 1", "Fig. 2", "§4", …), as
+    the claims page renders them: for the notebook of that figure or table. results_root: where committed GPU
+    rows are read; this run's rows are read where the notebooks write them ($PERFMAMBA_RESULTS or data/results)."""
+    from . import render
+    from .sources import SWEEP
+
+    records = evaluate(collect(results_root, sweep if sweep is not None else SWEEP))
+    keep = [r for r in records if r.section.startswith(tuple(sections))]
+    return render.table(keep, long=long)
