@@ -17,6 +17,7 @@ COMMANDS = [
     "perfmamba.pruning.cli",
     "perfmamba.profiling.cli",
     "perfmamba.pipeline",
+    "perfmamba.claims.cli",
 ]
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from perfmamba import claims
-from perfmamba.claims import paper, pruning, records, render
+from perfmamba.claims import accuracy, paper, records, render, speed, table1
 from perfmamba.claims.records import (CONFIRMED, INCONSISTENT, NOT_MEASURED, PARTLY, REFUTED, UNDECIDABLE, Claim,
                                       Value)
 from perfmamba.claims.sources import Sources
@@ -155,7 +155,7 @@ def test_table1_latency_judged_on_the_ranking_of_the_five_components():
     flipped = {"in_proj": 1.0, "out_proj": 2.0, "ssm": 30.0, "rmsnorm": 9.0, "gated_norm": 1.0, "conv1d": 12.0}
     for ms, status in ((same, CONFIRMED), (flipped, REFUTED)):
         src = Sources(gpu_profile=pd.DataFrame(_profile_rows("mamba2", 2048, ms)))
-        r = {c.id: c for c in claims.profile.table1_measured(src)}["table1_latency_mamba2_L2048"]
+        r = {c.id: c for c in table1.table1_measured(src)}["table1_latency_mamba2_L2048"]
         assert r.status == status
         assert r.compared["paper largest"] == "Gated MLP"
         assert {v.machine for v in r.ours} == {"Test GPU"} and {v.batch for v in r.ours} == {8}
@@ -191,7 +191,7 @@ def _kernel_rows(L, dense_ms, pruned: dict, phase="prefill", batch=8):
     base = dict(model="mamba2-130m", component="model", metric="latency", phase=phase, batch=batch, seqlen=L,
                 impl="conv=ours", unit="ms", section="s", device_name="Test GPU", machine="nvidia-test")
     return [dict(base, ratio=0.0, d_state=128, value=dense_ms)] + \
-        [dict(base, ratio=r, d_state=pruning.paper.setting("kept_states")[i], value=v)
+        [dict(base, ratio=r, d_state=speed.paper.setting("kept_states")[i], value=v)
          for i, (r, v) in enumerate(pruned.items())]
 
 
@@ -199,7 +199,7 @@ def test_table2_row_judged_on_whole_call_timings_only():
     # Table 2 at L = 2048: 1.04, 1.05, 1.06, 1.12, 1.14
     rows = _kernel_rows(2048, 100.0, {0.1: 100.0 / 1.05, 0.3: 100.0 / 1.2})
     src = Sources(gpu_kernels=pd.DataFrame(rows))
-    recs = {r.id: r for r in pruning.table2(src)}
+    recs = {r.id: r for r in speed.table2(src)}
     r = recs["table2_speedup_L2048"]
     assert r.status == PARTLY  # r = 0.1 within 0.03 of 1.04, r = 0.3 (1.20 vs 1.05) not
     assert r.compared["prefill B = 8 r = 0.1"] == pytest.approx(0.01, abs=1e-9)
@@ -207,7 +207,7 @@ def test_table2_row_judged_on_whole_call_timings_only():
     # memory: weights + state of Mamba2-130M, analytic, at every cell
     mem = recs["table2_memory_L2048"]
     assert len([v for v in mem.ours if v.machine == "analytic"]) == 5
-    assert mem.ours[-1].value == pytest.approx(100 * pruning.analytic_memory_reduction(0.9))
+    assert mem.ours[-1].value == pytest.approx(100 * speed.analytic_memory_reduction(0.9))
 
 
 def test_the_zeroed_control_keeps_noisy_points_out_of_the_verdict():
@@ -216,12 +216,12 @@ def test_the_zeroed_control_keeps_noisy_points_out_of_the_verdict():
                     machine="nvidia-test", path="triton", method="timers", component="total", metric="time",
                     value=ms, unit="ms", cuda_graph=True, d_state=128 if mode != "removed" else 64)
     rows = pd.DataFrame([pt("dense", 0.0, 2.0), pt("zeroed", 0.5, 1.5), pt("removed", 0.5, 1.87)])
-    sp = pruning.whole_call_speedups(Sources(gpu_efficiency=rows))
+    sp = speed.whole_call_speedups(Sources(gpu_efficiency=rows))
     assert sp["control"].iloc[0].startswith("zeroed at r = 0.5 timed 1.33× dense")
-    r = {c.id: c for c in pruning.table2(Sources(gpu_efficiency=rows))}["table2_speedup_L8192"]
+    r = {c.id: c for c in speed.table2(Sources(gpu_efficiency=rows))}["table2_speedup_L8192"]
     assert r.status == NOT_MEASURED and any(k.startswith("not used") for k in r.compared)
     fine = rows.assign(value=[2.0, 2.02, 1.87])
-    r = {c.id: c for c in pruning.table2(Sources(gpu_efficiency=fine))}["table2_speedup_L8192"]
+    r = {c.id: c for c in speed.table2(Sources(gpu_efficiency=fine))}["table2_speedup_L8192"]
     assert r.status == CONFIRMED  # 2.0 / 1.87 = 1.07, Table 2's r = 0.5 at 8192
 
 
@@ -243,8 +243,8 @@ def test_fig5_plot_agrees_with_table2_and_5b_with_5a(empty):
 # --- accuracy ------------------------------------------------------------------------------------------------
 
 def test_zones_reproduce_the_text_from_fig4():
-    z = pruning.zone_losses(pruning._fig4(), list(paper.TASKS))
-    assert [round(z[k][0], 1) for k in pruning.ZONES] == [0.6, 12.4, 23.3]
+    z = accuracy.zone_losses(accuracy._fig4(), list(paper.TASKS))
+    assert [round(z[k][0], 1) for k in accuracy.ZONES] == [0.6, 12.4, 23.3]
 
 
 def test_text_accuracies_against_fig4(empty):
@@ -264,12 +264,12 @@ def _quality(acc: dict, stderr: float, n=100):
 def test_accuracy_zones_are_undecidable_when_the_standard_error_exceeds_the_effect():
     acc = {("t", 0.0): 0.50, ("t", 0.1): 0.499, ("t", 0.3): 0.498, ("t", 0.5): 0.44, ("t", 0.7): 0.44,
            ("t", 0.9): 0.39}
-    noisy = {c.id: c for c in pruning.accuracy(Sources(quality=_quality(acc, stderr=0.05)))}["accuracy_zones"]
+    noisy = {c.id: c for c in accuracy.accuracy(Sources(quality=_quality(acc, stderr=0.05)))}["accuracy_zones"]
     assert noisy.status == UNDECIDABLE
     first = noisy.ours[0]
     assert first.value == pytest.approx(100 * (0.001 + 0.002) / 2 / 0.5) and first.n == 100
     assert "n ≈" in noisy.compared["m t r ≤ 0.3"]
-    sharp = {c.id: c for c in pruning.accuracy(Sources(quality=_quality(acc, stderr=0.001)))}["accuracy_zones"]
+    sharp = {c.id: c for c in accuracy.accuracy(Sources(quality=_quality(acc, stderr=0.001)))}["accuracy_zones"]
     # 12 % and 22 % losses at r = 0.5–0.7 and 0.9: the text's 12.2 and 22.3 hold; r ≤ 0.3 stays undecidable
     assert sharp.status == CONFIRMED
     assert records.n_to_decide(0.3, 0.5, 100) == 1112

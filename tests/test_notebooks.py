@@ -185,8 +185,12 @@ def test_notebook_executes_with_smoke_parameters(tiny, name):
 
 @pytest.mark.slow
 def test_results_stay_in_the_temporary_directory(tiny):
-    """Run after the notebooks: their rows went to $PERFMAMBA_RESULTS, with the glued numbers in claims.json."""
+    """Run after the notebooks: their rows went to $PERFMAMBA_RESULTS, with the glued numbers in claims.json and the
+    claim records in claims_records.json."""
     claims = list(tiny["results"].glob("*/claims.json"))
     assert len(claims) == 1
-    assert set(json.loads(claims[0].read_text())) == set(notebooks.NOTEBOOKS)
+    published = set(json.loads(claims[0].read_text()))
+    assert {"fig2_latency", "table1_components", "claims"} <= published <= set(notebooks.NOTEBOOKS)
+    recs = json.loads(claims[0].with_name("claims_records.json").read_text())
+    assert {r["id"] for r in recs} >= {"table1_flops_mamba1_out_proj", "headline", "accuracy_zones"}
     assert list(tiny["results"].glob("*/latency.csv")) and list(tiny["results"].glob("*/pruning_quality.csv"))

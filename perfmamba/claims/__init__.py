@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-from . import paper, profile, pruning
+from . import accuracy, paper, profile, speed, table1
 from .records import (CONFIRMED, INCONSISTENT, NOT_MEASURED, PARTLY, REFUTED, STATUSES, UNDECIDABLE, Claim, Value,
                       frame, summary)
 from .sources import Sources, collect
@@ -24,8 +24,8 @@ __all__ = ["evaluate", "collect", "Sources", "Claim", "Value", "STATUSES", "CONF
 def evaluate(src: Sources | None = None) -> list[Claim]:
     """Every claim record, in the paper's order (Table 1, Fig. 2, §4, Table 2, Fig. 5, §6, Fig. 4, Fig. 6)."""
     src = src if src is not None else collect()
-    profile._MEDIANS.clear()  # memoised per frame: a new evaluation starts afresh
-    return [*profile.claims(src), *pruning.claims(src)]
+    table1._MEDIANS.clear()  # memoised per frame: a new evaluation starts afresh
+    return [*table1.claims(src), *profile.claims(src), *speed.claims(src), *accuracy.claims(src)]
 
 
 def covered(records) -> set[tuple]:

@@ -2,13 +2,14 @@
 claims page) and the notes on GPU timing that the deviations page quotes.
 
 Each function reduces rows to {key: text}; `perfmamba.notebooks.publish` glues them. The paper's claims are
-not judged here but in `perfmamba.claims.profile` and `perfmamba.claims.pruning`, as records.
+not judged here but in `perfmamba.claims.table1`, `profile`, `speed` and `accuracy`, as records.
 """
 from __future__ import annotations
 
 import math
 
 from .. import experiments
+from ..profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
 from . import paper
 from .records import CONFIRMED, NOT_MEASURED, PARTLY, REFUTED
 
@@ -48,7 +49,7 @@ def host_bound(rows, results_root=None, max_other: float = GPU_MAX_OTHER) -> dic
         parts.append(f"{label} L = {experiments.span_text([int(x) for x in g['seqlen']], 'd')}: {experiments.span_text(g['value'] * 100, '.0f')} %")
     dec = other[other["phase"] == "decode"]["value"]
     total = rows[(rows["metric"] == "time") & (rows["component"] == "total") & (rows["phase"] == "decode")]
-    eager, how = total[(total["method"] == experiments.CALL_METHOD) & ~total["_graph"]]["value"], "timed whole"
+    eager, how = total[(total["method"] == CALL_METHOD) & ~total["_graph"]]["value"], "timed whole"
     if not len(eager):
         eager, how = total[(total["method"] == "timers") & ~total["_graph"]]["value"], "with the timers"
     graphed = total[total["_graph"]]["value"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import PerfmambaError
+from ..errors import PaperError
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "data" / "paper"
 CITATION = ("PerfMamba: Performance Analysis and Pruning of Selective State Space Models, arXiv 2511.22849v1 "
@@ -38,10 +38,6 @@ TABLE1_COMPONENTS = {"RMSNorm": "rmsnorm", "Gated MLP": "in_proj", "Conv. Transf
 FIG2_COMPONENTS = {"RMSNorm": "rmsnorm", "Gated MLP": "in_proj", "Convolution": "conv1d", "SSM": "ssm",
                    "Final Linear": "out_proj"}
 TASKS = {"piqa": "PIQA", "arc_easy": "ARC-Easy", "hellaswag": "HellaSwag", "openbookqa": "OpenBookQA"}
-
-
-class PaperError(PerfmambaError):
-    """The paper's data files are missing or malformed."""
 
 
 @functools.lru_cache(maxsize=None)

@@ -90,7 +90,7 @@ def inconsistencies(records) -> pd.DataFrame:
 
 def to_json(records, path) -> None:
     """All records, machine-readable (written atomically)."""
-    from ..results import atomic_write_text
+    from ..io import atomic_write_text
 
     atomic_write_text(path, json.dumps([r.to_dict() for r in records], indent=1, ensure_ascii=False,
                                        default=str) + "\n")
@@ -142,7 +142,7 @@ def plot_table1_shares(records, metric: str = "latency"):
     """Table 1's shares of one metric, the paper (hatched) beside ours, per architecture and length."""
     import matplotlib.pyplot as plt
 
-    from .profile import FIVE
+    from .table1 import FIVE
 
     colors = ["#76b7b2", "#4e79a7", "#f28e2b", "#e15759", "#edc948"]
     bars = []  # (label, shares, hatched)

@@ -1,4 +1,5 @@
-"""Claims of the pruning half of the paper (§6, the abstract): Table 2, Fig. 5, Fig. 4, Fig. 6 and §6's text.
+"""Claims of the pruning half of the paper on speed and memory (§6.3, the abstract): Table 2, Fig. 5 and the
+headline.
 
 Speed-ups compared with the paper's are whole calls timed with its stated protocol (warm-up, then repeated
 synchronised calls): the committed GPU rows of `triton.testing.do_bench` (`gpu_kernels.csv`) and the decode
@@ -9,12 +10,6 @@ named in each value.
 Memory: the paper's "memory reduction" is not defined. It is compared under the reading that can be computed
 for every cell, weights plus recurrent state of Mamba2-130M at batch 8 (bf16 weights, fp32 state), and, where
 the GPU rows have it, the peak allocation of a whole call.
-
-Accuracy: the paper's tasks (PIQA, ARC-Easy, HellaSwag, OpenBookQA) and checkpoint cannot be had on the
-machines this artifact runs on, so Fig. 4's cells are "not measured here", with the command that measures
-them. The paper's text is checked against its own figure, and its accuracy zones are computed the way its
-numbers are reproduced: the mean *relative* loss over the four tasks and the ratios of a zone. The same
-statistic on our trained small models is shown beside them with its standard error.
 """
 from __future__ import annotations
 
@@ -25,8 +20,7 @@ import pandas as pd
 
 from .. import experiments
 from . import paper
-from .records import (CONFIRMED, INCONSISTENT, NOT_MEASURED, PARTLY, REFUTED, UNDECIDABLE, Claim, Value, decided,
-                      judge, n_to_decide)
+from .records import CONFIRMED, INCONSISTENT, NOT_MEASURED, PARTLY, REFUTED, Claim, Value, judge
 
 MODEL = "mamba2-130m"
 RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -40,13 +34,8 @@ RELATIVE_TOL_PP = 2.0
 # A zeroed model computes with exactly the dense shapes, so its time should equal the dense time; where it is off by
 # more than this, the point's timings are noise (a host-bound call, a busy machine) and its speed-ups are not used.
 CONTROL_TOL = 0.05
-ZONES = {"r ≤ 0.3": (0.1, 0.3), "0.3 < r ≤ 0.7": (0.5, 0.7), "r > 0.7": (0.9,)}
-ZONE_TOL_PP = 1.5
 TABLE2_COMMAND = ("papermill notebooks/table2_efficiency.ipynb out.ipynb -f notebooks/params/table2_efficiency.yaml "
                   "(on a CUDA machine)")
-ACCURACY_COMMAND = ("perfmamba lm-eval --model perfmamba --model_args pretrained=<mamba2-130m>,prune_ratio=R "
-                    "--tasks piqa,arc_easy,hellaswag,openbookqa (needs the checkpoint and the datasets from a hub)")
-
 
 def _r(x) -> float:
     return round(float(x), 6)
@@ -384,228 +373,5 @@ def speed_prose(src) -> list[Claim]:
     return out
 
 
-# ------------------------------------------------------------------------------------------------------
-# accuracy: Fig. 4, §6.2, Fig. 6, §6.4
-
-def _fig4() -> dict[tuple[str, float], float]:
-    f = paper.table("fig4_read")
-    return {(t, _r(r)): paper.number(v) for t, r, v in zip(f["task"], f["ratio"], f["accuracy_approx"])}
-
-
-def zone_losses(acc: dict, tasks, zones=ZONES, stderr: dict | None = None, n=None) -> dict:
-    """Mean relative accuracy loss (%) per zone over `tasks` and the zone's ratios: mean of
-    (acc(0) − acc(r)) / acc(0); with `stderr` ({(task, r): se}), its standard error (independent cells)."""
-    out = {}
-    for z, rs in zones.items():
-        cells = [(t, r) for t in tasks for r in rs if (t, r) in acc and (t, 0.0) in acc]
-        if not cells:
-            continue
-        losses = [(acc[(t, 0.0)] - acc[(t, r)]) / acc[(t, 0.0)] for t, r in cells]
-        mean = 100 * sum(losses) / len(losses)
-        se = math.nan
-        if stderr is not None:
-            var = sum((stderr.get((t, r), math.nan) ** 2 + stderr.get((t, 0.0), math.nan) ** 2) / acc[(t, 0.0)] ** 2
-                      for t, r in cells)
-            se = 100 * math.sqrt(var) / len(cells)
-        out[z] = (mean, se)
-    return out
-
-
-def _our_accuracy(src):
-    """{(model, task): {ratio: (acc, stderr, n)}} of this run's quality rows (criterion Δ, mode removed)."""
-    q = src.quality
-    if q is None or q.empty:
-        return {}
-    q = q[q["metric"].isin(["acc"]) & q["criterion"].isin(["none", "delta"]) & q["mode"].isin(["dense", "removed"])]
-    out = {}
-    for (m, t, r), g in q.groupby(["model", "task", "ratio"]):
-        out.setdefault((m, t), {})[_r(r)] = (float(g["value"].mean()), float(g["stderr"].astype(float).mean()),
-                                             int(float(g["n"].iloc[0])) if "n" in g and pd.notna(g["n"].iloc[0]) else 0)
-    return out
-
-
-def accuracy(src) -> list[Claim]:
-    fig = _fig4()
-    out = []
-    for task, name in paper.TASKS.items():
-        rs = sorted(r for t, r in fig if t == task)
-        out.append(Claim(
-            id=f"fig4_{task}", section="Fig. 4", asserts=f"zero-shot {name} accuracy of pruned Mamba2-130M against r",
-            paper={f"r = {r:g}": fig[(task, r)] for r in rs}, unit="accuracy", precision="read off the plot, ±0.005",
-            refs={("fig4_read", task, f) for f in paper.table("fig4_read").query("task == @task")["ratio"]},
-            status=NOT_MEASURED, command=ACCURACY_COMMAND,
-            detail="no Mamba2-130M checkpoint and no copy of the task's data can be downloaded here"))
-
-    for tid, ratio in (("accuracy_text_dense", 0.0), ("accuracy_text_r09", 0.9)):
-        rows = paper.prose(tid)
-        text = {}
-        for q, v in zip(rows["quantity"], rows["value"]):
-            task = next(k for k, n in paper.TASKS.items() if q.startswith(n))
-            text.setdefault(task, []).append(paper.number(v) / 100)
-        off = {t: (v, fig[(t, ratio)]) for t, v in text.items()
-               if not min(v) - 0.01 <= fig[(t, ratio)] <= max(v) + 0.01}
-        out.append(Claim(
-            id=tid, section="§6.2", asserts=f"the text's accuracies at r = {ratio:g}",
-            paper={paper.TASKS[t]: "–".join(f"{x:.2f}" for x in v) for t, v in text.items()}, unit="accuracy",
-            precision="printed (whole percent)", refs={("prose", tid)},
-            tolerance="the text agrees with Fig. 4 within 0.01", why="whole percent in the text, ±0.005 on the plot",
-            compared={f"Fig. 4 {paper.TASKS[t]}": fig[(t, ratio)] for t in text},
-            status=INCONSISTENT if off else NOT_MEASURED, command=ACCURACY_COMMAND,
-            detail=("text against Fig. 4: " + ", ".join(f"{paper.TASKS[t]} {'–'.join(f'{x:.2f}' for x in v)} vs "
-                                                         f"{f:.3f}" for t, (v, f) in off.items())
-                    if off else "the text agrees with Fig. 4")))
-
-    # zones: the paper's text against its own figure, and ours beside
-    rows = paper.prose("accuracy_zones")
-    text = dict(zip(ZONES, (paper.number(v) for v in rows["value"])))
-    from_fig = zone_losses(fig, list(paper.TASKS))
-    c = Claim(id="accuracy_zones", section="§6.2",
-              asserts="mean accuracy loss: under 1 % for r ≤ 0.3, about 12 % for 0.3 < r ≤ 0.7, about 22 % beyond",
-              paper={z: v for z, v in text.items()}, unit="% (relative)", precision="printed",
-              refs={("prose", "accuracy_zones")},
-              tolerance=f"within {ZONE_TOL_PP} pp of the text, and at least two standard errors from zero",
-              why="the text's zones are reproduced by the mean relative loss of Fig. 4 within its reading error "
-                  "(±0.005 on accuracies near 0.3–0.6 is about ±1.5 % relative)",
-              compared={f"Fig. 4 {z} (%)": v for z, (v, _) in from_fig.items()}, command=ACCURACY_COMMAND,
-              setting="ours: the trained small models on the offline corpus tasks (not Mamba2-130M on the paper's "
-                      "four tasks)")
-    fig_ok = all(abs(from_fig[z][0] - text[z]) <= ZONE_TOL_PP for z in text)
-    ours = _our_accuracy(src)
-    statuses = []
-    for (m, t), accs in sorted(ours.items()):
-        acc = {(t, r): v[0] for r, v in accs.items()}
-        se = {(t, r): v[1] for r, v in accs.items()}
-        n = max(v[2] for v in accs.values())
-        for z, (mean, s) in zone_losses(acc, [t], stderr=se).items():
-            c.ours.append(Value(mean, "% (relative)", "any (quality)", m, ratio=max(ZONES[z]), stderr=s, n=n,
-                                path=t, note=z))
-            if not decided(mean, s):
-                statuses.append(UNDECIDABLE)
-                need = n_to_decide(mean, s, n)
-                c.compared[f"{m} {t} {z}"] = f"{mean:.1f} ± {s:.1f} %: undecidable at n = {n}" + (
-                    f" (n ≈ {need} would decide it)" if need else "")
-            else:
-                ok = abs(mean - text[z]) <= max(ZONE_TOL_PP, 2 * s)
-                statuses.append(CONFIRMED if ok else REFUTED)
-                c.compared[f"{m} {t} {z}"] = f"{mean:.1f} ± {s:.1f} %"
-    if not fig_ok:
-        c.status = INCONSISTENT
-    elif not statuses:
-        c.status = NOT_MEASURED
-    elif all(s == UNDECIDABLE for s in statuses):
-        c.status = UNDECIDABLE
-    else:
-        dec = [s for s in statuses if s != UNDECIDABLE]
-        c.status = judge(dec.count(CONFIRMED), len(dec))
-    c.detail = ("the text matches Fig. 4's mean relative loss (" + ", ".join(
-        f"{z}: {text[z]:g} vs {from_fig[z][0]:.1f} %" for z in text) + ")") + (
-        f"; ours: {statuses.count(CONFIRMED)} confirmed, {statuses.count(REFUTED)} refuted, "
-        f"{statuses.count(UNDECIDABLE)} undecidable (model × task × zone)" if statuses else "")
-    out.append(c)
-    return out
-
-
-def tradeoff(src) -> list[Claim]:
-    """Fig. 6's points and §6.4: what the points are (PIQA of Fig. 4, the L = 4096 savings of Fig. 5b), the
-    marginal drop Δ_acc = (Acc(r+δ) − Acc(r))/δ against the stated bounds, and the practical threshold r ≈ 0.5."""
-    f6 = paper.table("fig6")
-    pts = {_r(r): (paper.number(a), paper.number(ms)) for r, a, ms in
-           zip(f6["ratio"], f6["accuracy"], f6["latency_reduction_ms"])}
-    fig = _fig4()
-    b = paper.table("fig5b_read")
-    red = {(_r(r), int(L)): paper.number(v) for r, L, v in zip(b["ratio"], b["seqlen"], b["latency_reduction_ms_approx"])}
-    acc_task = min(paper.TASKS, key=lambda t: max(abs(fig[(t, r)] - a) for r, (a, _) in pts.items()))
-    acc_off = max(abs(fig[(acc_task, r)] - a) for r, (a, _) in pts.items())
-    lengths = sorted({L for _, L in red})
-    L_match = min(lengths, key=lambda L: max(abs(red.get((r, L), math.inf) - ms) for r, (_, ms) in pts.items()))
-    ms_off = max(abs(red[(r, L_match)] - ms) for r, (_, ms) in pts.items())
-    ours = _our_accuracy(src)
-    out = [Claim(
-        id="fig6_points", section="Fig. 6", asserts="accuracy against latency saved, one point per r",
-        paper={f"r = {r:g}": f"acc {a:g}, −{ms:g} ms" for r, (a, ms) in pts.items()}, unit="accuracy / ms",
-        precision="printed labels", refs={("fig6", r) for r in f6["ratio"]},
-        compared={"accuracy is Fig. 4's": paper.TASKS[acc_task], "largest difference": acc_off,
-                  "saving is Fig. 5b's at L": L_match, "largest difference (ms)": ms_off},
-        tolerance="points equal to one task of Fig. 4 (±0.01) and one length of Fig. 5b (±1 ms)",
-        why="the labels are printed; the figures they come from are read to ±0.005 and ±1 ms",
-        status=NOT_MEASURED if acc_off <= 0.01 and ms_off <= 1.0 else INCONSISTENT, command=ACCURACY_COMMAND,
-        detail=f"the accuracies are {paper.TASKS[acc_task]}'s (Fig. 4, within {acc_off:.3f}) and the savings Fig. 5b's "
-               f"at L = {L_match} (within {ms_off:.1f} ms): a single task, not the four-task mean")]
-
-    rows = paper.prose("tradeoff_text")
-    off = {}
-    vals = {}
-    for q, r, v in zip(rows["quantity"], rows["ratio"], rows["value"]):
-        r, v = _r(r), paper.number(v)
-        vals[f"{q} (r = {r:g})"] = v
-        ref = pts[r][0] if q.startswith("accuracy") else pts[r][1]
-        if abs(ref - v) > (0.005 if q.startswith("accuracy") else 0.005):
-            off[f"{q} (r = {r:g})"] = (v, ref)
-    out.append(Claim(
-        id="tradeoff_text", section="§6.4", asserts="the text's two regimes of the trade-off, in Fig. 6's numbers",
-        paper=vals, unit="accuracy / ms", precision="printed", refs={("prose", "tradeoff_text")},
-        tolerance="the text equals Fig. 6's labels", why="both are printed", compared={"differences": len(off)},
-        status=INCONSISTENT if off else NOT_MEASURED, command=ACCURACY_COMMAND,
-        detail="; ".join(f"{k}: text {v:g}, Fig. 6 {f:g}" for k, (v, f) in off.items()) or "the text equals Fig. 6"))
-
-    # marginal drop with the text's δ, on the paper's own points (0.2 apart) and on ours
-    delta = paper.prose_value("marginal_drop", "step")
-    below = paper.prose_value("marginal_drop", "marginal accuracy drop bound for r ≤ 0.5")
-    above = paper.prose_value("marginal_drop", "marginal accuracy drop bound beyond")
-    rs = sorted(pts)
-    drops = {(a, b_): (pts[b_][0] - pts[a][0]) / (b_ - a) for a, b_ in zip(rs, rs[1:])}
-    bad = {k: v for k, v in drops.items() if (k[1] <= 0.5 and abs(v) >= below) or (k[0] >= 0.5 and abs(v) <= above)}
-    c = Claim(id="marginal_drop", section="§6.4",
-              asserts=f"the marginal accuracy drop (δ = {delta:g}) stays below {below:g} up to r = 0.5 and exceeds "
-                      f"{above:g} beyond", paper={"δ": delta, "bound r ≤ 0.5": below, "bound beyond": above},
-              unit="accuracy per unit r", precision="printed", refs={("prose", "marginal_drop")},
-              compared={f"Fig. 6 {a:g} → {b_:g}": v for (a, b_), v in drops.items()},
-              tolerance="|Δ_acc| below the first bound for steps ending at r ≤ 0.5, above the second beyond",
-              why="the bounds are the paper's", command=ACCURACY_COMMAND)
-    for (m, t), accs in sorted(ours.items()):
-        rr = sorted(accs)
-        for a, b_ in zip(rr, rr[1:]):
-            d = (accs[b_][0] - accs[a][0]) / (b_ - a)
-            se = math.hypot(accs[a][1], accs[b_][1]) / (b_ - a)
-            c.ours.append(Value(d, "accuracy per unit r", "any (quality)", m, ratio=b_, stderr=se,
-                                n=accs[b_][2], path=t, note=f"step {a:g} → {b_:g}"))
-    c.status = INCONSISTENT if bad else NOT_MEASURED
-    c.detail = (("the paper's own points give |Δ_acc| of " + ", ".join(
-        f"{abs(v):.2f} ({a:g} → {b_:g})" for (a, b_), v in drops.items())
-        + f" with steps of {rs[1] - rs[0]:g}, against the stated {below:g} / {above:g}") if bad else
-        "the paper's points respect the bounds") + (
-        f"; ours ({len(c.ours)} steps, steps of {c.ours[0].note.split()[1]}–): shown, with standard errors"
-        if c.ours else "")
-    out.append(c)
-
-    th = paper.prose_value("practical_threshold")
-    knee = max(drops, key=lambda k: abs(drops[k]))
-    c = Claim(id="practical_threshold", section="§6.4",
-              asserts="r ≈ 0.5 is the practical threshold: beyond it accuracy falls faster",
-              paper={"r": th}, unit="ratio", precision="printed", refs={("prose", "practical_threshold")},
-              compared={"paper's steepest step": f"{knee[0]:g} → {knee[1]:g}"},
-              tolerance="the steepest step of the curve ends at or starts from r = 0.5",
-              why="a threshold is where the slope changes", command=ACCURACY_COMMAND,
-              setting="ours: the trained small models on the offline corpus tasks")
-    n_ok = n = 0
-    for (m, t), accs in sorted(ours.items()):
-        rr = sorted(accs)
-        steps = {(a, b_): (accs[b_][0] - accs[a][0]) / (b_ - a) for a, b_ in zip(rr, rr[1:])}
-        if not steps:
-            continue
-        k = min(steps, key=steps.get)
-        se = math.hypot(accs[k[0]][1], accs[k[1]][1])
-        c.ours.append(Value(k[1], "ratio", "any (quality)", m, path=t, stderr=se,
-                            note=f"steepest step {k[0]:g} → {k[1]:g} ({steps[k]:+.3f} per unit r)"))
-        n += 1
-        n_ok += th in k
-    paper_ok = th in knee
-    c.status = (judge(n_ok, n) if n else NOT_MEASURED) if paper_ok else INCONSISTENT
-    c.detail = (f"the paper's steepest step is {knee[0]:g} → {knee[1]:g}; ours at r = 0.5 for {n_ok} of {n} "
-                "(model, task) curves")
-    out.append(c)
-    return out
-
-
 def claims(src) -> list[Claim]:
-    return [*table2(src), *fig5(src), *speed_prose(src), *accuracy(src), *tradeoff(src)]
+    return [*table2(src), *fig5(src), *speed_prose(src)]
