@@ -222,7 +222,7 @@ def main(argv=None) -> int:
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one line to `path` by writing the whole file anew and renaming it into place: an interrupted
     run leaves the previous file as it was."""
-    from perfmamba.results import atomic_write_text
+    from perfmamba.io import atomic_write_text
 
     old = path.read_text() if path.exists() else ""
     if old and not old.endswith("\n"):

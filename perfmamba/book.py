@@ -21,16 +21,13 @@ import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+from .errors import BookBuildError
 
 MATHJAX_VERSION = "3.2.2"
 # npm's `dist.integrity` of mathjax-3.2.2.tgz, checked when the tarball is fetched without npm.
 MATHJAX_INTEGRITY = "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw=="
 MATHJAX_TARBALL = f"https://registry.npmjs.org/mathjax/-/mathjax-{MATHJAX_VERSION}.tgz"
 MATHJAX_ENTRY = "tex-svg.js"  # must match `mathjax_path` in _config.yml
-
-
-class BookBuildError(RuntimeError):
-    """The book did not build cleanly."""
 
 
 def mathjax_dir(root: str | os.PathLike = ".") -> Path:

@@ -13,13 +13,9 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from .errors import PerfmambaError
+from .errors import ConfigError
 
 ARCHS = ("mamba1", "mamba2")
-
-
-class ConfigError(PerfmambaError, ValueError):
-    """A configuration that cannot describe a model."""
 
 
 @dataclass

@@ -26,27 +26,19 @@ import math
 import os
 import re
 import sqlite3
-import tempfile
 import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from .errors import PerfmambaError
+from .errors import CorpusError, CorpusFileNotFound
+from .io import atomic_write_text
 
 EOS = "<|endoftext|>"
 DOC_SEP = "\n\n\n"
 SPLITS = ("train", "validation", "test")
 CORPUS_VERSION = 1  # bump when extraction, cleaning or splitting changes: invalidates the cached texts
-
-
-class CorpusError(PerfmambaError):
-    """A corpus, tokenizer or text file that cannot be used, described in one line."""
-
-
-class CorpusFileNotFound(CorpusError, FileNotFoundError):
-    """A path that does not exist (catchable as FileNotFoundError too)."""
 
 
 @dataclass(frozen=True)
@@ -231,17 +223,6 @@ def _fingerprint() -> str:
     return hashlib.sha256(spec.encode()).hexdigest()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)  # readers see the old file or the whole new one, never a partial one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_cache(root: Path) -> dict[str, str] | None:
     try:
         manifest = json.loads((root / "manifest.json").read_text())
@@ -271,10 +252,10 @@ def load_corpus(root: str | os.PathLike | None = None) -> dict[str, str]:
     try:
         root.mkdir(parents=True, exist_ok=True)
         for s in SPLITS:
-            _write_atomic(root / f"{s}.txt", corpus[s])
+            atomic_write_text(root / f"{s}.txt", corpus[s])
         # the manifest last: a crash before it leaves no cache that looks valid
         sha = {s: hashlib.sha256(corpus[s].encode()).hexdigest() for s in SPLITS}
-        _write_atomic(root / "manifest.json", json.dumps({"fingerprint": _fingerprint(), "sha256": sha}, indent=1))
+        atomic_write_text(root / "manifest.json", json.dumps({"fingerprint": _fingerprint(), "sha256": sha}, indent=1))
     except OSError as e:
         raise CorpusError(f"cannot write the corpus cache under {root}: {e.strerror or e}") from None
     return corpus

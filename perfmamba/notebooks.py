@@ -8,12 +8,12 @@ Executed copies land in `book/notebooks/<name>.ipynb`, which the book renders.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import yaml
 
-from .errors import PerfmambaError
+from .errors import NotebookError
+from .io import atomic_path, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -38,10 +38,6 @@ NOTEBOOKS = [
 ]
 # Notebooks whose page belongs to the book's first part, not to Results or Extensions.
 FRONT = ("claims",)
-
-
-class NotebookError(PerfmambaError):
-    """A notebook that cannot be run with the parameters given."""
 
 
 def params_file(name: str, profile: str) -> Path:
@@ -108,17 +104,15 @@ def execute(name: str, profile: str = "cpu", *, overrides: dict | None = None, o
     out_dir = Path(output_dir or OUTPUT_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
-    fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=out_dir, prefix=f".{name}.")
-    os.close(fd)
     old_warnings = os.environ.get("PYTHONWARNINGS")
     # the kernel inherits this: tqdm.auto warns once that ipywidgets is missing (it then draws text bars), which
     # would otherwise be the first output of every page
     os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [old_warnings, KERNEL_WARNINGS]))
     try:
-        papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), tmp, parameters=params, cwd=str(ROOT),
-                                   kernel_name="python3", progress_bar=progress, log_output=False)
-        _record_paths(tmp, NOTEBOOK_DIR / f"{name}.ipynb", out)
-        os.replace(tmp, out)
+        with atomic_path(out, suffix=".ipynb") as tmp:
+            papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp), parameters=params,
+                                       cwd=str(ROOT), kernel_name="python3", progress_bar=progress, log_output=False)
+            _record_paths(tmp, NOTEBOOK_DIR / f"{name}.ipynb", out)
     except papermill.PapermillExecutionError as e:
         raise NotebookError(f"{name}: cell {e.exec_count} failed: {e.ename}: {e.evalue}") from None
     finally:
@@ -126,8 +120,6 @@ def execute(name: str, profile: str = "cpu", *, overrides: dict | None = None, o
             os.environ.pop("PYTHONWARNINGS", None)
         else:
             os.environ["PYTHONWARNINGS"] = old_warnings
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return out
 
 
@@ -179,7 +171,7 @@ def publish(numbers: dict, notebook: str, *, results_root=None):
         data = {}
     data[notebook] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "numbers": {k: str(v) for k, v in numbers.items()}}
-    results.atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def glue_markdown(key: str, text: str) -> None:

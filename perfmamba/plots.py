@@ -21,7 +21,7 @@ scripts call the same functions.
 """
 from __future__ import annotations
 
-from .errors import PerfmambaError
+from .errors import PlotError
 from .profiling.plots import (COLORS, graph_decode_table, plot_fig2_latency, plot_roofline, share_table,
                               ssm_memory_table, table1_components)
 from .pruning.plots import plot_fig3_activity
@@ -33,10 +33,6 @@ __all__ = ["PlotError", "plot_fig2_latency", "share_table", "graph_decode_table"
 
 CRITERION_COLORS = {"delta": "#e15759", "random": "#9c9c9c", "magnitude": "#4e79a7", "energy": "#59a14f",
                     "decay": "#f28e2b", "sparsessm": "#b07aa1", "none": "#000000"}
-
-
-class PlotError(PerfmambaError, ValueError):
-    """Rows that cannot be drawn (none, or not the metrics a figure needs)."""
 
 
 def _need(rows, what: str, cols=()):

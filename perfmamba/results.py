@@ -17,11 +17,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import PerfmambaError
+from .errors import ResultsError
+from .io import atomic_write_text
+from .provenance import collect_env, device_slug  # noqa: F401  (device_slug: where results of a device go)
 
 
 def results_root() -> Path:
@@ -30,10 +31,6 @@ def results_root() -> Path:
         return Path(os.environ["PERFMAMBA_RESULTS"])
     repo = Path(__file__).resolve().parent.parent
     return (repo if (repo / "pyproject.toml").exists() else Path.cwd()) / "data" / "results"
-
-
-class ResultsError(PerfmambaError, ValueError):
-    """A results file that cannot be read or appended to."""
 
 
 # formatting -------------------------------------------------------------------------------------------
@@ -137,26 +134,6 @@ def _csv_text(rows: Iterable[dict], columns: Sequence[str], header: bool) -> str
     return buf.getvalue()
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def append_rows(path, rows: Sequence[dict], columns: Sequence[str] | None = None) -> int:
     """Append `rows` to the CSV at `path`, creating it (and its directory) if needed. Returns rows written.
 
@@ -201,36 +178,6 @@ def append_rows(path, rows: Sequence[dict], columns: Sequence[str] | None = None
 
 
 # provenance -------------------------------------------------------------------------------------------
-def _slug(text: str) -> str:
-    text = re.sub(r"\(r\)|\(tm\)|\bcpu\b|@.*$", " ", text.lower())
-    text = re.sub(r"\bprocessor\b|\bwith radeon.*$", " ", text)
-    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown"
-
-
-def cpu_model() -> str:
-    """The CPU model name (``/proc/cpuinfo``, else `platform.processor()`)."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def device_slug(device=None) -> str:
-    """A directory name for results measured on `device`: ``nvidia-h100-80gb-hbm3`` for a GPU (its name),
-    ``cpu-<model>`` (e.g. ``cpu-amd-epyc``) for the CPU. Default: the GPU if one is visible, else the CPU."""
-    import torch
-
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if dev.type == "cuda":
-        return _slug(torch.cuda.get_device_name(dev))
-    return "cpu-" + _slug(cpu_model())
-
-
 def results_path(experiment: str, device=None, root=None) -> Path:
     """``<root>/<device-slug>/<experiment>.csv``; root defaults to `results_root()`."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", experiment or ""):
@@ -242,13 +189,11 @@ HISTORY = 20
 
 
 def write_env(directory, extra: dict | None = None, *, device=None, dtype=None, filename="env.json") -> dict:
-    """Write provenance (`perfmamba.profiling.env.collect_env`) plus `extra` to ``<directory>/env.json``.
+    """Write provenance (`perfmamba.provenance.collect_env`) plus `extra` to ``<directory>/env.json``.
 
     Earlier runs' env.json contents are kept, newest last, under "history" (at most `HISTORY` entries), so a
     resumed sweep does not lose who measured the earlier rows. Returns the dict written.
     """
-    from .profiling.env import collect_env
-
     directory = Path(directory)
     env = collect_env(device=device, dtype=dtype)
     if extra:

@@ -16,10 +16,7 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import platform
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,12 +25,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import ModelConfig, preset
-from .errors import PerfmambaError
+from .errors import TrainError
+from .io import atomic_dir
 from .models.lm import MambaLM
-
-
-class TrainError(PerfmambaError, ValueError):
-    """Training settings or data that cannot be used."""
 
 
 @contextlib.contextmanager
@@ -201,22 +195,12 @@ def _env() -> dict:
 def save_checkpoint(model: MambaLM, out_dir, *, tokenizer=None, log: dict | None = None) -> Path:
     """Model (our format), tokenizer and train_log.json into `out_dir`, replaced as a whole (never half-written)."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model.save(tmp / "ckpt", format="perfmamba")
+    with atomic_dir(out_dir) as tmp:
+        model.save(tmp, format="perfmamba", overwrite=True)
         if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp / "ckpt"))
+            tokenizer.save_pretrained(str(tmp))
         if log is not None:
-            (tmp / "ckpt" / "train_log.json").write_text(json.dumps(log, indent=1) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp / "ckpt", 0o777 & ~umask)  # a plain directory, not mkdtemp's private 0700
-        if out_dir.exists():
-            os.replace(out_dir, tmp / "old")
-        os.replace(tmp / "ckpt", out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "train_log.json").write_text(json.dumps(log, indent=1) + "\n")
     return out_dir
 
 
@@ -242,12 +226,8 @@ def default_tokenizer(artifacts_dir):
     if (path / "tokenizer.json").is_file():
         return load_tokenizer(path)
     corpus = load_corpus(Path(artifacts_dir) / "corpus")
-    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer.", dir=Path(artifacts_dir)))
-    try:
-        train_tokenizer(corpus["train"], vocab_size=TOKENIZER_VOCAB, out_dir=tmp / "t")
-        os.replace(tmp / "t", path)  # complete or absent, never half-written
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(path) as tmp:  # complete or absent, never half-written
+        train_tokenizer(corpus["train"], vocab_size=TOKENIZER_VOCAB, out_dir=tmp)
     return load_tokenizer(path)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from perfmamba import experiments
 from perfmamba.claims import pages
-from test_experiments import _ms_rows, _share_rows
+from helpers import _ms_rows, _share_rows
 
 
 def test_kernels_status_without_gpu_rows(tmp_path):

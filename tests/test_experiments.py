@@ -13,6 +13,8 @@ from perfmamba.config import preset
 from perfmamba.models.lm import MambaLM
 from perfmamba.pruning.selection import n_keep
 
+from helpers import _ms_rows, _share_rows
+
 
 def forbid(monkeypatch, target: str):
     """Make `target` (module.attribute) raise if called: proof that a cached call computes nothing."""
@@ -200,12 +202,6 @@ def test_gpu_results_empty_and_committed(tmp_path):
 
 # --- rows committed by a GPU machine -------------------------------------------------------------------------
 
-def _share_rows(model, seqlen, shares, machine="nvidia-test", method="timers"):
-    base = dict(model=model, arch="mamba2", path="triton", phase="prefill", batch=8, seqlen=seqlen, method=method,
-                cuda_graph=False, metric="share", unit="fraction", machine=machine)
-    return [dict(base, component=c, value=v) for c, v in shares.items()]
-
-
 def test_method_agreement_lists_the_components_that_disagree():
     rows = pd.DataFrame(
         _share_rows("a", 512, {"ssm": 0.60, "in_proj": 0.30, "other": 0.10})
@@ -239,12 +235,6 @@ def test_read_sweep_names_the_machine_of_a_committed_csv(tmp_path):
     assert set(rows["machine"]) == {"cpu-some-cpu"}
     assert experiments.machine_label(rows).startswith("Some CPU CPU (2 cores)")
     assert experiments.read_sweep(None).attrs["message"] == "No committed rows at None."
-
-
-def _ms_rows(model, seqlen, ms, method, phase="prefill"):
-    base = dict(model=model, arch="mamba1", path="triton", phase=phase, batch=8, seqlen=seqlen, method=method,
-                cuda_graph=False, metric="time", unit="ms", machine="nvidia-test")
-    return [dict(base, component=c, value=v) for c, v in ms.items()]
 
 
 def test_trace_gap_names_the_components_the_trace_misses_and_how_much_of_the_gap_they_make():

@@ -9,10 +9,9 @@ trained on it), tasks/ (lm-eval task YAMLs).
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
 from pathlib import Path
 
+from ..io import atomic_path
 from .perplexity import EvaluationError, perplexity, perplexity_rows, token_nlls, windows
 from .recall import recall_accuracy, recall_batch, recall_rows, train_recall_model
 
@@ -127,14 +126,7 @@ def write_rows(rows: list[dict], path, **context) -> Path:
     import pandas as pd
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame([{**context, **r} for r in rows])
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -18,9 +18,9 @@ import json
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 
+from ..io import atomic_write_text
 from .perplexity import EvaluationError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,16 +44,7 @@ def artifacts_tasks_dir() -> Path:
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def _doc_lines(text: str) -> list[list[str]]:

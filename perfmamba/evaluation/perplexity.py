@@ -15,11 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..errors import PerfmambaError
-
-
-class EvaluationError(PerfmambaError, ValueError):
-    """Evaluation input that cannot be used (too little text, unknown task, mismatched tokenizer, …)."""
+from ..errors import EvaluationError
 
 
 def windows(n_tokens: int, seq_len: int, stride: int) -> list[tuple[int, int]]:

@@ -12,6 +12,7 @@ import torch.nn as nn
 from torch.profiler import record_function
 
 from ..config import ModelConfig
+from ..formats import save as save_checkpoint
 from ..ops.backends import get_ops
 from .cache import MambaCache
 from .common import RMSNorm, check_backend
@@ -151,6 +152,4 @@ class MambaLM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def save(self, directory, format: str = "perfmamba", **kwargs):
-        from ..checkpoints import save
-
-        return save(self, directory, format=format, **kwargs)
+        return save_checkpoint(self, directory, format=format, **kwargs)

@@ -10,10 +10,7 @@ from functools import lru_cache
 from types import SimpleNamespace
 
 from . import conv, selective_scan, ssd
-
-
-class BackendUnavailable(RuntimeError):
-    """The requested backend cannot run here (missing package or device)."""
+from ..errors import BackendUnavailable
 
 
 def _ref_ops(sequential: bool) -> SimpleNamespace:

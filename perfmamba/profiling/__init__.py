@@ -6,13 +6,12 @@ Fig. 2, Table 1).
                  torch.profiler trace (the two must agree)
     memory       weights, cache, per-component activation peaks, the labelled sum of allocations
     flops        analytic FLOPs and bytes per component, roofline coordinates
-    env          provenance (machine, versions, git sha, date)
     sweep        the grid → tidy rows in data/results/<device-slug>/<experiment>.csv
     plots        Fig. 2, Table 1, roofline from those rows
 """
 from .attribution import (LABELS, Attribution, ComponentTimer, attribute, attribute_events, attribute_profiler,
                           attribute_timers, shares_agree)
-from .env import collect_env
+from ..provenance import collect_env
 from .flops import (COMPONENTS, SUBCOMPONENTS, ProfilingError, component_counts, components_for,
                     roofline_points)
 from .memory import cache_bytes, trace_memory, weight_bytes

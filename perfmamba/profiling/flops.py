@@ -28,16 +28,12 @@ import math
 import torch
 
 from ..config import ModelConfig
-from ..errors import PerfmambaError
+from ..errors import ProfilingError
 
 PHASES = ("prefill", "decode")
 # top-level components, in block order (Mamba-1 has no gated_norm); `ssm` contains ssm.* for Mamba-1
 COMPONENTS = ("embedding", "rmsnorm", "in_proj", "conv1d", "ssm", "gated_norm", "out_proj", "lm_head")
 SUBCOMPONENTS = ("ssm.x_proj", "ssm.dt_proj", "ssm.scan")
-
-
-class ProfilingError(PerfmambaError, ValueError):
-    """Bad input to a profiling function (phase, sizes, methods)."""
 
 
 def check_shape_args(batch, seqlen, phase) -> None:

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 
+from ..io import atomic_path
 from .activity import DEFAULT_SEQ_LEN, MAMBA1_READINGS
 from .criteria import CRITERIA, NEEDS
 from .selection import SELECTIONS, PruningError
@@ -109,15 +108,8 @@ def _calibration(args, model, required: bool):
 
 
 def _write_atomic(path: Path, write):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        write(str(tmp))
 
 
 def _model_name(src: str) -> str:

@@ -18,13 +18,9 @@ from fractions import Fraction
 
 import torch
 
-from ..errors import PerfmambaError
+from ..errors import PruningError
 
 SELECTIONS = ("uniform", "global")
-
-
-class PruningError(PerfmambaError, ValueError):
-    """A pruning request that cannot be carried out (bad ratio, criterion, mode, calibration, ...)."""
 
 
 def check_ratio(ratio) -> float:

@@ -8,15 +8,11 @@ import triton
 import triton.language as tl
 from triton import knobs
 
-from ...errors import PerfmambaError
+from ...errors import KernelInputError
 
 # triton.jit decides at decoration time whether a kernel is compiled or interpreted (TRITON_INTERPRET=1);
 # the interpreter runs the same kernels on CPU tensors, which is how CPU CI exercises them.
 INTERPRET = bool(knobs.runtime.interpret)
-
-
-class KernelInputError(PerfmambaError, ValueError):
-    """Shapes, dtypes or devices a kernel cannot take."""
 
 
 @triton.jit

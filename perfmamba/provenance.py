@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -15,7 +16,33 @@ from pathlib import Path
 import torch
 
 PACKAGES = ("torch", "triton", "mamba_ssm", "causal_conv1d", "transformers", "numpy", "perfmamba")
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _slug(text: str) -> str:
+    text = re.sub(r"\(r\)|\(tm\)|\bcpu\b|@.*$", " ", text.lower())
+    text = re.sub(r"\bprocessor\b|\bwith radeon.*$", " ", text)
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown"
+
+
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo``, else `platform.processor()`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def device_slug(device=None) -> str:
+    """A directory name for results measured on `device`: ``nvidia-h100-80gb-hbm3`` for a GPU (its name),
+    ``cpu-<model>`` (e.g. ``cpu-amd-epyc``) for the CPU. Default: the GPU if one is visible, else the CPU."""
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cuda":
+        return _slug(torch.cuda.get_device_name(dev))
+    return "cpu-" + _slug(cpu_model())
 
 
 def package_version(name: str) -> str | None:
@@ -51,8 +78,6 @@ def gpu_driver() -> str | None:
 
 def collect_env(device=None, dtype=None) -> dict:
     """A flat dict describing where and with what a measurement ran."""
-    from ..results import cpu_model, device_slug
-
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     env = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -4,7 +4,8 @@ import re
 import pytest
 import torch
 
-from perfmamba.profiling import env, timing
+from perfmamba import provenance as env
+from perfmamba.profiling import timing
 
 
 def test_collect_env_cpu():

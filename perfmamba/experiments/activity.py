@@ -1,0 +1,48 @@
+"""activity(l, s) of every layer and state (fig3_state_activity)."""
+from __future__ import annotations
+
+
+import torch
+
+from .. import results
+from ..errors import ExperimentError
+from .common import _csv, _device, _specs, model_ref, _load, calibration_batch, _read, _isin, _write_env
+
+
+ACTIVITY_COLUMNS = ["model", "model_sha", "arch", "layer", "state", "d_state", "activity", "decay", "n_tokens",
+                    "seq_len", "split", "device", "path"]
+ACTIVITY_KEY = ["model", "model_sha", "n_tokens", "seq_len", "split"]
+
+
+def activity(model_dirs, *, n_tokens: int = 16384, seq_len: int = 256, split: str = "validation",
+             artifacts="artifacts", device=None, results_root=None, experiment: str = "activity",
+             progress: bool = False):
+    """activity(l, s) (`perfmamba.pruning.collect_activity`) of every model on the first `n_tokens` of the corpus
+    split, in rows of `seq_len`: one row per (model, layer, state). Returns the rows of these models."""
+    from ..pruning import activity_rows, collect_activity
+
+    specs = _specs(model_dirs)
+    if not specs:
+        raise ExperimentError("activity: no models given")
+    out = _csv(experiment, results_root, device)
+    done = results.existing_keys(out, ACTIVITY_KEY)
+    refs = [model_ref(s) for s in specs]
+    for spec, (name, sha) in zip(specs, refs):
+        point = dict(model=name, model_sha=sha, n_tokens=n_tokens, seq_len=seq_len, split=split)
+        if results.row_key(point, ACTIVITY_KEY) in done:
+            continue
+        model = _load(spec, device)
+        ids = calibration_batch(model, n_tokens, seq_len, artifacts=artifacts, split=split)
+        with torch.inference_mode():
+            act = collect_activity(model, ids, progress=progress)
+        rows = []
+        for r in activity_rows(act, name):
+            r.pop("energy", None)
+            rows.append(dict(r, model_sha=sha, n_tokens=n_tokens, seq_len=seq_len, split=split,
+                             device=str(_device(device)), path=model.backend))
+        results.append_rows(out, rows, ACTIVITY_COLUMNS)
+        _write_env(out, {"experiment": experiment}, device)
+    df = _read(out)
+    keep = set(refs)
+    df = df[[(m, s) in keep for m, s in zip(df["model"], df["model_sha"].astype(str))]]
+    return _isin(_isin(_isin(df, "n_tokens", [n_tokens]), "seq_len", [seq_len]), "split", [split]).reset_index(drop=True)

@@ -1,0 +1,176 @@
+"""Shared by the experiments: where rows go, which models a notebook names, calibration tokens, cached reads."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from .. import results
+from ..config import PRESETS
+from ..errors import ExperimentError, PerfmambaError
+
+
+def results_dir(results_root=None, device=None) -> Path:
+    """``<results_root>/<device-slug>``: where this machine's rows go."""
+    root = Path(results_root) if results_root is not None else results.results_root()
+    return root / results.device_slug(device)
+
+
+def _csv(experiment: str, results_root=None, device=None) -> Path:
+    return results.results_path(experiment, device, root=results_root)
+
+
+def _device(device=None) -> torch.device:
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _specs(models) -> list:
+    """Model specs from a list, or from the notebooks' `model_dirs` mapping ({"mamba1": dir, ...})."""
+    if models is None:
+        return []
+    if isinstance(models, dict):
+        models = list(models.values())
+    if isinstance(models, (str, os.PathLike)):
+        models = [models]
+    out = []
+    for m in models:
+        if isinstance(m, torch.nn.Module):
+            out.append(m)
+        elif str(m) in PRESETS and not Path(str(m)).is_dir():
+            out.append(str(m))
+        elif Path(str(m)).expanduser().is_dir():
+            out.append(str(Path(str(m)).expanduser()))
+        else:
+            raise ExperimentError(f"unknown model {m!r}: not a preset ({', '.join(PRESETS)}) nor a checkpoint "
+                                  "directory (`make reproduce` or `perfmamba train` writes the default models)")
+    return out
+
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+def model_ref(spec) -> tuple[str, str]:
+    """(name, fingerprint) of a model spec: a preset gives (preset, "preset"), a checkpoint directory its name
+    and "sha256:" + the first 12 hex digits of the sha256 of its weight files."""
+    if isinstance(spec, torch.nn.Module):
+        src = getattr(spec, "source", None)
+        return (Path(str(src)).name if src else type(spec).__name__), "in-memory"
+    if str(spec) in PRESETS and not Path(str(spec)).is_dir():
+        return str(spec), "preset"
+    path = Path(str(spec))
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    if not files:
+        raise ExperimentError(f"{path}: no weight files (*.safetensors, *.bin)")
+    key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        for p in files:
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        _SHA_CACHE[key] = "sha256:" + h.hexdigest()[:12]  # a prefix keeps it text in CSV round trips
+    return path.name, _SHA_CACHE[key]
+
+
+def _load(spec, device=None, dtype=None):
+    from ..checkpoints import load
+
+    if isinstance(spec, torch.nn.Module):
+        return spec
+    return load(spec, device=_device(device), dtype=dtype).eval()
+
+
+def _tokenizer(model):
+    from ..evaluation.lm_eval_model import resolve_tokenizer
+
+    try:
+        return resolve_tokenizer(model, None)
+    except PerfmambaError:
+        return None
+
+
+@contextlib.contextmanager
+def _artifacts_env(artifacts):
+    """$PERFMAMBA_ARTIFACTS = artifacts while evaluating: the offline tasks read their data from there."""
+    old = os.environ.get("PERFMAMBA_ARTIFACTS")
+    os.environ["PERFMAMBA_ARTIFACTS"] = str(Path(artifacts).resolve())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PERFMAMBA_ARTIFACTS", None)
+        else:
+            os.environ["PERFMAMBA_ARTIFACTS"] = old
+
+
+_TOKENS: dict[tuple, torch.Tensor] = {}
+
+
+def corpus_tokens(tokenizer, split: str, artifacts="artifacts") -> torch.Tensor:
+    """The whole corpus split as one token stream (documents led by eos), cached per process."""
+    from ..data import SPLITS, documents, encode_documents, load_corpus
+
+    if split not in SPLITS:
+        raise ExperimentError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    key = (id(tokenizer), len(tokenizer), str(Path(artifacts).resolve()), split)
+    if key not in _TOKENS:
+        corpus = load_corpus(Path(artifacts) / "corpus")
+        _TOKENS[key] = encode_documents(documents(corpus[split]), tokenizer)
+    return _TOKENS[key]
+
+
+def calibration_batch(model, n_tokens: int, seq_len: int, *, artifacts="artifacts", split="validation",
+                      seed: int = 0) -> torch.LongTensor:
+    """(n_tokens // seq_len, seq_len) calibration ids (one row of n_tokens when n_tokens < seq_len): the corpus
+    split through the model's tokenizer, or seeded random ids for a model without one (a preset)."""
+    if n_tokens < 1 or seq_len < 1:
+        raise ExperimentError(f"need n_tokens ≥ 1 and seq_len ≥ 1, got n_tokens={n_tokens}, seq_len={seq_len}")
+    seq_len = min(seq_len, n_tokens)
+    rows = n_tokens // seq_len
+    tok = _tokenizer(model)
+    if tok is None:
+        g = torch.Generator().manual_seed(seed)
+        return torch.randint(0, model.config.vocab_size, (rows, seq_len), generator=g)
+    ids = corpus_tokens(tok, split, artifacts)
+    if ids.numel() < rows * seq_len:
+        raise ExperimentError(f"the {split} split has {ids.numel()} tokens, fewer than the {rows * seq_len} asked")
+    return ids[: rows * seq_len].view(rows, seq_len)  # (b, l)
+
+
+def _with_machine(df, path: Path):
+    df = df.copy()
+    df["machine"] = path.parent.name
+    return df
+
+
+def _read(path: Path):
+    import pandas as pd
+
+    df = results.read_rows(path)
+    return _with_machine(df, path) if not df.empty else pd.DataFrame()
+
+
+def _values(xs):
+    return {results.format_value(x) for x in xs}
+
+
+def _isin(df, col, values):
+    """Rows whose `col` equals one of `values`, compared as CSV text (so 64 matches 64 and "64")."""
+    want = _values(values)
+    return df[df[col].map(results.format_value).isin(want)]
+
+
+def _write_env(path: Path, extra: dict, device=None):
+    try:
+        results.write_env(path.parent, extra, device=device)
+    except OSError:
+        pass
+
+
+def _flush_denormals(device) -> str:
+    from ..profiling.timing import set_flush_denormal
+
+    return set_flush_denormal(True) if _device(device).type == "cpu" else "off"

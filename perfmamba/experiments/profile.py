@@ -1,0 +1,97 @@
+"""Per-component time, memory, FLOPs and bytes (fig2_latency, table1_components) and the roofline (ext_roofline)."""
+from __future__ import annotations
+
+
+import torch
+
+from .. import results
+from ..errors import ExperimentError
+from ..profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
+from .common import _csv, _device, _flush_denormals, _isin, _read, _specs, _write_env, model_ref
+
+
+def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, paths=("ref",), methods=("timers",),
+            warmup=None, iters=None, dtype=None, device=None, threads=None, results_root=None,
+            experiment: str = "latency", progress: bool = False):
+    """Per-component time (and memory with the "profiler" method), FLOPs and bytes of every model × path ×
+    phase × batch × seqlen point: `perfmamba.profiling.sweep` into ``<experiment>.csv``. Returns the rows of
+    the requested grid (measured now or earlier), with `machine`.
+
+    models: preset names, checkpoint directories, or the notebooks' model_dirs mapping.
+    """
+    from ..profiling.sweep import sweep
+
+    specs = _specs(models)
+    if not specs:
+        raise ExperimentError("latency: no models given")
+    out = _csv(experiment, results_root, device)
+    _flush_denormals(device)
+    sweep(specs, list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
+          iters=iters, out=out, device=device, dtype=dtype, threads=threads, progress=progress,
+          flush_denormal=_device(device).type == "cpu")
+    df = _read(out)
+    names = [model_ref(s)[0] for s in specs]
+    df = _isin(_isin(_isin(df, "model", names), "seqlen", seqlens), "batch", batches)
+    df = _isin(_isin(df, "phase", phases), "path", paths)
+    df = _isin(df, "method", list(methods) + ["analytic", CALL_METHOD])
+    return df[(df["mode"] == "dense")].reset_index(drop=True)
+
+
+PEAK_COLUMNS = ["device", "dtype", "metric", "value", "unit", "method", "size", "n_iter"]
+
+
+def machine_peaks(device=None, *, dtype="float32", results_root=None, experiment: str = "machine_peaks"):
+    """Measured ceilings of this machine: matmul FLOP/s (an n×n×n product) and copy bandwidth (bytes read +
+    written per second of a large tensor copy). Cached; returns rows (metric peak_flops / peak_bandwidth)."""
+    import statistics
+
+    from ..profiling.sweep import parse_dtype
+    from ..profiling.timing import time_call
+
+    dev = _device(device)
+    out = _csv(experiment, results_root, dev)
+    done = results.existing_keys(out, ["device", "dtype"])
+    key = results.row_key({"device": str(dev), "dtype": dtype}, ["device", "dtype"])
+    if key not in done:
+        dt = parse_dtype(dtype)
+        n = 4096 if dev.type == "cuda" else 1024
+        a = torch.randn(n, n, device=dev).to(dt)
+        b = torch.randn(n, n, device=dev).to(dt)
+        mm = statistics.median(time_call(lambda: a @ b, dev, warmup=2, iters=7))
+        numel = (1 << 28) if dev.type == "cuda" else (1 << 25)
+        x = torch.empty(numel, device=dev, dtype=dt).fill_(1)
+        y = torch.empty_like(x)
+        cp = statistics.median(time_call(lambda: y.copy_(x), dev, warmup=2, iters=7))
+        rows = [dict(device=str(dev), dtype=dtype, metric="peak_flops", value=2 * n ** 3 / mm, unit="flop/s",
+                     method=f"matmul {n}x{n}x{n}", size=n, n_iter=7),
+                dict(device=str(dev), dtype=dtype, metric="peak_bandwidth", value=2 * x.numel() * x.element_size() / cp,
+                     unit="byte/s", method="tensor copy (read + write)", size=x.numel() * x.element_size(), n_iter=7)]
+        results.append_rows(out, rows, PEAK_COLUMNS)
+        _write_env(out, {"experiment": experiment}, dev)
+    df = _read(out)
+    return _isin(_isin(df, "device", [str(dev)]), "dtype", [dtype]).reset_index(drop=True)
+
+
+def roofline(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, peak_flops=None, peak_bw=None,
+             paths=("ref",), warmup=None, iters=None, dtype=None, device=None, results_root=None,
+             experiment: str = "latency", progress: bool = False):
+    """Latency rows (`latency`) plus two rows with component "machine": the compute and bandwidth ceilings,
+    given (`peak_flops` FLOP/s, `peak_bw` byte/s, e.g. a GPU's data sheet) or measured (`machine_peaks`)."""
+    import pandas as pd
+
+    rows = latency(models, seqlens, batches, phases, paths=paths, methods=("timers",), warmup=warmup, iters=iters,
+                   dtype=dtype, device=device, results_root=results_root, experiment=experiment, progress=progress)
+    if peak_flops is None or peak_bw is None:
+        dt = dtype or ("bfloat16" if _device(device).type == "cuda" else "float32")
+        peaks = machine_peaks(device, dtype=dt, results_root=results_root)
+        measured = dict(zip(peaks["metric"], peaks["value"]))
+        src = "measured"
+    else:
+        measured, src = {}, "given"
+    flops = float(peak_flops if peak_flops is not None else measured["peak_flops"])
+    bw = float(peak_bw if peak_bw is not None else measured["peak_bandwidth"])
+    machine = rows["machine"].iloc[0] if len(rows) else results.device_slug(device)
+    extra = pd.DataFrame([
+        dict(component="machine", metric="peak_flops", value=flops, unit="flop/s", method=src, machine=machine),
+        dict(component="machine", metric="peak_bandwidth", value=bw, unit="byte/s", method=src, machine=machine)])
+    return pd.concat([rows, extra], ignore_index=True)

@@ -1,0 +1,159 @@
+"""Quality of pruned models: perplexity, offline tasks, the recall probe (fig4_accuracy, ext_criteria)."""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import torch
+
+from .. import results
+from ..errors import ExperimentError
+from .common import (_artifacts_env, _csv, _device, _isin, _load, _read, _specs, _tokenizer, _write_env, calibration_batch,
+                     corpus_tokens, model_ref)
+
+
+QUALITY_COLUMNS = ["model", "model_sha", "arch", "ratio", "criterion", "mode", "selection", "seed", "d_state",
+                   "d_state_kept", "task", "split", "n_pairs", "metric", "value", "stderr", "n", "calib_tokens",
+                   "calib_seq_len", "eval_tokens", "eval_seq_len", "limit", "recall_seqs", "device", "path"]
+QUALITY_KEY = ["model", "model_sha", "ratio", "criterion", "mode", "selection", "seed", "task", "split", "n_pairs",
+               "calib_tokens", "calib_seq_len", "eval_tokens", "eval_seq_len", "limit", "recall_seqs"]
+DENSE = dict(ratio=0.0, criterion="none", mode="dense", selection="none", seed=0)
+
+
+def _points(ratios, criteria, modes, selection, seeds):
+    from ..pruning import CRITERIA, MODES, SELECTIONS
+    from ..pruning.selection import check_ratio
+
+    for c in criteria:
+        if c not in CRITERIA:
+            raise ExperimentError(f"unknown criterion {c!r}; expected one of {', '.join(CRITERIA)}")
+    for m in modes:
+        if m not in MODES:
+            raise ExperimentError(f"unknown mode {m!r}; expected one of {', '.join(MODES)}")
+    if selection not in SELECTIONS:
+        raise ExperimentError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
+    pts = [dict(DENSE)]
+    for r in ratios:
+        r = check_ratio(r)
+        if r == 0.0:
+            continue
+        for c in criteria:
+            for m in modes:
+                for s in (seeds if c == "random" else (0,)):
+                    pts.append(dict(ratio=r, criterion=c, mode=m, selection=selection, seed=int(s)))
+    return pts
+
+
+def _units(splits, tasks, recall):
+    return ([dict(task="perplexity", split=s, n_pairs=None) for s in splits]
+            + [dict(task=t, split=None, n_pairs=None) for t in tasks]
+            + [dict(task="recall", split=None, n_pairs=int(n)) for n in recall])
+
+
+def _kept_mean(model) -> float:
+    info = model.config.extra.get("pruning")
+    sizes = [len(k) for k in info["kept"]] if info else model.config.d_states
+    return sum(sizes) / len(sizes)
+
+
+def _evaluate(model, tok, units, *, artifacts, eval_tokens, eval_seq_len, limit, batch_size, recall_kwargs):
+    """Rows {task, split, n_pairs, metric, value, stderr, n} for the work units of one model."""
+    from ..evaluation import evaluate_model
+    from ..evaluation.perplexity import perplexity_rows
+
+    rows = []
+    splits = [u["split"] for u in units if u["task"] == "perplexity"]
+    tasks = [u["task"] for u in units if u["task"] not in ("perplexity", "recall")]
+    pairs = [u["n_pairs"] for u in units if u["task"] == "recall"]
+    if (splits or tasks) and tok is None:
+        raise ExperimentError(f"{getattr(model, 'source', 'model')}: perplexity and tasks need a tokenizer beside "
+                              "the checkpoint")
+    if splits:
+        toks = {s: corpus_tokens(tok, s, artifacts)[:eval_tokens] for s in splits}
+        with torch.inference_mode():
+            for r in perplexity_rows(model, toks, seq_len=eval_seq_len, batch_size=batch_size):
+                rows.append(dict(task="perplexity", split=r["split"], metric=r["metric"], value=r["value"],
+                                 n=int(toks[r["split"]].numel())))
+    if tasks or pairs:
+        # lm-eval prints progress bars and notes for every task; a notebook page is not the place for them
+        with _artifacts_env(artifacts), contextlib.redirect_stderr(io.StringIO()), \
+                contextlib.redirect_stdout(io.StringIO()):
+            for r in evaluate_model(model, tok, splits=(), tasks=tasks, recall=pairs or None, limit=limit,
+                                    batch_size=batch_size, recall_kwargs=recall_kwargs):
+                rows.append({k: r.get(k) for k in ("task", "split", "n_pairs", "metric", "value", "stderr", "n")})
+    return rows
+
+
+def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed",), selection: str = "uniform",
+                    seeds=(0,), splits=("test",), tasks=("corpus_choice", "corpus_cloze"), recall=(),
+                    calib_tokens: int = 16384, calib_seq_len: int = 256, eval_tokens: int = 32768,
+                    eval_seq_len: int = 256, limit: int | None = 200, recall_seqs: int = 256, batch_size: int = 8,
+                    artifacts="artifacts",
+                    device=None, results_root=None, experiment: str = "pruning_quality", progress: bool = False):
+    """Quality of pruned models against the dense one: for every model × ratio × criterion × mode (× seed for
+    the random criterion), `perfmamba.prune` then perplexity on corpus `splits` (first `eval_tokens` tokens,
+    windows of `eval_seq_len`), the offline lm-eval `tasks` (first `limit` items) and the associative-recall
+    probe for each n_pairs in `recall` (`recall_seqs` sequences each). The dense model is the row with ratio 0, criterion "none".
+
+    One activity collection per model (on `calib_tokens` of the validation split) serves every ratio and
+    criterion (`prune(..., stats=...)`); it runs the float64 scan only when a criterion needs it. Rows are
+    appended per pruned model, so a killed run resumes at the next one.
+    """
+    from ..pruning import NEEDS, collect_activity, prune
+
+    specs = _specs(model_dirs)
+    if not specs:
+        raise ExperimentError("pruning_quality: no models given")
+    points = _points(ratios, criteria, modes, selection, seeds)
+    units = _units(splits, tasks, recall)
+    if not units:
+        raise ExperimentError("pruning_quality: nothing to measure (no splits, tasks or recall)")
+    out = _csv(experiment, results_root, device)
+    done = results.existing_keys(out, QUALITY_KEY)
+    settings = dict(calib_tokens=calib_tokens, calib_seq_len=calib_seq_len, eval_tokens=eval_tokens,
+                    eval_seq_len=eval_seq_len, limit=limit, recall_seqs=recall_seqs)
+    need_scan = any(NEEDS[c] == "scan" for c in criteria)
+    refs = [model_ref(s) for s in specs]
+    from tqdm.auto import tqdm
+
+    for spec, (name, sha) in zip(specs, refs):
+        todo = []
+        for p in points:
+            left = [u for u in units if results.row_key(dict(p, **u, **settings, model=name, model_sha=sha),
+                                                        QUALITY_KEY) not in done]
+            if left:
+                todo.append((p, left))
+        if not todo:
+            continue
+        model = _load(spec, device)
+        tok = _tokenizer(model)
+        stats = None
+        for p, left in tqdm(todo, desc=f"quality {name}", unit="model", disable=not progress):
+            if p["mode"] == "dense":
+                pruned = model
+            else:
+                if stats is None and any(NEEDS[q["criterion"]] for q, _ in todo if q["mode"] != "dense"):
+                    ids = calibration_batch(model, calib_tokens, calib_seq_len, artifacts=artifacts)
+                    with torch.inference_mode():
+                        stats = collect_activity(model, ids, scan=need_scan)
+                pruned = prune(model, p["ratio"], criterion=p["criterion"], mode=p["mode"],
+                               selection=p["selection"], seed=p["seed"], stats=stats)
+            rows = _evaluate(pruned, tok, left, artifacts=artifacts, eval_tokens=eval_tokens,
+                             eval_seq_len=eval_seq_len, limit=limit, batch_size=batch_size,
+                             recall_kwargs={"n_seqs": recall_seqs})
+            base = dict(p, model=name, model_sha=sha, arch=model.config.arch,
+                        d_state=sum(model.config.d_states) / model.config.n_layer, d_state_kept=_kept_mean(pruned),
+                        device=str(_device(device)), path=model.backend, **settings)
+            results.append_rows(out, [dict(base, **r) for r in rows], QUALITY_COLUMNS)
+            del pruned
+        _write_env(out, {"experiment": experiment}, device)
+    df = _read(out)
+    keep = set(refs)
+    df = df[[(m, s) in keep for m, s in zip(df["model"], df["model_sha"].astype(str))]]
+    df = _isin(df, "ratio", [0.0] + [float(r) for r in ratios])
+    df = df[df["criterion"].isin(["none", *criteria]) & df["mode"].isin(["dense", *modes])]
+    df = df[df["selection"].isin(["none", selection])]
+    df = df[df["task"].isin(["perplexity", "recall", *tasks])]
+    for col, v in settings.items():
+        df = _isin(df, col, [v])
+    return df.reset_index(drop=True)

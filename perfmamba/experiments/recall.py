@@ -1,0 +1,90 @@
+"""Associative recall of a recall-trained model, dense and pruned (ext_recall)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .. import results
+from .common import _csv, _device, model_ref, _load, _read, _isin, _write_env
+from .quality import _kept_mean, _points
+
+
+RECALL_COLUMNS = ["model", "model_sha", "arch", "ratio", "criterion", "seed", "d_state_kept", "n_pairs", "metric",
+                  "value", "chance", "n_seqs", "train_steps", "device", "path"]
+RECALL_KEY = ["model", "model_sha", "ratio", "criterion", "seed", "n_pairs", "n_seqs"]
+
+
+def _recall_defaults(train_steps, max_pairs) -> tuple[int, int]:
+    """The training steps and pair count to use: as given, else `train_recall_model`'s own defaults."""
+    import inspect
+
+    from ..evaluation import train_recall_model
+
+    params = inspect.signature(train_recall_model).parameters
+    return (int(train_steps if train_steps is not None else params["steps"].default),
+            int(max_pairs if max_pairs is not None else params["max_pairs"].default))
+
+
+def recall_model(artifacts="artifacts", *, train_steps: int | None = None, max_pairs: int | None = None,
+                 progress: bool = False):
+    """The tiny Mamba-2 trained on associative recall (`perfmamba.evaluation.train_recall_model`; None takes its
+    defaults), trained once and kept in ``<artifacts>/models/recall-s<steps>-p<max_pairs>``; returns the directory."""
+    from ..evaluation import train_recall_model
+    from ..train import save_checkpoint
+
+    train_steps, max_pairs = _recall_defaults(train_steps, max_pairs)
+    path = Path(artifacts) / "models" / f"recall-s{train_steps}-p{max_pairs}"
+    if not (path / "model.safetensors").is_file():
+        model, history = train_recall_model(steps=train_steps, max_pairs=max_pairs, progress=progress)
+        save_checkpoint(model, path, log={"task": "associative recall", "steps": train_steps, "max_pairs": max_pairs,
+                                          "final_loss": history[-1]["loss"], "complete": True})
+    return path
+
+
+def recall_pruning(ratios, *, criteria=("delta", "random"), n_pairs=(1, 2, 4, 8, 16), seeds=(0,),
+                   train_steps: int | None = None, max_pairs: int | None = None, n_seqs: int = 256,
+                   calib_seqs: int = 64, artifacts="artifacts", device=None, results_root=None,
+                   experiment: str = "recall_pruning", progress: bool = False):
+    """Associative-recall accuracy (MQAR, `perfmamba.evaluation.recall`) of a model trained on the task
+    (`recall_model`), dense and pruned (mode "removed") at each ratio and criterion, for each n_pairs.
+    Calibration: `calib_seqs` recall sequences with `max_pairs` pairs (another seed than the test ones)."""
+    from ..evaluation.recall import RECALL_VOCAB, recall_accuracy, recall_batch
+    from ..pruning import NEEDS, collect_activity, prune
+
+    train_steps, max_pairs = _recall_defaults(train_steps, max_pairs)
+    pts = [p for p in _points(ratios, criteria, ("removed",), "uniform", seeds)]
+    path = recall_model(artifacts, train_steps=train_steps, max_pairs=max_pairs, progress=progress)
+    name, sha = model_ref(path)
+    out = _csv(experiment, results_root, device)
+    done = results.existing_keys(out, RECALL_KEY)
+    model = stats = None
+    for p in pts:
+        left = [n for n in n_pairs if results.row_key(dict(p, model=name, model_sha=sha, n_pairs=n, n_seqs=n_seqs),
+                                                      RECALL_KEY) not in done]
+        if not left:
+            continue
+        if model is None:
+            model = _load(path, device)
+        if p["mode"] == "dense":
+            pruned = model
+        else:
+            if stats is None and NEEDS[p["criterion"]] is not None:
+                x, _ = recall_batch(calib_seqs, max_pairs, generator=torch.Generator().manual_seed(12345))
+                with torch.inference_mode():
+                    stats = collect_activity(model, x, scan=any(NEEDS[c] == "scan" for c in criteria))
+            pruned = prune(model, p["ratio"], criterion=p["criterion"], mode="removed", seed=p["seed"], stats=stats)
+        rows = []
+        for n in left:
+            acc = recall_accuracy(pruned, n_pairs=int(n), n_seqs=n_seqs, seed=1)
+            rows.append(dict(model=name, model_sha=sha, arch=model.config.arch, ratio=p["ratio"],
+                             criterion=p["criterion"], seed=p["seed"], d_state_kept=_kept_mean(pruned),
+                             n_pairs=int(n), metric="acc", value=acc, chance=1 / (RECALL_VOCAB - RECALL_VOCAB // 2),
+                             n_seqs=n_seqs, train_steps=train_steps, device=str(_device(device)), path=model.backend))
+        results.append_rows(out, rows, RECALL_COLUMNS)
+    if model is not None:
+        _write_env(out, {"experiment": experiment}, device)
+    df = _read(out)
+    df = _isin(_isin(_isin(df, "model", [name]), "model_sha", [sha]), "n_pairs", n_pairs)
+    df = _isin(_isin(df, "ratio", [0.0] + [float(r) for r in ratios]), "n_seqs", [n_seqs])
+    return df[df["criterion"].isin(["none", *criteria])].reset_index(drop=True)
