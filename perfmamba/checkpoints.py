@@ -38,9 +38,13 @@ def load_state_dict_strict(model: MambaLM, sd: dict, where: str) -> None:
 
 
 def load(source, *, device="cpu", dtype=None) -> MambaLM:
-    """A model from a preset name (seeded random init) or a checkpoint directory in any of the three formats."""
+    """A model from a preset name (seeded random init) or a checkpoint directory in any of the three formats; a
+    model object is taken as it is. On `device`, in `dtype` where given, in eval mode. Every loader of the
+    library (experiments, profiling, pruning, evaluation, the CLI) goes through here."""
     path = Path(str(source)).expanduser()
-    if path.is_dir():
+    if isinstance(source, torch.nn.Module):
+        model = source
+    elif path.is_dir():
         cfg, fmt = read_config(path)
         sd = _to_ours(_read_weights(path), fmt)
         with torch.device("meta"):

@@ -348,6 +348,35 @@ def load_tokenizer(path: str | os.PathLike):
     return _wrap(tok)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def model_tokenizer(model, tokenizer=None, *, required: bool = False, check_vocab: bool = True):
+    """The tokenizer of `model`: `tokenizer` itself (an object), loaded from it (a path), or loaded from the files
+    beside `model.source`. None where there is none, unless `required` (then a CorpusError saying so). With
+    `check_vocab`, a tokenizer with more ids than the model can embed is a mismatched pair: CorpusError (pruning
+    checks the ids it gets instead, and names the ones out of range). Every caller that needs a model's tokenizer
+    (pruning, evaluation, the experiments) goes through here."""
+    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+        tok = tokenizer
+    else:
+        path = tokenizer
+        if path is None:
+            src = getattr(model, "source", None)
+            if not (src and Path(str(src)).is_dir() and any((Path(str(src)) / f).is_file() for f in TOKENIZER_FILES)):
+                if required:
+                    raise CorpusError(f"{Path(str(src)).name if src else 'the model (in memory)'} has no tokenizer "
+                                      f"({' / '.join(TOKENIZER_FILES)}) beside it; pass tokenizer=PATH")
+                return None
+            path = src
+        tok = load_tokenizer(path)
+    n = len(tok)
+    if check_vocab and n > model.config.padded_vocab_size:
+        raise CorpusError(f"tokenizer has {n} tokens but the model's vocabulary has {model.config.padded_vocab_size}: "
+                          "tokenizer and model do not belong together")
+    return tok
+
+
 # ----------------------------------------------------------------------------------------------------------
 # token streams and batches
 

@@ -320,7 +320,9 @@ def test_figures_draw_from_records(empty):
     import matplotlib
 
     matplotlib.use("Agg")
+    from perfmamba import plots
+
     recs = list(empty.values())
-    for fig in (render.plot_summary(recs), render.plot_table1_flops(recs), render.plot_table1_shares(recs),
-                render.plot_table2(recs)):
+    for fig in (plots.plot_claims_summary(recs), plots.plot_table1_flops(recs), plots.plot_table1_shares(recs),
+                plots.plot_table2_claims(recs)):
         assert fig.axes

@@ -151,7 +151,7 @@ def test_activity_rows_and_fig3_plot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from perfmamba.pruning.plots import plot_fig3_activity
+    from perfmamba.plots import plot_fig3_activity
 
     model = tiny("mamba2-tiny")
     act = collect_activity(model, torch.randint(0, 251, (2, 8), generator=torch.Generator().manual_seed(4)))

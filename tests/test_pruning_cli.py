@@ -39,7 +39,7 @@ def test_activity_writes_rows_and_heatmap(checkpoint, tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "act.csv")))
     assert len(rows) == 2 * 13 and rows[0]["model"] == "model" and rows[0]["arch"] == "mamba2"
     # same numbers as the library on the same tokens
-    tok = perfmamba.pruning.activity.resolve_tokenizer(perfmamba.load(checkpoint / "model"))
+    tok = perfmamba.data.model_tokenizer(perfmamba.load(checkpoint / "model"))
     act = collect_activity(perfmamba.load(checkpoint / "model"), TEXT, tokenizer=tok, seq_len=64)
     assert float(rows[14]["activity"]) == pytest.approx(float(act.activity[1][1]), rel=1e-12)
     assert (tmp_path / "fig3.png").read_bytes()[:4] == b"\x89PNG"

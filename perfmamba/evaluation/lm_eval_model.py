@@ -85,36 +85,13 @@ def _resolve_device(device) -> str:
 
 
 def resolve_tokenizer(model, tokenizer=None):
-    """The tokenizer object for `model`: `tokenizer` (object or path), else the files beside model.source."""
-    from ..data import CorpusError, load_tokenizer
+    """The tokenizer of `model` (`perfmamba.data.model_tokenizer`), required: evaluation cannot run without one."""
+    from ..data import CorpusError, model_tokenizer
 
-    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
-        tok = tokenizer
-    else:
-        path = tokenizer
-        if path is None:
-            src = getattr(model, "source", None)
-            if src is None or not Path(str(src)).is_dir():
-                raise EvaluationError(f"model {src or '(in memory)'} has no tokenizer files beside it; "
-                                      "pass tokenizer=PATH")
-            if not ((Path(src) / "tokenizer.json").is_file() or (Path(src) / "tokenizer_config.json").is_file()):
-                raise EvaluationError(f"{src}: no tokenizer (tokenizer.json / tokenizer_config.json) in the model "
-                                      "directory; pass tokenizer=PATH")
-            path = src
-        try:
-            tok = load_tokenizer(path)
-        except CorpusError as e:
-            raise EvaluationError(str(e)) from None
-    check_vocab(model, tok)
-    return tok
-
-
-def check_vocab(model, tokenizer) -> None:
-    """A tokenizer whose ids the model cannot embed is a mismatched pair, not something to evaluate."""
-    n = len(tokenizer)
-    if n > model.config.padded_vocab_size:
-        raise EvaluationError(f"tokenizer has {n} tokens but the model's vocabulary has "
-                              f"{model.config.padded_vocab_size}: tokenizer and model do not belong together")
+    try:
+        return model_tokenizer(model, tokenizer, required=True)
+    except CorpusError as e:
+        raise EvaluationError(str(e)) from None
 
 
 def calibration_tokens(tokenizer, calibration=None, max_tokens: int = 65536) -> torch.Tensor:

@@ -78,16 +78,15 @@ def model_ref(spec) -> tuple[str, str]:
 def _load(spec, device=None, dtype=None):
     from ..checkpoints import load
 
-    if isinstance(spec, torch.nn.Module):
-        return spec
-    return load(spec, device=_device(device), dtype=dtype).eval()
+    return load(spec, device=_device(device), dtype=dtype)
 
 
 def _tokenizer(model):
-    from ..evaluation.lm_eval_model import resolve_tokenizer
+    """The model's tokenizer, or None for a model without one (a preset) or with one that does not fit it."""
+    from ..data import model_tokenizer
 
     try:
-        return resolve_tokenizer(model, None)
+        return model_tokenizer(model)
     except PerfmambaError:
         return None
 

@@ -7,7 +7,6 @@ Fig. 2, Table 1).
     memory       weights, cache, per-component activation peaks, the labelled sum of allocations
     flops        analytic FLOPs and bytes per component, roofline coordinates
     sweep        the grid → tidy rows in data/results/<device-slug>/<experiment>.csv
-    plots        Fig. 2, Table 1, roofline from those rows
 """
 from .attribution import (LABELS, Attribution, ComponentTimer, attribute, attribute_events, attribute_profiler,
                           attribute_timers, shares_agree)

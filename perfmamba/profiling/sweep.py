@@ -111,9 +111,10 @@ def load_model(spec, device, dtype):
 
     if isinstance(spec, torch.nn.Module):
         name = getattr(spec, "source", None) or type(spec).__name__
-        return Path(str(name)).name, spec.to(device=device, dtype=dtype).eval()
-    _check_model_spec(spec)
-    return Path(str(spec)).name, load(spec, device=device, dtype=dtype)
+    else:
+        _check_model_spec(spec)
+        name = spec
+    return Path(str(name)).name, load(spec, device=device, dtype=dtype)
 
 
 def is_oom(exc: BaseException) -> bool:

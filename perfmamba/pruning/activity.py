@@ -27,9 +27,7 @@ criteria need: the output energy E|C_s h_s ⊙ silu(z)| of each state and Sparse
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -80,21 +78,6 @@ def spread_heads(values: torch.Tensor, n_state: int) -> torch.Tensor:
 
 
 # calibration data ---------------------------------------------------------------------------------------
-def resolve_tokenizer(model, tokenizer=None):
-    """A tokenizer object: `tokenizer` itself, loaded from a path, or found beside `model.source`; else None."""
-    from ..data import load_tokenizer
-
-    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
-        return tokenizer
-    if tokenizer is not None:
-        return load_tokenizer(tokenizer)
-    src = getattr(model, "source", None)
-    names = ("tokenizer.json", "tokenizer_config.json")
-    if src and Path(src).is_dir() and any((Path(src) / f).is_file() for f in names):
-        return load_tokenizer(src)
-    return None
-
-
 def calibration_tokens(model, calibration, *, tokenizer=None, seq_len: int = DEFAULT_SEQ_LEN) -> torch.LongTensor:
     """Calibration data as a (b, l) LongTensor of ids checked against the model's vocabulary.
 
@@ -103,7 +86,9 @@ def calibration_tokens(model, calibration, *, tokenizer=None, seq_len: int = DEF
     tokenizer beside `model.source`.
     """
     if isinstance(calibration, str):
-        tok = resolve_tokenizer(model, tokenizer)
+        from ..data import model_tokenizer
+
+        tok = model_tokenizer(model, tokenizer, check_vocab=False)
         if tok is None:
             raise PruningError(f"calibration text needs a tokenizer: {getattr(model, 'source', 'the model')} has "
                                "none beside it; pass tokenizer=PATH")

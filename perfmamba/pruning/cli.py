@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ..checkpoints import load
 from ..io import atomic_path
 from .activity import DEFAULT_SEQ_LEN, MAMBA1_READINGS
 from .criteria import CRITERIA, NEEDS
@@ -75,18 +76,13 @@ def _refuse_existing(path, force: bool, what: str):
     raise PruningError(f"{what} {p} already exists (pass --force to replace it)")
 
 
-def _load(src):
-    from ..checkpoints import load
-
-    return load(src)
-
-
 def _calibration(args, model, required: bool):
     """Token ids (b, l) for the run, or None when none were asked for and none are needed."""
     import torch
 
     from ..data import read_text_file
-    from .activity import calibration_tokens, resolve_tokenizer
+    from ..data import model_tokenizer
+    from .activity import calibration_tokens
 
     if args.calibration is not None and args.calibration_tokens is not None:
         raise PruningError("pass either --calibration or --calibration-tokens, not both")
@@ -101,7 +97,7 @@ def _calibration(args, model, required: bool):
             raise PruningError("calibration data needed: pass --calibration TEXTFILE or --calibration-tokens N")
         return None
     text = read_text_file(args.calibration, min_chars=1)
-    tok = resolve_tokenizer(model, args.tokenizer)
+    tok = model_tokenizer(model, args.tokenizer, check_vocab=False)
     if tok is None:
         raise PruningError(f"{args.src} has no tokenizer; pass --tokenizer PATH")
     return calibration_tokens(model, text, tokenizer=tok, seq_len=args.seq_len)
@@ -131,7 +127,7 @@ def run_activity(args):
             _refuse_existing(path, args.force, what)
             if Path(path).is_dir():
                 raise PruningError(f"{what} {path} is a directory")
-    model = _load(args.src)
+    model = load(args.src)
     tokens = _calibration(args, model, required=True)
     act = collect_activity(model, tokens, batch_size=args.batch_size, mamba1_reading=args.mamba1_reading,
                            progress=sys.stderr.isatty())
@@ -154,7 +150,7 @@ def run_activity(args):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from .plots import plot_fig3_activity
+        from ..plots import plot_fig3_activity
 
         fig = plot_fig3_activity(act, title=f"State activity: {_model_name(args.src)}")
         try:
@@ -183,7 +179,7 @@ def run_prune(args):
     if args.format not in FORMATS:
         raise PruningError(f"unknown format {args.format!r}; expected one of {', '.join(FORMATS)}")
     _refuse_existing(args.out, args.force, "output directory")
-    model = _load(args.src)
+    model = load(args.src)
     tokens = _calibration(args, model, required=NEEDS[args.criterion] is not None and ratio > 0)
     new = prune(model, ratio, criterion=args.criterion, calibration=tokens, mode=args.mode,
                 selection=args.selection, seed=args.seed, batch_size=args.batch_size, progress=sys.stderr.isatty())

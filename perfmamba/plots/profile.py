@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .flops import COMPONENTS, ProfilingError, roofline_points
+from ..errors import ProfilingError
+from ..profiling.flops import COMPONENTS, roofline_points
 
 # Order and colours shared by every figure.
 STACK = list(COMPONENTS) + ["other"]

@@ -1,35 +1,11 @@
-"""One function per paper figure or table, from tidy rows (`perfmamba.experiments`); no measuring here.
-
-    plot_fig2_latency        Fig. 2   per-component time vs sequence length, prefill / decode
-    graph_decode_table       Fig. 2   time per output token of the CUDA-graph decode step (GPU rows)
-    table1_components        Table 1  per-component share of time and memory
-    ssm_memory_table         §4       the SSM's memory, Mamba-2 against Mamba-1 (the paper's quoted 33.5 %)
-    plot_fig3_state_activity Fig. 3   activity(l, s) heatmaps, one panel per model (plot_fig3_activity: one)
-    plot_fig4_accuracy       Fig. 4   quality vs pruning ratio
-    table2_efficiency        Table 2  time, speed-up and memory of pruned models vs dense
-    plot_fig5_efficiency     Fig. 5   speed-up and memory reduction vs sequence length, per ratio
-    plot_fig6_tradeoff       Fig. 6   quality against speed-up as r varies
-    plot_criteria            ext      perplexity vs ratio per pruning criterion (Δ against random)
-    plot_roofline_measured   ext      components on this machine's measured roofline (plot_roofline: any roof)
-    plot_decode_state_traffic ext     weight vs recurrent-state bytes of a decode step; ideal vs measured speed-up
-    plot_recall              ext      associative-recall accuracy of pruned models
-    table_kernels            ext      committed GPU kernel results
-
-Every function raises `PlotError` (or the profiling/pruning modules' own error) on rows it cannot draw, so a
-missing result shows up as an error in the notebook, never as an empty figure. The notebooks, the book and
-scripts call the same functions.
-"""
+"""Figures of the pruning half and the extensions: Fig. 3–6, Table 2, criteria, recall, decode traffic, the
+measured roofline (`perfmamba.plots` lists them all)."""
 from __future__ import annotations
 
-from .errors import PlotError
-from .profiling.plots import (COLORS, graph_decode_table, plot_fig2_latency, plot_roofline, share_table,
-                              ssm_memory_table, table1_components)
-from .pruning.plots import plot_fig3_activity
+import math
 
-__all__ = ["PlotError", "plot_fig2_latency", "share_table", "graph_decode_table", "table1_components",
-           "ssm_memory_table",
-           "plot_fig3_activity", "plot_fig3_state_activity", "plot_fig4_accuracy", "table2_efficiency",
-           "plot_fig5_efficiency", "plot_fig6_tradeoff", "plot_criteria", "plot_roofline", "plot_roofline_measured", "plot_decode_state_traffic", "plot_recall", "table_kernels"]
+from ..errors import PlotError
+from .profile import COLORS, plot_roofline
 
 CRITERION_COLORS = {"delta": "#e15759", "random": "#9c9c9c", "magnitude": "#4e79a7", "energy": "#59a14f",
                     "decay": "#f28e2b", "sparsessm": "#b07aa1", "none": "#000000"}
@@ -115,7 +91,7 @@ def table2_efficiency(rows):
     weights / recurrent state / peak memory (MB) with their reduction."""
     import pandas as pd
 
-    from .experiments import efficiency_summary
+    from ..experiments import efficiency_summary
 
     _need(rows, "efficiency", ("metric", "component", "ratio"))
     s = efficiency_summary(rows)
@@ -140,7 +116,7 @@ def plot_fig5_efficiency(rows):
     and the reduction of the recurrent state and of the peak memory against r. Returns the Figure."""
     import matplotlib.pyplot as plt
 
-    from .experiments import efficiency_summary
+    from ..experiments import efficiency_summary
 
     _need(rows, "efficiency", ("metric", "component", "ratio"))
     s = efficiency_summary(rows)
@@ -316,7 +292,7 @@ def plot_recall(rows):
     (`experiments.recall_probe_pairs`), random seeds as a band. Returns the Figure."""
     import matplotlib.pyplot as plt
 
-    from .experiments import recall_probe_pairs
+    from ..experiments import recall_probe_pairs
 
     _need(rows, "recall", ("ratio", "criterion", "n_pairs", "value"))
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -376,3 +352,48 @@ def table_kernels(rows):
     d = rows.copy()
     d[cols] = d[cols].astype(object).where(d[cols].notna(), "")
     return d.groupby(cols, sort=False)["value"].median().reset_index()
+
+
+def _matrix(act):
+    """(layers × max N) array of activity with NaN padding, from an Activity or tidy rows."""
+    import numpy as np
+
+    from ..pruning.activity import Activity
+
+    if isinstance(act, Activity):
+        return act.matrix().numpy(), act.arch
+    rows = act.to_dict("records") if hasattr(act, "to_dict") else list(act)
+    if not rows:
+        raise ValueError("no activity rows to plot")
+    n_layer = max(int(r["layer"]) for r in rows) + 1
+    n_state = max(int(r["state"]) for r in rows) + 1
+    m = np.full((n_layer, n_state), math.nan)
+    for r in rows:
+        m[int(r["layer"]), int(r["state"])] = float(r["activity"])
+    return m, rows[0].get("arch", "")
+
+
+def plot_fig3_activity(act, *, ax=None, title: str | None = None, cmap: str = "viridis", log: bool = False):
+    """Heatmap of activity(l, s) = E[Δ_t] (PerfMamba Fig. 3): one row per layer, one column per state.
+
+    act: an `Activity` or tidy rows (list of dicts / DataFrame with layer, state, activity). Layers with
+    fewer states (after pruning) leave blank cells. log: colour by log10(activity). Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    m, arch = _matrix(act)
+    if log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m = np.log10(m)
+    if ax is None:
+        n_layer, n_state = m.shape
+        _, ax = plt.subplots(figsize=(min(14, 3 + 0.08 * n_state + 2), min(10, 1.5 + 0.25 * n_layer + 1)))
+    label = "log10 E[Δ]" if log else "activity E[Δ]"
+    sns.heatmap(m, ax=ax, cmap=cmap, cbar_kws={"label": label}, mask=np.isnan(m),
+                xticklabels=max(1, m.shape[1] // 16), yticklabels=max(1, m.shape[0] // 24))
+    ax.set_xlabel("state s")
+    ax.set_ylabel("layer l")
+    ax.set_title(title if title is not None else f"State activity per layer and state{f' ({arch})' if arch else ''}")
+    return ax.figure

@@ -7,7 +7,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import perfmamba  # noqa: E402
-from perfmamba.profiling import plots  # noqa: E402
+from perfmamba.plots import profile as plots  # noqa: E402
 from perfmamba.profiling.sweep import sweep, to_frame  # noqa: E402
 
 
