@@ -100,7 +100,11 @@ def test_ops_namespace_keeps_reference_signatures():
     want = list(inspect.signature(ref_ops.ssd_ref).parameters)
     assert list(inspect.signature(ns.ssd).parameters) == want
     assert set(ns.impl) == {"conv", "conv_update", "selective_scan", "selective_state_update", "ssd", "ssd_state_update",
-                            "rmsnorm", "gated_rmsnorm"}
+                            "rmsnorm", "gated_rmsnorm", "mamba2_step", "mamba1_step", "add_rmsnorm"}
+    from perfmamba.ops import decode as ref_decode  # the fused decode steps keep their references' signatures
+    for field in ("mamba2_step", "mamba1_step", "add_rmsnorm"):
+        ref = getattr(ref_decode, f"{field}_ref")
+        assert list(inspect.signature(getattr(ns, field)).parameters) == list(inspect.signature(ref).parameters), field
     from perfmamba.models.common import gated_rmsnorm  # the model's own, which the fused one replaces
     assert list(inspect.signature(ns.gated_rmsnorm).parameters) == list(inspect.signature(gated_rmsnorm).parameters)
     assert ns.impl["ssd"] in ("perfmamba.ops.ssd_chunked", "mamba_ssm.mamba_chunk_scan_combined")
@@ -522,6 +526,133 @@ def check_model_runs_the_fused_norms_on_the_triton_backend(name):
     finally:
         for k, f in saved.items():
             setattr(ops, k, f)
+
+
+MAMBA2_STEP_CASES = [  # b, nheads, headdim, N', ngroups, conv width, conv bias, D, dt_limit
+    pytest.param(2, 4, 5, 115, 2, 4, True, True, None, id="B2-H4-P5-N115-g2"),
+    pytest.param(1, 3, 7, 89, 1, 4, True, True, (0.01, 0.5), id="B1-H3-P7-N89-limit"),
+    pytest.param(3, 2, 16, 38, 2, 3, False, False, None, id="B3-H2-P16-N38-g2-W3-bare"),
+    pytest.param(2, 6, 3, 12, 3, 4, True, True, None, id="B2-H6-P3-N12-g3"),
+    pytest.param(1, 2, 4, 1, 1, 2, True, True, None, id="B1-H2-P4-N1-W2"),
+]
+
+
+@pytest.mark.parametrize("b,h,p,n,g,w,cbias,hasD,limit", MAMBA2_STEP_CASES)
+def check_mamba2_step_matches_reference(b, h, p, n, g, w, cbias, hasD, limit):
+    """The fused Mamba-2 layer step (two kernels) against the op-by-op float64 reference, three steps in a row:
+    output, conv state and SSM state after each."""
+    from perfmamba.ops.decode import mamba2_step_ref
+    from perfmamba.ops.triton import mamba2_step
+
+    gen = _gen(21)
+    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    d = h * p
+    conv_dim = d + 2 * g * n
+    params = dict(conv_weight=r(conv_dim, w) * 0.5, conv_bias=r(conv_dim) if cbias else None,
+                  A_log=torch.rand(h, generator=gen) * 2, dt_bias=r(h) * 0.5, D=r(h) if hasD else None,
+                  norm_weight=r(d), eps=1e-5, ngroups=g, dt_limit=limit)
+    conv, ssm = r(b, conv_dim, w), r(b, h, p, n)
+    conv_dev, ssm_dev, conv_ref, ssm_ref = conv.to(DEVICE), ssm.to(DEVICE), conv.double(), ssm.double()
+    for t in range(3):
+        zx = r(b, d + conv_dim + h)
+        got = mamba2_step(zx.to(DEVICE), conv_dev, ssm_state=ssm_dev, **_to(params))
+        want = mamba2_step_ref(zx.double(), conv_ref, ssm_state=ssm_ref, **_f64(params))
+        assert got.dtype == torch.float32 and got.shape == (b, d)
+        assert_close(got.cpu(), want, **F32, what=f"step {t}: out")
+        assert_close(conv_dev.cpu(), conv_ref, atol=0, rtol=0, what=f"step {t}: conv state")
+        assert_close(ssm_dev.cpu(), ssm_ref, **F32, what=f"step {t}: ssm state")
+
+
+MAMBA1_STEP_CASES = [  # b, d, N', dt_rank, with D / z / dt bias
+    pytest.param(2, 37, 13, 3, True, id="B2-D37-N13-R3"),
+    pytest.param(1, 21, 115, 5, True, id="B1-D21-N115-R5"),
+    pytest.param(3, 10, 12, 2, False, id="B3-D10-N12-R2-bare"),
+]
+
+
+@pytest.mark.parametrize("b,d,n,rank,opts", MAMBA1_STEP_CASES)
+def check_mamba1_step_matches_reference(b, d, n, rank, opts):
+    from perfmamba.ops.decode import mamba1_step_ref
+    from perfmamba.ops.triton import mamba1_step
+
+    gen = _gen(22)
+    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    state = r(b, d, n)
+    args = dict(x=r(b, d), x_dbl=r(b, rank + 2 * n), dt_proj_weight=r(d, rank) * 0.5,
+                dt_proj_bias=r(d) if opts else None, A_log=torch.rand(d, n, generator=gen),
+                D=r(d) if opts else None, z=r(b, d) if opts else None)
+    s_dev, s_ref = state.to(DEVICE), state.double()
+    y = mamba1_step(s_dev, **_to(args))
+    y_ref = mamba1_step_ref(s_ref, **_f64(args))
+    assert_close(y.cpu(), y_ref, **F32, what="y")
+    assert_close(s_dev.cpu(), s_ref, **F32, what="state (in place)")
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 37), (2, 48)], ids=["B3-L1-D37", "R2-D48"])
+def check_add_rmsnorm_matches_reference(shape):
+    from perfmamba.ops.decode import add_rmsnorm_ref
+    from perfmamba.ops.triton import add_rmsnorm
+
+    gen = _gen(23)
+    x, out, w = torch.randn(*shape, generator=gen), torch.randn(*shape, generator=gen), torch.randn(shape[-1], generator=gen)
+    s, normed = add_rmsnorm(x.to(DEVICE), out.to(DEVICE), w.to(DEVICE), 1e-5)
+    s_ref, n_ref = add_rmsnorm_ref(x.double(), out.double(), w.double(), 1e-5)
+    assert_close(s.cpu(), s_ref, **F32, what="sum")
+    assert_close(normed.cpu(), n_ref, **F32, what="normed")
+
+
+PRUNED_DECODE_CASES = [  # preset, overrides: per-layer kept counts N' (odd, as the paper's r = 0.1, 0.3, 0.7, 0.9 give)
+    pytest.param("mamba2-tiny", {"d_state": [115, 12], "ngroups": 2}, id="mamba2-N115-12-g2"),
+    pytest.param("mamba2-tiny", {"d_state": [89, 38], "headdim": 8}, id="mamba2-N89-38-P8"),
+    pytest.param("mamba-tiny", {"d_state": [89, 38], "d_model": 24}, id="mamba1-N89-38-D48"),
+]
+
+
+@pytest.mark.parametrize("name,overrides", PRUNED_DECODE_CASES)
+def check_fused_decode_step_of_pruned_model_matches_ref(name, overrides):
+    """Whole decode steps of a tiny model with odd per-layer N' on backend "triton" (fused step kernels, through the
+    capturable `decode_body`) against backend "ref": logits and both caches, from the same prefilled cache. Also
+    checks that the fused kernels are the ones that ran (one `*_step` per layer and step, one add+norm per layer)."""
+    from perfmamba import MambaLM, preset
+    from perfmamba.models.graphs import decode_body
+    from perfmamba.ops.backends import get_ops
+
+    model = MambaLM.from_config(preset(name, **overrides)).to(DEVICE).eval()
+    ids = torch.randint(0, 251, (2, 8), generator=_gen(24)).to(DEVICE)
+    cache = model.allocate_cache(2)
+    with torch.no_grad():
+        model(ids[:, :5], cache)  # prefill on "ref"
+    caches = {"ref": cache, "triton": cache.clone()}
+    ops = get_ops("triton")
+    step_name = "mamba2_step" if model.config.arch == "mamba2" else "mamba1_step"
+    calls = {step_name: 0, "add_rmsnorm": 0}
+    saved = {k: getattr(ops, k) for k in calls}
+
+    def counting(k):
+        def fn(*args, **kwargs):
+            calls[k] += 1
+            return saved[k](*args, **kwargs)
+        return fn
+
+    logits = {}
+    try:
+        for k in calls:
+            setattr(ops, k, counting(k))
+        for backend in ("ref", "triton"):
+            model.backend = backend
+            with torch.no_grad():
+                logits[backend] = torch.stack([decode_body(model, ids[:, t], caches[backend]) for t in range(5, 8)], 1)
+    finally:
+        for k, f in saved.items():
+            setattr(ops, k, f)
+    n = model.config.n_layer
+    assert calls == {step_name: 3 * n, "add_rmsnorm": 3 * n}, calls
+    scale = max(1.0, logits["ref"].abs().max().item())
+    assert_close(logits["triton"].cpu(), logits["ref"].cpu(), atol=MODEL_TOL["atol"] * scale, rtol=MODEL_TOL["rtol"],
+                 what="logits")
+    for kind in ("conv_states", "ssm_states"):
+        for a, b in zip(getattr(caches["triton"], kind), getattr(caches["ref"], kind)):
+            assert_close(a.cpu(), b.cpu(), **MODEL_TOL, what=kind)
 
 
 # GPU child: bf16, mamba-ssm, CUDA graphs ------------------------------------------------------------------------

@@ -95,6 +95,7 @@ def _copy_attrs(src: MambaLM, dst: MambaLM) -> MambaLM:
         if hasattr(src, name):
             setattr(dst, name, getattr(src, name))
     dst.backend = src.backend
+    dst.fused_decode = src.fused_decode
     return dst.train(src.training)
 
 
