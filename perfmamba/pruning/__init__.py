@@ -15,20 +15,25 @@ import torch
 
 from .activity import Activity, activity_rows, calibration_tokens, collect_activity, spread_heads
 from .criteria import CRITERIA, NEEDS, scores
-from .selection import SELECTIONS, PruningError, check_ratio, n_keep, select, select_global, select_uniform
+from .selection import (ALIGN_ROUNDING, SELECTIONS, PruningError, align_count, check_align, check_ratio, n_keep, select,
+                        select_global, select_uniform)
 from .surgery import MODES, apply, bridge, removed, zeroed
 
 __all__ = ["prune", "collect_activity", "activity_rows", "Activity", "CRITERIA", "MODES", "SELECTIONS",
-           "PruningError", "select_uniform", "select_global", "n_keep", "spread_heads", "scores"]
+           "PruningError", "select_uniform", "select_global", "n_keep", "align_count", "ALIGN_ROUNDING", "spread_heads",
+           "scores"]
 
 
 def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str = "removed",
-          selection: str = "uniform", seed: int = 0, tokenizer=None, stats: Activity | None = None,
+          selection: str = "uniform", align: int | None = None, align_rounding: str = "up", seed: int = 0, tokenizer=None, stats: Activity | None = None,
           batch_size: int = 8, seq_len: int = 512, progress: bool = False):
     """A new model with a fraction `ratio` of the SSM states of every layer pruned; `model` is untouched.
 
     ratio: r in [0, 1); each layer keeps k = max(1, ⌊N(1 − r)⌋) states (selection="uniform", the paper's
         Algorithm 1) or the same total spread across layers by normalised score (selection="global").
+    align: round each layer's kept count to a multiple of `align` that the kernels run fast (None: the exact
+        counts); align_rounding "up" (default), "down" or "nearest"; the result is clamped to [1, N]
+        (`perfmamba.pruning.selection.align_count` states the rule).
     criterion: a name in CRITERIA (the paper's is "delta"). mode: "removed" | "zeroed" | "bridge".
     calibration: token ids (b, l) / (l,) or text (tokenized with `tokenizer`, a tokenizer or a path, or the
         tokenizer beside `model.source`); needed by the data-driven criteria. `stats`: a precomputed
@@ -44,6 +49,7 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
         raise PruningError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if selection not in SELECTIONS:
         raise PruningError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
+    align = check_align(align, align_rounding)
     need = NEEDS[criterion]
     tokens = None
     if calibration is not None:
@@ -57,11 +63,13 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
                 raise PruningError(f"criterion {criterion!r} needs calibration data (token ids or text)")
             stats = collect_activity(model, tokens, batch_size=batch_size, scan=need == "scan", progress=progress)
         s = scores(criterion, model, stats, ratio=r, seed=seed)
-        kept = select(s, r, selection)
+        kept = select(s, r, selection, align=align, align_rounding=align_rounding)
     new = apply(model, kept, mode)
     info = {"ratio": r, "criterion": criterion, "mode": mode, "selection": selection, "seed": seed,
             "d_state_before": list(n), "kept": [k.tolist() for k in kept],
             "calibration_tokens": int(tokens.numel()) if tokens is not None else (stats.n_tokens if stats else 0)}
+    if align is not None:
+        info.update(align=align, align_rounding=align_rounding)
     previous = model.config.extra.get("pruning")
     if previous is not None:
         info["previous"] = copy.deepcopy(previous)
