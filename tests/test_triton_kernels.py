@@ -207,12 +207,13 @@ def _load_script(name):
     return mod
 
 
-@pytest.mark.parametrize("script", ["gpu_kernels", "gpu_campaign"])
-def test_benchmark_scripts_help(script):
+@pytest.mark.parametrize("script,flag", [("gpu_kernels", "--quick"), ("gpu_campaign", "--quick"),
+                                         ("gpu_goals", "--dry-run")])
+def test_benchmark_scripts_help(script, flag):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--help"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "usage:" in proc.stdout and "--quick" in proc.stdout
+    assert "usage:" in proc.stdout and flag in proc.stdout
 
 
 def test_benchmark_ratios_from_rows():
@@ -254,6 +255,38 @@ def test_benchmark_ratios_from_rows():
     assert table.loc["pruned r=0.5 (N'=64) / dense decode B=64, throughput", "verdict"] == "NOT met"
     assert table.loc["Mamba-1 130M prefill B=8 L=512: transformers / ours", "verdict"] == "met"
     assert len(table) == len(got)
+
+
+@pytest.mark.slow
+@needs_triton
+def test_gpu_goals_dry_run_measures_every_goal(tmp_path):
+    """benchmarks/gpu_goals.py --dry-run, the CPU rehearsal of the one prepared GPU call: tiny shapes, Triton
+    interpreted, every section runs, rows with device and versions land under OUT/<device>/, and the goal table
+    has a row for every goal (mamba-ssm's columns empty: it cannot run here)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_goals.py"), "--dry-run", "--out", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (machine,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    import json
+
+    import pandas as pd
+
+    from perfmamba.gpu_goals import GOALS2, goal_table
+
+    df = pd.read_csv(machine / "gpu_goals.csv")
+    gk = _load_script("gpu_goals")
+    assert set(df["section"]) == set(gk.SECTIONS) and "error" not in set(df["metric"]), df[df["metric"] == "error"]
+    assert {"triton", "triton_unfused", "floor", "transformers", "copy", "matmul"} <= set(df["path"])
+    env_json = json.loads((machine / "env.json").read_text())
+    assert env_json["dry_run"] is True and "torch" in json.dumps(env_json)
+    table = goal_table(df)
+    targets = {t["target"] for t in table if t["target"]}
+    assert {f"≥ {GOALS2[k][0]:g}" if GOALS2[k][1] else f"≤ {GOALS2[k][0]:g}" for k in GOALS2} <= targets
+    assert all(t["ours"] is not None for t in table)
+    assert all(t["met"] == "no data" for t in table if "mamba-ssm" in t["goal"])  # no mamba-ssm on a CPU
+    assert sum("no slower than dense" in t["goal"] for t in table) == 2 * 5  # every exact N', decode and prefill
+    assert "goal" in proc.stdout and "met" in proc.stdout and "ours" in proc.stdout
 
 
 def test_campaign_plan_is_well_formed():
