@@ -528,12 +528,13 @@ def check_model_triton_backend_matches_ref(name, overrides):
 @pytest.mark.parametrize("name", ["mamba-tiny", "mamba2-tiny"])
 def check_model_runs_the_fused_norms_on_the_triton_backend(name):
     """On backend "triton" every RMSNorm (one per layer, and norm_f) and Mamba-2's gated norm (one per layer) run
-    the fused kernels; on "ref" none does. Counted by wrapping the namespace's functions."""
+    the fused kernels, the RMSNorms after the first fused with the residual add before them; on "ref" none does.
+    Counted by wrapping the namespace's functions."""
     from perfmamba import load
     from perfmamba.ops.backends import get_ops
 
     ops = get_ops("triton")
-    calls = {"rmsnorm": 0, "gated_rmsnorm": 0}
+    calls = {"rmsnorm": 0, "gated_rmsnorm": 0, "add_rmsnorm": 0}
     saved = {k: getattr(ops, k) for k in calls}
 
     def counting(k):
@@ -554,7 +555,7 @@ def check_model_runs_the_fused_norms_on_the_triton_backend(name):
             with torch.no_grad():
                 model(ids)
             n = model.config.n_layer
-            assert calls["rmsnorm"] == want * (n + 1), (backend, calls)
+            assert calls["rmsnorm"] == want and calls["add_rmsnorm"] == want * n, (backend, calls)
             assert calls["gated_rmsnorm"] == want * (n if model.config.arch == "mamba2" else 0), (backend, calls)
     finally:
         for k, f in saved.items():
@@ -723,6 +724,48 @@ def check_gpu_bf16_norms_match_model_versions():
     x, wx = y[..., :768], w[:768]
     want = wx * (x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-5)).to(x.dtype)
     assert_close(rmsnorm(x, wx, 1e-5).float(), want.float(), atol=1e-2, rtol=1e-2)
+
+
+@gpu_child
+@pytest.mark.parametrize("h,n", [(24, 128), (24, 115), (80, 128), (80, 89), (24, 12)],
+                         ids=["130M-N128", "130M-N115", "2.7B-N128", "2.7B-N89", "130M-N12"])
+def check_gpu_bf16_fused_decode_steps_at_model_shapes(h, n):
+    """The fused step kernels compiled, bf16 activations and cache at Mamba2-130M / 2.7B widths (headdim 64) and
+    Mamba-1 2.8B (r = 160), against the float64 references fed the same bf16 values."""
+    from perfmamba.ops.decode import add_rmsnorm_ref, mamba1_step_ref, mamba2_step_ref
+    from perfmamba.ops.triton import add_rmsnorm, mamba1_step, mamba2_step
+
+    gen = torch.Generator(device=DEVICE).manual_seed(2)
+    bf = torch.bfloat16
+    r = lambda *s, dtype=bf: torch.randn(*s, generator=gen, device=DEVICE).to(dtype)  # noqa: E731
+    b, p = 8, 64
+    d = h * p
+    conv_dim = d + 2 * n
+    params = dict(conv_weight=r(conv_dim, 4), conv_bias=r(conv_dim), A_log=torch.rand(h, generator=gen, device=DEVICE),
+                  dt_bias=r(h, dtype=torch.float32), D=r(h, dtype=torch.float32), norm_weight=r(d), eps=1e-5,
+                  ngroups=1)
+    conv, ssm, zx = r(b, conv_dim, 4), r(b, h, p, n), r(b, d + conv_dim + h)
+    c2, s2 = conv.clone(), ssm.clone()
+    got = mamba2_step(zx, c2, ssm_state=s2, **params)
+    f64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in params.items()}
+    c_ref, s_ref = conv.double(), ssm.double()
+    want = mamba2_step_ref(zx.double(), c_ref, ssm_state=s_ref, **f64)
+    assert_close(got.float(), want.float(), atol=5e-2, rtol=5e-2, what="mamba2 step out")
+    assert_close(s2.float(), s_ref.float(), atol=2e-2, rtol=2e-2, what="mamba2 ssm state")
+    assert torch.equal(c2.double(), c_ref), "conv state"
+    dm, N, rank = 2560, 16, 160
+    st = r(b, 2 * dm, N)
+    st2 = st.clone()
+    args = (r(b, 2 * dm), r(b, rank + 2 * N), r(2 * dm, rank) * 0.1, r(2 * dm), torch.rand(2 * dm, N, device=DEVICE),
+            r(2 * dm), r(b, 2 * dm))
+    y = mamba1_step(st2, *args)
+    y_ref = mamba1_step_ref(st.double(), *(a.double() for a in args))
+    assert_close(y.float(), y_ref.float(), atol=5e-2, rtol=5e-2, what="mamba1 step")
+    x, out, w = r(b, 1, 2560), r(b, 1, 2560), r(2560)
+    s, nrm = add_rmsnorm(x, out, w)
+    s_ref, n_ref = add_rmsnorm_ref(x.double(), out.double(), w.double())
+    assert_close(s.float(), s_ref.float(), atol=2e-2, rtol=1e-2, what="sum")
+    assert_close(nrm.float(), n_ref.float(), atol=5e-2, rtol=2e-2, what="normed")
 
 
 @gpu_child

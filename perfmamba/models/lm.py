@@ -129,19 +129,22 @@ class MambaLM(nn.Module):
     def run_layers(self, x: torch.Tensor, cache: MambaCache | None = None) -> torch.Tensor:
         """Embedded tokens (b, l, d_model) → the normalised hidden states the LM head reads (norm_f included).
 
-        In a decode step (a cache, l = 1) on a backend with `add_rmsnorm` and `fused_decode` on, each block's
-        residual add runs fused with the next block's RMSNorm (or norm_f): same values as the blocks' own code."""
+        On a backend with `add_rmsnorm` (`triton`), each block's residual add runs fused with the next block's
+        RMSNorm (or norm_f), one read and one write of the residual stream instead of four passes: same values as
+        the blocks' own code. A decode step with `fused_decode` off keeps the blocks' op-by-op code."""
         ops = get_ops(self.backend)
         layers = self.backbone.layers
-        add_norm = getattr(ops, "add_rmsnorm", None) if self._fused_decode and cache is not None \
-            and x.shape[1] == 1 else None
+        add_norm = getattr(ops, "add_rmsnorm", None)
+        if add_norm is not None and cache is not None and x.shape[1] == 1 and not self._fused_decode:
+            add_norm = None
         if add_norm is None:
             for i, layer in enumerate(layers):
                 x = layer(x) if cache is None else layer(x, cache.conv_states[i], cache.ssm_states[i])
             return self.backbone.norm_f(x, ops)
         normed = layers[0].norm(x, ops)
         for i, layer in enumerate(layers):
-            out = layer.mixer(normed, cache.conv_states[i], cache.ssm_states[i])
+            out = layer.mixer(normed) if cache is None else layer.mixer(normed, cache.conv_states[i],
+                                                                         cache.ssm_states[i])
             norm = layers[i + 1].norm if i + 1 < len(layers) else self.backbone.norm_f
             with record_function("rmsnorm"):
                 x, normed = add_norm(x, out, norm.weight, norm.eps)

@@ -269,8 +269,9 @@ def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):
                                f"{tuple(A_log.shape)}")
     dev = check_launchable(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
-    block_n = next_pow2(n)
-    block_d = max(4, min(64, 1024 // block_n))
+    block_n, block_r = next_pow2(n), next_pow2(r)
+    # the (BLOCK_D, N) state tile and the (BLOCK_D, r) tile of W_dt both stay at ~2048 elements (r = 160 at 2.8B)
+    block_d = max(4, min(64, 2048 // max(block_n, block_r)))
     with device_guard(dev):
         _mamba1_step_kernel[(b, triton.cdiv(d, block_d))](
             ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z, out,
@@ -278,7 +279,7 @@ def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):
             *ssm_state.stride(), *x.stride(), *x_dbl.stride(), *dt_proj_weight.stride(), *A_log.stride(),
             *(z.stride() if z is not None else (0, 0)), *out.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_DT_BIAS=dt_proj_bias is not None,
-            BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_R=next_pow2(r), num_warps=4,
+            BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=4,
         )
     return out
 
