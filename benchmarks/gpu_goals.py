@@ -170,6 +170,17 @@ class Ctx:
             torch.cuda.empty_cache()
 
 
+def guarded(ctx, label, fn) -> list[dict]:
+    """fn()'s rows, or one error row: a failing case (say, mamba-ssm's graph capture) must not lose the others."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001
+        ctx.release()
+        print(f"[{label}] {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr, flush=True)
+        return [row(ctx, label, "", "", "", None, None, None, None, "", metric="error",
+                    note=f"{type(exc).__name__}: {str(exc)[:300]}")]
+
+
 def _impl(model, *ops):
     from perfmamba.ops.backends import get_ops
 
@@ -218,7 +229,9 @@ def roofline_ms(ctx, cfg, batch, seqlen, phase="prefill") -> float:
                      for k, c in counts.items() if k != "total" and "." not in k)
 
 
-def _prefill_ours(ctx, spec, batch, seqlen, d_state=None):
+def _prefill_ours(ctx, spec, batch, seqlen, d_state=None, ops=("conv", "ssd", "gated_rmsnorm", "add_rmsnorm")):
+    """Time to first token of our model: the forward, then the LM head on the last position (as mamba-ssm's
+    num_last_tokens=1). Returns (timing, config, the kernels that ran)."""
     model = ctx.build(spec, d_state)
     ids = ctx.ids(batch, seqlen, model.config.vocab_size)
 
@@ -226,7 +239,7 @@ def _prefill_ours(ctx, spec, batch, seqlen, d_state=None):
         h = model(ids, return_hidden=True)
         return model.lm_head(h[:, -1])
     t = ctx.time_call(fn)
-    cfg, impl = model.config, _impl(model, "conv", "ssd", "gated_rmsnorm")
+    cfg, impl = model.config, _impl(model, *ops)
     del model
     ctx.release()
     return t, cfg, impl
@@ -244,17 +257,20 @@ def prefill(ctx) -> list[dict]:
     up = _upstream()
     if up is not None:
         gk, ms = up
-        model = gk.build_upstream(ms, cfg.d_model, cfg.n_layer, N)
-        tu = gk.prefill_upstream(model, B, L)
-        del model
-        ctx.release()
-        rows.append(row(ctx, name, "mamba2", "mamba_ssm", "prefill", B, L, N, tu["ms"], "ms",
+
+        def upstream():
+            model = gk.build_upstream(ms, cfg.d_model, cfg.n_layer, N)
+            tu = gk.prefill_upstream(model, B, L)
+            del model
+            ctx.release()
+            return [row(ctx, name, "mamba2", "mamba_ssm", "prefill", B, L, N, tu["ms"], "ms",
                         impl=f"mamba_ssm {ms.version} MambaLMHeadModel (mamba-ssm's Triton SSD, torch conv1d)",
-                        spread=(tu["p20"], tu["p80"])))
+                        spread=(tu["p20"], tu["p80"]))]
+        rows += guarded(ctx, f"mamba_ssm prefill {name}", upstream)
     return rows
 
 
-def _decode_rows(ctx, section, spec, B, d_state=None, *, r=0.0, note="", unfused=False, upstream=None):
+def _decode_rows(ctx, spec, B, d_state=None, *, r=0.0, note="", unfused=False, upstream=None):
     from perfmamba.ops.triton.timing import decode_floor_ms, weight_bytes
 
     model = ctx.build(spec, d_state)
@@ -277,24 +293,28 @@ def _decode_rows(ctx, section, spec, B, d_state=None, *, r=0.0, note="", unfused
     ctx.release()
     if upstream is not None:
         gk, ms = upstream
-        m = gk.build_upstream(ms, cfg.d_model, cfg.n_layer, N)
-        tu = gk.decode_upstream(ms, m, B)
-        del m
-        ctx.release()
-        out.append(row(ctx, name, cfg.arch, "mamba_ssm", "decode", B, 1, N, tu["ms_per_token"], "ms/token",
-                       impl=f"mamba_ssm {ms.version}; CUDA graph per step", spread=(tu["min"], tu["max"])))
+
+        def up():
+            m = gk.build_upstream(ms, cfg.d_model, cfg.n_layer, N)
+            tu = gk.decode_upstream(ms, m, B)
+            del m
+            ctx.release()
+            return [row(ctx, name, cfg.arch, "mamba_ssm", "decode", B, 1, N, tu["ms_per_token"], "ms/token",
+                        impl=f"mamba_ssm {ms.version}; CUDA graph per step", spread=(tu["min"], tu["max"]))]
+        out += guarded(ctx, f"mamba_ssm decode {name} B={B}", up)
     return out
 
 
 def decode(ctx) -> list[dict]:
     spec, batches = ctx.shapes["decode"]
     up = _upstream()
-    return [r for B in batches for r in _decode_rows(ctx, "decode", spec, B, unfused=True, upstream=up)]
+    return [r for B in batches
+            for r in guarded(ctx, f"decode B={B}", lambda B=B: _decode_rows(ctx, spec, B, unfused=True, upstream=up))]
 
 
 def decode_big(ctx) -> list[dict]:
     spec, B = ctx.shapes["decode_big"]
-    return _decode_rows(ctx, "decode_big", spec, B)
+    return _decode_rows(ctx, spec, B)
 
 
 def kept_counts(n_state: int, align: int) -> list[tuple[int, float, str]]:
@@ -316,7 +336,8 @@ def prune_decode(ctx) -> list[dict]:
     spec, B, _ = ctx.shapes["prune"]
     N = preset(spec[0], **spec[1]).d_states[0]
     return [r for n, ratio, note in kept_counts(N, ctx.shapes["align"])
-            for r in _decode_rows(ctx, "prune_decode", spec, B, n, r=ratio, note=note)]
+            for r in guarded(ctx, f"prune decode N'={n}",
+                             lambda n=n, ratio=ratio, note=note: _decode_rows(ctx, spec, B, n, r=ratio, note=note))]
 
 
 def prune_prefill(ctx) -> list[dict]:
@@ -335,19 +356,12 @@ def prune_prefill(ctx) -> list[dict]:
 def mamba1(ctx) -> list[dict]:
     rows, cases = [], []
     for spec, B, L in ctx.shapes["mamba1"]:
-        t, cfg, impl = _prefill_ours(ctx, spec, B, L)
+        t, cfg, impl = _prefill_ours(ctx, spec, B, L, ops=("conv", "selective_scan", "add_rmsnorm"))
         rows.append(row(ctx, spec[0], "mamba1", "triton", "prefill", B, L, cfg.d_states[0], t["ms"], "ms",
-                        impl=_impl_m1(impl), spread=(t["p20"], t["p80"])))
+                        impl=impl, spread=(t["p20"], t["p80"])))
         cases.append(dict(model=spec[0], batch=B, seqlen=L, d_model=cfg.d_model, n_layer=cfg.n_layer,
                           d_state=cfg.d_states[0], vocab=cfg.vocab_size))
     return rows + hf_rows(ctx, cases)
-
-
-def _impl_m1(_):
-    from perfmamba.ops.backends import get_ops
-
-    impl = get_ops("triton").impl
-    return f"conv={impl['conv']}; selective_scan={impl['selective_scan']}"
 
 
 def hf_rows(ctx, cases, timeout=240) -> list[dict]:

@@ -4,7 +4,8 @@
     conv_update             causal_conv1d_update     (ref: causal_conv1d_update_ref), conv_state updated in place
     selective_scan          Mamba-1 prefill scan     (ref: selective_scan_ref), any d_state
     selective_state_update  Mamba-1 decode step      (ref: selective_state_update_ref), one kernel
-    ssd                     Mamba-2 prefill          mamba-ssm's Triton SSD when importable, else ssd_chunked
+    ssd                     Mamba-2 prefill          not ours: mamba-ssm's Triton SSD (mamba_chunk_scan_combined) when
+                                                     importable, else perfmamba.ops.ssd_chunked (torch)
     ssd_state_update        Mamba-2 decode step      (ref: ssd_state_update_ref), one kernel, any d_state
     rmsnorm, gated_rmsnorm  fused norms              (ref: perfmamba.ops.norm rmsnorm_ref / gated_rmsnorm_ref)
     mamba2_step             Mamba-2 layer step       (ref: perfmamba.ops.decode.mamba2_step_ref): conv update, state
