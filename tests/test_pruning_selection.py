@@ -133,3 +133,29 @@ def test_prune_with_align_records_it():
     assert "align" not in prune(model, 0.1, criterion="random").config.extra["pruning"]
     with pytest.raises(PruningError, match="align must be a positive integer"):
         prune(model, 0.1, criterion="random", align=-8)
+
+
+def test_padded_layout_has_the_exact_models_logits_at_the_aligned_shapes():
+    """pad=True: the exact kept states, laid out at the aligned count with zero states; float64 logits equal the
+    exact removed model's, and the shapes (hence the kernels' work) are the aligned model's."""
+    import perfmamba
+    from perfmamba.pruning import prune
+
+    for name in ("mamba2-tiny", "mamba-tiny"):
+        model = perfmamba.load(name).double()
+        exact = prune(model, 0.3, criterion="random", seed=3)  # N' = floor(13 · 0.7) = 9
+        padded = prune(model, 0.3, criterion="random", seed=3, align=4, pad=True)
+        aligned = prune(model, 0.3, criterion="random", seed=3, align=4)
+        assert exact.config.d_states == [9, 9] and padded.config.d_states == aligned.config.d_states == [12, 12]
+        ids = torch.randint(0, 251, (2, 11), generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(padded(ids), exact(ids), rtol=0, atol=1e-10)
+        c1, c2 = padded.allocate_cache(2, dtype=torch.float64), exact.allocate_cache(2, dtype=torch.float64)
+        padded(ids[:, :9], c1), exact(ids[:, :9], c2)
+        torch.testing.assert_close(padded.step(ids[:, 9], c1), exact.step(ids[:, 9], c2), rtol=0, atol=1e-10)
+        info = padded.config.extra["pruning"]
+        assert info["pad"] is True and [len(k) for k in info["kept"]] == [9, 9]
+        assert [len(k) for k in info["layout"]] == [12, 12]
+    with pytest.raises(PruningError, match="pad needs align"):
+        prune(model, 0.3, criterion="random", pad=True)
+    with pytest.raises(PruningError, match="pad needs align"):
+        prune(model, 0.3, criterion="random", align=4, pad=True, mode="zeroed")

@@ -639,6 +639,7 @@ PRUNED_DECODE_CASES = [  # preset, overrides: per-layer kept counts N' (odd, as 
     pytest.param("mamba2-tiny", {"d_state": [115, 12], "ngroups": 2}, id="mamba2-N115-12-g2"),
     pytest.param("mamba2-tiny", {"d_state": [89, 38], "headdim": 8}, id="mamba2-N89-38-P8"),
     pytest.param("mamba-tiny", {"d_state": [89, 38], "d_model": 24}, id="mamba1-N89-38-D48"),
+    pytest.param("mamba2-tiny", {"bridge": 0.3}, id="mamba2-bridge-r0.3"),  # N′ = 9 behind W_bridge, N = 13 cache
 ]
 
 
@@ -651,7 +652,13 @@ def check_fused_decode_step_of_pruned_model_matches_ref(name, overrides):
     from perfmamba.models.graphs import decode_body
     from perfmamba.ops.backends import get_ops
 
+    overrides = dict(overrides)
+    bridge = overrides.pop("bridge", None)
     model = MambaLM.from_config(preset(name, **overrides)).to(DEVICE).eval()
+    if bridge is not None:
+        from perfmamba.pruning import prune
+
+        model = prune(model, bridge, criterion="random", mode="bridge")
     ids = torch.randint(0, 251, (2, 8), generator=_gen(24)).to(DEVICE)
     cache = model.allocate_cache(2)
     with torch.no_grad():
