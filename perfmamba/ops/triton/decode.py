@@ -151,7 +151,7 @@ def _mamba2_step_norm_kernel(
 def mamba2_step_config(headdim: int, dstate: int):
     """(BLOCK_P, BLOCK_N, num_warps) of `_mamba2_step_kernel`: about 2048 state elements per program. Taller tiles
     than a bare state update because every program also recomputes its group's B/C conv (2·N′ channels)."""
-    block_n = next_pow2(dstate)
+    block_n = max(16, next_pow2(dstate))  # at least 16 lanes: tiny tiles are where compiled layouts get fragile
     block_p = max(1, min(next_pow2(headdim), 2048 // block_n))
     return block_p, block_n, 4 if block_p * block_n <= 2048 else 8
 
@@ -182,20 +182,20 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
     gated = torch.empty(b, d, device=zxbcdt.device, dtype=torch.float32)
     out = torch.empty(b, d, device=zxbcdt.device, dtype=torch.promote_types(norm_weight.dtype, zxbcdt.dtype))
     block_p, block_n, num_warps = mamba2_step_config(p, n)
-    block_g = next_pow2(d // ngroups)
+    block_g = max(16, next_pow2(d // ngroups))
     with device_guard(dev):
         _mamba2_step_kernel[(b, h, triton.cdiv(p, block_p))](
             zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, gated,
             d, conv_dim, p, n, h // ngroups, ngroups, lo, hi,
             *zxbcdt.stride(), *conv_state.stride(), *conv_weight.stride(), *ssm_state.stride(), gated.stride(0),
             WIDTH=w, HAS_CONV_BIAS=conv_bias is not None, HAS_D=D is not None, HAS_DT_BIAS=dt_bias is not None,
-            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_W=next_pow2(w), num_warps=num_warps,
+            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_W=max(2, next_pow2(w)), num_warps=num_warps,
         )
         _mamba2_step_norm_kernel[(b, ngroups)](
             gated, zxbcdt, conv_state, norm_weight, out,
             d, d // ngroups, n, ngroups, float(eps),
             gated.stride(0), *zxbcdt.stride(), *conv_state.stride(), out.stride(0),
-            WIDTH=w, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_W=next_pow2(w),
+            WIDTH=w, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_W=max(2, next_pow2(w)),
             num_warps=min(16, max(1, block_g // 256)),
         )
     return out
@@ -269,7 +269,7 @@ def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):
                                f"{tuple(A_log.shape)}")
     dev = check_launchable(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
-    block_n, block_r = next_pow2(n), next_pow2(r)
+    block_n, block_r = max(16, next_pow2(n)), max(16, next_pow2(r))
     # the (BLOCK_D, N) state tile and the (BLOCK_D, r) tile of W_dt both stay at ~2048 elements (r = 160 at 2.8B)
     block_d = max(4, min(64, 2048 // max(block_n, block_r)))
     with device_guard(dev):
@@ -316,7 +316,7 @@ def add_rmsnorm(x, out, weight, eps=1e-5):
     o2 = o2 if o2.stride(-1) == 1 else o2.contiguous()
     s2, n2 = s.view(-1, d), normed.view(-1, d)
     if x2.shape[0]:
-        block = next_pow2(d)
+        block = max(16, next_pow2(d))
         with device_guard(dev):
             _add_rmsnorm_kernel[(x2.shape[0],)](x2, o2, weight, s2, n2, d, float(eps), x2.stride(0), o2.stride(0),
                                                 s2.stride(0), n2.stride(0), BLOCK=block,
