@@ -4,8 +4,9 @@
     conv_update             causal_conv1d_update     (ref: causal_conv1d_update_ref), conv_state updated in place
     selective_scan          Mamba-1 prefill scan     (ref: selective_scan_ref), any d_state
     selective_state_update  Mamba-1 decode step      (ref: selective_state_update_ref), one kernel
-    ssd                     Mamba-2 prefill          not ours: mamba-ssm's Triton SSD (mamba_chunk_scan_combined) when
-                                                     importable, else perfmamba.ops.ssd_chunked (torch)
+    ssd                     Mamba-2 prefill          mamba-ssm's Triton SSD (mamba_chunk_scan_combined) when importable,
+                                                     else ours (chunked_ssd, ref: ssd_ref) on CUDA, else the torch
+                                                     perfmamba.ops.ssd_chunked; PERFMAMBA_SSD / use_ssd choose
     ssd_state_update        Mamba-2 decode step      (ref: ssd_state_update_ref), one kernel, any d_state
     rmsnorm, gated_rmsnorm  fused norms              (ref: perfmamba.ops.norm rmsnorm_ref / gated_rmsnorm_ref)
     mamba2_step             Mamba-2 layer step       (ref: perfmamba.ops.decode.mamba2_step_ref): conv update, state
@@ -30,10 +31,12 @@ from .conv import causal_conv1d, causal_conv1d_update
 from .decode import add_rmsnorm, mamba1_step, mamba2_step
 from .norm import gated_rmsnorm, rmsnorm
 from .selective_scan import selective_scan, selective_state_update
-from .ssd import prefill_impl, ssd_state_update
+from .ssd import prefill_impl, ssd_state_update, use_ssd
+from .chunked_ssd import chunked_ssd
 
 __all__ = ["ops", "causal_conv1d", "causal_conv1d_update", "selective_scan", "selective_state_update",
            "ssd_state_update", "rmsnorm", "gated_rmsnorm", "mamba2_step", "mamba1_step", "add_rmsnorm", "prefill_impl",
+           "use_ssd", "chunked_ssd",
            "KernelInputError", "INTERPRET"]
 
 
