@@ -10,8 +10,9 @@ after every section and a rerun skips the sections already in the file, so a sec
 
     calibrate      device-to-device copy bandwidth (bytes read + written) and bf16 matmul throughput: the floors'
                    denominators, measured in the same process
-    prefill        Mamba2-130M B=8 L=8192: ours (backend triton), mamba-ssm's own model (its Triton path, torch
-                   conv1d), the roofline floor Σ_component max(FLOPs / matmul peak, bytes / bandwidth)
+    prefill        Mamba2-130M B=8 L=8192: ours (backend triton, its default SSD: mamba-ssm's where importable), ours
+                   with our own chunked SSD kernel, mamba-ssm's own model (its Triton path, torch conv1d), the
+                   roofline floor Σ_component max(FLOPs / matmul peak, bytes / bandwidth)
     decode         Mamba2-130M B=8 and B=64, one CUDA graph per step: ours (fused step), ours op by op
                    (fused_decode off), mamba-ssm captured the same way, the HBM floor (weights + 2 × cache) / bw
     decode_big     Mamba2-2.7B B=8: ours and the HBM floor
@@ -85,7 +86,7 @@ TINY = dict(
     align=4,
 )
 # section → rough seconds on an H200 including Triton compilation (the budget's estimates)
-ESTIMATE = {"calibrate": 5, "prefill": 40, "decode": 40, "decode_big": 25, "prune_decode": 45, "prune_prefill": 40,
+ESTIMATE = {"calibrate": 5, "prefill": 55, "decode": 40, "decode_big": 25, "prune_decode": 45, "prune_prefill": 40,
             "mamba1": 60}
 SECTIONS = tuple(ESTIMATE)
 
@@ -254,6 +255,8 @@ def prefill(ctx) -> list[dict]:
                 spread=(t["p20"], t["p80"])),
             row(ctx, name, "mamba2", "floor", "prefill", B, L, N, roofline_ms(ctx, cfg, B, L), "ms",
                 impl="roofline: sum of max(FLOPs / matmul peak, bytes / copy bandwidth) per component")]
+    if "chunked_ssd" not in impl:  # the default SSD is mamba-ssm's (or torch's): time our kernel in the same model
+        rows += guarded(ctx, "prefill, our SSD", lambda: _prefill_own_ssd(ctx, spec, B, L, N))
     up = _upstream()
     if up is not None:
         gk, ms = up
@@ -268,6 +271,20 @@ def prefill(ctx) -> list[dict]:
                         spread=(tu["p20"], tu["p80"]))]
         rows += guarded(ctx, f"mamba_ssm prefill {name}", upstream)
     return rows
+
+
+def _prefill_own_ssd(ctx, spec, B, L, N):
+    from perfmamba.ops.backends import get_ops
+    from perfmamba.ops.triton import use_ssd
+
+    ns = get_ops("triton")
+    old = use_ssd(ns, "triton")
+    try:
+        t, _, impl = _prefill_ours(ctx, spec, B, L)
+    finally:
+        ns.ssd, ns.impl["ssd"] = old
+    return [row(ctx, spec[0], "mamba2", "triton_own_ssd", "prefill", B, L, N, t["ms"], "ms", impl=impl,
+                spread=(t["p20"], t["p80"]), note="backend triton with our chunked SSD kernel")]
 
 
 def _decode_rows(ctx, spec, B, d_state=None, *, r=0.0, note="", unfused=False, upstream=None):

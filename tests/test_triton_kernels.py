@@ -277,7 +277,7 @@ def test_gpu_goals_dry_run_measures_every_goal(tmp_path):
     df = pd.read_csv(machine / "gpu_goals.csv")
     gk = _load_script("gpu_goals")
     assert set(df["section"]) == set(gk.SECTIONS) and "error" not in set(df["metric"]), df[df["metric"] == "error"]
-    assert {"triton", "triton_unfused", "floor", "transformers", "copy", "matmul"} <= set(df["path"])
+    assert {"triton", "triton_unfused", "triton_own_ssd", "floor", "transformers", "copy", "matmul"} <= set(df["path"])
     env_json = json.loads((machine / "env.json").read_text())
     assert env_json["dry_run"] is True and "torch" in json.dumps(env_json)
     table = goal_table(df)
