@@ -216,5 +216,5 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
         _ssd_chunk_scan_kernel[(b * nc, h, triton.cdiv(T, block_m) * triton.cdiv(p, block_p))](
             x, B, C, D, dtp, acs, states, y, l, p, n, nc, h // g, *x.stride(), *B.stride(), *C.stride(), *sD, *sa,
             *states.stride(), *y.stride(), HAS_D=D is not None, T=T, BLOCK_M=block_m, BLOCK_P=block_p,
-            BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4)
+            BLOCK_N=block_n, BLOCK_K=block_k, num_warps=8 if block_n >= 128 else 4)
     return (y, final) if return_final_states else y
