@@ -81,7 +81,8 @@ TINY = dict(
     decode=(("mamba2-tiny", _T2), (1, 2)),
     decode_big=(("mamba2-tiny", {**_T2, "d_model": 32}), 1),
     prune=(("mamba2-tiny", _T2), 1, (1, 8)),  # N = 16: kept 14, 11, 8, 4, 1 and, aligned to 4, 12
-    mamba1=[(("mamba-tiny", {"d_model": 16, "n_layer": 1}), 1, 8), (("mamba-tiny", {"d_model": 24, "n_layer": 1}), 2, 8)],
+    mamba1=[(("mamba-tiny", {"d_model": 16, "n_layer": 1}), 1, 8),
+            (("mamba-tiny", {"d_model": 24, "n_layer": 1}), 2, 8)],
     hf_reps=1,
     align=4,
 )

@@ -264,8 +264,8 @@ def test_gpu_goals_dry_run_measures_every_goal(tmp_path):
     interpreted, every section runs, rows with device and versions land under OUT/<device>/, and the goal table
     has a row for every goal (mamba-ssm's columns empty: it cannot run here)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_goals.py"), "--dry-run", "--out", str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_goals.py"), "--dry-run", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (machine,) = [d for d in tmp_path.iterdir() if d.is_dir()]
     import json
@@ -628,7 +628,8 @@ def check_add_rmsnorm_matches_reference(shape):
     from perfmamba.ops.triton import add_rmsnorm
 
     gen = _gen(23)
-    x, out, w = torch.randn(*shape, generator=gen), torch.randn(*shape, generator=gen), torch.randn(shape[-1], generator=gen)
+    x, out = torch.randn(*shape, generator=gen), torch.randn(*shape, generator=gen)
+    w = torch.randn(shape[-1], generator=gen)
     s, normed = add_rmsnorm(x.to(DEVICE), out.to(DEVICE), w.to(DEVICE), 1e-5)
     s_ref, n_ref = add_rmsnorm_ref(x.double(), out.double(), w.double(), 1e-5)
     assert_close(s.cpu(), s_ref, **F32, what="sum")

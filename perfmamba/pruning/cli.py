@@ -219,7 +219,7 @@ def run_prune(args):
     if args.pad:
         aligned = f" (exact counts, padded with zero states to multiples of {args.align})"
     print(f"pruned {args.src}: ratio {ratio:g}, criterion {args.criterion}, mode {args.mode}, selection "
-          f"{args.selection}{aligned}; d_state {shown(before)} -> {shown(after)}; parameters {model.num_parameters():,} -> "
-          f"{new.num_parameters():,}")
+          f"{args.selection}{aligned}; d_state {shown(before)} -> {shown(after)}; "
+          f"parameters {model.num_parameters():,} -> {new.num_parameters():,}")
     print(f"wrote {args.format} checkpoint to {out}")
 
