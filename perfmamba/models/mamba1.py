@@ -52,7 +52,9 @@ class Mamba1Mixer(nn.Module):
                 init = conv_state[..., 1:] if conv_state is not None else None
                 x = ops.conv(x, w, cb, initial_states=init, activation="silu")
                 if conv_state is not None:
-                    conv_state.copy_(torch.cat([conv_state, xz[..., : self.d_inner].transpose(1, 2)], -1)[..., -self.d_conv:])
+                    # the last d_conv inputs of [cache, x]: only the tail of x is concatenated, not all l tokens
+                    tail = xz[:, -self.d_conv:, : self.d_inner].transpose(1, 2)  # (b, d, ≤ d_conv)
+                    conv_state.copy_(torch.cat([conv_state, tail], -1)[..., -self.d_conv:])
         fused = getattr(ops, "mamba1_step", None) if step and self.fused_decode else None
         with record_function("ssm"):
             with record_function("ssm.x_proj"):

@@ -74,7 +74,9 @@ class Mamba2Mixer(nn.Module):
                 init = conv_state[..., 1:] if conv_state is not None else None
                 out = ops.conv(xBC.transpose(1, 2), w, cb, initial_states=init, activation="silu")
                 if conv_state is not None:
-                    conv_state.copy_(torch.cat([conv_state, xBC.transpose(1, 2)], -1)[..., -self.d_conv:])
+                    # the last d_conv inputs of [cache, xBC]: only the tail of xBC is concatenated
+                    tail = xBC[:, -self.d_conv:].transpose(1, 2)  # (b, conv_dim, ≤ d_conv)
+                    conv_state.copy_(torch.cat([conv_state, tail], -1)[..., -self.d_conv:])
                 xBC = out.transpose(1, 2)  # (b, l, conv_dim)
         x, B, C = torch.split(xBC, [d, g * n, g * n], dim=-1)
         A = -torch.exp(self.A_log.float())  # (h,)
