@@ -16,7 +16,8 @@ decomposition is the one of the Mamba-2 paper (Dao & Gu 2024, §6, Listing 1) an
 
 Any d_state N′ (state lanes padded to a power of two ≥ 16 and masked), any head dimension, ngroups dividing the
 heads, lengths that are not multiples of the chunk (Δ = 0 past the end: no decay, no input), initial and final
-states. Products take the activations' dtype (bf16 on a GPU: tensor cores) and accumulate in float32.
+states. Products take the activations' dtype (bf16 on a GPU: tensor cores; float32 inputs are multiplied in
+full float32, not TF32) and accumulate in float32.
 """
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def _ssd_cumsum_kernel(dt_ptr, dtb_ptr, A_ptr, dtp_ptr, acs_ptr, seqlen, dt_min,
 def _ssd_chunk_state_kernel(x_ptr, B_ptr, dtp_ptr, acs_ptr, st_ptr, seqlen, headdim, dstate, nchunks, heads_per_group,
                             s_x_b, s_x_l, s_x_h, s_x_p, s_B_b, s_B_l, s_B_g, s_B_n, s_a_b, s_a_h, s_a_c,
                             s_st_b, s_st_c, s_st_h, s_st_p, s_st_n,
-                            T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                            T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                            PREC: tl.constexpr):
     pid_bc = tl.program_id(0)
     pid_h = tl.program_id(1)
     pid_p = tl.program_id(2)
@@ -79,7 +81,7 @@ def _ssd_chunk_state_kernel(x_ptr, B_ptr, dtp_ptr, acs_ptr, st_ptr, seqlen, head
         bk = tl.load(B_ptr + pid_b * s_B_b + t[:, None].to(tl.int64) * s_B_l + grp * s_B_g + offs_n[None, :] * s_B_n,
                      mask=mt[:, None] & (offs_n[None, :] < dstate), other=0.0)  # (K, N)
         xw = (xk.to(tl.float32) * w[:, None]).to(bk.dtype)
-        acc += tl.dot(tl.trans(xw), bk)
+        acc += tl.dot(tl.trans(xw), bk, input_precision=PREC)
     tl.store(st_ptr + pid_b * s_st_b + pid_c * s_st_c + pid_h * s_st_h + offs_p[:, None] * s_st_p
              + offs_n[None, :] * s_st_n, acc, mask=(offs_p[:, None] < headdim) & (offs_n[None, :] < dstate))
 
@@ -114,7 +116,7 @@ def _ssd_chunk_scan_kernel(x_ptr, B_ptr, C_ptr, D_ptr, dtp_ptr, acs_ptr, st_ptr,
                            s_D_h, s_D_p, s_a_b, s_a_h, s_a_c, s_st_b, s_st_c, s_st_h, s_st_p, s_st_n,
                            s_y_b, s_y_l, s_y_h, s_y_p,
                            HAS_D: tl.constexpr, T: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr,
-                           BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                           BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr):
     pid_bc = tl.program_id(0)
     pid_h = tl.program_id(1)
     pid_mp = tl.program_id(2)
@@ -138,7 +140,7 @@ def _ssd_chunk_scan_kernel(x_ptr, B_ptr, C_ptr, D_ptr, dtp_ptr, acs_ptr, st_ptr,
     # the carried state: exp(a_t) C_t · h_prev
     prev = tl.load(st_ptr + pid_b * s_st_b + pid_c * s_st_c + pid_h * s_st_h + offs_n[:, None] * s_st_n
                    + offs_p[None, :] * s_st_p, mask=mn[:, None] & mp[None, :], other=0.0)  # (N, P), float32
-    acc = tl.dot(cm, prev.to(cm.dtype)) * tl.exp(a_m)[:, None]
+    acc = tl.dot(cm, prev.to(cm.dtype), input_precision=PREC) * tl.exp(a_m)[:, None]
     # within the chunk, causal: source blocks up to the last row of this block
     for k0 in range(0, (pid_m + 1) * BLOCK_M, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
@@ -146,14 +148,14 @@ def _ssd_chunk_scan_kernel(x_ptr, B_ptr, C_ptr, D_ptr, dtp_ptr, acs_ptr, st_ptr,
         mk = tk < seqlen
         bk = tl.load(B_ptr + pid_b * s_B_b + tk[None, :].to(tl.int64) * s_B_l + grp * s_B_g + offs_n[:, None] * s_B_n,
                      mask=mk[None, :] & mn[:, None], other=0.0)  # (N, K)
-        cb = tl.dot(cm, bk)  # (M, K)
+        cb = tl.dot(cm, bk, input_precision=PREC)  # (M, K)
         a_k = tl.load(a_base + offs_k)
         dt_k = tl.load(dtp_ptr + pid_b * s_a_b + pid_h * s_a_h + pid_c * s_a_c + offs_k)
         causal = offs_m[:, None] >= offs_k[None, :]
         w = tl.where(causal, cb * tl.exp(tl.where(causal, a_m[:, None] - a_k[None, :], 0.0)) * dt_k[None, :], 0.0)
         xk = tl.load(x_ptr + pid_b * s_x_b + tk[:, None].to(tl.int64) * s_x_l + pid_h * s_x_h + offs_p[None, :] * s_x_p,
                      mask=mk[:, None] & mp[None, :], other=0.0)  # (K, P)
-        acc += tl.dot(w.to(xk.dtype), xk)
+        acc += tl.dot(w.to(xk.dtype), xk, input_precision=PREC)
     xm = tl.load(x_ptr + pid_b * s_x_b + tm[:, None].to(tl.int64) * s_x_l + pid_h * s_x_h + offs_p[None, :] * s_x_p,
                  mask=mm[:, None] & mp[None, :], other=0.0).to(tl.float32)
     if HAS_D:
@@ -201,13 +203,15 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     block_m, block_p, block_n, block_k = ssd_config(T, p, n)
     sD = (0, 0) if D is None else (D.stride(0), 0) if D.dim() == 1 else tuple(D.stride())
     sa = dtp.stride()[:3]
+    # float32 activations: exact float32 products (a float32 model asks for float32 results), not TF32
+    prec = "ieee" if x.dtype == torch.float32 else None
     with device_guard(dev):
         _ssd_cumsum_kernel[(b, h, nc)](dt, dt_bias, A, dtp, acs, l, lo, hi, *dt.stride(), *sa,
                                        HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=bool(dt_softplus),
                                        HAS_DT_LIMIT=has_limit, T=T)
         _ssd_chunk_state_kernel[(b * nc, h, triton.cdiv(p, block_p))](
             x, B, dtp, acs, states, l, p, n, nc, h // g, *x.stride(), *B.stride(), *sa, *states.stride(),
-            T=T, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_K=min(64, T), num_warps=4)
+            T=T, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_K=min(64, T), PREC=prec, num_warps=4)
         blk = min(1024, next_pow2(p * n))
         _ssd_state_passing_kernel[(b, h, triton.cdiv(p * n, blk))](
             states, acs, h0, final, nc, p * n, T, states.stride(0), states.stride(1), states.stride(2), *sa,
@@ -216,5 +220,5 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
         _ssd_chunk_scan_kernel[(b * nc, h, triton.cdiv(T, block_m) * triton.cdiv(p, block_p))](
             x, B, C, D, dtp, acs, states, y, l, p, n, nc, h // g, *x.stride(), *B.stride(), *C.stride(), *sD, *sa,
             *states.stride(), *y.stride(), HAS_D=D is not None, T=T, BLOCK_M=block_m, BLOCK_P=block_p,
-            BLOCK_N=block_n, BLOCK_K=block_k, num_warps=8 if block_n >= 128 else 4)
+            BLOCK_N=block_n, BLOCK_K=block_k, PREC=prec, num_warps=8 if block_n >= 128 else 4)
     return (y, final) if return_final_states else y
