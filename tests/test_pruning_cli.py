@@ -76,6 +76,22 @@ def test_prune_preset_global_in_our_format(tmp_path, capsys):
     assert info["selection"] == "global" and sum(len(k) for k in info["kept"]) == 12
 
 
+def test_prune_aligned_counts(tmp_path, capsys):
+    """--align 8 rounds N' = floor(13 · 0.3) = 3 up to 8; --align-rounding down to 8 as well (never 0 states)."""
+    for how in ("up", "down"):
+        rc, out, err = run(capsys, "prune", "mamba2-tiny", "--ratio", "0.7", "--criterion", "decay",
+                           "--calibration-tokens", 38, "--align", 8, "--align-rounding", how, "--out", tmp_path / how)
+        assert rc == 0, err
+        assert "d_state 13 -> 8" in out and "multiples of 8" in out
+        info = perfmamba.load(tmp_path / how).config.extra["pruning"]
+        assert info["align"] == 8 and info["align_rounding"] == how and [len(k) for k in info["kept"]] == [8, 8]
+    rc, out, err = run(capsys, "prune", "mamba2-tiny", "--ratio", "0.3", "--criterion", "random", "--align", 4,
+                       "--pad", "--out", tmp_path / "pad")
+    assert rc == 0, err
+    assert "d_state 13 -> 12" in out and "padded with zero states" in out
+    assert perfmamba.load(tmp_path / "pad").config.extra["pruning"]["pad"] is True
+
+
 # bad input ------------------------------------------------------------------------------------------------
 BAD_CLI = [
     pytest.param(["--ratio", "abc"], "ratio must be a number", id="ratio-not-a-number"),
@@ -85,6 +101,10 @@ BAD_CLI = [
     pytest.param(["--ratio", "0.5", "--mode", "half"], "unknown mode 'half'", id="unknown-mode"),
     pytest.param(["--ratio", "0.5", "--selection", "best"], "unknown selection", id="unknown-selection"),
     pytest.param(["--ratio", "0.5", "--format", "onnx"], "unknown format", id="unknown-format"),
+    pytest.param(["--ratio", "0.5", "--align", "0"], "align must be a positive integer", id="align-zero"),
+    pytest.param(["--ratio", "0.5", "--align", "8", "--align-rounding", "sideways"], "unknown align rounding",
+                 id="align-rounding"),
+    pytest.param(["--ratio", "0.5", "--pad"], "--pad needs --align", id="pad-without-align"),
     pytest.param(["--ratio", "0.5", "--calibration-tokens", "0"], "must be a positive number", id="zero-tokens"),
     pytest.param(["--ratio", "0.5"], "calibration data needed", id="no-calibration"),
 ]

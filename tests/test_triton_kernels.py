@@ -100,7 +100,11 @@ def test_ops_namespace_keeps_reference_signatures():
     want = list(inspect.signature(ref_ops.ssd_ref).parameters)
     assert list(inspect.signature(ns.ssd).parameters) == want
     assert set(ns.impl) == {"conv", "conv_update", "selective_scan", "selective_state_update", "ssd", "ssd_state_update",
-                            "rmsnorm", "gated_rmsnorm"}
+                            "rmsnorm", "gated_rmsnorm", "mamba2_step", "mamba1_step", "add_rmsnorm"}
+    from perfmamba.ops import decode as ref_decode  # the fused decode steps keep their references' signatures
+    for field in ("mamba2_step", "mamba1_step", "add_rmsnorm"):
+        ref = getattr(ref_decode, f"{field}_ref")
+        assert list(inspect.signature(getattr(ns, field)).parameters) == list(inspect.signature(ref).parameters), field
     from perfmamba.models.common import gated_rmsnorm  # the model's own, which the fused one replaces
     assert list(inspect.signature(ns.gated_rmsnorm).parameters) == list(inspect.signature(gated_rmsnorm).parameters)
     assert ns.impl["ssd"] in ("perfmamba.ops.ssd_chunked", "mamba_ssm.mamba_chunk_scan_combined")
@@ -203,12 +207,13 @@ def _load_script(name):
     return mod
 
 
-@pytest.mark.parametrize("script", ["gpu_kernels", "gpu_campaign"])
-def test_benchmark_scripts_help(script):
+@pytest.mark.parametrize("script,flag", [("gpu_kernels", "--quick"), ("gpu_campaign", "--quick"),
+                                         ("gpu_goals", "--dry-run")])
+def test_benchmark_scripts_help(script, flag):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--help"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "usage:" in proc.stdout and "--quick" in proc.stdout
+    assert "usage:" in proc.stdout and flag in proc.stdout
 
 
 def test_benchmark_ratios_from_rows():
@@ -250,6 +255,38 @@ def test_benchmark_ratios_from_rows():
     assert table.loc["pruned r=0.5 (N'=64) / dense decode B=64, throughput", "verdict"] == "NOT met"
     assert table.loc["Mamba-1 130M prefill B=8 L=512: transformers / ours", "verdict"] == "met"
     assert len(table) == len(got)
+
+
+@pytest.mark.slow
+@needs_triton
+def test_gpu_goals_dry_run_measures_every_goal(tmp_path):
+    """benchmarks/gpu_goals.py --dry-run, the CPU rehearsal of the one prepared GPU call: tiny shapes, Triton
+    interpreted, every section runs, rows with device and versions land under OUT/<device>/, and the goal table
+    has a row for every goal (mamba-ssm's columns empty: it cannot run here)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_goals.py"), "--dry-run", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (machine,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    import json
+
+    import pandas as pd
+
+    from perfmamba.gpu_goals import GOALS2, goal_table
+
+    df = pd.read_csv(machine / "gpu_goals.csv")
+    gk = _load_script("gpu_goals")
+    assert set(df["section"]) == set(gk.SECTIONS) and "error" not in set(df["metric"]), df[df["metric"] == "error"]
+    assert {"triton", "triton_unfused", "triton_own_ssd", "floor", "transformers", "copy", "matmul"} <= set(df["path"])
+    env_json = json.loads((machine / "env.json").read_text())
+    assert env_json["dry_run"] is True and "torch" in json.dumps(env_json)
+    table = goal_table(df)
+    targets = {t["target"] for t in table if t["target"]}
+    assert {f"≥ {GOALS2[k][0]:g}" if GOALS2[k][1] else f"≤ {GOALS2[k][0]:g}" for k in GOALS2} <= targets
+    assert all(t["ours"] is not None for t in table)
+    assert all(t["met"] == "no data" for t in table if "mamba-ssm" in t["goal"])  # no mamba-ssm on a CPU
+    assert sum("no slower than dense" in t["goal"] for t in table) == 2 * 5  # every exact N', decode and prefill
+    assert "goal" in proc.stdout and "met" in proc.stdout and "ours" in proc.stdout
 
 
 def test_campaign_plan_is_well_formed():
@@ -491,12 +528,13 @@ def check_model_triton_backend_matches_ref(name, overrides):
 @pytest.mark.parametrize("name", ["mamba-tiny", "mamba2-tiny"])
 def check_model_runs_the_fused_norms_on_the_triton_backend(name):
     """On backend "triton" every RMSNorm (one per layer, and norm_f) and Mamba-2's gated norm (one per layer) run
-    the fused kernels; on "ref" none does. Counted by wrapping the namespace's functions."""
+    the fused kernels, the RMSNorms after the first fused with the residual add before them; on "ref" none does.
+    Counted by wrapping the namespace's functions."""
     from perfmamba import load
     from perfmamba.ops.backends import get_ops
 
     ops = get_ops("triton")
-    calls = {"rmsnorm": 0, "gated_rmsnorm": 0}
+    calls = {"rmsnorm": 0, "gated_rmsnorm": 0, "add_rmsnorm": 0}
     saved = {k: getattr(ops, k) for k in calls}
 
     def counting(k):
@@ -517,11 +555,202 @@ def check_model_runs_the_fused_norms_on_the_triton_backend(name):
             with torch.no_grad():
                 model(ids)
             n = model.config.n_layer
-            assert calls["rmsnorm"] == want * (n + 1), (backend, calls)
+            assert calls["rmsnorm"] == want and calls["add_rmsnorm"] == want * n, (backend, calls)
             assert calls["gated_rmsnorm"] == want * (n if model.config.arch == "mamba2" else 0), (backend, calls)
     finally:
         for k, f in saved.items():
             setattr(ops, k, f)
+
+
+MAMBA2_STEP_CASES = [  # b, nheads, headdim, N', ngroups, conv width, conv bias, D, dt_limit
+    pytest.param(2, 4, 5, 115, 2, 4, True, True, None, id="B2-H4-P5-N115-g2"),
+    pytest.param(1, 3, 7, 89, 1, 4, True, True, (0.01, 0.5), id="B1-H3-P7-N89-limit"),
+    pytest.param(3, 2, 16, 38, 2, 3, False, False, None, id="B3-H2-P16-N38-g2-W3-bare"),
+    pytest.param(2, 6, 3, 12, 3, 4, True, True, None, id="B2-H6-P3-N12-g3"),
+    pytest.param(1, 2, 4, 1, 1, 2, True, True, None, id="B1-H2-P4-N1-W2"),
+]
+
+
+@pytest.mark.parametrize("b,h,p,n,g,w,cbias,hasD,limit", MAMBA2_STEP_CASES)
+def check_mamba2_step_matches_reference(b, h, p, n, g, w, cbias, hasD, limit):
+    """The fused Mamba-2 layer step (two kernels) against the op-by-op float64 reference, three steps in a row:
+    output, conv state and SSM state after each."""
+    from perfmamba.ops.decode import mamba2_step_ref
+    from perfmamba.ops.triton import mamba2_step
+
+    gen = _gen(21)
+    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    d = h * p
+    conv_dim = d + 2 * g * n
+    params = dict(conv_weight=r(conv_dim, w) * 0.5, conv_bias=r(conv_dim) if cbias else None,
+                  A_log=torch.rand(h, generator=gen) * 2, dt_bias=r(h) * 0.5, D=r(h) if hasD else None,
+                  norm_weight=r(d), eps=1e-5, ngroups=g, dt_limit=limit)
+    conv, ssm = r(b, conv_dim, w), r(b, h, p, n)
+    conv_dev, ssm_dev, conv_ref, ssm_ref = conv.to(DEVICE), ssm.to(DEVICE), conv.double(), ssm.double()
+    for t in range(3):
+        zx = r(b, d + conv_dim + h)
+        got = mamba2_step(zx.to(DEVICE), conv_dev, ssm_state=ssm_dev, **_to(params))
+        want = mamba2_step_ref(zx.double(), conv_ref, ssm_state=ssm_ref, **_f64(params))
+        assert got.dtype == torch.float32 and got.shape == (b, d)
+        assert_close(got.cpu(), want, **F32, what=f"step {t}: out")
+        assert_close(conv_dev.cpu(), conv_ref, atol=0, rtol=0, what=f"step {t}: conv state")
+        assert_close(ssm_dev.cpu(), ssm_ref, **F32, what=f"step {t}: ssm state")
+
+
+MAMBA1_STEP_CASES = [  # b, d, N', dt_rank, with D / z / dt bias
+    pytest.param(2, 37, 13, 3, True, id="B2-D37-N13-R3"),
+    pytest.param(1, 21, 115, 5, True, id="B1-D21-N115-R5"),
+    pytest.param(3, 10, 12, 2, False, id="B3-D10-N12-R2-bare"),
+]
+
+
+@pytest.mark.parametrize("b,d,n,rank,opts", MAMBA1_STEP_CASES)
+def check_mamba1_step_matches_reference(b, d, n, rank, opts):
+    from perfmamba.ops.decode import mamba1_step_ref
+    from perfmamba.ops.triton import mamba1_step
+
+    gen = _gen(22)
+    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    state = r(b, d, n)
+    args = dict(x=r(b, d), x_dbl=r(b, rank + 2 * n), dt_proj_weight=r(d, rank) * 0.5,
+                dt_proj_bias=r(d) if opts else None, A_log=torch.rand(d, n, generator=gen),
+                D=r(d) if opts else None, z=r(b, d) if opts else None)
+    s_dev, s_ref = state.to(DEVICE), state.double()
+    y = mamba1_step(s_dev, **_to(args))
+    y_ref = mamba1_step_ref(s_ref, **_f64(args))
+    assert_close(y.cpu(), y_ref, **F32, what="y")
+    assert_close(s_dev.cpu(), s_ref, **F32, what="state (in place)")
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 37), (2, 48)], ids=["B3-L1-D37", "R2-D48"])
+def check_add_rmsnorm_matches_reference(shape):
+    from perfmamba.ops.decode import add_rmsnorm_ref
+    from perfmamba.ops.triton import add_rmsnorm
+
+    gen = _gen(23)
+    x, out = torch.randn(*shape, generator=gen), torch.randn(*shape, generator=gen)
+    w = torch.randn(shape[-1], generator=gen)
+    s, normed = add_rmsnorm(x.to(DEVICE), out.to(DEVICE), w.to(DEVICE), 1e-5)
+    s_ref, n_ref = add_rmsnorm_ref(x.double(), out.double(), w.double(), 1e-5)
+    assert_close(s.cpu(), s_ref, **F32, what="sum")
+    assert_close(normed.cpu(), n_ref, **F32, what="normed")
+
+
+PRUNED_DECODE_CASES = [  # preset, overrides: per-layer kept counts N' (odd, as the paper's r = 0.1, 0.3, 0.7, 0.9 give)
+    pytest.param("mamba2-tiny", {"d_state": [115, 12], "ngroups": 2}, id="mamba2-N115-12-g2"),
+    pytest.param("mamba2-tiny", {"d_state": [89, 38], "headdim": 8}, id="mamba2-N89-38-P8"),
+    pytest.param("mamba-tiny", {"d_state": [89, 38], "d_model": 24}, id="mamba1-N89-38-D48"),
+    pytest.param("mamba2-tiny", {"bridge": 0.3}, id="mamba2-bridge-r0.3"),  # N′ = 9 behind W_bridge, N = 13 cache
+]
+
+
+@pytest.mark.parametrize("name,overrides", PRUNED_DECODE_CASES)
+def check_fused_decode_step_of_pruned_model_matches_ref(name, overrides):
+    """Whole decode steps of a tiny model with odd per-layer N' on backend "triton" (fused step kernels, through the
+    capturable `decode_body`) against backend "ref": logits and both caches, from the same prefilled cache. Also
+    checks that the fused kernels are the ones that ran (one `*_step` per layer and step, one add+norm per layer)."""
+    from perfmamba import MambaLM, preset
+    from perfmamba.models.graphs import decode_body
+    from perfmamba.ops.backends import get_ops
+
+    overrides = dict(overrides)
+    bridge = overrides.pop("bridge", None)
+    model = MambaLM.from_config(preset(name, **overrides)).to(DEVICE).eval()
+    if bridge is not None:
+        from perfmamba.pruning import prune
+
+        model = prune(model, bridge, criterion="random", mode="bridge")
+    ids = torch.randint(0, 251, (2, 8), generator=_gen(24)).to(DEVICE)
+    cache = model.allocate_cache(2)
+    with torch.no_grad():
+        model(ids[:, :5], cache)  # prefill on "ref"
+    caches = {"ref": cache, "triton": cache.clone()}
+    ops = get_ops("triton")
+    step_name = "mamba2_step" if model.config.arch == "mamba2" else "mamba1_step"
+    calls = {step_name: 0, "add_rmsnorm": 0}
+    saved = {k: getattr(ops, k) for k in calls}
+
+    def counting(k):
+        def fn(*args, **kwargs):
+            calls[k] += 1
+            return saved[k](*args, **kwargs)
+        return fn
+
+    logits = {}
+    try:
+        for k in calls:
+            setattr(ops, k, counting(k))
+        for backend in ("ref", "triton"):
+            model.backend = backend
+            with torch.no_grad():
+                logits[backend] = torch.stack([decode_body(model, ids[:, t], caches[backend]) for t in range(5, 8)], 1)
+    finally:
+        for k, f in saved.items():
+            setattr(ops, k, f)
+    n = model.config.n_layer
+    assert calls == {step_name: 3 * n, "add_rmsnorm": 3 * n}, calls
+    scale = max(1.0, logits["ref"].abs().max().item())
+    assert_close(logits["triton"].cpu(), logits["ref"].cpu(), atol=MODEL_TOL["atol"] * scale, rtol=MODEL_TOL["rtol"],
+                 what="logits")
+    for kind in ("conv_states", "ssm_states"):
+        for a, b in zip(getattr(caches["triton"], kind), getattr(caches["ref"], kind)):
+            assert_close(a.cpu(), b.cpu(), **MODEL_TOL, what=kind)
+
+
+CHUNKED_SSD_CASES = [  # b, l, h, p, g, N', chunk, dt_limit, with D (h, p) / initial state / final state
+    pytest.param(2, 37, 2, 5, 2, 13, 16, None, True, id="B2-L37-H2-P5-g2-N13-T16"),
+    pytest.param(1, 40, 2, 16, 1, 115, 32, (0.01, 0.5), True, id="B1-L40-H2-P16-N115-T32-limit"),
+    pytest.param(1, 1, 2, 3, 1, 12, 16, None, True, id="B1-L1-N12"),
+    pytest.param(1, 32, 3, 4, 1, 38, 16, None, False, id="B1-L32-H3-N38-bare"),
+]
+
+
+@pytest.mark.parametrize("b,l,h,p,g,n,chunk,limit,opts", CHUNKED_SSD_CASES)
+def check_chunked_ssd_matches_reference(b, l, h, p, g, n, chunk, limit, opts):
+    """Our chunked SSD (four kernels) against the sequential float64 reference: y and the final state."""
+    from perfmamba.ops import ssd_ref
+    from perfmamba.ops.triton import chunked_ssd
+
+    gen = _gen(31)
+    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    args = dict(x=r(b, l, h, p), dt=r(b, l, h), A=-torch.rand(h, generator=gen) * 3, B=r(b, l, g, n), C=r(b, l, g, n),
+                D=r(h, p) if opts else None, dt_bias=r(h) * 0.5, initial_states=r(b, h, p, n) if opts else None)
+    out = chunked_ssd(**_to(args), dt_softplus=True, return_final_states=opts, dt_limit=limit, chunk_size=chunk)
+    want = ssd_ref(**_f64(args), dt_softplus=True, return_final_states=opts, dt_limit=limit)
+    y, y_ref = (out[0], want[0]) if opts else (out, want)
+    scale = max(1.0, y_ref.abs().max().item())
+    assert_close(y.cpu(), y_ref, atol=F32["atol"] * scale, rtol=F32["rtol"], what="y")
+    if opts:
+        assert_close(out[1].cpu(), want[1], **F32, what="final state")
+
+
+def check_model_prefill_on_our_chunked_ssd_matches_ref():
+    """Mamba-2 with N' = 115 and ngroups 2 on backend "triton" with our SSD (`use_ssd`): prefill and cached
+    prefill logits and the cache against backend "ref"."""
+    from perfmamba import MambaLM, preset
+    from perfmamba.ops.backends import get_ops
+    from perfmamba.ops.triton import use_ssd
+
+    model = MambaLM.from_config(preset("mamba2-tiny", d_state=115, ngroups=2, n_layer=1)).to(DEVICE).eval()
+    ids = torch.randint(0, 251, (1, 19), generator=_gen(32)).to(DEVICE)  # a chunk (16) and a ragged one
+    ns = get_ops("triton")
+    old = use_ssd(ns, "triton")
+    try:
+        assert ns.impl["ssd"] == "perfmamba.ops.triton.chunked_ssd"
+        res = {}
+        for backend in ("ref", "triton"):
+            model.backend = backend
+            cache = model.allocate_cache(1)
+            with torch.no_grad():
+                res[backend] = (model(ids), model(ids[:, :5], cache), cache)
+    finally:
+        ns.ssd, ns.impl["ssd"] = old
+    scale = max(1.0, res["ref"][0].abs().max().item())
+    for i, what in enumerate(["prefill", "cached prefill"]):
+        assert_close(res["triton"][i].cpu(), res["ref"][i].cpu(), atol=MODEL_TOL["atol"] * scale,
+                     rtol=MODEL_TOL["rtol"], what=what)
+    for a, b in zip(res["triton"][2].ssm_states, res["ref"][2].ssm_states):
+        assert_close(a.cpu(), b.cpu(), **MODEL_TOL, what="ssm state")
 
 
 # GPU child: bf16, mamba-ssm, CUDA graphs ------------------------------------------------------------------------
@@ -562,6 +791,48 @@ def check_gpu_bf16_norms_match_model_versions():
 
 
 @gpu_child
+@pytest.mark.parametrize("h,n", [(24, 128), (24, 115), (80, 128), (80, 89), (24, 12)],
+                         ids=["130M-N128", "130M-N115", "2.7B-N128", "2.7B-N89", "130M-N12"])
+def check_gpu_bf16_fused_decode_steps_at_model_shapes(h, n):
+    """The fused step kernels compiled, bf16 activations and cache at Mamba2-130M / 2.7B widths (headdim 64) and
+    Mamba-1 2.8B (r = 160), against the float64 references fed the same bf16 values."""
+    from perfmamba.ops.decode import add_rmsnorm_ref, mamba1_step_ref, mamba2_step_ref
+    from perfmamba.ops.triton import add_rmsnorm, mamba1_step, mamba2_step
+
+    gen = torch.Generator(device=DEVICE).manual_seed(2)
+    bf = torch.bfloat16
+    r = lambda *s, dtype=bf: torch.randn(*s, generator=gen, device=DEVICE).to(dtype)  # noqa: E731
+    b, p = 8, 64
+    d = h * p
+    conv_dim = d + 2 * n
+    params = dict(conv_weight=r(conv_dim, 4), conv_bias=r(conv_dim), A_log=torch.rand(h, generator=gen, device=DEVICE),
+                  dt_bias=r(h, dtype=torch.float32), D=r(h, dtype=torch.float32), norm_weight=r(d), eps=1e-5,
+                  ngroups=1)
+    conv, ssm, zx = r(b, conv_dim, 4), r(b, h, p, n), r(b, d + conv_dim + h)
+    c2, s2 = conv.clone(), ssm.clone()
+    got = mamba2_step(zx, c2, ssm_state=s2, **params)
+    f64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in params.items()}
+    c_ref, s_ref = conv.double(), ssm.double()
+    want = mamba2_step_ref(zx.double(), c_ref, ssm_state=s_ref, **f64)
+    assert_close(got.float(), want.float(), atol=5e-2, rtol=5e-2, what="mamba2 step out")
+    assert_close(s2.float(), s_ref.float(), atol=2e-2, rtol=2e-2, what="mamba2 ssm state")
+    assert torch.equal(c2.double(), c_ref), "conv state"
+    dm, N, rank = 2560, 16, 160
+    st = r(b, 2 * dm, N)
+    st2 = st.clone()
+    args = (r(b, 2 * dm), r(b, rank + 2 * N), r(2 * dm, rank) * 0.1, r(2 * dm), torch.rand(2 * dm, N, device=DEVICE),
+            r(2 * dm), r(b, 2 * dm))
+    y = mamba1_step(st2, *args)
+    y_ref = mamba1_step_ref(st.double(), *(a.double() for a in args))
+    assert_close(y.float(), y_ref.float(), atol=5e-2, rtol=5e-2, what="mamba1 step")
+    x, out, w = r(b, 1, 2560), r(b, 1, 2560), r(2560)
+    s, nrm = add_rmsnorm(x, out, w)
+    s_ref, n_ref = add_rmsnorm_ref(x.double(), out.double(), w.double())
+    assert_close(s.float(), s_ref.float(), atol=2e-2, rtol=1e-2, what="sum")
+    assert_close(nrm.float(), n_ref.float(), atol=5e-2, rtol=2e-2, what="normed")
+
+
+@gpu_child
 def check_gpu_state_updates_match_mamba_ssm():
     mss = pytest.importorskip("perfmamba.ops.mamba_ssm_backend", reason="mamba_ssm not importable")
     from perfmamba.ops.triton import selective_state_update, ssd_state_update
@@ -581,6 +852,31 @@ def check_gpu_state_updates_match_mamba_ssm():
     args = (r(b, d), r(b, d), -torch.rand(d, n, device=DEVICE), r(b, n), r(b, n), r(d), r(b, d), r(d))
     assert_close(selective_state_update(s1, *args, dt_softplus=True),
                  mss.selective_state_update(s2, *args, dt_softplus=True), atol=1e-4, rtol=1e-4)
+
+
+@gpu_child
+@pytest.mark.parametrize("n", [128, 115, 64, 12])
+def check_gpu_chunked_ssd_at_model_shapes(n):
+    """Our chunked SSD compiled at Mamba2-130M widths (24 heads × 64, chunk 256, a length that is not a multiple of
+    it): float32 against the float64 reference, bf16 against the reference fed the same bf16 values, and beside
+    mamba-ssm's kernel where it is importable."""
+    from perfmamba.ops import ssd_ref
+    from perfmamba.ops.triton import chunked_ssd
+
+    gen = torch.Generator(device=DEVICE).manual_seed(5)
+    b, l, h, p = 2, 600, 24, 64
+    r = lambda *s: torch.randn(*s, generator=gen, device=DEVICE)  # noqa: E731
+    args = dict(x=r(b, l, h, p), dt=r(b, l, h) - 2, A=-torch.rand(h, generator=gen, device=DEVICE) * 4 - 0.5,
+                B=r(b, l, 1, n), C=r(b, l, 1, n), D=r(h), dt_bias=r(h) * 0.5, initial_states=r(b, h, p, n))
+    kw = dict(dt_softplus=True, return_final_states=True, chunk_size=256)
+    want = ssd_ref(**{k: v.double().cpu() for k, v in args.items()}, **kw)
+    for dtype, tol in ((torch.float32, dict(atol=5e-3, rtol=5e-3)), (torch.bfloat16, dict(atol=1e-1, rtol=5e-2))):
+        a = {k: (v.to(dtype) if k in ("x", "B", "C") else v) for k, v in args.items()}
+        ref = want if dtype == torch.float32 else ssd_ref(**{k: v.double().cpu() for k, v in a.items()}, **kw)
+        y, fin = chunked_ssd(**a, **kw)
+        scale = ref[0].abs().max().item()
+        assert_close(y.float().cpu(), ref[0].float(), atol=tol["atol"] * scale, rtol=tol["rtol"], what=f"{dtype} y")
+        assert_close(fin.float().cpu(), ref[1].float(), atol=tol["atol"] * 10, rtol=tol["rtol"], what=f"{dtype} state")
 
 
 @gpu_child

@@ -5,8 +5,9 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.profiler import record_function
+
+from ..ops.norm import gated_rmsnorm_ref, rmsnorm_ref
 
 BACKENDS = ("ref", "sequential", "triton", "mamba_ssm")
 
@@ -21,25 +22,18 @@ class RMSNorm(nn.Module):
 
     def forward(self, x, ops=None):
         """`ops`: an operator namespace (`perfmamba.ops.get_ops`); where it offers a fused `rmsnorm` (the
-        `triton` one does), that runs instead of the torch ops below."""
+        `triton` one does), that runs instead of the torch reference."""
         with record_function("rmsnorm"):
             fused = getattr(ops, "rmsnorm", None)
             if fused is not None:
                 return fused(x, self.weight, self.eps)
-            dtype = x.dtype
-            x = x.float()
-            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-            return self.weight * x.to(dtype)
+            return rmsnorm_ref(x, self.weight, self.eps)
 
 
 def gated_rmsnorm(y, z, weight, eps, group_size):
-    """Mamba-2's output norm, norm_before_gate=False: rmsnorm(y ⊙ silu(z)) per group of `group_size` channels."""
-    dtype = y.dtype
-    y = y.float() * F.silu(z.float())
-    *pre, d = y.shape
-    yg = y.view(*pre, d // group_size, group_size)
-    yg = yg * torch.rsqrt(yg.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * yg.view(*pre, d).to(dtype)
+    """Mamba-2's output norm, norm_before_gate=False: rmsnorm(y ⊙ silu(z)) per group of `group_size` channels
+    (`perfmamba.ops.norm.gated_rmsnorm_ref`)."""
+    return gated_rmsnorm_ref(y, z, weight, eps, group_size)
 
 
 def init_dt_bias(n: int, dt_min: float, dt_max: float, floor: float) -> torch.Tensor:

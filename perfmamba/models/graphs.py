@@ -16,7 +16,6 @@ import statistics
 
 import torch
 
-from ..ops.backends import get_ops
 from .cache import MambaCache
 
 
@@ -27,10 +26,7 @@ def decode_body(model, ids: torch.Tensor, cache: MambaCache) -> torch.Tensor:
     range check in `MambaLM.forward`, which reads min/max back to the host and so cannot be captured.
     """
     x = model.backbone.embedding(ids[:, None])  # (b, 1, d_model)
-    for i, layer in enumerate(model.backbone.layers):
-        x = layer(x, cache.conv_states[i], cache.ssm_states[i])
-    x = model.backbone.norm_f(x, get_ops(model.backend))
-    return model.lm_head(x)[:, 0]
+    return model.lm_head(model.run_layers(x, cache))[:, 0]
 
 
 class GraphedStep:

@@ -55,6 +55,7 @@ class MambaLM(nn.Module):
         if init:
             self._init_weights()
         self._backend = "ref"
+        self._fused_decode = True
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> "MambaLM":
@@ -90,6 +91,19 @@ class MambaLM(nn.Module):
         for layer in self.backbone.layers:
             layer.mixer.backend = name
 
+    @property
+    def fused_decode(self) -> bool:
+        """Whether a decode step uses the fused step kernels of the backend, where it has them (`triton`: the
+        residual add with the next RMSNorm, and per layer `mamba2_step` / `mamba1_step`). On by default; off runs
+        the step op by op, with every component in its own profiler range."""
+        return self._fused_decode
+
+    @fused_decode.setter
+    def fused_decode(self, on: bool):
+        self._fused_decode = bool(on)
+        for layer in self.backbone.layers:
+            layer.mixer.fused_decode = bool(on)
+
     # forward / decode --------------------------------------------------------------------------------
     def allocate_cache(self, batch_size: int, dtype=torch.float32) -> MambaCache:
         p = self.lm_head.weight
@@ -105,18 +119,37 @@ class MambaLM(nn.Module):
             raise ValueError(f"token ids must lie in [0, {vocab}), got [{int(input_ids.min())}, {int(input_ids.max())}]")
         with record_function("embedding"):
             x = self.backbone.embedding(input_ids)
-        for i, layer in enumerate(self.backbone.layers):
-            if cache is None:
-                x = layer(x)
-            else:
-                x = layer(x, cache.conv_states[i], cache.ssm_states[i])
-        x = self.backbone.norm_f(x, get_ops(self.backend))
+        x = self.run_layers(x, cache)
         if cache is not None:
             cache.seqlen_offset += input_ids.shape[1]
         if return_hidden:
             return x
         with record_function("lm_head"):
             return self.lm_head(x)
+
+    def run_layers(self, x: torch.Tensor, cache: MambaCache | None = None) -> torch.Tensor:
+        """Embedded tokens (b, l, d_model) → the normalised hidden states the LM head reads (norm_f included).
+
+        On a backend with `add_rmsnorm` (`triton`), each block's residual add runs fused with the next block's
+        RMSNorm (or norm_f), one read and one write of the residual stream instead of four passes: same values as
+        the blocks' own code. A decode step with `fused_decode` off keeps the blocks' op-by-op code."""
+        ops = get_ops(self.backend)
+        layers = self.backbone.layers
+        add_norm = getattr(ops, "add_rmsnorm", None)
+        if add_norm is not None and cache is not None and x.shape[1] == 1 and not self._fused_decode:
+            add_norm = None
+        if add_norm is None:
+            for i, layer in enumerate(layers):
+                x = layer(x) if cache is None else layer(x, cache.conv_states[i], cache.ssm_states[i])
+            return self.backbone.norm_f(x, ops)
+        normed = layers[0].norm(x, ops)
+        for i, layer in enumerate(layers):
+            out = layer.mixer(normed) if cache is None else layer.mixer(normed, cache.conv_states[i],
+                                                                         cache.ssm_states[i])
+            norm = layers[i + 1].norm if i + 1 < len(layers) else self.backbone.norm_f
+            with record_function("rmsnorm"):
+                x, normed = add_norm(x, out, norm.weight, norm.eps)
+        return normed
 
     def step(self, input_ids: torch.Tensor, cache: MambaCache) -> torch.Tensor:
         """One decode step. input_ids: (b,) → logits (b, padded_vocab)."""

@@ -21,6 +21,7 @@ class Mamba1Mixer(nn.Module):
         d, n, r = config.d_inner, config.d_states[layer_idx], config.dt_rank_value
         self.d_inner, self.d_state, self.dt_rank, self.d_conv = d, n, r, config.d_conv
         self.backend = "ref"
+        self.fused_decode = True  # on backends that offer `mamba1_step`, a decode step runs it (see `forward`)
         self.in_proj = nn.Linear(config.d_model, 2 * d, bias=config.bias)
         self.conv1d = nn.Conv1d(d, d, config.d_conv, groups=d, padding=config.d_conv - 1, bias=config.conv_bias)
         self.x_proj = nn.Linear(d, r + 2 * n, bias=False)
@@ -51,26 +52,36 @@ class Mamba1Mixer(nn.Module):
                 init = conv_state[..., 1:] if conv_state is not None else None
                 x = ops.conv(x, w, cb, initial_states=init, activation="silu")
                 if conv_state is not None:
-                    conv_state.copy_(torch.cat([conv_state, xz[..., : self.d_inner].transpose(1, 2)], -1)[..., -self.d_conv:])
+                    # the last d_conv inputs of [cache, x]: only the tail of x is concatenated, not all l tokens
+                    tail = xz[:, -self.d_conv:, : self.d_inner].transpose(1, 2)  # (b, d, ≤ d_conv)
+                    conv_state.copy_(torch.cat([conv_state, tail], -1)[..., -self.d_conv:])
+        fused = getattr(ops, "mamba1_step", None) if step and self.fused_decode else None
         with record_function("ssm"):
             with record_function("ssm.x_proj"):
                 x_dbl = self.x_proj(x.transpose(1, 2))  # (b, l, r + 2n)
-                dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-            with record_function("ssm.dt_proj"):
-                dt = dt @ self.dt_proj.weight.t()  # (b, l, d); bias added inside the scan
-            A = -torch.exp(self.A_log.float())  # (d, n)
-            with record_function("ssm.scan"):
-                if step:
-                    y = ops.selective_state_update(ssm_state, x[..., 0], dt[:, 0], A, B[:, 0], C[:, 0], self.D.float(),
-                                                   z[:, 0], self.dt_proj.bias.float(), dt_softplus=True)[:, None]  # (b, 1, d)
-                else:
-                    out = ops.selective_scan(x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2),
-                                             self.D.float(), z.transpose(1, 2), self.dt_proj.bias.float(),
-                                             delta_softplus=True, return_last_state=ssm_state is not None,
-                                             initial_state=ssm_state)
-                    if ssm_state is not None:
-                        out, last = out
-                        ssm_state.copy_(last)
-                    y = out.transpose(1, 2)  # (b, l, d)
+            if fused is not None:  # Δ projection, state update, D skip and gate in one kernel, timed as the scan
+                with record_function("ssm.scan"):
+                    y = fused(ssm_state, x[..., 0], x_dbl[:, 0], self.dt_proj.weight, self.dt_proj.bias, self.A_log,
+                              self.D, z[:, 0])[:, None]  # (b, 1, d)
+            else:
+                y = self._scan(ops, x, x_dbl, z, step, ssm_state)
         with record_function("out_proj"):
             return self.out_proj(y.to(hidden.dtype))
+
+    def _scan(self, ops, x, x_dbl, z, step, ssm_state):
+        """Δ projection, then the scan (prefill) or one state update (decode) on the namespace's kernels."""
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        with record_function("ssm.dt_proj"):
+            dt = dt @ self.dt_proj.weight.t()  # (b, l, d); bias added inside the scan
+        A = -torch.exp(self.A_log.float())  # (d, n)
+        with record_function("ssm.scan"):
+            if step:
+                return ops.selective_state_update(ssm_state, x[..., 0], dt[:, 0], A, B[:, 0], C[:, 0], self.D.float(),
+                                                  z[:, 0], self.dt_proj.bias.float(), dt_softplus=True)[:, None]
+            out = ops.selective_scan(x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(),
+                                     z.transpose(1, 2), self.dt_proj.bias.float(), delta_softplus=True,
+                                     return_last_state=ssm_state is not None, initial_state=ssm_state)
+            if ssm_state is not None:
+                out, last = out
+                ssm_state.copy_(last)
+            return out.transpose(1, 2)  # (b, l, d)

@@ -40,6 +40,7 @@ class Mamba2Mixer(nn.Module):
         self.d_conv, self.chunk_size = config.d_conv, config.chunk_size
         self.conv_dim = config.conv_dim(layer_idx)
         self.backend = "ref"
+        self.fused_decode = True  # on backends that offer `mamba2_step`, a decode step runs it (see `forward`)
         self.in_proj = nn.Linear(config.d_model, config.in_proj_dim(layer_idx), bias=config.bias)
         self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, config.d_conv, groups=self.conv_dim,
                                 padding=config.d_conv - 1, bias=config.conv_bias)
@@ -57,6 +58,13 @@ class Mamba2Mixer(nn.Module):
         step = conv_state is not None and l == 1
         with record_function("in_proj"):
             zxbcdt = self.in_proj(hidden)  # (b, l, d + conv_dim + h)
+        fused = getattr(ops, "mamba2_step", None) if step and self.fused_decode else None
+        if fused is not None:  # conv update, state update and gated norm in two kernels; timed as "ssm"
+            with record_function("ssm"):
+                y = fused(zxbcdt[:, 0], conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, ssm_state,
+                          self.A_log, self.dt_bias, self.D, self.norm.weight, self.norm.eps, g)  # (b, d)
+            with record_function("out_proj"):
+                return self.out_proj(y[:, None])
         z, xBC, dt = torch.split(zxbcdt, [d, self.conv_dim, h], dim=-1)
         with record_function("conv1d"):
             w, cb = self.conv1d.weight.squeeze(1), self.conv1d.bias
@@ -66,7 +74,9 @@ class Mamba2Mixer(nn.Module):
                 init = conv_state[..., 1:] if conv_state is not None else None
                 out = ops.conv(xBC.transpose(1, 2), w, cb, initial_states=init, activation="silu")
                 if conv_state is not None:
-                    conv_state.copy_(torch.cat([conv_state, xBC.transpose(1, 2)], -1)[..., -self.d_conv:])
+                    # the last d_conv inputs of [cache, xBC]: only the tail of xBC is concatenated
+                    tail = xBC[:, -self.d_conv:].transpose(1, 2)  # (b, conv_dim, ≤ d_conv)
+                    conv_state.copy_(torch.cat([conv_state, tail], -1)[..., -self.d_conv:])
                 xBC = out.transpose(1, 2)  # (b, l, conv_dim)
         x, B, C = torch.split(xBC, [d, g * n, g * n], dim=-1)
         A = -torch.exp(self.A_log.float())  # (h,)

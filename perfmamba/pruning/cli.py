@@ -8,7 +8,7 @@ from ..checkpoints import load
 from ..io import atomic_path
 from .activity import DEFAULT_SEQ_LEN, MAMBA1_READINGS
 from .criteria import CRITERIA, NEEDS
-from .selection import SELECTIONS, PruningError
+from .selection import ALIGN_ROUNDING, SELECTIONS, PruningError, check_align
 from .surgery import MODES
 
 
@@ -59,6 +59,15 @@ def register(sub):
     p.add_argument("--mode", default="removed", metavar="M", help=f"{' | '.join(MODES)} (default: removed)")
     p.add_argument("--selection", default="uniform", metavar="S",
                    help=f"{' | '.join(SELECTIONS)} (default: uniform, the paper's per-layer top-k)")
+    p.add_argument("--align", type=int, default=None, metavar="M",
+                   help="round each layer's kept count to a multiple of M that the GPU kernels run fast (e.g. 8: "
+                        "115 -> 120), clamped to [1, N]; default: the exact counts")
+    p.add_argument("--align-rounding", default="up", metavar="HOW",
+                   help=f"{' | '.join(ALIGN_ROUNDING)}: which multiple --align takes (default: up, never fewer states "
+                        "than the exact count)")
+    p.add_argument("--pad", action="store_true",
+                   help="with --align (rounding up) and mode removed: keep the exact counts, laid out with the "
+                        "aligned count, the extra states zero (the exact model's logits at the aligned shapes)")
     p.add_argument("--out", required=True, metavar="DST", help="output directory (must not exist, unless --force)")
     p.add_argument("--format", default="perfmamba", metavar="F",
                    help="perfmamba | transformers | mamba_ssm (default: perfmamba; the other two need the same "
@@ -178,17 +187,27 @@ def run_prune(args):
         raise PruningError(f"unknown selection {args.selection!r}; expected one of {', '.join(SELECTIONS)}")
     if args.format not in FORMATS:
         raise PruningError(f"unknown format {args.format!r}; expected one of {', '.join(FORMATS)}")
+    check_align(args.align, args.align_rounding)
+    if args.pad and (args.align is None or args.align_rounding != "up" or args.mode != "removed"):
+        raise PruningError("--pad needs --align M, --align-rounding up and --mode removed")
     _refuse_existing(args.out, args.force, "output directory")
     model = load(args.src)
     tokens = _calibration(args, model, required=NEEDS[args.criterion] is not None and ratio > 0)
     new = prune(model, ratio, criterion=args.criterion, calibration=tokens, mode=args.mode,
-                selection=args.selection, seed=args.seed, batch_size=args.batch_size, progress=sys.stderr.isatty())
+                selection=args.selection, align=args.align, align_rounding=args.align_rounding, pad=args.pad,
+                seed=args.seed,
+                batch_size=args.batch_size, progress=sys.stderr.isatty())
     tok_dir = args.tokenizer if args.tokenizer and Path(args.tokenizer).is_dir() else None
     out = save(new, args.out, format=args.format, overwrite=args.force, tokenizer_from=tok_dir)
     before, after = model.config.d_states, [len(k) for k in new.config.extra["pruning"]["kept"]]
+    if args.pad:
+        after = new.config.d_states
     shown = (lambda v: v[0] if len(set(v)) == 1 else v)
+    aligned = f" (aligned: multiples of {args.align}, rounded {args.align_rounding})" if args.align else ""
+    if args.pad:
+        aligned = f" (exact counts, padded with zero states to multiples of {args.align})"
     print(f"pruned {args.src}: ratio {ratio:g}, criterion {args.criterion}, mode {args.mode}, selection "
-          f"{args.selection}; d_state {shown(before)} -> {shown(after)}; parameters {model.num_parameters():,} -> "
-          f"{new.num_parameters():,}")
+          f"{args.selection}{aligned}; d_state {shown(before)} -> {shown(after)}; "
+          f"parameters {model.num_parameters():,} -> {new.num_parameters():,}")
     print(f"wrote {args.format} checkpoint to {out}")
 

@@ -9,6 +9,23 @@ rejected.
 
 Kept indices are returned sorted ascending (one LongTensor per layer). Ties in the scores are broken by
 the state index (the lower index is kept), so a constant score keeps the first k states.
+
+Hardware-aware kept counts (`align`): the paper's k = ⌊128(1 − r)⌋ gives N′ = 115, 89, 38, 12, widths that
+leave the aligned fast paths of the GEMMs and kernels (Mamba-2's in_proj has 2d + 2gN′ + h outputs, and B, C
+start at odd offsets of its rows), which made such models slower than dense on an H200. `align_count(k, N, M)`
+rounds each layer's count to a multiple of M:
+
+    "up" (default)   the smallest multiple of M that is ≥ k        (keeps more states than asked: never less
+                                                                     accurate than the exact count)
+    "down"           the largest multiple of M that is ≤ k          (fewer states, faster)
+    "nearest"        the nearer of the two, ties up
+
+and then clamps to [1, N]: a count above N becomes N (a layer never keeps more states than it has; N itself
+needs no alignment, it is the dense width), and a count of 0 ("down" or "nearest" below M) becomes min(M, N),
+the smallest aligned count that keeps a state. M = 8 makes 2gN′ a multiple of 16, so every row and slice of
+in_proj's output stays 16-byte aligned in bf16; M = 16 or 32 also matches the kernels' tile widths. The
+states kept are the best `align_count(k)` by the same ranking (for both selections a layer's kept set is a
+prefix of its ranking, so rounding adds the next-best states or drops the worst kept ones).
 """
 from __future__ import annotations
 
@@ -21,6 +38,7 @@ import torch
 from ..errors import PruningError
 
 SELECTIONS = ("uniform", "global")
+ALIGN_ROUNDING = ("up", "down", "nearest")
 
 
 def check_ratio(ratio) -> float:
@@ -103,9 +121,45 @@ def select_global(scores: list[torch.Tensor], ratio: float) -> list[torch.Tensor
     return [torch.tensor(sorted(c), dtype=torch.long) for c in chosen]
 
 
-def select(scores: list[torch.Tensor], ratio: float, selection: str = "uniform") -> list[torch.Tensor]:
+def check_align(align, rounding: str = "up") -> int | None:
+    """`align` as a positive int (or None: no rounding), and a known rounding rule; else a PruningError."""
+    if rounding not in ALIGN_ROUNDING:
+        raise PruningError(f"unknown align rounding {rounding!r}; expected one of {', '.join(ALIGN_ROUNDING)}")
+    if align is None:
+        return None
+    if isinstance(align, str):
+        try:
+            align = int(align)
+        except ValueError:
+            raise PruningError(f"align must be a positive integer, got {align!r}") from None
+    if isinstance(align, bool) or not isinstance(align, numbers.Integral) or align < 1:
+        raise PruningError(f"align must be a positive integer, got {align!r}")
+    return int(align)
+
+
+def align_count(k: int, n_state: int, align: int | None, rounding: str = "up") -> int:
+    """k kept states rounded to a multiple of `align` by `rounding` ("up", "down", "nearest": ties up), then clamped
+    to [1, N]: above N → N, 0 → min(align, N). align None or 1 returns k unchanged."""
+    align = check_align(align, rounding)
+    if align is None or align == 1:
+        return k
+    down, up = (k // align) * align, -(-k // align) * align
+    out = {"up": up, "down": down, "nearest": up if k - down >= up - k else down}[rounding]
+    if out == 0:
+        out = align
+    return max(1, min(out, n_state))
+
+
+def select(scores: list[torch.Tensor], ratio: float, selection: str = "uniform", *, align: int | None = None,
+           align_rounding: str = "up") -> list[torch.Tensor]:
+    """Kept indices per layer by `selection`; with `align`, each layer's count rounded by `align_count`."""
     if selection == "uniform":
-        return select_uniform(scores, ratio)
-    if selection == "global":
-        return select_global(scores, ratio)
-    raise PruningError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
+        kept = select_uniform(scores, ratio)
+    elif selection == "global":
+        kept = select_global(scores, ratio)
+    else:
+        raise PruningError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
+    if check_align(align, align_rounding) is None:
+        return kept
+    return [_ranked(s)[:align_count(k.numel(), s.numel(), align, align_rounding)].sort().values
+            for s, k in zip(scores, kept)]

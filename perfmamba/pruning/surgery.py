@@ -95,6 +95,7 @@ def _copy_attrs(src: MambaLM, dst: MambaLM) -> MambaLM:
         if hasattr(src, name):
             setattr(dst, name, getattr(src, name))
     dst.backend = src.backend
+    dst.fused_decode = src.fused_decode
     return dst.train(src.training)
 
 
@@ -212,7 +213,7 @@ def bridge(model: MambaLM, kept) -> MambaLM:
         with torch.device("meta"):
             b = cls(small.config, m.layer_idx)
         b.load_state_dict(m.state_dict(), assign=True)
-        b.backend = m.backend
+        b.backend, b.fused_decode = m.backend, m.fused_decode
         sizes = {name: t.shape for name, t in full.state_dict().items()}
         maps = {name: (dim, idx, sizes[name][dim]) for name, (dim, idx) in keep_maps(full, k).items()}
         conv_keep = bc_channels(full, k).flatten() if isinstance(full, Mamba2Mixer) else None

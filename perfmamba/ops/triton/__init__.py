@@ -4,10 +4,16 @@
     conv_update             causal_conv1d_update     (ref: causal_conv1d_update_ref), conv_state updated in place
     selective_scan          Mamba-1 prefill scan     (ref: selective_scan_ref), any d_state
     selective_state_update  Mamba-1 decode step      (ref: selective_state_update_ref), one kernel
-    ssd                     Mamba-2 prefill          mamba-ssm's Triton SSD when importable, else ssd_chunked
+    ssd                     Mamba-2 prefill          mamba-ssm's Triton SSD (mamba_chunk_scan_combined) when importable,
+                                                     else ours (chunked_ssd, ref: ssd_ref) on CUDA, else the torch
+                                                     perfmamba.ops.ssd_chunked; PERFMAMBA_SSD / use_ssd choose
     ssd_state_update        Mamba-2 decode step      (ref: ssd_state_update_ref), one kernel, any d_state
-    rmsnorm, gated_rmsnorm  fused norms              (ref: perfmamba.models.common RMSNorm / gated_rmsnorm); extra
-                            fields that the `ref` namespace does not have
+    rmsnorm, gated_rmsnorm  fused norms              (ref: perfmamba.ops.norm rmsnorm_ref / gated_rmsnorm_ref)
+    mamba2_step             Mamba-2 layer step       (ref: perfmamba.ops.decode.mamba2_step_ref): conv update, state
+                            between the projections   update, gated norm in two kernels, any N′ per layer
+    mamba1_step             Mamba-1 step after x_proj (ref: mamba1_step_ref): Δ projection, state update, gate
+    add_rmsnorm             residual add + RMSNorm   (ref: add_rmsnorm_ref), between the layers of a decode step
+The last five are extra fields that the `ref` namespace does not have; the models use them where they find them.
 
 `ops().impl` names what each operator runs (the Mamba-2 prefill may not be ours); measurements record it.
 The kernels run on CUDA tensors, or on CPU tensors when TRITON_INTERPRET=1 is set before this package is
@@ -22,12 +28,16 @@ import triton  # noqa: F401  (ImportError here means: no triton backend)
 
 from .common import INTERPRET, KernelInputError
 from .conv import causal_conv1d, causal_conv1d_update
+from .decode import add_rmsnorm, mamba1_step, mamba2_step
 from .norm import gated_rmsnorm, rmsnorm
 from .selective_scan import selective_scan, selective_state_update
-from .ssd import prefill_impl, ssd_state_update
+from .ssd import prefill_impl, ssd_state_update, use_ssd
+from .chunked_ssd import chunked_ssd
 
 __all__ = ["ops", "causal_conv1d", "causal_conv1d_update", "selective_scan", "selective_state_update",
-           "ssd_state_update", "rmsnorm", "gated_rmsnorm", "prefill_impl", "KernelInputError", "INTERPRET"]
+           "ssd_state_update", "rmsnorm", "gated_rmsnorm", "mamba2_step", "mamba1_step", "add_rmsnorm", "prefill_impl",
+           "use_ssd", "chunked_ssd",
+           "KernelInputError", "INTERPRET"]
 
 
 def ops() -> SimpleNamespace:
@@ -43,6 +53,9 @@ def ops() -> SimpleNamespace:
         ssd_state_update=ssd_state_update,
         rmsnorm=rmsnorm,
         gated_rmsnorm=gated_rmsnorm,
+        mamba2_step=mamba2_step,
+        mamba1_step=mamba1_step,
+        add_rmsnorm=add_rmsnorm,
         impl={
             "conv": "perfmamba.ops.triton.causal_conv1d",
             "conv_update": "perfmamba.ops.triton.causal_conv1d_update",
@@ -52,6 +65,9 @@ def ops() -> SimpleNamespace:
             "ssd_state_update": "perfmamba.ops.triton.ssd_state_update",
             "rmsnorm": "perfmamba.ops.triton.rmsnorm",
             "gated_rmsnorm": "perfmamba.ops.triton.gated_rmsnorm",
+            "mamba2_step": "perfmamba.ops.triton.mamba2_step",
+            "mamba1_step": "perfmamba.ops.triton.mamba1_step",
+            "add_rmsnorm": "perfmamba.ops.triton.add_rmsnorm",
         },
         interpret=INTERPRET,
     )

@@ -8,7 +8,8 @@ mamba_ssm/ops/triton/selective_state_update.py, TIE_HDIM): Δ, A, dt_bias are pe
 per program. Unlike upstream, d_state need not be a power of two (masked lanes), and dt_limit is applied.
 
 Prefill uses mamba-ssm's Triton `mamba_chunk_scan_combined` when it is importable (through
-`perfmamba.ops.mamba_ssm_backend`), else `perfmamba.ops.ssd_chunked`; `prefill_impl()` says which.
+`perfmamba.ops.mamba_ssm_backend`), else our chunked SSD (`perfmamba.ops.triton.chunked_ssd`) on a CUDA machine,
+else `perfmamba.ops.ssd_chunked`; `prefill_impl()` says which (PERFMAMBA_SSD overrides it).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import triton
 import triton.language as tl
 
 from ..ssd import ssd_chunked
-from .common import KernelInputError, check_launchable, device_guard, next_pow2, softplus
+from .common import INTERPRET, KernelInputError, check_launchable, device_guard, next_pow2, softplus
 
 
 @triton.jit
@@ -112,13 +113,52 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=Fa
 
 
 def prefill_impl():
-    """(function, name) for Mamba-2 prefill: mamba-ssm's Triton chunked SSD when importable (it needs CUDA, and
-    PERFMAMBA_NO_MAMBA_SSM=1 turns it off), else the chunked torch path. Resolved when the backend is first used,
-    not at import, because importing mamba-ssm changes what transformers binds in the same process."""
-    if os.environ.get("PERFMAMBA_NO_MAMBA_SSM", "") not in ("", "0"):
+    """(function, name) for Mamba-2 prefill, resolved when the backend is first used (not at import: importing
+    mamba-ssm changes what transformers binds in the same process).
+
+    PERFMAMBA_SSD picks: "mamba_ssm" (mamba-ssm's Triton `mamba_chunk_scan_combined`), "triton" (ours,
+    `perfmamba.ops.triton.chunked_ssd`), "torch" (`perfmamba.ops.ssd_chunked`), or "auto"/unset: mamba-ssm's
+    where it is importable (it needs CUDA; PERFMAMBA_NO_MAMBA_SSM=1 rules it out), else ours on a CUDA machine,
+    else the torch one. `use_ssd` switches it for a running process (benchmarks compare the two kernels)."""
+    choice = os.environ.get("PERFMAMBA_SSD", "auto") or "auto"
+    if choice not in ("auto", "mamba_ssm", "triton", "torch"):
+        raise KernelInputError(f"PERFMAMBA_SSD must be auto, mamba_ssm, triton or torch, got {choice!r}")
+    if choice == "torch":
         return ssd_chunked, "perfmamba.ops.ssd_chunked"
+    if choice == "triton":
+        return _ours()
+    if choice == "mamba_ssm" or os.environ.get("PERFMAMBA_NO_MAMBA_SSM", "") in ("", "0"):
+        try:
+            from ..mamba_ssm_backend import ssd as mamba_ssm_ssd
+        except ImportError:
+            pass
+        else:
+            return mamba_ssm_ssd, "mamba_ssm.mamba_chunk_scan_combined"
+    if torch.cuda.is_available() and not INTERPRET:
+        return _ours()
+    return ssd_chunked, "perfmamba.ops.ssd_chunked"
+
+
+def _ours():
+    from .chunked_ssd import chunked_ssd
+
+    return chunked_ssd, "perfmamba.ops.triton.chunked_ssd"
+
+
+def use_ssd(ns, name: str):
+    """Point the `triton` namespace `ns` (from `get_ops("triton")`) at another prefill SSD: "mamba_ssm",
+    "triton" or "torch". Returns the previous (function, name), for restoring with `ns.ssd, ns.impl["ssd"] = ...`."""
+    old = ns.ssd, ns.impl["ssd"]
+    saved = os.environ.get("PERFMAMBA_SSD")
+    os.environ["PERFMAMBA_SSD"] = name
     try:
-        from ..mamba_ssm_backend import ssd as mamba_ssm_ssd
-    except ImportError:
-        return ssd_chunked, "perfmamba.ops.ssd_chunked"
-    return mamba_ssm_ssd, "mamba_ssm.mamba_chunk_scan_combined"
+        ns.ssd, ns.impl["ssd"] = prefill_impl()
+    finally:
+        if saved is None:
+            del os.environ["PERFMAMBA_SSD"]
+        else:
+            os.environ["PERFMAMBA_SSD"] = saved
+    if name == "mamba_ssm" and ns.impl["ssd"] != "mamba_ssm.mamba_chunk_scan_combined":
+        ns.ssd, ns.impl["ssd"] = old
+        raise KernelInputError("mamba-ssm's SSD is not importable here")
+    return old

@@ -1,0 +1,324 @@
+"""Fused decode steps in Triton: a Mamba-2 layer in two kernels between its projections, Mamba-1's Δ projection,
+state update and gate in one, and the residual add fused with the next RMSNorm.
+
+References (same signatures): `perfmamba.ops.decode.mamba2_step_ref`, `mamba1_step_ref`, `add_rmsnorm_ref`.
+
+Why: a decode step moves little data (Mamba2-130M at B=8: ~250 MB of weights and 75 MB of state, ≈ 0.1 ms at
+H200 bandwidth), so its time is set by how many kernels it launches. The unfused step of the `triton` backend
+launched ~15 kernels per layer (norm, casts, the conv update, −exp(A_log), the state update, the gated norm, the
+residual add, ...): 1.83 ms per token against mamba-ssm's 1.18 on an H200. Fused, a layer is
+
+    Mamba-2: add+rmsnorm · in_proj · `_mamba2_step_kernel` · `_mamba2_step_norm_kernel` · out_proj
+    Mamba-1: add+rmsnorm · in_proj · conv update · x_proj · `_mamba1_step_kernel` · out_proj
+
+`_mamba2_step_kernel`, one program per (batch row, head, block of head channels): the conv update of the head's x
+channels (their conv state is private to the program, so it is written there), the conv of the group's B and C
+channels (read from the old conv state, not written: other programs of the group read it too), Δ = softplus(dt +
+dt_bias), A = −exp(A_log), the state update of the (BLOCK_P, N′) tile, y = h·C + D·x, and y ⊙ silu(z), stored in
+float32 for the norm. `_mamba2_step_norm_kernel`, one program per (batch row, group): the gated RMSNorm over the
+group's channels, and the conv-state shift of the group's B and C channels, which only now is safe.
+
+Any kept count N′ per layer: the state tile is the next power of two with masked lanes (their loads read 0, they
+are never stored), so memory traffic follows N′; ngroups > 1 and any head dimension are taken.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .common import KernelInputError, check_launchable, device_guard, next_pow2, softplus
+
+
+@triton.jit
+def _mamba2_step_kernel(
+    zx_ptr, cs_ptr, cw_ptr, cb_ptr, st_ptr, Alog_ptr, dtb_ptr, D_ptr, g_ptr,
+    d_inner, conv_dim, headdim, dstate, heads_per_group, ngroups, dt_min, dt_max,
+    s_zx_b, s_zx_c,
+    s_cs_b, s_cs_c, s_cs_k,
+    s_cw_c, s_cw_k,
+    s_st_b, s_st_h, s_st_p, s_st_n,
+    s_g_b,
+    WIDTH: tl.constexpr, HAS_CONV_BIAS: tl.constexpr, HAS_D: tl.constexpr, HAS_DT_BIAS: tl.constexpr,
+    HAS_DT_LIMIT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_h = tl.program_id(1)
+    pid_p = tl.program_id(2)
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_W)
+    mask_p = offs_p < headdim
+    mask_n = offs_n < dstate
+    grp = pid_h // heads_per_group
+    zx = zx_ptr + pid_b * s_zx_b  # this row of [z (d) | xBC (conv_dim) | dt (h)]
+    cs = cs_ptr + pid_b * s_cs_b
+    act_ty = zx_ptr.dtype.element_ty  # the activations' dtype: conv output and y are rounded to it, as in the model
+    shift = (offs_k[None, :] + 1 < WIDTH)  # window = [old[1], ..., old[W-1], new]
+    last = offs_k[None, :] == WIDTH - 1
+    in_w = offs_k[None, :] < WIDTH
+
+    # conv of the head's x channels: state shifted and written here (private to this program)
+    cx = pid_h * headdim + offs_p  # channel in xBC
+    m_x = mask_p[:, None]
+    win = tl.load(cs + cx[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k, mask=m_x & shift, other=0.0)
+    raw = tl.load(zx + (d_inner + cx) * s_zx_c, mask=mask_p, other=0.0).to(cs_ptr.dtype.element_ty)
+    win = tl.where(last, raw[:, None], win)
+    tl.store(cs + cx[:, None] * s_cs_c + offs_k[None, :] * s_cs_k, win, mask=m_x & in_w)
+    w = tl.load(cw_ptr + cx[:, None] * s_cw_c + offs_k[None, :] * s_cw_k, mask=m_x & in_w, other=0.0).to(tl.float32)
+    x = tl.sum(win.to(tl.float32) * w, axis=1)
+    if HAS_CONV_BIAS:
+        x += tl.load(cb_ptr + cx, mask=mask_p, other=0.0).to(tl.float32)
+    x = (x * tl.sigmoid(x)).to(act_ty).to(tl.float32)
+
+    # conv of the group's B and C channels, from the old state (the norm kernel shifts it afterwards)
+    m_n = mask_n[:, None]
+    cB = d_inner + grp * dstate + offs_n
+    cC = cB + ngroups * dstate
+    winB = tl.load(cs + cB[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k, mask=m_n & shift, other=0.0)
+    winC = tl.load(cs + cC[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k, mask=m_n & shift, other=0.0)
+    rawB = tl.load(zx + (d_inner + cB) * s_zx_c, mask=mask_n, other=0.0).to(cs_ptr.dtype.element_ty)
+    rawC = tl.load(zx + (d_inner + cC) * s_zx_c, mask=mask_n, other=0.0).to(cs_ptr.dtype.element_ty)
+    winB = tl.where(last, rawB[:, None], winB).to(tl.float32)
+    winC = tl.where(last, rawC[:, None], winC).to(tl.float32)
+    wB = tl.load(cw_ptr + cB[:, None] * s_cw_c + offs_k[None, :] * s_cw_k, mask=m_n & in_w, other=0.0).to(tl.float32)
+    wC = tl.load(cw_ptr + cC[:, None] * s_cw_c + offs_k[None, :] * s_cw_k, mask=m_n & in_w, other=0.0).to(tl.float32)
+    Bv = tl.sum(winB * wB, axis=1)
+    Cv = tl.sum(winC * wC, axis=1)
+    if HAS_CONV_BIAS:
+        Bv += tl.load(cb_ptr + cB, mask=mask_n, other=0.0).to(tl.float32)
+        Cv += tl.load(cb_ptr + cC, mask=mask_n, other=0.0).to(tl.float32)
+    Bv = tl.where(mask_n, (Bv * tl.sigmoid(Bv)).to(act_ty).to(tl.float32), 0.0)
+    Cv = tl.where(mask_n, (Cv * tl.sigmoid(Cv)).to(act_ty).to(tl.float32), 0.0)
+
+    # Δ and the decay, one scalar per head
+    dt = tl.load(zx + (d_inner + conv_dim + pid_h) * s_zx_c).to(tl.float32)
+    if HAS_DT_BIAS:
+        dt += tl.load(dtb_ptr + pid_h).to(tl.float32)
+    dt = softplus(dt)
+    if HAS_DT_LIMIT:
+        dt = tl.minimum(tl.maximum(dt, dt_min), dt_max)
+    dA = tl.exp(-tl.exp(tl.load(Alog_ptr + pid_h).to(tl.float32)) * dt)
+
+    # state update of the (BLOCK_P, N') tile, y from the state as stored (as the reference does)
+    mask_pn = m_x & mask_n[None, :]
+    s_ptrs = st_ptr + pid_b * s_st_b + pid_h * s_st_h + offs_p[:, None] * s_st_p + offs_n[None, :] * s_st_n
+    state = tl.load(s_ptrs, mask=mask_pn, other=0.0).to(tl.float32)
+    state = state * dA + (dt * x)[:, None] * Bv[None, :]
+    state = state.to(st_ptr.dtype.element_ty)
+    tl.store(s_ptrs, state, mask=mask_pn)
+    y = tl.sum(state.to(tl.float32) * Cv[None, :], axis=1)
+    if HAS_D:
+        y += x * tl.load(D_ptr + pid_h).to(tl.float32)
+    y = y.to(act_ty).to(tl.float32)
+    z = tl.load(zx + cx * s_zx_c, mask=mask_p, other=0.0).to(tl.float32)
+    tl.store(g_ptr + pid_b * s_g_b + cx, y * z * tl.sigmoid(z), mask=mask_p)
+
+
+@triton.jit
+def _mamba2_step_norm_kernel(
+    g_ptr, zx_ptr, cs_ptr, nw_ptr, out_ptr,
+    d_inner, group_size, dstate, ngroups, eps,
+    s_g_b, s_zx_b, s_zx_c, s_cs_b, s_cs_c, s_cs_k, s_o_b,
+    WIDTH: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_g = tl.program_id(1)
+    # gated RMSNorm of the group: rmsnorm(y ⊙ silu(z)), rounded to the activations' dtype, times the weight
+    offs = tl.arange(0, BLOCK_G)
+    cols = pid_g * group_size + offs
+    mask = offs < group_size
+    v = tl.load(g_ptr + pid_b * s_g_b + cols, mask=mask, other=0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(v * v, axis=0) / group_size + eps)
+    w = tl.load(nw_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    o = (v * rstd).to(zx_ptr.dtype.element_ty).to(tl.float32) * w
+    tl.store(out_ptr + pid_b * s_o_b + cols, o.to(out_ptr.dtype.element_ty), mask=mask)
+    # the conv-state shift of the group's B and C channels, now that every head has read the old state
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_W)
+    m_n = (offs_n < dstate)[:, None]
+    cs = cs_ptr + pid_b * s_cs_b
+    for which in tl.static_range(2):  # B, then C
+        ch = d_inner + which * ngroups * dstate + pid_g * dstate + offs_n
+        win = tl.load(cs + ch[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k,
+                      mask=m_n & (offs_k[None, :] + 1 < WIDTH), other=0.0)
+        raw = tl.load(zx_ptr + pid_b * s_zx_b + (d_inner + ch) * s_zx_c, mask=offs_n < dstate,
+                      other=0.0).to(cs_ptr.dtype.element_ty)
+        win = tl.where(offs_k[None, :] == WIDTH - 1, raw[:, None], win)
+        tl.store(cs + ch[:, None] * s_cs_c + offs_k[None, :] * s_cs_k, win, mask=m_n & (offs_k[None, :] < WIDTH))
+
+
+def mamba2_step_config(headdim: int, dstate: int):
+    """(BLOCK_P, BLOCK_N, num_warps) of `_mamba2_step_kernel`: about 2048 state elements per program. Taller tiles
+    than a bare state update because every program also recomputes its group's B/C conv (2·N′ channels)."""
+    block_n = max(16, next_pow2(dstate))  # at least 16 lanes: tiny tiles are where compiled layouts get fragile
+    block_p = max(1, min(next_pow2(headdim), 2048 // block_n))
+    return block_p, block_n, 4 if block_p * block_n <= 2048 else 8
+
+
+def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, norm_weight, eps,
+                ngroups, dt_limit=None):
+    """Triton version of `perfmamba.ops.decode.mamba2_step_ref`: a Mamba-2 layer's step between in_proj and
+    out_proj in two kernels. Shapes as there; conv_state and ssm_state are updated in place."""
+    if zxbcdt.dim() != 2 or ssm_state.dim() != 4 or conv_state.dim() != 3:
+        raise KernelInputError(f"zxbcdt (b, ·), conv_state (b, conv_dim, w) and ssm_state (b, h, p, N) expected, got "
+                               f"{tuple(zxbcdt.shape)}, {tuple(conv_state.shape)}, {tuple(ssm_state.shape)}")
+    b, h, p, n = ssm_state.shape
+    d = h * p
+    conv_dim, w = conv_weight.shape
+    if ngroups < 1 or h % ngroups or conv_dim != d + 2 * ngroups * n:
+        raise KernelInputError(f"conv_dim {conv_dim} must be d + 2·g·N = {d} + 2·{ngroups}·{n}, with g dividing {h}")
+    if zxbcdt.shape != (b, d + conv_dim + h) or conv_state.shape != (b, conv_dim, w):
+        raise KernelInputError(f"zxbcdt must be ({b}, {d + conv_dim + h}) and conv_state ({b}, {conv_dim}, {w}), got "
+                               f"{tuple(zxbcdt.shape)}, {tuple(conv_state.shape)}")
+    for name, t in (("A_log", A_log), ("dt_bias", dt_bias), ("D", D)):
+        if t is not None and t.shape != (h,):
+            raise KernelInputError(f"{name} must be ({h},), got {tuple(t.shape)}")
+    if norm_weight.shape != (d,):
+        raise KernelInputError(f"norm_weight must be ({d},), got {tuple(norm_weight.shape)}")
+    has_limit = dt_limit is not None and tuple(dt_limit) != (0.0, float("inf"))
+    lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if has_limit else (0.0, 0.0)
+    dev = check_launchable(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, norm_weight)
+    gated = torch.empty(b, d, device=zxbcdt.device, dtype=torch.float32)
+    out = torch.empty(b, d, device=zxbcdt.device, dtype=torch.promote_types(norm_weight.dtype, zxbcdt.dtype))
+    block_p, block_n, num_warps = mamba2_step_config(p, n)
+    block_g = max(16, next_pow2(d // ngroups))
+    with device_guard(dev):
+        _mamba2_step_kernel[(b, h, triton.cdiv(p, block_p))](
+            zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, gated,
+            d, conv_dim, p, n, h // ngroups, ngroups, lo, hi,
+            *zxbcdt.stride(), *conv_state.stride(), *conv_weight.stride(), *ssm_state.stride(), gated.stride(0),
+            WIDTH=w, HAS_CONV_BIAS=conv_bias is not None, HAS_D=D is not None, HAS_DT_BIAS=dt_bias is not None,
+            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_W=max(2, next_pow2(w)), num_warps=num_warps,
+        )
+        _mamba2_step_norm_kernel[(b, ngroups)](
+            gated, zxbcdt, conv_state, norm_weight, out,
+            d, d // ngroups, n, ngroups, float(eps),
+            gated.stride(0), *zxbcdt.stride(), *conv_state.stride(), out.stride(0),
+            WIDTH=w, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_W=max(2, next_pow2(w)),
+            num_warps=min(16, max(1, block_g // 256)),
+        )
+    return out
+
+
+@triton.jit
+def _mamba1_step_kernel(
+    st_ptr, x_ptr, xdbl_ptr, wdt_ptr, dtb_ptr, Alog_ptr, D_ptr, z_ptr, out_ptr,
+    dim, dstate, dt_rank,
+    s_st_b, s_st_d, s_st_n,
+    s_x_b, s_x_d,
+    s_xd_b, s_xd_c,
+    s_w_d, s_w_r,
+    s_A_d, s_A_n,
+    s_z_b, s_z_d,
+    s_o_b, s_o_d,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DT_BIAS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_r = tl.arange(0, BLOCK_R)
+    mask_d = offs_d < dim
+    mask_n = offs_n < dstate
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    act_ty = x_ptr.dtype.element_ty
+    xd = xdbl_ptr + pid_b * s_xd_b  # [dt_low (r) | B (N) | C (N)]
+
+    # Δ = dt_low · W_dtᵀ (rounded to the activations' dtype, like the model's matmul), + bias, softplus
+    dtl = tl.load(xd + offs_r * s_xd_c, mask=offs_r < dt_rank, other=0.0).to(tl.float32)
+    W = tl.load(wdt_ptr + offs_d[:, None] * s_w_d + offs_r[None, :] * s_w_r,
+                mask=mask_d[:, None] & (offs_r[None, :] < dt_rank), other=0.0).to(tl.float32)
+    dt = tl.sum(W * dtl[None, :], axis=1).to(act_ty).to(tl.float32)
+    if HAS_DT_BIAS:
+        dt += tl.load(dtb_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    dt = softplus(dt)
+
+    A = -tl.exp(tl.load(Alog_ptr + offs_d[:, None] * s_A_d + offs_n[None, :] * s_A_n, mask=mask_dn,
+                        other=0.0).to(tl.float32))
+    Bv = tl.load(xd + (dt_rank + offs_n) * s_xd_c, mask=mask_n, other=0.0).to(tl.float32)
+    Cv = tl.load(xd + (dt_rank + dstate + offs_n) * s_xd_c, mask=mask_n, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + pid_b * s_x_b + offs_d * s_x_d, mask=mask_d, other=0.0).to(tl.float32)
+    s_ptrs = st_ptr + pid_b * s_st_b + offs_d[:, None] * s_st_d + offs_n[None, :] * s_st_n
+    state = tl.load(s_ptrs, mask=mask_dn, other=0.0).to(tl.float32)
+    state = state * tl.exp(A * dt[:, None]) + Bv[None, :] * (dt * x)[:, None]
+    state = state.to(st_ptr.dtype.element_ty)
+    tl.store(s_ptrs, state, mask=mask_dn)
+    y = tl.sum(state.to(tl.float32) * Cv[None, :], axis=1)
+    if HAS_D:
+        y += x * tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + pid_b * s_z_b + offs_d * s_z_d, mask=mask_d, other=0.0).to(tl.float32)
+        y *= z * tl.sigmoid(z)
+    tl.store(out_ptr + pid_b * s_o_b + offs_d * s_o_d, y.to(out_ptr.dtype.element_ty), mask=mask_d)
+
+
+def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):
+    """Triton version of `perfmamba.ops.decode.mamba1_step_ref`: Δ projection, state update, D skip and gate in
+    one kernel. Shapes as there; ssm_state is updated in place."""
+    if ssm_state.dim() != 3 or x.dim() != 2:
+        raise KernelInputError(f"ssm_state (b, d, N) and x (b, d) expected, got {tuple(ssm_state.shape)}, "
+                               f"{tuple(x.shape)}")
+    b, d, n = ssm_state.shape
+    r = dt_proj_weight.shape[1] if dt_proj_weight.dim() == 2 else -1
+    if x.shape != (b, d) or (z is not None and z.shape != (b, d)) or dt_proj_weight.shape != (d, r) \
+            or x_dbl.shape != (b, r + 2 * n) or A_log.shape != (d, n):
+        raise KernelInputError(f"x, z ({b}, {d}), x_dbl ({b}, r + 2·{n}), dt_proj_weight ({d}, r), A_log ({d}, {n}) "
+                               f"expected, got {tuple(x.shape)}, {tuple(x_dbl.shape)}, {tuple(dt_proj_weight.shape)}, "
+                               f"{tuple(A_log.shape)}")
+    dev = check_launchable(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z)
+    out = torch.empty(b, d, device=x.device, dtype=x.dtype)
+    block_n, block_r = max(16, next_pow2(n)), max(16, next_pow2(r))
+    # the (BLOCK_D, N) state tile and the (BLOCK_D, r) tile of W_dt both stay at ~2048 elements (r = 160 at 2.8B)
+    block_d = max(4, min(64, 2048 // max(block_n, block_r)))
+    with device_guard(dev):
+        _mamba1_step_kernel[(b, triton.cdiv(d, block_d))](
+            ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z, out,
+            d, n, r,
+            *ssm_state.stride(), *x.stride(), *x_dbl.stride(), *dt_proj_weight.stride(), *A_log.stride(),
+            *(z.stride() if z is not None else (0, 0)), *out.stride(),
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_DT_BIAS=dt_proj_bias is not None,
+            BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=4,
+        )
+    return out
+
+
+@triton.jit
+def _add_rmsnorm_kernel(x_ptr, o_ptr, w_ptr, s_ptr, n_ptr, ncols, eps, s_x_row, s_o_row, s_s_row, s_n_row,
+                        BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < ncols
+    s = tl.load(x_ptr + row * s_x_row + cols, mask=mask, other=0.0).to(tl.float32) \
+        + tl.load(o_ptr + row * s_o_row + cols, mask=mask, other=0.0).to(tl.float32)
+    s = s.to(s_ptr.dtype.element_ty)
+    tl.store(s_ptr + row * s_s_row + cols, s, mask=mask)
+    v = s.to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(v * v, axis=0) / ncols + eps)
+    w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(n_ptr + row * s_n_row + cols, ((v * rstd).to(s_ptr.dtype.element_ty).to(tl.float32) * w)
+             .to(n_ptr.dtype.element_ty), mask=mask)
+
+
+def add_rmsnorm(x, out, weight, eps=1e-5):
+    """Triton version of `perfmamba.ops.decode.add_rmsnorm_ref`: (x + out rounded to x's dtype, its RMSNorm) in one
+    kernel. x, out: (..., d); weight: (d,)."""
+    d = x.shape[-1]
+    if out.shape != x.shape or weight.shape != (d,):
+        raise KernelInputError(f"x and out of one shape (..., {d}) and weight ({d},) expected, got {tuple(x.shape)}, "
+                               f"{tuple(out.shape)}, {tuple(weight.shape)}")
+    dev = check_launchable(x, out, weight)
+    s = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+    normed = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(weight.dtype, x.dtype))
+    x2, o2 = x.reshape(-1, d), out.reshape(-1, d)
+    x2 = x2 if x2.stride(-1) == 1 else x2.contiguous()
+    o2 = o2 if o2.stride(-1) == 1 else o2.contiguous()
+    s2, n2 = s.view(-1, d), normed.view(-1, d)
+    if x2.shape[0]:
+        block = max(16, next_pow2(d))
+        with device_guard(dev):
+            _add_rmsnorm_kernel[(x2.shape[0],)](x2, o2, weight, s2, n2, d, float(eps), x2.stride(0), o2.stride(0),
+                                                s2.stride(0), n2.stride(0), BLOCK=block,
+                                                num_warps=min(16, max(1, block // 256)))
+    return s, normed
