@@ -214,3 +214,16 @@ def test_a_trace_leaves_stderr_to_python():
     assert proc.returncode == 0, proc.stderr
     assert "python-line" in proc.stderr and "after-line" in proc.stderr
     assert "native-line" not in proc.stderr and "profiler_start" not in proc.stderr, proc.stderr
+
+
+def test_attribution_times_decode_op_by_op_and_restores_the_fused_step(monkeypatch):
+    from perfmamba.profiling import attribution
+
+    model = perfmamba.load("mamba2-tiny")
+    seen = []
+    monkeypatch.setattr(attribution, "attribute_timers", lambda m, *a, **k: seen.append(m.fused_decode) or "ok")
+    assert model.fused_decode is True
+    assert attribution.attribute(model, "decode", 1, 8, method="timers") == "ok"
+    assert seen == [False] and model.fused_decode is True
+    with pytest.raises(perfmamba.PerfmambaError, match="unknown method"):
+        attribution.attribute(model, "decode", 1, 8, method="stopwatch")

@@ -413,11 +413,20 @@ def inclusive(exclusive: dict[str, list[float]], labels=LABELS) -> dict[str, lis
 
 def attribute(model, phase: str, batch: int, seqlen: int, *, method: str = "timers", warmup: int = 3,
               iters: int = 10, state_dtype=torch.float32) -> Attribution:
-    if method == "timers":
-        return attribute_timers(model, phase, batch, seqlen, warmup=warmup, iters=iters, state_dtype=state_dtype)
-    if method == "profiler":
-        return attribute_profiler(model, phase, batch, seqlen, warmup=warmup, iters=iters, state_dtype=state_dtype)
-    raise ProfilingError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    """Per-component time of one call by `method`. A decode step runs op by op here (`fused_decode` off for the
+    call): the fused step kernels of the triton backend run conv1d, the SSM and the gated norm as one, which has
+    no per-component split; the whole step is timed fused by the sweep's "call" and CUDA-graph methods."""
+    if method not in ("timers", "profiler"):
+        raise ProfilingError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    fn = attribute_timers if method == "timers" else attribute_profiler
+    fused = getattr(model, "fused_decode", None)
+    if fused:
+        model.fused_decode = False
+    try:
+        return fn(model, phase, batch, seqlen, warmup=warmup, iters=iters, state_dtype=state_dtype)
+    finally:
+        if fused:
+            model.fused_decode = fused
 
 
 def shares_agree(a: dict[str, float], b: dict[str, float], *, min_share: float = 0.10,
