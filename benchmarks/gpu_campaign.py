@@ -10,7 +10,7 @@ skips sections whose rows are already in the file, so a killed campaign resumes.
 computed from every row in the file.
 
 Columns: model, arch, path, component, phase, batch, seqlen, d_state, ratio, metric, value, unit, spread_lo,
-spread_hi (p20/p80 or min/max), impl (the kernels that ran), dtype, note, section, device, timestamp.
+spread_hi (p10/p90; rows committed before 2026-12-03 hold p20/p80, or min/max of a few calls), impl (the kernels that ran), dtype, note, section, device, timestamp.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ PLAN = [
 
 EXTRA_ENV = {
     "weights": "random init (seeded); timing does not depend on weight values",
-    "timing": "triton.testing.do_bench median (p20/p80 spread), CUDA events, L2 flushed; decode: one CUDA graph "
+    "timing": "triton.testing.do_bench median (p10/p90 spread), CUDA events, L2 flushed; decode: one CUDA graph "
               "per step, median of 5 x 100 replays (min/max spread); transformers: CUDA events, 1 warm-up + 3 runs",
 }
 

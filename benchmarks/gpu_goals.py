@@ -24,7 +24,7 @@ after every section and a rerun skips the sections already in the file, so a sec
 
 Pruned models are random-init models with d_state = N′: a model with states removed is that network, and the timing
 does not depend on the weights. `perfmamba.gpu_goals.goal_table` turns the rows into the table (the book renders
-it). Timing: triton.testing.do_bench medians (p20/p80) for calls, median of 5 × 100 graph replays for decode; on
+it). Timing: triton.testing.do_bench medians (p10/p90) for calls, median of 5 × 100 graph replays for decode; on
 the CPU (dry run) wall-clock medians of a few calls and eager decode steps — a check that everything runs, not
 timings.
 """
@@ -127,25 +127,19 @@ class Ctx:
         return torch.randint(0, vocab, (batch, seqlen), device=self.device, generator=g)
 
     def time_call(self, fn) -> dict:
-        """Median ms of fn() with p20/p80 (GPU: do_bench) or min/max of a few calls (CPU)."""
+        """Median ms of fn() with p10/p90 (`perfmamba.profiling.timing.bench`: do_bench on a GPU, a few timed calls on
+        the CPU; one untimed-warm-up-free call in a dry run, where the interpreter has nothing to warm up)."""
+        from perfmamba.profiling.timing import bench
+
         with torch.inference_mode():
             if self.cuda:
-                from perfmamba.ops.triton.timing import bench
-
-                return bench(fn)
-            if not self.dry:  # the interpreter has nothing to warm up
-                fn()
-            ts = []
-            for _ in range(1 if self.dry else 5):
-                t0 = time.perf_counter()
-                fn()
-                ts.append((time.perf_counter() - t0) * 1e3)
-        return {"ms": statistics.median(ts), "p20": min(ts), "p80": max(ts)}
+                return bench(fn, "cuda")
+            return bench(fn, "cpu", warmup=0 if self.dry else 1, iters=1 if self.dry else 5)
 
     def decode(self, model, batch) -> dict:
         """ms per token of the decode step: one CUDA graph per step on a GPU, eager `decode_body` on the CPU."""
         if self.cuda:
-            from perfmamba.models.graphs import decode_latency
+            from perfmamba.profiling.timing import decode_latency
 
             return decode_latency(model, batch)
         from perfmamba.models.graphs import decode_body
@@ -157,7 +151,7 @@ class Ctx:
             step = ids[:, -1].clone()
             t = self.time_call(lambda: decode_body(model, step, cache))
         nb = cache.nbytes()
-        return {"ms_per_token": t["ms"], "min": t["p20"], "max": t["p80"], "ssm_state_bytes": nb["ssm_state"],
+        return {"ms_per_token": t["ms"], "p10": t["p10"], "p90": t["p90"], "ssm_state_bytes": nb["ssm_state"],
                 "conv_state_bytes": nb["conv_state"]}
 
     def sync(self):
@@ -253,7 +247,7 @@ def prefill(ctx) -> list[dict]:
     t, cfg, impl = _prefill_ours(ctx, spec, B, L)
     N = cfg.d_states[0]
     rows = [row(ctx, name, "mamba2", "triton", "prefill", B, L, N, t["ms"], "ms", impl=impl,
-                spread=(t["p20"], t["p80"])),
+                spread=(t["p10"], t["p90"])),
             row(ctx, name, "mamba2", "floor", "prefill", B, L, N, roofline_ms(ctx, cfg, B, L), "ms",
                 impl="roofline: sum of max(FLOPs / matmul peak, bytes / copy bandwidth) per component")]
     if "chunked_ssd" not in impl:  # the default SSD is mamba-ssm's (or torch's): time our kernel in the same model
@@ -269,7 +263,7 @@ def prefill(ctx) -> list[dict]:
             ctx.release()
             return [row(ctx, name, "mamba2", "mamba_ssm", "prefill", B, L, N, tu["ms"], "ms",
                         impl=f"mamba_ssm {ms.version} MambaLMHeadModel (mamba-ssm's Triton SSD, torch conv1d)",
-                        spread=(tu["p20"], tu["p80"]))]
+                        spread=(tu["p10"], tu["p90"]))]
         rows += guarded(ctx, f"mamba_ssm prefill {name}", upstream)
     return rows
 
@@ -285,11 +279,12 @@ def _prefill_own_ssd(ctx, spec, B, L, N):
     finally:
         ns.ssd, ns.impl["ssd"] = old
     return [row(ctx, spec[0], "mamba2", "triton_own_ssd", "prefill", B, L, N, t["ms"], "ms", impl=impl,
-                spread=(t["p20"], t["p80"]), note="backend triton with our chunked SSD kernel")]
+                spread=(t["p10"], t["p90"]), note="backend triton with our chunked SSD kernel")]
 
 
 def _decode_rows(ctx, spec, B, d_state=None, *, r=0.0, note="", unfused=False, upstream=None):
-    from perfmamba.ops.triton.timing import decode_floor_ms, weight_bytes
+    from perfmamba.profiling.memory import weight_bytes
+    from perfmamba.profiling.timing import decode_floor_ms
 
     model = ctx.build(spec, d_state)
     name, cfg = spec[0], model.config
@@ -299,14 +294,14 @@ def _decode_rows(ctx, spec, B, d_state=None, *, r=0.0, note="", unfused=False, u
     graph = "; CUDA graph per step" if ctx.cuda else "; eager (CPU)"
     out = [row(ctx, name, cfg.arch, "triton", "decode", B, 1, N, t["ms_per_token"], "ms/token", ratio=r, note=note,
                impl=_impl(model, "mamba2_step" if cfg.arch == "mamba2" else "mamba1_step", "add_rmsnorm") + graph,
-               spread=(t["min"], t["max"])),
+               spread=(t["p10"], t["p90"])),
            row(ctx, name, cfg.arch, "floor", "decode", B, 1, N, floor, "ms/token", ratio=r, note=note,
                impl="(weights + 2 x cache) / copy bandwidth")]
     if unfused:
         model.fused_decode = False
         tu = ctx.decode(model, B)
         out.append(row(ctx, name, cfg.arch, "triton_unfused", "decode", B, 1, N, tu["ms_per_token"], "ms/token",
-                       impl="op by op (fused_decode=False)" + graph, spread=(tu["min"], tu["max"])))
+                       impl="op by op (fused_decode=False)" + graph, spread=(tu["p10"], tu["p90"])))
     del model
     ctx.release()
     if upstream is not None:
@@ -318,7 +313,7 @@ def _decode_rows(ctx, spec, B, d_state=None, *, r=0.0, note="", unfused=False, u
             del m
             ctx.release()
             return [row(ctx, name, cfg.arch, "mamba_ssm", "decode", B, 1, N, tu["ms_per_token"], "ms/token",
-                        impl=f"mamba_ssm {ms.version}; CUDA graph per step", spread=(tu["min"], tu["max"]))]
+                        impl=f"mamba_ssm {ms.version}; CUDA graph per step", spread=(tu["p10"], tu["p90"]))]
         out += guarded(ctx, f"mamba_ssm decode {name} B={B}", up)
     return out
 
@@ -365,7 +360,7 @@ def prune_prefill(ctx) -> list[dict]:
     for n, ratio, note in kept_counts(N, ctx.shapes["align"]):
         t, cfg, impl = _prefill_ours(ctx, spec, B, L, n)
         rows += [row(ctx, spec[0], "mamba2", "triton", "prefill", B, L, n, t["ms"], "ms", ratio=ratio, note=note,
-                     impl=impl, spread=(t["p20"], t["p80"])),
+                     impl=impl, spread=(t["p10"], t["p90"])),
                  row(ctx, spec[0], "mamba2", "floor", "prefill", B, L, n, roofline_ms(ctx, cfg, B, L), "ms",
                      ratio=ratio, note=note, impl="roofline")]
     return rows
@@ -376,7 +371,7 @@ def mamba1(ctx) -> list[dict]:
     for spec, B, L in ctx.shapes["mamba1"]:
         t, cfg, impl = _prefill_ours(ctx, spec, B, L, ops=("conv", "selective_scan", "add_rmsnorm"))
         rows.append(row(ctx, spec[0], "mamba1", "triton", "prefill", B, L, cfg.d_states[0], t["ms"], "ms",
-                        impl=impl, spread=(t["p20"], t["p80"])))
+                        impl=impl, spread=(t["p10"], t["p90"])))
         cases.append(dict(model=spec[0], batch=B, seqlen=L, d_model=cfg.d_model, n_layer=cfg.n_layer,
                           d_state=cfg.d_states[0], vocab=cfg.vocab_size))
     return rows + hf_rows(ctx, cases)
@@ -504,7 +499,7 @@ def main(argv=None):
                                      if m != "error"}
     extra = {"experiment": EXPERIMENT, "dry_run": args.dry_run, "budget_s": args.budget_s,
              "weights": "random init (seeded); timing does not depend on weight values",
-             "timing": "GPU: do_bench median (p20/p80), decode one CUDA graph per step, median of 5 x 100 replays; "
+             "timing": "GPU: do_bench median (p10/p90), decode one CUDA graph per step, median of 5 x 100 replays; "
                        "CPU dry run: wall-clock median of a few calls"}
     env = results.write_env(csv_path.parent, extra, device=ctx.device, dtype=ctx.dtype)
     print(json.dumps({k: env.get(k) for k in ("device", "device_name", "torch", "triton", "mamba_ssm", "transformers",

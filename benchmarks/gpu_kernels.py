@@ -23,7 +23,6 @@ import argparse
 import gc
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -129,26 +128,20 @@ def release():
 
 # timing ----------------------------------------------------------------------------------------------------------
 def bench(fn, **kw):
-    from perfmamba.ops.triton.timing import bench as _bench
+    from perfmamba.profiling.timing import bench as _bench
 
     with torch.inference_mode():
-        return _bench(fn, **kw)
+        return _bench(fn, "cuda", **kw)
 
 
 def bench_slow(fn, warmup=1, reps=3):
-    """CUDA-event timing for calls of seconds (do_bench would run them at least 7 times)."""
+    """CUDA-event timing (`perfmamba.profiling.timing.time_call`) for calls of seconds, which do_bench would run
+    at least 7 times: median and p10/p90 of `reps` calls."""
+    from perfmamba.profiling.timing import Summary, time_call
+
     with torch.inference_mode():
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(reps):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            e.synchronize()
-            times.append(s.elapsed_time(e))
-    return {"ms": statistics.median(times), "p20": min(times), "p80": max(times)}
+        s = Summary.of(time_call(fn, "cuda", warmup=warmup, iters=reps))
+    return {"ms": s.median * 1e3, "p10": s.p10 * 1e3, "p90": s.p90 * 1e3}
 
 
 def prefill_ours(model, batch, seqlen):
@@ -202,7 +195,10 @@ def decode_upstream(ms, model, batch, steps=100, repeats=5):
             e.synchronize()
             times.append(s.elapsed_time(e) / steps)
         state = sum(t.numel() * t.element_size() for kv in ip.key_value_memory_dict.values() for t in kv)
-    return {"ms_per_token": statistics.median(times), "min": min(times), "max": max(times), "state_bytes": state}
+    from perfmamba.profiling.timing import Summary
+
+    s = Summary.of(times)
+    return {"ms_per_token": s.median, "p10": s.p10, "p90": s.p90, "state_bytes": state}
 
 
 # sections --------------------------------------------------------------------------------------------------------
@@ -210,7 +206,7 @@ _BANDWIDTH = {}
 
 
 def bandwidth_rows(quick=False):
-    from perfmamba.ops.triton.timing import copy_bandwidth
+    from perfmamba.profiling.timing import copy_bandwidth
 
     bw = copy_bandwidth(256 << 20 if quick else 2 << 30)
     _BANDWIDTH["bytes_per_s"] = bw
@@ -247,7 +243,7 @@ def prefill_rows(quick=False, seqlens=(8192, 2048), d_states=(128,), paths=("tri
                 for L in seqlens:
                     t = fn(model, B, L)
                     out.append(row("mamba2-130m", "mamba2", path, "model", "prefill", B, L, N, "latency", t["ms"], "ms",
-                                   ratio=r or 0.0, impl=impl, spread=(t["p20"], t["p80"]),
+                                   ratio=r or 0.0, impl=impl, spread=(t["p10"], t["p90"]),
                                    note=f"peak {t['peak_gib']:.2f} GiB"))
                     print(json.dumps(out[-1]), flush=True)
                 del model
@@ -259,8 +255,9 @@ def prefill_rows(quick=False, seqlens=(8192, 2048), d_states=(128,), paths=("tri
 
 def decode_rows(quick=False, cases=None, upstream=True):
     """Decode ms/token with one CUDA graph per step; `floor` rows give (weights + 2 state) / copy bandwidth."""
-    from perfmamba.models.graphs import decode_latency
-    from perfmamba.ops.triton.timing import decode_floor_ms, weight_bytes
+    from perfmamba.profiling.timing import decode_latency
+    from perfmamba.profiling.memory import weight_bytes
+    from perfmamba.profiling.timing import decode_floor_ms
 
     cases = cases or ([("mamba2-130m", 768, 24, 8, 128)] if quick else
                       [("mamba2-130m", 768, 24, 8, 128), ("mamba2-130m", 768, 24, 64, 128),
@@ -281,7 +278,7 @@ def decode_rows(quick=False, cases=None, upstream=True):
             floor = decode_floor_ms(wb, t["ssm_state_bytes"] + t["conv_state_bytes"], bw)
             impl = f"conv_update={ours_impl(model, 'conv_update')}; ssd_state_update={ours_impl(model, 'ssd_state_update')}"
             out = [row(name, "mamba2", "triton", "model", "decode", B, 1, N, "latency", t["ms_per_token"], "ms/token",
-                       ratio=r, impl=impl + "; CUDA graph per step", spread=(t["min"], t["max"])),
+                       ratio=r, impl=impl + "; CUDA graph per step", spread=(t["p10"], t["p90"])),
                    row(name, "mamba2", "floor", "model", "decode", B, 1, N, "latency", floor, "ms/token", ratio=r,
                        impl="(weights + 2 x state) / copy bandwidth",
                        note=f"weights {wb / 2**20:.0f} MiB, state {t['ssm_state_bytes'] / 2**20:.0f} MiB")]
@@ -299,7 +296,7 @@ def decode_rows(quick=False, cases=None, upstream=True):
                 release()
                 out = [row(name, "mamba2", "mamba_ssm", "model", "decode", B, 1, N, "latency", t["ms_per_token"],
                            "ms/token", ratio=r, impl=f"mamba_ssm {ms.version}; CUDA graph per step",
-                           spread=(t["min"], t["max"]))]
+                           spread=(t["p10"], t["p90"]))]
                 print(json.dumps(out[-1]), flush=True)
                 return out
             rows += guarded("decode", f"mamba_ssm {name} B={B} N={N}", up)
@@ -329,7 +326,7 @@ def mamba1_rows(quick=False):
         del model
         release()
         out = [row("mamba-130m", "mamba1", "triton", "model", "prefill", B, L, 16, "latency", t["ms"], "ms", impl=impl,
-                   spread=(t["p20"], t["p80"]), note=f"peak {t['peak_gib']:.2f} GiB")]
+                   spread=(t["p10"], t["p90"]), note=f"peak {t['peak_gib']:.2f} GiB")]
         print(json.dumps(out[-1]), flush=True)
         return out
     return guarded("mamba1", "triton mamba-130m", one)
@@ -392,7 +389,7 @@ def _hf_worker(quick, out_path):
             model = None  # noqa: F841  (frees it before the next case; the timed lambda holds the name)
             release()
             return [row(name, arch, "transformers", "model", "prefill", B, L, N, "latency", t["ms"], "ms", impl=impl,
-                        spread=(t["p20"], t["p80"]), note=f"peak {peak:.2f} GiB")]
+                        spread=(t["p10"], t["p90"]), note=f"peak {peak:.2f} GiB")]
         rows += guarded("hf", f"transformers {name}", one)
         Path(out_path).write_text(json.dumps(rows))
 
@@ -409,7 +406,7 @@ def kernel_rows(quick=False):
     def rec(model, arch, path, comp, phase, B, L, N, t, nbytes, impl):
         gbs = nbytes / (t["ms"] * 1e-3) / 1e9
         out = [row(model, arch, path, comp, phase, B, L, N, "latency", t["ms"], "ms", impl=impl,
-                   spread=(t["p20"], t["p80"])),
+                   spread=(t["p10"], t["p90"])),
                row(model, arch, path, comp, phase, B, L, N, "bandwidth", gbs, "GB/s", impl=impl,
                    note=f"{gbs / (bw / 1e9):.2f} of copy bandwidth")]
         print(json.dumps(out[0]), flush=True)

@@ -901,7 +901,8 @@ def check_gpu_mamba2_prefill_with_mamba_ssm_ssd_matches_ref():
 @pytest.mark.parametrize("name", ["mamba-tiny", "mamba2-tiny"])
 def check_gpu_cuda_graph_decode_matches_eager(name):
     from perfmamba import MambaLM, preset
-    from perfmamba.models.graphs import GraphedStep, decode_latency
+    from perfmamba.models.graphs import GraphedStep
+    from perfmamba.profiling.timing import decode_latency
 
     model = MambaLM.from_config(preset(name)).to(DEVICE).eval()
     model.backend = "triton"

@@ -8,11 +8,9 @@ ids in and replay.
 
     step = GraphedStep(model, cache)    # captures
     logits = step(next_ids)             # (b, padded_vocab), a static buffer overwritten by the next call
-    decode_latency(model, 64)           # ms/token, median of several timed replays
 """
 from __future__ import annotations
 
-import statistics
 
 import torch
 
@@ -62,35 +60,3 @@ class GraphedStep:
         self.graph.replay()
         self.cache.seqlen_offset += 1
         return self.logits
-
-
-def decode_latency(model, batch_size: int, *, steps: int = 100, repeats: int = 5, prompt_len: int = 16,
-                   cache_dtype: torch.dtype | None = None, seed: int = 0) -> dict:
-    """Per-token decode latency of `model` with one CUDA graph per step, timed with CUDA events.
-
-    A random prompt of `prompt_len` tokens fills the cache (decode cost does not depend on position for an SSM),
-    then `repeats` runs of `steps` replays are timed; returns median and min/max ms per token, plus the cache
-    bytes (the state traffic of a step is twice that: read and write).
-    """
-    p = next(model.parameters())
-    cache = model.allocate_cache(batch_size, dtype=cache_dtype or p.dtype)
-    g = torch.Generator(device=p.device).manual_seed(seed)
-    prompt = torch.randint(0, model.config.vocab_size, (batch_size, prompt_len), device=p.device, generator=g)
-    with torch.inference_mode():
-        model(prompt, cache)
-    step = GraphedStep(model, cache)
-    ids = prompt[:, -1].clone()
-    for _ in range(10):
-        step(ids)
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(steps):
-            step.graph.replay()  # ids unchanged: the same work as `step(ids)` without the host copy
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / steps)
-    nbytes = cache.nbytes()
-    return {"ms_per_token": statistics.median(times), "min": min(times), "max": max(times), "steps": steps,
-            "repeats": repeats, "ssm_state_bytes": nbytes["ssm_state"], "conv_state_bytes": nbytes["conv_state"]}

@@ -2,7 +2,11 @@
 
 `time_call(fn, device, warmup, iters)` times a whole call; per-component timers live in `attribution`.
 On CPU a call is timed with `time.perf_counter` (CPU ops return when done); on a GPU with CUDA events
-recorded on the current stream around the call, read after one synchronisation.
+recorded on the current stream around the call, read after one synchronisation. `bench(fn, device)` is the
+benchmarks' timer: `triton.testing.do_bench` on a GPU, `time_call` on a CPU.
+
+One spread convention everywhere: the median with the 10th and 90th percentiles (`SPREAD`), whichever timer
+produced the samples.
 
 Decode on a GPU is timed with the step captured in a CUDA graph (`perfmamba.models.graphs.GraphedStep`),
 which removes the Python and launch overhead that dominates eager decoding of small models.
@@ -92,6 +96,9 @@ def set_flush_denormal(on: bool = True) -> str:
     return "on" if not bool((x * 1e-10).any()) else "partial"
 
 
+SPREAD = ("p10", "p90")  # the spread of every timing in this artifact: 10th and 90th percentiles
+
+
 def percentile(xs, q: float) -> float:
     """Linear-interpolated percentile (q in [0, 100]) of a non-empty sequence (numpy's default method)."""
     xs = sorted(xs)
@@ -172,3 +179,65 @@ def _timed_loop(fn, device, iters, setup):
         sync(device)
         out.append(sw.elapsed())
     return out
+
+
+def bench(fn, device="cuda", *, warmup: int = 1, iters: int = 5, warmup_ms: float = 100, rep_ms: float = 500) -> dict:
+    """{"ms": median, "p10", "p90", "how"} milliseconds of `fn()`. On a GPU `triton.testing.do_bench` (CUDA events,
+    L2 flushed between repetitions, warm-up excluded, as many repetitions as fit in `rep_ms`); on a CPU `time_call`
+    with `warmup` and `iters` calls."""
+    if torch.device(device).type == "cuda":
+        import triton.testing
+
+        med, lo, hi = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.1, 0.9])
+        return {"ms": med, "p10": lo, "p90": hi, "how": "triton.testing.do_bench"}
+    s = Summary.of(time_call(fn, device, warmup=warmup, iters=iters))
+    return {"ms": s.median * 1e3, "p10": s.p10 * 1e3, "p90": s.p90 * 1e3, "how": f"perf_counter, {s.n} calls"}
+
+
+def copy_bandwidth(nbytes: int = 2 << 30, device="cuda") -> float:
+    """Device-to-device copy bandwidth in bytes/s, counting bytes read plus bytes written (2 · nbytes per copy)."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    t = bench(lambda: dst.copy_(src), device, warmup_ms=50, rep_ms=300)
+    return 2 * nbytes / (t["ms"] * 1e-3)
+
+
+def decode_floor_ms(weight_bytes: int, state_bytes: int, bandwidth: float) -> float:
+    """Lower bound of one decode step: read every weight once, read and write the recurrent state once:
+    (weights + 2 · state) / bandwidth (the memory-bound floor of ../shared/gpu/README.md)."""
+    return (weight_bytes + 2 * state_bytes) / bandwidth * 1e3
+
+
+def decode_latency(model, batch_size: int, *, steps: int = 100, repeats: int = 5, prompt_len: int = 16,
+                   cache_dtype: torch.dtype | None = None, seed: int = 0) -> dict:
+    """Per-token decode latency of `model` with one CUDA graph per step, timed with CUDA events.
+
+    A random prompt of `prompt_len` tokens fills the cache (decode cost does not depend on position for an SSM),
+    then `repeats` runs of `steps` replays are timed; returns the median and p10/p90 ms per token, plus the cache
+    bytes (the state traffic of a step is twice that: read and write).
+    """
+    p = next(model.parameters())
+    cache = model.allocate_cache(batch_size, dtype=cache_dtype or p.dtype)
+    g = torch.Generator(device=p.device).manual_seed(seed)
+    prompt = torch.randint(0, model.config.vocab_size, (batch_size, prompt_len), device=p.device, generator=g)
+    with torch.inference_mode():
+        model(prompt, cache)
+    from ..models.graphs import GraphedStep
+
+    step = GraphedStep(model, cache)
+    ids = prompt[:, -1].clone()
+    for _ in range(10):
+        step(ids)
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(steps):
+            step.graph.replay()  # ids unchanged: the same work as `step(ids)` without the host copy
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / steps)
+    nbytes = cache.nbytes()
+    s = Summary.of(times)
+    return {"ms_per_token": s.median, "p10": s.p10, "p90": s.p90, "steps": steps,
+            "repeats": repeats, "ssm_state_bytes": nbytes["ssm_state"], "conv_state_bytes": nbytes["conv_state"]}
