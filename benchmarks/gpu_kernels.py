@@ -13,8 +13,9 @@ Sections (each a function returning tidy rows; benchmarks/gpu_campaign.py runs t
     hf          transformers' torch paths (run in a child process that cannot see mamba-ssm; see `hf_rows`)
     kernels     single operators at model shapes: ours vs the torch references / mamba-ssm, with achieved GB/s
 
-mamba-ssm on the GPU machines is a pure-Python wheel (Triton kernels only); `import_mamba_ssm` registers the
-stand-in for its missing CUDA extension (../shared/gpu/README.md). Every row names the code path and the kernels
+mamba-ssm on the GPU machines is a pure-Python wheel (Triton kernels only); `perfmamba.ops.mamba_ssm_backend`, the
+one importer of mamba-ssm, registers the stand-in for its missing CUDA extension (../shared/gpu/README.md). Every
+row names the code path and the kernels
 that produced it (`path`, `impl`).
 """
 from __future__ import annotations
@@ -27,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import torch
@@ -73,20 +73,12 @@ def guarded(section, case, fn):
 
 # models ----------------------------------------------------------------------------------------------------------
 def import_mamba_ssm():
-    """mamba-ssm's model classes, or None. Registers the stand-in for its CUDA extension where that is missing."""
+    """mamba-ssm's model classes (`perfmamba.ops.mamba_ssm_backend.upstream_models`), or None where it cannot load."""
     try:
-        import selective_scan_cuda  # noqa: F401
-    except ImportError:
-        sys.modules.setdefault("selective_scan_cuda", types.ModuleType("selective_scan_cuda"))
-    try:
-        import mamba_ssm
-        from mamba_ssm.models.config_mamba import MambaConfig
-        from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
-        from mamba_ssm.utils.generation import InferenceParams
+        from perfmamba.ops.mamba_ssm_backend import upstream_models
     except ImportError:
         return None
-    return types.SimpleNamespace(version=mamba_ssm.__version__, MambaConfig=MambaConfig,
-                                 MambaLMHeadModel=MambaLMHeadModel, InferenceParams=InferenceParams)
+    return upstream_models()
 
 
 def build_ours(name, d_state=None, backend="triton"):

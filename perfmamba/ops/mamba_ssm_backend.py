@@ -28,7 +28,21 @@ if not torch.cuda.is_available():
     raise ImportError("mamba-ssm's Triton kernels need a CUDA device")
 
 
+def upstream_models() -> SimpleNamespace:
+    """mamba-ssm's own model classes (MambaConfig, MambaLMHeadModel, InferenceParams) and version, for the
+    benchmarks that time mamba-ssm beside us (the stand-in for its CUDA extension is registered on import)."""
+    import mamba_ssm
+    from mamba_ssm.models.config_mamba import MambaConfig
+    from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
+    from mamba_ssm.utils.generation import InferenceParams
+
+    return SimpleNamespace(version=mamba_ssm.__version__, MambaConfig=MambaConfig, MambaLMHeadModel=MambaLMHeadModel,
+                           InferenceParams=InferenceParams)
+
+
 def _import_mamba_ssm():
+    """The one place that imports mamba-ssm: with the stand-in for `selective_scan_cuda` where the extension is
+    missing, so that its Triton kernels import."""
     stand_in = False
     try:
         import selective_scan_cuda  # noqa: F401  (the real extension, when built)
