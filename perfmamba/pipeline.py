@@ -88,18 +88,28 @@ def reproduce(artifacts=None, *, profile: str | None = None, names=None, build: 
     """
     import os
 
-    from .config import preset
-    from .data import load_corpus
-    from .train import DEFAULT_MODELS, SMOKE_MODELS, train_default_models
-
     t0 = time.perf_counter()
     profile = profile or notebooks.default_profile()
     check_run(profile, names)
+    saved = os.environ.get("PERFMAMBA_RESULTS")
     if out is not None:
         out = Path(out).resolve()
         artifacts = artifacts or out / "artifacts"
         os.environ["PERFMAMBA_RESULTS"] = str(out / "results")  # the notebooks' kernels inherit it
-    artifacts = Path(artifacts or "artifacts").resolve()
+    try:
+        return _reproduce(Path(artifacts or "artifacts").resolve(), profile, names, build, out, t0)
+    finally:
+        if saved is None:
+            os.environ.pop("PERFMAMBA_RESULTS", None)
+        else:
+            os.environ["PERFMAMBA_RESULTS"] = saved
+
+
+def _reproduce(artifacts: Path, profile: str, names, build: bool, out: Path | None, t0: float) -> Path | None:
+    from .config import preset
+    from .data import load_corpus
+    from .train import DEFAULT_MODELS, SMOKE_MODELS, train_default_models
+
     print(f"[1/5] corpus → {artifacts / 'corpus'}", flush=True)
     load_corpus(artifacts / "corpus")
     specs = SMOKE_MODELS if profile == "smoke" else DEFAULT_MODELS
