@@ -41,6 +41,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- 1. the engine -----------------------------------------------------------------------------------------
+mkdir -p "$LOGS"
 need=()
 for tool in podman runc mmdebstrap; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 if ((${#need[@]})); then
@@ -50,18 +51,19 @@ if ((${#need[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   { apt-get update -qq -o DPkg::Lock::Timeout=600 \
       && apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends podman runc mmdebstrap uidmap
-  } >"$LOGS.apt.log" 2>&1 || fail "apt-get could not install podman/runc/mmdebstrap (see $LOGS.apt.log)"
+  } >"$LOGS/apt.log" 2>&1 || fail "apt-get could not install podman/runc/mmdebstrap (see $LOGS/apt.log)"
 fi
 podman info >/dev/null 2>&1 || fail "podman does not work here: $(podman info 2>&1 | tail -1)"
 
-mkdir -p "$LOGS"
 mapfile -t PIP_MOUNTS < <("$HOST_PY" tools/image/pip_mounts.py)
 say "pip settings mounted read-only into the build: ${PIP_MOUNTS[*]:-none}"
 
 # --- 2. the stand-in base ----------------------------------------------------------------------------------
 TORCH_PIN=$(grep -E '^torch==' constraints/cpu.txt) || fail "constraints/cpu.txt pins no torch"
-RECIPE=$(cat tools/image/standin.Containerfile <(echo "$TORCH_PIN") | sha256sum | cut -c1-12)
-STANDIN_OS=localhost/perfmamba-standin-os:bookworm
+DEBIAN_PACKAGES=python3,python3-venv,python3-pip,ca-certificates
+OS_RECIPE=$(echo "bookworm minbase $DEBIAN_PACKAGES" | sha256sum | cut -c1-12)
+RECIPE=$(cat tools/image/standin.Containerfile <(echo "$OS_RECIPE $TORCH_PIN") | sha256sum | cut -c1-12)
+STANDIN_OS=localhost/perfmamba-standin-os:$OS_RECIPE
 STANDIN=localhost/perfmamba-standin:$RECIPE
 if podman image exists "$STANDIN"; then
   say "stand-in base $STANDIN reused"
@@ -73,8 +75,7 @@ else
     done
     say "making Debian 12 with mmdebstrap (${sources[*]:-default mirror})"
     tar=$LOGS/standin-os.tar
-    timeout 900 mmdebstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-        bookworm "$tar" "${sources[@]}" >"$LOGS/mmdebstrap.log" 2>&1 \
+    timeout 900 mmdebstrap --variant=minbase --include="$DEBIAN_PACKAGES" bookworm "$tar" "${sources[@]}" >"$LOGS/mmdebstrap.log" 2>&1 \
       || fail "mmdebstrap failed (see $LOGS/mmdebstrap.log)"
     podman import --change 'CMD ["/bin/bash"]' "$tar" "$STANDIN_OS" >/dev/null \
       || fail "podman import of the stand-in OS failed"
@@ -94,6 +95,8 @@ timeout "$BUILD_TIMEOUT_S" podman build --network=host --pull=never --format doc
     --build-arg BASE="$STANDIN" -t "$IMAGE_TAG" . >"$LOGS/build.log" 2>&1 \
   || fail "image build failed or passed ${BUILD_TIMEOUT_S}s: $(grep -E 'error|Error|ERROR' "$LOGS/build.log" | tail -1)"
 say "image built in $((SECONDS - t)) s; $(podman image inspect --format '{{.Size}}' "$IMAGE_TAG" | awk '{printf "%.2f GB", $1/1e9}')"
+# earlier builds' images that nothing uses any more (the layers of the image just built stay, as build cache)
+podman image prune -f >/dev/null 2>&1 || true
 
 # --- 4. a run stopped during the notebooks -----------------------------------------------------------------
 rm -rf "$OUT" && mkdir -p "$OUT"
