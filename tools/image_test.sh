@@ -77,7 +77,7 @@ else
     tar=$LOGS/standin-os.tar
     timeout 900 mmdebstrap --variant=minbase --include="$DEBIAN_PACKAGES" bookworm "$tar" "${sources[@]}" >"$LOGS/mmdebstrap.log" 2>&1 \
       || fail "mmdebstrap failed (see $LOGS/mmdebstrap.log)"
-    podman import --change 'CMD ["/bin/bash"]' "$tar" "$STANDIN_OS" >/dev/null \
+    podman import --change 'CMD ["/bin/bash"]' "$tar" "$STANDIN_OS" >"$LOGS/import.log" 2>&1 \
       || fail "podman import of the stand-in OS failed"
     [ -n "${KEEP_STANDIN_OS_TAR:-}" ] || rm -f "$tar"
   fi
