@@ -1,14 +1,18 @@
 # GPU image for the full reproduction:
 #   docker build -t perfmamba . && docker run --gpus all -v $PWD/out:/out perfmamba
+# writes the book to out/book, the result rows to out/results and the corpus, tokenizer and trained models to
+# out/artifacts; a second run on the same out/ resumes (trained models and measured rows are reused).
 #
-# Untested: the machines this artifact was developed on have no container engine and no GPU.
-# tests/test_docker.py checks statically what it can (hadolint, base torch vs. mamba-ssm's wheels,
-# installs that keep the base torch, output written to /out).
+# BASE: torch 2.9.1 + CUDA 12.8. mamba-ssm 2.3.x and causal-conv1d 1.6.x publish prebuilt wheels for torch
+# 2.6-2.10 with CUDA 12, so their installs download a matching wheel; the devel image keeps nvcc for the source
+# build they fall back to otherwise.
 #
-# Base: torch 2.9.1 + CUDA 12.8. mamba-ssm 2.3.x and causal-conv1d 1.6.x publish prebuilt wheels for
-# torch 2.6-2.10 with CUDA 12, so their installs download a matching wheel; the devel image keeps nvcc
-# for the source build they fall back to otherwise.
-FROM pytorch/pytorch:2.9.1-cuda12.8-cudnn9-devel
+# A stand-in base (`--build-arg BASE=…`): any image whose `python`/`pip` on PATH have a torch installed. When that
+# torch has no CUDA, the CUDA kernels of causal-conv1d and mamba-ssm are not built (their Python code and
+# dependencies are still installed). `make image-test` builds and runs this file on a Debian 12 stand-in with
+# the CPU torch of constraints/cpu.txt (tools/image_test.sh); the CUDA base itself has not been built here.
+ARG BASE=pytorch/pytorch:2.9.1-cuda12.8-cudnn9-devel
+FROM ${BASE}
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -16,36 +20,57 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1
 
-# make runs the pipeline; git records the commit in every results file.
+# git records the commit in results files where there is one; make for `make` targets inside the image.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git make \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/perfmamba
 
-# Pin the base image's torch and triton. Every pip install below uses this file (directly or through
-# /opt/constraints.txt), so a dependency asking for another torch fails the build instead of replacing
-# the CUDA build of the base image.
-RUN python -c "import torch, triton; print('torch==' + torch.__version__.split('+')[0]); print('triton==' + triton.__version__)" \
-        > /opt/torch-constraints.txt \
+# Pin the base image's torch (and its triton, where it has one). Every pip install below uses
+# /opt/constraints.txt, which ends with these pins, so a dependency asking for another torch fails the build
+# instead of replacing the torch of the base image.
+RUN python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > /opt/torch-constraints.txt \
+ && { python -c "import triton; print('triton==' + triton.__version__)" >> /opt/torch-constraints.txt 2>/dev/null || true; } \
  && cat /opt/torch-constraints.txt
 
-# Upstream CUDA kernels, built against the torch above (no build isolation: their setup.py imports it).
-RUN pip install --no-cache-dir -c /opt/torch-constraints.txt packaging==26.4 ninja==1.13.2 wheel==0.48.0 \
- && pip install --no-cache-dir --no-build-isolation -c /opt/torch-constraints.txt \
-        causal-conv1d==1.6.2.post1 mamba-ssm==2.3.2.post1
+# The exact pins: constraints/cpu.txt without its CPU torch (and without triton when the base has one), the
+# kernels and everything their install pulls in (constraints/gpu.txt), then the base image's torch.
+COPY constraints/ constraints/
+RUN grep -v -E "^($(cut -d= -f1 /opt/torch-constraints.txt | paste -sd'|'))==" constraints/cpu.txt > /opt/constraints.txt \
+ && cat constraints/gpu.txt /opt/torch-constraints.txt >> /opt/constraints.txt
 
+# Upstream CUDA kernels, built against the torch above (no build isolation: their setup.py imports it). With a
+# torch without CUDA, *_SKIP_CUDA_BUILD installs their Python code only and *_FORCE_BUILD stops setup.py from
+# guessing a prebuilt wheel's URL from the (absent) CUDA version.
+RUN pip install -c /opt/constraints.txt packaging ninja wheel setuptools \
+ && if python -c "import sys, torch; sys.exit(torch.version.cuda is None)"; then \
+        echo "torch has CUDA: building the kernels"; \
+    else \
+        echo "torch has no CUDA: kernels not built (stand-in base)"; \
+        export CAUSAL_CONV1D_SKIP_CUDA_BUILD=TRUE CAUSAL_CONV1D_FORCE_BUILD=TRUE \
+               MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE; \
+    fi \
+ && pip install --no-build-isolation -c /opt/constraints.txt causal-conv1d mamba-ssm
+
+# The project's dependencies (a layer that changes only with pyproject.toml or the pins), then MathJax for the
+# offline book (perfmamba/book.py needs only the standard library).
+COPY pyproject.toml ./
+COPY perfmamba/book.py /tmp/book.py
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; x = p['optional-dependencies']; print('\n'.join(p['dependencies'] + x['gpu'] + x['book']))" > /tmp/requirements.txt \
+ && pip install -c /opt/constraints.txt -r /tmp/requirements.txt \
+ && python /tmp/book.py --root . --static-only \
+ && rm /tmp/book.py /tmp/requirements.txt
+
+# The project itself; then a check that torch is still the base image's.
 COPY . .
-
-# The project with the exact pins of constraints/cpu.txt, except torch and triton, which stay the base
-# image's; then MathJax for the offline book, and a check that torch is still the base image's.
-RUN grep -v -E '^(torch|triton)==' constraints/cpu.txt > /opt/constraints.txt \
- && cat /opt/torch-constraints.txt >> /opt/constraints.txt \
- && pip install --no-cache-dir -c /opt/constraints.txt -e ".[gpu,book]" \
- && python -m perfmamba.book --static-only \
- && python -c "import torch; v = 'torch==' + torch.__version__.split('+')[0]; assert v in open('/opt/torch-constraints.txt').read().split(), v"
+RUN pip install --no-deps --no-build-isolation -c /opt/constraints.txt -e ".[gpu,book]" \
+ && python -c "import torch; v = 'torch==' + torch.__version__.split('+')[0]; assert v in open('/opt/torch-constraints.txt').read().split(), v" \
+ && perfmamba --help > /dev/null
 
 VOLUME ["/out"]
 
-# Reproduce with the paper's settings on the GPU, then copy the book and the result rows to /out.
-CMD ["bash", "-c", "make reproduce PY=python STAMP= PROFILE=paper ARTIFACTS=/out/artifacts && rm -rf /out/book && cp -r _build/html /out/book && mkdir -p /out/results && cp -r data/results/. /out/results/"]
+# Exec form: perfmamba is PID 1 and ends on SIGTERM (`docker stop`) within seconds; everything it writes to /out
+# is replaced atomically, and a second run on the same /out resumes. `--profile smoke` (tiny settings, CPU) and
+# `--profile cpu` replace the paper's settings as arguments: docker run … perfmamba perfmamba reproduce --profile smoke --out /out
+CMD ["perfmamba", "reproduce", "--profile", "paper", "--out", "/out"]

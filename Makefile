@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 ARTIFACTS ?= artifacts
 export PERFMAMBA_ARTIFACTS := $(abspath $(ARTIFACTS))
 
-.PHONY: help venv sysdeps test reproduce notebooks book gpu-campaign clean
+.PHONY: help venv sysdeps test image-test reproduce notebooks book gpu-campaign clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ sysdeps:  ## Debian's chromium for the browser test (installed only when running
 
 test: $(STAMP) sysdeps  ## set up and run the whole test suite
 	$(PY) -m pytest -q
+
+image-test:  ## build the Dockerfile on a local Debian 12 stand-in base (podman), run it with the smoke profile, check /out
+	bash tools/image_test.sh
 
 reproduce: $(STAMP)  ## set up and run the whole pipeline on its embedded default, then build the book
 	$(PY) -m perfmamba.cli reproduce --artifacts $(ARTIFACTS) $(if $(PROFILE),--profile $(PROFILE),)

@@ -59,7 +59,7 @@ def prepare_static(root: str | os.PathLike = ".") -> Path:
             if digest != MATHJAX_INTEGRITY:
                 raise BookBuildError(f"{MATHJAX_TARBALL}: sha512 mismatch ({digest})")
             with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-                tar.extractall(tmp, filter="data")
+                safe_extract(tar, tmp)
             es5 = tmp / "package" / "es5"
         if not (es5 / MATHJAX_ENTRY).is_file():
             raise BookBuildError(f"MathJax {MATHJAX_VERSION} has no es5/{MATHJAX_ENTRY}")
@@ -69,6 +69,26 @@ def prepare_static(root: str | os.PathLike = ".") -> Path:
             if not (dest / MATHJAX_ENTRY).is_file():  # else a concurrent build installed it first
                 raise
     return dest
+
+
+def safe_extract(tar: tarfile.TarFile, dest: str | os.PathLike) -> None:
+    """Extract regular files and directories of `tar` below `dest`; refuse absolute paths, `..`, links and devices.
+
+    Python >= 3.11.4 (and 3.8.17, 3.9.17, 3.10.12) has ``extractall(filter="data")`` for this; older 3.11 releases
+    such as Debian 12's 3.11.2, which ``requires-python = ">=3.11"`` admits, do not, so the check is done here.
+    """
+    dest = Path(dest).resolve()
+    members = tar.getmembers()
+    for m in members:
+        target = (dest / m.name).resolve()
+        if os.path.isabs(m.name) or (target != dest and dest not in target.parents):
+            raise BookBuildError(f"tar member {m.name!r} would land outside {dest}")
+        if not (m.isfile() or m.isdir()):
+            raise BookBuildError(f"tar member {m.name!r} is not a regular file or directory")
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, members=members, filter="data")
+    else:  # the members were checked above
+        tar.extractall(dest, members=members)
 
 
 def build_book(root: str | os.PathLike = ".", strict: bool = True, output: str | os.PathLike | None = None) -> Path:

@@ -17,11 +17,11 @@ EVAL_RECALL = (1, 4, 16)
 
 
 def evaluation_table(models: dict, out, *, splits=EVAL_SPLITS, tasks=EVAL_TASKS, recall=EVAL_RECALL,
-                     corpus: dict | None = None, progress: bool = True):
+                     corpus: dict | None = None, progress: bool = True, **settings):
     """Evaluate each model ({name: checkpoint dir}): perplexity per corpus split, the offline lm-eval tasks and
     the associative-recall probe. Writes tidy rows (with a `model` column) to `out` and returns them as a
     DataFrame; reuses `out` when it is newer than every checkpoint and covers every model. `corpus`
-    ({split: text}) replaces the offline corpus."""
+    ({split: text}) replaces the offline corpus; `settings` (max_tokens, limit, …) go to `evaluate_model`."""
     import pandas as pd
 
     from .checkpoints import load
@@ -36,7 +36,8 @@ def evaluation_table(models: dict, out, *, splits=EVAL_SPLITS, tasks=EVAL_TASKS,
     rows = []
     for name, d in models.items():
         rows += [{"model": name, **r} for r in evaluate_model(load(d), splits=splits, tasks=tasks, corpus=corpus,
-                                                              recall=list(recall) or None, progress=progress)]
+                                                              recall=list(recall) or None, progress=progress,
+                                                              **settings)]
     write_rows(rows, out)
     return pd.DataFrame(rows)
 
@@ -71,26 +72,57 @@ def check_run(profile: str, names=None) -> None:
                                       "the kernels on the CPU, very slowly)")
 
 
-def reproduce(artifacts="artifacts", *, profile: str | None = None, names=None, build: bool = True) -> Path | None:
-    from .data import load_corpus
-    from .train import train_default_models
+# The smoke profile is small end to end: tiny models trained for seconds, evaluated on a slice (CI, image test).
+SMOKE_EVALUATION = {"splits": ("validation",), "tasks": ("corpus_choice",), "recall": (1,), "max_tokens": 2048,
+                    "limit": 8}
+
+
+def reproduce(artifacts=None, *, profile: str | None = None, names=None, build: bool = True,
+              out=None) -> Path | None:
+    """The whole pipeline; returns the book's HTML directory (None without `build`).
+
+    artifacts: where corpus, tokenizer and models go (default `artifacts`, or `out/artifacts` with `out`).
+    out: a directory that receives everything a run produces (the container's /out): the book as `out/book`
+    (replaced as a whole once built), the result rows under `out/results` ($PERFMAMBA_RESULTS, so sweeps resume
+    from them) and, unless `artifacts` says otherwise, corpus, tokenizer and models under `out/artifacts`.
+    """
+    import os
 
     t0 = time.perf_counter()
-    artifacts = Path(artifacts).resolve()
     profile = profile or notebooks.default_profile()
     check_run(profile, names)
+    saved = os.environ.get("PERFMAMBA_RESULTS")
+    if out is not None:
+        out = Path(out).resolve()
+        artifacts = artifacts or out / "artifacts"
+        os.environ["PERFMAMBA_RESULTS"] = str(out / "results")  # the notebooks' kernels inherit it
+    try:
+        return _reproduce(Path(artifacts or "artifacts").resolve(), profile, names, build, out, t0)
+    finally:
+        if saved is None:
+            os.environ.pop("PERFMAMBA_RESULTS", None)
+        else:
+            os.environ["PERFMAMBA_RESULTS"] = saved
+
+
+def _reproduce(artifacts: Path, profile: str, names, build: bool, out: Path | None, t0: float) -> Path | None:
+    from .config import preset
+    from .data import load_corpus
+    from .train import DEFAULT_MODELS, SMOKE_MODELS, train_default_models
+
     print(f"[1/5] corpus → {artifacts / 'corpus'}", flush=True)
     load_corpus(artifacts / "corpus")
-    print(f"[2/5] default models → {artifacts / 'models'}", flush=True)
-    models = train_default_models(artifacts)
-    table = artifacts / "models" / "evaluation.csv"
-    print(f"[3/5] evaluation of the default models → {table}", flush=True)
-    print(format_evaluation(evaluation_table(models, table)))
+    specs = SMOKE_MODELS if profile == "smoke" else DEFAULT_MODELS
+    print(f"[2/5] {'smoke' if profile == 'smoke' else 'default'} models → {artifacts / 'models'}", flush=True)
+    models = train_default_models(artifacts, models=specs)
+    table = artifacts / "models" / ("evaluation.smoke.csv" if profile == "smoke" else "evaluation.csv")
+    print(f"[3/5] evaluation of the {'smoke' if profile == 'smoke' else 'default'} models → {table}", flush=True)
+    print(format_evaluation(evaluation_table(models, table, **(SMOKE_EVALUATION if profile == "smoke" else {}))))
     print("(recall: the associative-recall probe, chance 1/32; these language models were not trained on its "
           "format; ext_recall trains one that is)", flush=True)
     print(f"[4/5] notebooks ({profile} parameters) → {notebooks.OUTPUT_DIR}", flush=True)
-    arch = {"mamba-small": "mamba1", "mamba2-small": "mamba2"}
-    overrides = {"artifacts": str(artifacts), "model_dirs": {arch[k]: str(v) for k, v in models.items()}}
+    overrides = {"artifacts": str(artifacts),
+                 "model_dirs": {preset(specs[k]["preset"]).arch: str(v) for k, v in models.items()}}
     notebooks.execute_all(profile, names=names, overrides=overrides)
     html = None
     if build:
@@ -99,20 +131,77 @@ def reproduce(artifacts="artifacts", *, profile: str | None = None, names=None, 
         print("[5/5] book", flush=True)
         html = build_book(notebooks.ROOT)
         print(f"book built: {html / 'index.html'}")
+        if out is not None:
+            html = publish_book(html, out / "book")
+            print(f"book published: {html / 'index.html'}")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return html
+
+
+def publish_book(html, dest) -> Path:
+    """Copy the built book to `dest`, replacing what is there in one rename: a reader (or a run stopped half-way)
+    sees the old book or the new one, never a mixture."""
+    import os
+    import shutil
+    import tempfile
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        shutil.copytree(html, tmp / "new")
+        os.chmod(tmp / "new", 0o755)
+        if dest.exists():
+            os.replace(dest, tmp / "old")
+        os.replace(tmp / "new", dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`docker stop`) received: unwinds like Ctrl-C, so temporary files are removed on the way out."""
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into `Terminated`. A process without a handler ignores SIGTERM when it is a container's PID 1,
+    and `docker stop` then waits its whole timeout and kills the run mid-write. A second SIGTERM exits at once."""
+    import os
+    import signal
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _run(a) -> int:
+    exit_on_sigterm()
+    try:
+        reproduce(a.artifacts, profile=a.profile, build=not a.no_book, out=a.out,
+                  names=a.notebooks.split(",") if a.notebooks else None)
+    except Terminated:
+        import sys
+
+        print("perfmamba: terminated (SIGTERM); a rerun resumes", file=sys.stderr, flush=True)
+        return 143
+    return 0
 
 
 def register(sub):
     p = sub.add_parser("reproduce", help="run the whole pipeline on its embedded default and build the book",
                        description="Prepare the corpus, train the two small default models (reused when already "
                                    "trained), evaluate them, execute every notebook with papermill and build the "
-                                   "book.")
-    p.add_argument("--artifacts", default="artifacts", help="where corpus, tokenizer and models go (default: artifacts)")
+                                   "book. SIGTERM ends the run (exit 143); a rerun resumes.")
+    p.add_argument("--artifacts", default=None, help="where corpus, tokenizer and models go (default: artifacts, "
+                                                     "or OUT/artifacts with --out)")
+    p.add_argument("--out", default=None, metavar="OUT",
+                   help="also write the book to OUT/book (replaced as a whole) and the result rows to OUT/results, "
+                        "which later runs resume from (the Docker image's /out)")
     p.add_argument("--profile", choices=notebooks.PROFILES, default=None,
-                   help="notebook parameters: paper (GPU), cpu (2-core default), smoke (tiny); default: paper "
-                        "with a CUDA GPU, cpu otherwise")
+                   help="notebook parameters: paper (GPU), cpu (2-core default), smoke (tiny models and settings, "
+                        "minutes end to end); default: paper with a CUDA GPU, cpu otherwise")
     p.add_argument("--notebooks", default=None, help="comma-separated subset of notebooks to execute")
     p.add_argument("--no-book", action="store_true", help="skip the book build")
-    p.set_defaults(func=lambda a: reproduce(a.artifacts, profile=a.profile, build=not a.no_book,
-                                            names=a.notebooks.split(",") if a.notebooks else None) and None)
+    p.set_defaults(func=_run)

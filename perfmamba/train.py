@@ -218,6 +218,16 @@ DEFAULT_MODELS: dict[str, dict] = {
 }
 
 
+# The smoke profile's stand-ins (`perfmamba reproduce --profile smoke`, CI and the image test): the tiny presets, a
+# few seconds of training each, so that the whole pipeline runs end to end in minutes; not for any claim.
+SMOKE_MODELS: dict[str, dict] = {
+    "mamba-tiny": {"preset": "mamba-tiny", "steps": 20, "batch_size": 8, "seq_len": 64, "lr": 3e-3,
+                   "warmup": 5, "seed": 0, "eval_every": 20, "eval_tokens": 2048},
+    "mamba2-tiny": {"preset": "mamba2-tiny", "steps": 20, "batch_size": 8, "seq_len": 64, "lr": 3e-3,
+                    "warmup": 5, "seed": 0, "eval_every": 20, "eval_tokens": 2048},
+}
+
+
 def default_tokenizer(artifacts_dir):
     """The shared tokenizer of the default models: byte-level BPE trained once on the corpus train split."""
     from .data import load_corpus, load_tokenizer, train_tokenizer
@@ -231,8 +241,8 @@ def default_tokenizer(artifacts_dir):
     return load_tokenizer(path)
 
 
-def default_config(name: str, tokenizer) -> ModelConfig:
-    spec = DEFAULT_MODELS[name]
+def default_config(name: str, tokenizer, models: dict | None = None) -> ModelConfig:
+    spec = (DEFAULT_MODELS if models is None else models)[name]
     return preset(spec["preset"], vocab_size=len(tokenizer))
 
 
@@ -246,25 +256,28 @@ def _is_done(out: Path, config: ModelConfig, settings: dict) -> bool:
     return bool(log.get("complete")) and log.get("config") == want and same and (out / "model.safetensors").is_file()
 
 
-def train_default_models(artifacts_dir="artifacts", *, names=None, progress: bool = True, threads=None) -> dict[str, Path]:
+def train_default_models(artifacts_dir="artifacts", *, names=None, progress: bool = True, threads=None,
+                         models: dict | None = None) -> dict[str, Path]:
     """Train the default models once (tokenizer shared) under `artifacts_dir/models/<name>`; reuse finished ones.
 
+    models: {name: spec} to train instead of DEFAULT_MODELS (e.g. SMOKE_MODELS).
     A model is reused when its train_log.json is complete and records the same config and settings.
     Returns {name: checkpoint directory}.
     """
     from .data import encode_splits, load_corpus
 
+    models = DEFAULT_MODELS if models is None else models
     artifacts_dir = Path(artifacts_dir)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
-    names = list(DEFAULT_MODELS) if names is None else list(names)
-    unknown = [n for n in names if n not in DEFAULT_MODELS]
+    names = list(models) if names is None else list(names)
+    unknown = [n for n in names if n not in models]
     if unknown:
-        raise TrainError(f"unknown default model {unknown[0]!r}; expected one of {', '.join(DEFAULT_MODELS)}")
+        raise TrainError(f"unknown default model {unknown[0]!r}; expected one of {', '.join(models)}")
     tokenizer = default_tokenizer(artifacts_dir)
     out, tokens = {}, None
     for name in names:
-        spec = dict(DEFAULT_MODELS[name])
-        config = default_config(name, tokenizer)
+        spec = dict(models[name])
+        config = default_config(name, tokenizer, models)
         path = artifacts_dir / "models" / name
         settings = {k: v for k, v in spec.items() if k != "preset"}
         if not _is_done(path, config, settings):
