@@ -174,12 +174,13 @@ def publish(numbers: dict, notebook: str, *, results_root=None):
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def glue_markdown(key: str, text: str) -> None:
-    """Glue Markdown (a table, say) that another page pastes with ``{glue:md}`notebooks/<name>.ipynb::<key>` ``."""
-    from IPython.display import Markdown
+def glue_table(key: str, table) -> None:
+    """Glue a table (a DataFrame, as HTML with every cell whole) that another page pastes with the ``{glue}``
+    directive and ``:doc: notebooks/<name>.ipynb``."""
+    from IPython.display import HTML
     from myst_nb import glue
 
-    glue(key, Markdown(text), display=False)
+    glue(key, HTML(table.to_html(index=False)), display=False)
 
 
 def default_profile() -> str:

@@ -330,3 +330,13 @@ def test_figures_draw_from_records(empty):
     for fig in (plots.plot_claims_summary(recs), plots.plot_table1_flops(recs), plots.plot_table1_shares(recs),
                 plots.plot_table2_claims(recs)):
         assert fig.axes
+
+
+def test_cli_prints_the_summary_and_one_line_per_claim(capsys, tmp_path):
+    from perfmamba.cli import main
+
+    assert main(["claims", "--section", "§4.2", "--sweep", "none", "--json", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    assert "ssm_memory_ratio" in out and "gated_mlp_memory" in out and "table1_flops" not in out
+    assert {r["id"] for r in pd.read_json(tmp_path / "c.json").to_dict("records")} == \
+        {"ssm_memory_ratio", "gated_mlp_memory", "rmsnorm_memory_growth"}

@@ -33,13 +33,14 @@ def covered(records) -> set[tuple]:
     return set().union(*(r.refs for r in records))
 
 
-def section_table(*sections: str, results_root=None, sweep=None, long: bool = True):
+def section_table(*sections: str, results_root=None, sweep=None):
     """The records of the paper's sections starting with any of `sections` ("Table 1", "Fig. 2", "§4", …), as
-    the claims page renders them: for the notebook of that figure or table. results_root: where committed GPU
+    the claims page renders them (a Markdown table to display): for the notebook of that figure or table. results_root: where committed GPU
     rows are read; this run's rows are read where the notebooks write them ($PERFMAMBA_RESULTS or data/results)."""
     from . import render
     from .sources import SWEEP
 
+    from IPython.display import Markdown
+
     records = evaluate(collect(results_root, sweep if sweep is not None else SWEEP))
-    keep = [r for r in records if r.section.startswith(tuple(sections))]
-    return render.table(keep, long=long)
+    return Markdown(render.records_markdown(records, tuple(sections)))

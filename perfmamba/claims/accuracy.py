@@ -10,6 +10,7 @@ trained small models are shown beside them with their standard errors.
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -130,7 +131,7 @@ def accuracy(src) -> list[Claim]:
         se = {(t, r): v[1] for r, v in accs.items()}
         n = max(v[2] for v in accs.values())
         for z, (mean, s) in zone_losses(acc, [t], stderr=se).items():
-            c.ours.append(Value(mean, "% (relative)", "any (quality)", m, ratio=ZONES[z][1], stderr=s, n=n,
+            c.ours.append(Value(mean, "% (relative)", "any machine", m, stderr=s, n=n,
                                 path=t, note=z))
             if not decided(mean, s):
                 statuses.append(UNDECIDABLE)
@@ -150,10 +151,14 @@ def accuracy(src) -> list[Claim]:
     else:
         dec = [s for s in statuses if s != UNDECIDABLE]
         c.status = judge(dec.count(CONFIRMED), len(dec))
+    needs = [int(m.group(1)) for v in c.compared.values() if isinstance(v, str)
+             for m in [re.search(r"n ≈ (\d+) would decide", v)] if m]
     c.detail = ("the text matches Fig. 4's mean relative loss (" + ", ".join(
         f"{z}: {text[z]:g} vs {from_fig[z][0]:.1f} %" for z in text) + ")") + (
         f"; ours: {statuses.count(CONFIRMED)} confirmed, {statuses.count(REFUTED)} refuted, "
-        f"{statuses.count(UNDECIDABLE)} undecidable (model × task × zone)" if statuses else "")
+        f"{statuses.count(UNDECIDABLE)} undecidable (model × task × zone)" if statuses else "") + (
+        f"; deciding them would take {min(needs)}–{max(needs)} items per task instead of "
+        f"{max(v.n for v in c.ours if v.n)}" if needs else "")
     out.append(c)
     return out
 
@@ -221,7 +226,7 @@ def tradeoff(src) -> list[Claim]:
         for a, b_ in zip(rr, rr[1:]):
             d = (accs[b_][0] - accs[a][0]) / (b_ - a)
             se = math.hypot(accs[a][1], accs[b_][1]) / (b_ - a)
-            c.ours.append(Value(d, "accuracy per unit r", "any (quality)", m, ratio=b_, stderr=se,
+            c.ours.append(Value(d, "accuracy per unit r", "any machine", m, ratio=b_, stderr=se,
                                 n=accs[b_][2], path=t, note=f"step {a:g} → {b_:g}"))
             bound_ok = abs(d) < below if b_ <= 0.5 else abs(d) > above
             if decided(abs(d) - (below if b_ <= 0.5 else above), se):
@@ -255,7 +260,7 @@ def tradeoff(src) -> list[Claim]:
             continue
         k = min(steps, key=steps.get)
         se = math.hypot(accs[k[0]][1], accs[k[1]][1])
-        c.ours.append(Value(k[1], "ratio", "any (quality)", m, path=t, stderr=se,
+        c.ours.append(Value(k[1], "ratio", "any machine", m, path=t, stderr=se,
                             note=f"steepest step {k[0]:g} → {k[1]:g} ({steps[k]:+.3f} per unit r)"))
         n += 1
         n_ok += th in k

@@ -100,12 +100,14 @@ def n_to_decide(effect: float, stderr: float, n: int, z: float = 2.0) -> int | N
 
 
 def summary(records):
-    """Count of records per section and status (the paper's claims only), with a total row."""
+    """Count of records per section (in the records' order) and status (the paper's claims only), with a total row."""
     import pandas as pd
 
     rows = [(r.section.split(",")[0], r.status) for r in records if not r.beyond]
     df = pd.DataFrame(rows, columns=["section", "status"])
-    t = pd.crosstab(df["section"], df["status"]).reindex(columns=[s for s in STATUSES if s in set(df["status"])])
+    order = list(dict.fromkeys(df["section"]))  # the order of the records, which follows the paper
+    t = pd.crosstab(df["section"], df["status"]).reindex(index=order,
+                                                         columns=[s for s in STATUSES if s in set(df["status"])])
     t.loc["all"] = t.sum()
     t.columns.name = None
     return t

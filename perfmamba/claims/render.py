@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from .records import INCONSISTENT, summary
+from .records import INCONSISTENT, NOT_MEASURED, summary
 
 def _num(v) -> str:
     if isinstance(v, bool):
@@ -27,15 +27,26 @@ def paper_text(r) -> str:
 
 
 def ours_text(r) -> str:
-    """Our values with the machine and setting of each (at most six, then a count)."""
+    """Our values grouped by machine and setting, each with the length, ratio or note that tells it apart (at most
+    eight per group, then a count)."""
     if not r.ours:
         return "—"
+    groups: dict = {}
+    for v in r.ours:
+        key = (v.machine, v.model, v.batch, v.phase, v.dtype, v.path)
+        groups.setdefault(key, []).append(v)
     parts = []
-    for v in r.ours[:6]:
-        se = f" ± {v.stderr:.2g}" if v.stderr is not None and not math.isnan(v.stderr) else ""
-        parts.append(f"{_num(v.value)}{se} {v.unit} [{v.machine}; {v.setting()}{'; ' + v.note if v.note else ''}]")
-    more = f" (+{len(r.ours) - 6} more)" if len(r.ours) > 6 else ""
-    return "; ".join(parts) + more
+    for (machine, model, batch, phase, dtype, path), vs in groups.items():
+        head = ", ".join(str(x) for x in (model, f"B = {batch}" if batch is not None else "", phase, dtype, path) if x)
+        items = []
+        for v in vs[:8]:
+            se = f" ± {v.stderr:.2g}" if v.stderr is not None and not math.isnan(v.stderr) else ""
+            tag = ", ".join(x for x in (f"L = {v.seqlen}" if v.seqlen is not None else "",
+                                        f"r = {v.ratio:g}" if v.ratio is not None else "", v.note) if x)
+            items.append(f"{_num(v.value)}{se} {v.unit}" + (f" ({tag})" if tag else ""))
+        more = f"; +{len(vs) - 8} more" if len(vs) > 8 else ""
+        parts.append(f"{machine} [{head}]: " + "; ".join(items) + more)
+    return " — ".join(parts)
 
 
 def sentence(r) -> str:
@@ -62,6 +73,29 @@ def table(records, section: str | None = None, *, long: bool = False) -> pd.Data
                         "tolerance": f"{r.tolerance} — {r.why}" if r.why else r.tolerance})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def records_markdown(records, section=None) -> str:
+    """The records of sections starting with `section` (a string or a tuple; None: all) as one Markdown table: the
+    claim and where, the paper's values, ours with machine and setting, the verdict, and the tolerance (its reason
+    given once per table, where it first applies)."""
+    rows, said = [], set()
+    for r in records:
+        if section is not None and not r.section.startswith(section):
+            continue
+        verdict = f"**{r.status}**" + (f": {r.detail}" if r.detail else "")
+        if r.setting:
+            verdict += f" (setting: {r.setting})"
+        if r.status == NOT_MEASURED and r.command:
+            verdict += f"; measure with `{r.command}`"
+        tol = r.tolerance or "—"
+        if r.why and r.why not in said:
+            tol += f" ({r.why})"
+            said.add(r.why)
+        rows.append({"claim": f"{r.asserts} ({r.section}; `{r.id}`)", "the paper": paper_text(r),
+                     "ours (machine; setting)": ours_text(r), "verdict": verdict, "tolerance": tol})
+    return markdown(pd.DataFrame(rows, columns=["claim", "the paper", "ours (machine; setting)", "verdict",
+                                                "tolerance"]))
 
 
 def markdown(df: pd.DataFrame) -> str:

@@ -270,7 +270,7 @@ def table1_measured(src) -> list[Claim]:
                 if o:
                     scale = MEASURED[metric][2]
                     c.ours = [Value(v * scale, unit, _machine(src, src.gpu_profile), MODELS[arch], PAPER_BATCH, L,
-                                    phase="prefill", dtype="bfloat16", path="triton", note=f"{comp}: {reading}")
+                                    phase="prefill", dtype="bfloat16", path=f"triton; {reading}", note=comp)
                               for comp, v in o.items()]
                     c.status, rho, same = _rank_verdict(p, o)
                     alt = {}
@@ -290,7 +290,7 @@ def table1_measured(src) -> list[Claim]:
                     if cpu:
                         c.compared["status on the CPU sweep (batch 1, float32)"] = _rank_verdict(p, cpu)[0]
                         c.ours += [Value(v * MEASURED[metric][2], unit, _machine(src, src.sweep), MODELS[arch], 1, L,
-                                         phase="prefill", dtype="float32", path="ref", note=f"{comp}: {reading}")
+                                         phase="prefill", dtype="float32", path=f"ref; {reading}", note=comp)
                                    for comp, v in cpu.items()]
                     c.detail = (f"largest: paper {_top(p)}, ours {_top(o)}; ρ = {rho:+.2f} ({reading})"
                                 + "".join(f"; {k}: {v}" for k, v in alt.items()))
