@@ -23,3 +23,20 @@ def _ms_rows(model, seqlen, ms, method, phase="prefill"):
     base = dict(model=model, arch="mamba1", path="triton", phase=phase, batch=8, seqlen=seqlen, method=method,
                 cuda_graph=False, metric="time", unit="ms", machine="nvidia-test")
     return [dict(base, component=c, value=v) for c, v in ms.items()]
+
+
+# a GPU-bound prefill whose trace misses the scan (a kernel no torch op launched) and half the conv, the rest
+# agreeing within 5 %, and a host-bound one ("other" 70 % of the call)
+TRACE_TIMERS = {"total": 100.0, "in_proj": 20.0, "conv1d": 10.0, "ssm": 62.0, "ssm.scan": 50.0, "ssm.x_proj": 6.0,
+                "other": 8.0, "embedding": 0.5}
+TRACE_PROFILER = {"total": 44.0, "in_proj": 21.0, "conv1d": 5.0, "ssm": 11.0, "ssm.scan": 0.5, "ssm.x_proj": 6.0,
+                  "other": 7.6, "embedding": 0.1}
+
+
+def trace_gap_rows():
+    import pandas as pd
+
+    host_bound = {"total": 100.0, "in_proj": 10.0, "ssm": 20.0, "other": 70.0}
+    return pd.DataFrame(_ms_rows("m", 8192, TRACE_TIMERS, "timers") + _ms_rows("m", 8192, TRACE_PROFILER, "profiler")
+                        + _ms_rows("m", 64, host_bound, "timers")
+                        + _ms_rows("m", 64, {"total": 5.0, "in_proj": 2.0, "ssm": 3.0}, "profiler"))

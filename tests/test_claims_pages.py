@@ -8,7 +8,7 @@ import pandas as pd
 
 from perfmamba import experiments
 from perfmamba.claims import pages
-from helpers import _ms_rows, _share_rows
+from helpers import TRACE_TIMERS, _ms_rows, _share_rows, trace_gap_rows
 
 
 def test_kernels_status_without_gpu_rows(tmp_path):
@@ -116,14 +116,8 @@ def test_method_agreement_counts_the_points_whose_shares_agree():
 
 
 def test_trace_gap_sentence_names_the_longest_prefill_of_each_model():
-    timers = {"total": 100.0, "in_proj": 20.0, "conv1d": 10.0, "ssm": 62.0, "ssm.scan": 50.0, "ssm.x_proj": 6.0,
-              "other": 8.0, "embedding": 0.5}
-    trace = {"total": 44.0, "in_proj": 21.0, "conv1d": 5.0, "ssm": 11.0, "ssm.scan": 0.5, "ssm.x_proj": 6.0,
-             "other": 7.6, "embedding": 0.1}
-    host_bound = {"total": 100.0, "in_proj": 10.0, "ssm": 20.0, "other": 70.0}
-    rows = pd.DataFrame(_ms_rows("m", 8192, timers, "timers") + _ms_rows("m", 8192, trace, "profiler")
-                        + _ms_rows("m", 64, host_bound, "timers")
-                        + _ms_rows("m", 64, {"total": 5.0, "in_proj": 2.0, "ssm": 3.0}, "profiler"))
+    timers = TRACE_TIMERS
+    rows = trace_gap_rows()
     line = pages.trace_gap(rows, max_other=0.15)["trace_gap"]
     assert line.startswith("m at L = 8192: the trace sums 44.0 of the timers' 100.0 ms")
     assert "56.0 ms together against a gap of 56.0 ms" in line and line.endswith("agree within 5%")

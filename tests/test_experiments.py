@@ -13,7 +13,7 @@ from perfmamba.config import preset
 from perfmamba.models.lm import MambaLM
 from perfmamba.pruning.selection import n_keep
 
-from helpers import _ms_rows, _share_rows
+from helpers import _ms_rows, _share_rows, trace_gap_rows
 
 
 def forbid(monkeypatch, target: str):
@@ -238,15 +238,7 @@ def test_read_sweep_names_the_machine_of_a_committed_csv(tmp_path):
 
 
 def test_trace_gap_names_the_components_the_trace_misses_and_how_much_of_the_gap_they_make():
-    timers = {"total": 100.0, "in_proj": 20.0, "conv1d": 10.0, "ssm": 62.0, "ssm.scan": 50.0, "ssm.x_proj": 6.0,
-              "other": 8.0, "embedding": 0.5}
-    # the trace misses the scan (a kernel no torch op launched) and half the conv; the rest agrees within 5 %
-    trace = {"total": 44.0, "in_proj": 21.0, "conv1d": 5.0, "ssm": 11.0, "ssm.scan": 0.5, "ssm.x_proj": 6.0,
-             "other": 7.6, "embedding": 0.1}
-    host_bound = {"total": 100.0, "in_proj": 10.0, "ssm": 20.0, "other": 70.0}
-    rows = pd.DataFrame(_ms_rows("m", 8192, timers, "timers") + _ms_rows("m", 8192, trace, "profiler")
-                        + _ms_rows("m", 64, host_bound, "timers")
-                        + _ms_rows("m", 64, {"total": 5.0, "in_proj": 2.0, "ssm": 3.0}, "profiler"))
+    rows = trace_gap_rows()  # the trace misses the scan and half the conv; the rest agrees within 5 %
     g = experiments.trace_gap(rows, max_other=0.15)
     assert list(g["seqlen"]) == [8192]  # L = 64 is host-bound ("other" 70 %)
     r = g.iloc[0]
