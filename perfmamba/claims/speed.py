@@ -306,9 +306,8 @@ def speed_prose(src) -> list[Claim]:
         vals = {q: paper.number(v) for q, v in zip(rows["quantity"], rows["value"])}
         sps = [v for q, v in vals.items() if q.startswith("speed-up")]
         mems = [v for q, v in vals.items() if q.startswith("memory")]
-        t_sp = [tab[(L, 0.9)][0] for L in range(0, 20000) if (L, 0.9) in tab and L in
-                range(min(Ls), max(Ls) + 1)]
-        t_mem = [tab[(L, 0.9)][1] for L in range(0, 20000) if (L, 0.9) in tab and L in range(min(Ls), max(Ls) + 1)]
+        at = [v for (L, r), v in tab.items() if r == 0.9 and min(Ls) <= L <= max(Ls)]  # Table 2 at r = 0.9
+        t_sp, t_mem = [v[0] for v in at], [v[1] for v in at]
         consistent = (math.isclose(max(sps), max(t_sp)) and math.isclose(max(mems), max(t_mem))
                       and (len(sps) == 1 or math.isclose(min(sps), min(t_sp)))
                       and (len(mems) == 1 or math.isclose(min(mems), min(t_mem))))
