@@ -52,7 +52,7 @@ if _DRY and not torch.cuda.is_available():  # before any Triton kernel is define
     os.environ.setdefault("TRITON_INTERPRET", "1")
     os.environ.setdefault("PERFMAMBA_NO_MAMBA_SSM", "1")
 
-from perfmamba import results  # noqa: E402
+from perfmamba import provenance, results  # noqa: E402
 from perfmamba.config import preset  # noqa: E402
 from perfmamba.gpu_goals import PAPER_KEPT, goal_table  # noqa: E402
 from perfmamba.models.lm import MambaLM  # noqa: E402
@@ -506,7 +506,7 @@ def main(argv=None):
                                               "git_sha") if k in env}, default=str), flush=True)
     t0 = time.perf_counter()
     skipped = []
-    label = torch.cuda.get_device_name() if ctx.cuda else f"cpu ({results.cpu_model()})"
+    label = torch.cuda.get_device_name() if ctx.cuda else f"cpu ({provenance.cpu_model()})"
     for name in plan:
         elapsed = time.perf_counter() - t0
         if name in done and name != "calibrate":
