@@ -3,7 +3,8 @@
     python3 tools/image/check_out.py OUT [RUN_LOG]
 
 OUT must hold the book (index.html and one page per notebook of notebooks/, without error output), the result
-rows the notebooks measured (CSV files with rows, claims.json with every notebook), the evaluation table of the
+rows the notebooks measured (CSV files with rows, claims.json with the claims page's glued numbers,
+claims_records.json with the claim records), the evaluation table of the
 trained models, and no temporary leftovers. With RUN_LOG (the container's output), every notebook must have been
 executed by that run. Prints one line per problem and exits 1 if there is any.
 """
@@ -52,9 +53,17 @@ def problems(out: Path, log: str | None = None) -> list[str]:
         except (OSError, ValueError) as e:
             found.append(f"{d}/claims.json: {e}")
         else:
-            missing = sorted(set(notebook_names()) - set(claims))
-            if missing:
-                found.append(f"{d}/claims.json lacks {', '.join(missing)}")
+            unknown = sorted(set(claims) - set(notebook_names()))
+            if "claims" not in claims or unknown:
+                found.append(f"{d}/claims.json: the claims page's numbers are "
+                             + ("missing" if "claims" not in claims else f"beside unknown notebooks {unknown}"))
+        try:
+            records = json.loads((d / "claims_records.json").read_text())
+        except (OSError, ValueError) as e:
+            found.append(f"{d}/claims_records.json: {e}")
+        else:
+            if not records or not all({"id", "status", "paper"} <= set(r) for r in records):
+                found.append(f"{d}/claims_records.json holds no claim records")
     evaluations = list((out / "artifacts" / "models").glob("evaluation*.csv"))
     if not evaluations or not all(sum(1 for _ in csv.DictReader(p.open(newline=""))) for p in evaluations):
         found.append(f"no evaluation table with rows under {out}/artifacts/models")
