@@ -54,13 +54,14 @@ RUN pip install -c /opt/constraints.txt packaging ninja wheel setuptools \
  && pip install --no-build-isolation -c /opt/constraints.txt causal-conv1d mamba-ssm
 
 # The project's dependencies (a layer that changes only with pyproject.toml or the pins), then MathJax for the
-# offline book (perfmamba/book.py needs only the standard library).
+# offline book (perfmamba/book.py needs only the standard library and perfmamba/errors.py).
 COPY pyproject.toml ./
-COPY perfmamba/book.py /tmp/book.py
+COPY perfmamba/book.py perfmamba/errors.py /tmp/pmbook/perfmamba/
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; x = p['optional-dependencies']; print('\n'.join(p['dependencies'] + x['gpu'] + x['book']))" > /tmp/requirements.txt \
  && pip install -c /opt/constraints.txt -r /tmp/requirements.txt \
- && python /tmp/book.py --root . --static-only \
- && rm /tmp/book.py /tmp/requirements.txt
+ && touch /tmp/pmbook/perfmamba/__init__.py \
+ && PYTHONPATH=/tmp/pmbook python -m perfmamba.book --root . --static-only \
+ && rm -r /tmp/pmbook /tmp/requirements.txt
 
 # The project itself; then a check that torch is still the base image's.
 COPY . .

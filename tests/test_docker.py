@@ -416,3 +416,23 @@ def test_book_is_published_in_one_rename(tmp_path):
         publish_book(html, tmp_path / "out" / "book")
         assert (tmp_path / "out" / "book" / "index.html").read_text() == version
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["book"]  # no temporary folder left
+
+
+def test_the_mathjax_layer_runs_the_book_tool_with_only_its_own_files(tmp_path):
+    """The dependencies layer fetches MathJax before the project is copied in: the Dockerfile copies book.py and
+    errors.py alone into a package and runs `python -m perfmamba.book`, which must need nothing else."""
+    run = next(a for i, a in instructions() if i == "RUN" and "perfmamba.book" in a)
+    copied = next(a for i, a in instructions() if i == "COPY" and "perfmamba/book.py" in a).split()[:-1]
+    assert "PYTHONPATH=/tmp/pmbook python -m perfmamba.book" in run
+    pkg = tmp_path / "perfmamba"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for f in copied:
+        shutil.copy(ROOT / f, pkg / Path(f).name)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(tmp_path)}
+    where = subprocess.run([sys.executable, "-c", "import perfmamba.book as b; print(b.__file__)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert where.stdout.strip() == str(pkg / "book.py"), where.stdout + where.stderr  # the copy, not the install
+    done = subprocess.run([sys.executable, "-m", "perfmamba.book", "--help"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
