@@ -340,3 +340,12 @@ def test_cli_prints_the_summary_and_one_line_per_claim(capsys, tmp_path):
     assert "ssm_memory_ratio" in out and "gated_mlp_memory" in out and "table1_flops" not in out
     assert {r["id"] for r in pd.read_json(tmp_path / "c.json").to_dict("records")} == \
         {"ssm_memory_ratio", "gated_mlp_memory", "rmsnorm_memory_growth"}
+
+
+def test_zones_leave_out_a_task_whose_dense_accuracy_is_zero():
+    acc = {("t", 0.0): 0.0, ("t", 0.5): 0.0, ("u", 0.0): 0.5, ("u", 0.5): 0.25}
+    z = accuracy.zone_losses(acc, ["t", "u"], stderr={k: 0.01 for k in acc})
+    assert z["0.3 < r ≤ 0.7"][0] == pytest.approx(50.0) and "r ≤ 0.3" not in z
+    rec = {c.id: c for c in accuracy.accuracy(Sources(quality=_quality({("t", 0.0): 0.0, ("t", 0.5): 0.0},
+                                                                       stderr=0.0)))}
+    assert rec["accuracy_zones"].status == NOT_MEASURED

@@ -36,7 +36,8 @@ def zone_losses(acc: dict, tasks, zones=ZONES, stderr: dict | None = None, n=Non
     of (acc(0) − acc(r)) / acc(0); with `stderr` ({(task, r): se}), its standard error (independent cells)."""
     out = {}
     for z, (lo, hi) in zones.items():
-        cells = [(t, r) for (t, r) in sorted(acc) if t in tasks and lo < r <= hi and (t, 0.0) in acc]
+        # a relative loss needs a dense accuracy above zero (a model at 0 has nothing to lose)
+        cells = [(t, r) for (t, r) in sorted(acc) if t in tasks and lo < r <= hi and acc.get((t, 0.0), 0) > 0]
         if not cells:
             continue
         losses = [(acc[(t, 0.0)] - acc[(t, r)]) / acc[(t, 0.0)] for t, r in cells]
