@@ -35,7 +35,6 @@ import datetime as dt
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -380,20 +379,15 @@ def mamba1(ctx) -> list[dict]:
 def hf_rows(ctx, cases, timeout=240) -> list[dict]:
     """transformers' torch path for each Mamba-1 case, in a child process where mamba-ssm and causal-conv1d cannot
     be imported (where they can, transformers binds their kernels instead)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gpu_kernels import run_without_mamba_ssm
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "hf.json"
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PERFMAMBA_NO_MAMBA_SSM="1")
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and not (Path(p) / "mamba_ssm").is_dir())
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(cases), "--json", str(out)]
         if ctx.dry:
             cmd.append("--dry-run")
-        try:
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-            err = proc.stderr[-300:] if proc.returncode else None
-        except subprocess.TimeoutExpired:
-            err = f"timed out after {timeout} s"
-        rows = json.loads(out.read_text()) if out.exists() else []
+        rows, err = run_without_mamba_ssm(cmd, out, timeout)
         if err:
             rows.append(row(ctx, "transformers worker", "mamba1", "transformers", "prefill", None, None, None, None,
                             "", metric="error", note=err))

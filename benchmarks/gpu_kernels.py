@@ -71,6 +71,21 @@ def guarded(section, case, fn):
         return [error_row(section, case, exc)]
 
 
+def run_without_mamba_ssm(cmd, out: Path, timeout: float) -> tuple[list, str | None]:
+    """Run a worker `cmd` in a child process that cannot import mamba-ssm (transformers binds mamba-ssm's kernels
+    wherever it can import them, and those crash on what its torch path does) and read the rows it wrote to `out`:
+    (rows, the error or None)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PERFMAMBA_NO_MAMBA_SSM="1")
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and not (Path(p) / "mamba_ssm").is_dir())
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        err = proc.stderr[-300:] if proc.returncode else None
+    except subprocess.TimeoutExpired:
+        err = f"timed out after {timeout} s"
+    return (json.loads(out.read_text()) if out.exists() else []), err
+
+
 # models ----------------------------------------------------------------------------------------------------------
 def import_mamba_ssm():
     """mamba-ssm's model classes (`perfmamba.ops.mamba_ssm_backend.upstream_models`), or None where it cannot load."""
@@ -329,18 +344,10 @@ def hf_rows(quick=False, timeout=300):
     are importable transformers binds their kernels instead, and then it would not be the torch path any more."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "hf.json"
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PERFMAMBA_NO_MAMBA_SSM="1")
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and not (Path(p) / "mamba_ssm").is_dir())
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "hf", "--json", str(out)]
         if quick:
             cmd.append("--quick")
-        try:
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-            err = proc.stderr[-300:] if proc.returncode else None
-        except subprocess.TimeoutExpired:
-            err = f"timed out after {timeout} s"
-        rows = json.loads(out.read_text()) if out.exists() else []
+        rows, err = run_without_mamba_ssm(cmd, out, timeout)
         for r in rows:
             print(json.dumps(r), flush=True)
         if err:
