@@ -1,7 +1,7 @@
 """The claims table: every value the paper prints or plots, beside ours, with a status.
 
     paper      the paper's numbers (data/paper/), read only here
-    records    Claim and Value, the fixed set of statuses, summary and frame
+    records    Claim and Value, the fixed set of statuses, the summary by section
     sources    the rows claims are judged on (committed GPU rows, the CPU sweep, this run's quality rows)
     profile    Table 1 cell by cell, Fig. 2, §4's sentences, the abstract's length range
     pruning    Table 2, Fig. 5, Fig. 4, Fig. 6, §6's sentences, the abstract's headline
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from . import accuracy, paper, profile, speed, table1
 from .records import (CONFIRMED, INCONSISTENT, NOT_MEASURED, PARTLY, REFUTED, STATUSES, UNDECIDABLE, Claim, Value,
-                      frame, summary)
+                      summary)
 from .sources import Sources, collect
 
 __all__ = ["evaluate", "collect", "Sources", "Claim", "Value", "STATUSES", "CONFIRMED", "PARTLY", "REFUTED",
-           "UNDECIDABLE", "NOT_MEASURED", "INCONSISTENT", "summary", "frame", "covered", "paper"]
+           "UNDECIDABLE", "NOT_MEASURED", "INCONSISTENT", "summary", "covered", "paper"]
 
 
 def evaluate(src: Sources | None = None) -> list[Claim]:

@@ -31,7 +31,7 @@ def _fig4() -> dict[tuple[str, float], float]:
     return {(t, _r(r)): paper.number(v) for t, r, v in zip(f["task"], f["ratio"], f["accuracy_approx"])}
 
 
-def zone_losses(acc: dict, tasks, zones=ZONES, stderr: dict | None = None, n=None) -> dict:
+def zone_losses(acc: dict, tasks, zones=ZONES, stderr: dict | None = None) -> dict:
     """Mean relative accuracy loss (%) per zone over `tasks` and the measured ratios in the zone (low, high]: mean
     of (acc(0) − acc(r)) / acc(0); with `stderr` ({(task, r): se}), its standard error (independent cells)."""
     out = {}

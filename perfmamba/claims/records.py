@@ -111,13 +111,3 @@ def summary(records):
     t.loc["all"] = t.sum()
     t.columns.name = None
     return t
-
-
-def frame(records):
-    """One row per record: id, section, status, paper, ours (with machine), compared, tolerance."""
-    import pandas as pd
-
-    return pd.DataFrame([{"id": r.id, "section": r.section, "status": r.status, "asserts": r.asserts,
-                          "paper": r.paper, "ours": [(o.value, o.machine) for o in r.ours], "compared": r.compared,
-                          "tolerance": r.tolerance, "detail": r.detail, "setting": r.setting,
-                          "command": r.command, "beyond": r.beyond} for r in records])

@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from .records import INCONSISTENT, NOT_MEASURED, summary
+from .records import INCONSISTENT, NOT_MEASURED
 
 def _num(v) -> str:
     if isinstance(v, bool):
@@ -59,22 +59,6 @@ def sentence(r) -> str:
     return s
 
 
-def table(records, section: str | None = None, *, long: bool = False) -> pd.DataFrame:
-    """One row per record (optionally of sections starting with `section`): id, where, what the paper asserts,
-    the paper's values, status and the sentence; with `long`, also ours and the tolerance with its reason."""
-    rows = []
-    for r in records:
-        if section is not None and not r.section.startswith(section):
-            continue
-        row = {"id": r.id, "where": r.section, "claim": r.asserts, "paper": paper_text(r), "status": r.status,
-               "verdict": sentence(r)}
-        if long:
-            row.update({"ours (machine; setting)": ours_text(r),
-                        "tolerance": f"{r.tolerance} — {r.why}" if r.why else r.tolerance})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def records_markdown(records, section=None) -> str:
     """The records of sections starting with `section` (a string or a tuple; None: all) as one Markdown table: the
     claim and where, the paper's values, ours with machine and setting, the verdict, and the tolerance (its reason
@@ -105,10 +89,6 @@ def markdown(df: pd.DataFrame) -> str:
     for _, row in df.iterrows():
         lines.append("| " + " | ".join(str(row[c]).replace("|", "/").replace("\n", " ") for c in cols) + " |")
     return "\n".join(lines)
-
-
-def status_summary(records) -> pd.DataFrame:
-    return summary(records)
 
 
 def inconsistencies(records) -> pd.DataFrame:

@@ -23,7 +23,6 @@ from . import paper
 from .records import CONFIRMED, INCONSISTENT, NOT_MEASURED, PARTLY, REFUTED, Claim, Value, judge
 
 MODEL = "mamba2-130m"
-RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
 SPEEDUP_TOL = 0.03
 SPEEDUP_WHY = ("repeated whole-call timings on the GPU rows spread by under 1 %; the paper prints two decimals and "
                "states neither batch nor GPU clocks, so 0.03× is what two careful runs can differ by")
