@@ -54,13 +54,14 @@ RUN pip install -c /opt/constraints.txt packaging ninja wheel setuptools \
  && pip install --no-build-isolation -c /opt/constraints.txt causal-conv1d mamba-ssm
 
 # The project's dependencies (a layer that changes only with pyproject.toml or the pins), then MathJax for the
-# offline book (perfmamba/book.py needs only the standard library and perfmamba/errors.py).
+# offline book (perfmamba/artifact/book.py needs only the standard library and perfmamba/errors.py).
 COPY pyproject.toml ./
-COPY perfmamba/book.py perfmamba/errors.py /tmp/pmbook/perfmamba/
+COPY perfmamba/errors.py /tmp/pmbook/perfmamba/
+COPY perfmamba/artifact/book.py /tmp/pmbook/perfmamba/artifact/
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; x = p['optional-dependencies']; print('\n'.join(p['dependencies'] + x['gpu'] + x['book']))" > /tmp/requirements.txt \
  && pip install -c /opt/constraints.txt -r /tmp/requirements.txt \
- && touch /tmp/pmbook/perfmamba/__init__.py \
- && PYTHONPATH=/tmp/pmbook python -m perfmamba.book --root . --static-only \
+ && touch /tmp/pmbook/perfmamba/__init__.py /tmp/pmbook/perfmamba/artifact/__init__.py \
+ && PYTHONPATH=/tmp/pmbook python -m perfmamba.artifact.book --root . --static-only \
  && rm -r /tmp/pmbook /tmp/requirements.txt
 
 # The project itself; then a check that torch is still the base image's.

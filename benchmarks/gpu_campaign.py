@@ -10,7 +10,8 @@ skips sections whose rows are already in the file, so a killed campaign resumes.
 computed from every row in the file.
 
 Columns: model, arch, path, component, phase, batch, seqlen, d_state, ratio, metric, value, unit, spread_lo,
-spread_hi (p10/p90; rows committed before 2026-12-03 hold p20/p80, or min/max of a few calls), impl (the kernels that ran), dtype, note, section, device, timestamp.
+spread_hi (p10/p90; rows committed before 2026-12-03 hold p20/p80, or min/max of a few calls), impl (the kernels
+that ran), dtype, note, section, device (the torch device type, "cuda"; the GPU's name is in env.json), timestamp.
 """
 from __future__ import annotations
 
@@ -86,7 +87,6 @@ def main(argv=None):
             return 2
         plan = [p for p in PLAN if p[0] in names]
     t0 = time.perf_counter()
-    device = torch.cuda.get_device_name()
     csv_path = results.results_path(EXPERIMENT, device="cuda", root=args.out)
     done = set() if args.fresh else {sec for sec, metric in results.existing_keys(csv_path, ["section", "metric"])
                                      if metric != "error"}
@@ -107,7 +107,7 @@ def main(argv=None):
         stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         new = gk.guarded(name, name, lambda: fn(args.quick, **kwargs))
         for r in new:
-            r.update(section=name, device=device, timestamp=stamp)
+            r.update(section=name, device="cuda", timestamp=stamp)
         results.append_rows(csv_path, new, columns=COLUMNS)
         rows += new
         print(f"[{name}] {len(new)} rows, {time.perf_counter() - t0:.0f} s elapsed", flush=True)

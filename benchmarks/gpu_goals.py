@@ -23,7 +23,7 @@ after every section and a rerun skips the sections already in the file, so a sec
                    process that cannot import mamba-ssm); mamba-ssm's Mamba-1 needs its CUDA extension, absent
 
 Pruned models are random-init models with d_state = N′: a model with states removed is that network, and the timing
-does not depend on the weights. `perfmamba.gpu_goals.goal_table` turns the rows into the table (the book renders
+does not depend on the weights. `perfmamba.experiments.gpu_goals.goal_table` turns the rows into the table (the book renders
 it). Timing: triton.testing.do_bench medians (p10/p90) for calls, median of 5 × 100 graph replays for decode; on
 the CPU (dry run) wall-clock medians of a few calls and eager decode steps — a check that everything runs, not
 timings.
@@ -51,9 +51,9 @@ if _DRY and not torch.cuda.is_available():  # before any Triton kernel is define
     os.environ.setdefault("TRITON_INTERPRET", "1")
     os.environ.setdefault("PERFMAMBA_NO_MAMBA_SSM", "1")
 
-from perfmamba import provenance, results  # noqa: E402
+from perfmamba import results  # noqa: E402
 from perfmamba.config import preset  # noqa: E402
-from perfmamba.gpu_goals import PAPER_KEPT, goal_table  # noqa: E402
+from perfmamba.experiments.gpu_goals import PAPER_KEPT, goal_table  # noqa: E402
 from perfmamba.models.lm import MambaLM  # noqa: E402
 from perfmamba.pruning.selection import align_count, n_keep  # noqa: E402
 
@@ -500,7 +500,6 @@ def main(argv=None):
                                               "git_sha") if k in env}, default=str), flush=True)
     t0 = time.perf_counter()
     skipped = []
-    label = torch.cuda.get_device_name() if ctx.cuda else f"cpu ({provenance.cpu_model()})"
     for name in plan:
         elapsed = time.perf_counter() - t0
         if name in done and name != "calibrate":
@@ -522,7 +521,7 @@ def main(argv=None):
                        note=f"{type(exc).__name__}: {str(exc)[:300]}")]
             ctx.release()
         for r in new:
-            r.update(section=name, device=label, timestamp=stamp)
+            r.update(section=name, device=ctx.device.type, timestamp=stamp)
         if name != "calibrate" or name not in done:
             results.append_rows(csv_path, new, columns=COLUMNS)
         print(f"[{name}] {len(new)} rows, {time.perf_counter() - t0:.0f} s elapsed", flush=True)

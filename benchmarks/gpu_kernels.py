@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
     sys.path.insert(0, str(ROOT))
 
 from perfmamba.config import preset  # noqa: E402
-from perfmamba.gpu_goals import PAPER_KEPT, ratios, verdict  # noqa: E402
+from perfmamba.experiments.gpu_goals import PAPER_KEPT, ratios, verdict  # noqa: E402
 from perfmamba.models.lm import MambaLM  # noqa: E402
 
 SECTIONS = ("bandwidth", "prefill", "decode", "prune", "mamba1", "hf", "kernels")

@@ -91,3 +91,20 @@ def test_no_module_is_too_long_to_read():
     long = {str(p.relative_to(ROOT.parent)): n for p in ROOT.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_the_artifact_and_the_command_sit_on_top():
+    """Nothing in the library imports the artifact tooling or the command; the models import none of what
+    measures, cuts, evaluates or plots them."""
+    mods = modules()
+    graph = {m: imports(m, p, mods) for m, p in mods.items()}
+    top = ("perfmamba.artifact", "perfmamba.cli", "perfmamba.__main__")
+    assert graph["perfmamba.cli"] & {"perfmamba.artifact.pipeline", "perfmamba.artifact.notebooks"}
+    below = {m: bad for m, deps in graph.items() if not m.startswith(top)
+             if (bad := sorted(d for d in deps if d.startswith(top)))}
+    assert not below, below
+    tools = ("perfmamba.profiling", "perfmamba.pruning", "perfmamba.evaluation", "perfmamba.experiments",
+             "perfmamba.claims", "perfmamba.plots", "perfmamba.train", "perfmamba.data")
+    models = {m: bad for m, deps in graph.items() if m.startswith(("perfmamba.models", "perfmamba.ops"))
+              if (bad := sorted(d for d in deps if d.startswith(tools)))}
+    assert not models, models

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perfmamba import book
+from perfmamba.artifact import book
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

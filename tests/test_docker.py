@@ -201,7 +201,7 @@ def _tarball(members: dict[str, bytes]) -> tarfile.TarFile:
 def test_python_requires_agrees_with_the_code(tmp_path, monkeypatch, has_filter):
     """requires-python admits 3.11.0 (Debian 12 has 3.11.2), so MathJax's tarball must unpack without
     `extractall(filter=...)` (3.11.4+), and still refuse members that escape the target."""
-    from perfmamba import book
+    from perfmamba.artifact import book
 
     spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert re.fullmatch(r">=\s*3\.11(\.0)?", spec), f"requires-python {spec!r}: the code is checked against >=3.11"
@@ -340,7 +340,7 @@ def ignored(path: str, patterns: list[str]) -> bool:
 @pytest.mark.parametrize("path", [
     ".venv/bin/python", ".git/HEAD", "artifacts/models/mamba-tiny/model.safetensors", "build/image-test/out/x",
     "_build/html/index.html", "book/_build/html/index.html", "book/_static/mathjax/tex-svg.js",
-    "perfmamba/__pycache__/book.cpython-311.pyc", "tests/__pycache__/x.pyc", ".pytest_cache/v/cache",
+    "perfmamba/artifact/__pycache__/book.cpython-311.pyc", "tests/__pycache__/x.pyc", ".pytest_cache/v/cache",
     "perfmamba.egg-info/PKG-INFO", "book/notebooks/.fig2_latency.abc.ipynb", "notebooks/.ipynb_checkpoints/a.ipynb",
 ])
 def test_dockerignore_keeps_outputs_out_of_the_context(path):
@@ -348,7 +348,7 @@ def test_dockerignore_keeps_outputs_out_of_the_context(path):
 
 
 @pytest.mark.parametrize("path", [
-    "perfmamba/book.py", "pyproject.toml", "README.md", "constraints/gpu.txt", "notebooks/params/fig2_latency.smoke.yaml",
+    "perfmamba/artifact/book.py", "pyproject.toml", "README.md", "constraints/gpu.txt", "notebooks/params/fig2_latency.smoke.yaml",
     "book/notebooks/fig2_latency.ipynb", "data/results/cpu-amd-epyc/profile_cpu.csv", "_config.yml", "book/_static",
 ])
 def test_dockerignore_keeps_the_sources(path):
@@ -380,7 +380,8 @@ def test_pip_settings_are_mounted_by_path(monkeypatch):
 def test_smoke_profile_is_small_end_to_end(tmp_path, monkeypatch):
     """`reproduce --profile smoke` trains the tiny presets for seconds and evaluates a slice (the default models
     train for about ten minutes on two cores); the notebooks get those models by architecture."""
-    from perfmamba import notebooks, pipeline, train
+    from perfmamba import train
+    from perfmamba.artifact import notebooks, pipeline
 
     seen = {}
     monkeypatch.setattr("perfmamba.data.load_corpus", lambda *a, **k: None)
@@ -406,7 +407,7 @@ def test_smoke_profile_is_small_end_to_end(tmp_path, monkeypatch):
 
 
 def test_book_is_published_in_one_rename(tmp_path):
-    from perfmamba.pipeline import publish_book
+    from perfmamba.artifact.pipeline import publish_book
 
     for version in ("old", "new"):
         html = tmp_path / f"html-{version}"
@@ -420,19 +421,24 @@ def test_book_is_published_in_one_rename(tmp_path):
 
 def test_the_mathjax_layer_runs_the_book_tool_with_only_its_own_files(tmp_path):
     """The dependencies layer fetches MathJax before the project is copied in: the Dockerfile copies book.py and
-    errors.py alone into a package and runs `python -m perfmamba.book`, which must need nothing else."""
-    run = next(a for i, a in instructions() if i == "RUN" and "perfmamba.book" in a)
-    copied = next(a for i, a in instructions() if i == "COPY" and "perfmamba/book.py" in a).split()[:-1]
-    assert "PYTHONPATH=/tmp/pmbook python -m perfmamba.book" in run
-    pkg = tmp_path / "perfmamba"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    for f in copied:
-        shutil.copy(ROOT / f, pkg / Path(f).name)
+    errors.py alone into a package and runs `python -m perfmamba.artifact.book`, which must need nothing else."""
+    run = next(a for i, a in instructions() if i == "RUN" and "perfmamba.artifact.book" in a)
+    assert "PYTHONPATH=/tmp/pmbook python -m perfmamba.artifact.book" in run
+    copies = [a.split() for i, a in instructions() if i == "COPY" and a.split()[-1].startswith("/tmp/pmbook/")]
+    assert sorted(f for *files, _ in copies for f in files) == ["perfmamba/artifact/book.py", "perfmamba/errors.py"]
+    for *files, dest in copies:
+        target = tmp_path / Path(dest).relative_to("/tmp/pmbook")
+        target.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(ROOT / f, target / Path(f).name)
+    for pkg in ("perfmamba", "perfmamba/artifact"):  # the layer's `touch`
+        assert f"/tmp/pmbook/{pkg}/__init__.py" in run
+        (tmp_path / pkg / "__init__.py").write_text("")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(tmp_path)}
-    where = subprocess.run([sys.executable, "-c", "import perfmamba.book as b; print(b.__file__)"], cwd=tmp_path,
-                           env=env, capture_output=True, text=True, timeout=60)
-    assert where.stdout.strip() == str(pkg / "book.py"), where.stdout + where.stderr  # the copy, not the install
-    done = subprocess.run([sys.executable, "-m", "perfmamba.book", "--help"], cwd=tmp_path,
+    where = subprocess.run([sys.executable, "-c", "import perfmamba.artifact.book as b; print(b.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    book = tmp_path / "perfmamba" / "artifact" / "book.py"
+    assert where.stdout.strip() == str(book), where.stdout + where.stderr  # the copy, not the install
+    done = subprocess.run([sys.executable, "-m", "perfmamba.artifact.book", "--help"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -11,7 +11,8 @@ import nbformat
 import pytest
 import yaml
 
-from perfmamba import notebooks, plots
+from perfmamba import plots
+from perfmamba.artifact import notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 # a number pasted from another page: {glue:text}`notebooks/<name>.ipynb::<key>:s` in book/*.md, or

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from perfmamba import MambaLM, pipeline, preset
+from perfmamba import MambaLM, preset
+from perfmamba.artifact import pipeline
 from perfmamba.data import DOC_SEP, train_tokenizer
 
 TEXT = DOC_SEP.join(" ".join(f"word{(i * 7 + j) % 23}" for j in range(60)) for i in range(8))
@@ -47,7 +48,7 @@ def test_evaluation_table_rows_reuse_and_text(model_dir, tmp_path, monkeypatch):
 def test_reproduce_refuses_a_run_it_cannot_finish_before_doing_any_work(tmp_path, monkeypatch):
     import torch
 
-    from perfmamba import notebooks, pipeline
+    from perfmamba.artifact import notebooks, pipeline
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)

@@ -246,7 +246,7 @@ def test_benchmark_ratios_from_rows():
     # the book reads the same rows back from a committed CSV: a DataFrame with floats and NaN cells
     import pandas as pd
 
-    from perfmamba.gpu_goals import ratio_table
+    from perfmamba.experiments.gpu_goals import ratio_table
 
     df = pd.DataFrame(rows)
     df[["batch", "seqlen", "d_state"]] = df[["batch", "seqlen", "d_state"]].astype(float)
@@ -272,7 +272,7 @@ def test_gpu_goals_dry_run_measures_every_goal(tmp_path):
 
     import pandas as pd
 
-    from perfmamba.gpu_goals import GOALS2, goal_table
+    from perfmamba.experiments.gpu_goals import GOALS2, goal_table
 
     df = pd.read_csv(machine / "gpu_goals.csv")
     gk = _load_script("gpu_goals")

@@ -1,7 +1,7 @@
 """The numbers the notebooks glue beyond the paper's claim records: the questions of our own (E1–E6 of the
 claims page) and the notes on GPU timing that the deviations page quotes.
 
-Each function reduces rows to {key: text}; `perfmamba.notebooks.publish` glues them. The paper's claims are
+Each function reduces rows to {key: text}; `perfmamba.artifact.notebooks.publish` glues them. The paper's claims are
 not judged here but in `perfmamba.claims.table1`, `profile`, `speed` and `accuracy`, as records.
 """
 from __future__ import annotations
@@ -299,7 +299,7 @@ def gpu_decode_speedups(kernels, traffic=None, model: str = "mamba2-130m", batch
     """Measured decode speed-ups of pruned models on committed GPU rows (`gpu_kernels`, the campaign's graph-
     replayed steps at the paper's kept counts), each beside its bandwidth-bound ideal from `traffic` rows (the
     `decode_state_traffic` analytic rows), as one line per machine; a sentence saying so when there are none."""
-    from ..gpu_goals import PAPER_KEPT, pruned_decode_speedups
+    from ..experiments.gpu_goals import PAPER_KEPT, pruned_decode_speedups
 
     if kernels is None or kernels.empty:
         return "no GPU rows committed (benchmarks/gpu_book.sh measures them)"
@@ -346,9 +346,9 @@ def recall(rows) -> dict:
 
 
 def kernels(rows) -> dict:
-    """E5: per GPU machine, how many of the kernel goals (`perfmamba.gpu_goals`) its committed gpu_kernels rows
+    """E5: per GPU machine, how many of the kernel goals (`perfmamba.experiments.gpu_goals`) its committed gpu_kernels rows
     measured, and how many of those are met."""
-    from ..gpu_goals import GOALS, ratio_table
+    from ..experiments.gpu_goals import GOALS, ratio_table
 
     if rows is None or rows.empty:
         return {"kernels_status": "no GPU run yet: " + experiments.NO_GPU_MESSAGE}

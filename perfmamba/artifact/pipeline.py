@@ -24,8 +24,8 @@ def evaluation_table(models: dict, out, *, splits=EVAL_SPLITS, tasks=EVAL_TASKS,
     ({split: text}) replaces the offline corpus; `settings` (max_tokens, limit, …) go to `evaluate_model`."""
     import pandas as pd
 
-    from .checkpoints import load
-    from .evaluation import evaluate_model, write_rows
+    from ..checkpoints import load
+    from ..evaluation import evaluate_model, write_rows
 
     out = Path(out)
     newest = max(f.stat().st_mtime for d in models.values() for f in Path(d).glob("*.safetensors"))
@@ -106,9 +106,9 @@ def reproduce(artifacts=None, *, profile: str | None = None, names=None, build: 
 
 
 def _reproduce(artifacts: Path, profile: str, names, build: bool, out: Path | None, t0: float) -> Path | None:
-    from .config import preset
-    from .data import load_corpus
-    from .train import DEFAULT_MODELS, SMOKE_MODELS, train_default_models
+    from ..config import preset
+    from ..data import load_corpus
+    from ..train import DEFAULT_MODELS, SMOKE_MODELS, train_default_models
 
     print(f"[1/5] corpus → {artifacts / 'corpus'}", flush=True)
     load_corpus(artifacts / "corpus")
@@ -174,34 +174,3 @@ def exit_on_sigterm() -> None:
         raise Terminated()
 
     signal.signal(signal.SIGTERM, handler)
-
-
-def _run(a) -> int:
-    exit_on_sigterm()
-    try:
-        reproduce(a.artifacts, profile=a.profile, build=not a.no_book, out=a.out,
-                  names=a.notebooks.split(",") if a.notebooks else None)
-    except Terminated:
-        import sys
-
-        print("perfmamba: terminated (SIGTERM); a rerun resumes", file=sys.stderr, flush=True)
-        return 143
-    return 0
-
-
-def register(sub):
-    p = sub.add_parser("reproduce", help="run the whole pipeline on its embedded default and build the book",
-                       description="Prepare the corpus, train the two small default models (reused when already "
-                                   "trained), evaluate them, execute every notebook with papermill and build the "
-                                   "book. SIGTERM ends the run (exit 143); a rerun resumes.")
-    p.add_argument("--artifacts", default=None, help="where corpus, tokenizer and models go (default: artifacts, "
-                                                     "or OUT/artifacts with --out)")
-    p.add_argument("--out", default=None, metavar="OUT",
-                   help="also write the book to OUT/book (replaced as a whole) and the result rows to OUT/results, "
-                        "which later runs resume from (the Docker image's /out)")
-    p.add_argument("--profile", choices=notebooks.PROFILES, default=None,
-                   help="notebook parameters: paper (GPU), cpu (2-core default), smoke (tiny models and settings, "
-                        "minutes end to end); default: paper with a CUDA GPU, cpu otherwise")
-    p.add_argument("--notebooks", default=None, help="comma-separated subset of notebooks to execute")
-    p.add_argument("--no-book", action="store_true", help="skip the book build")
-    p.set_defaults(func=_run)

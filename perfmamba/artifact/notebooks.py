@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from .errors import NotebookError
-from .io import atomic_path, atomic_write_text
+from ..errors import NotebookError
+from ..io import atomic_path, atomic_write_text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 OUTPUT_DIR = ROOT / "book" / "notebooks"
 PROFILES = ("paper", "cpu", "smoke")
@@ -155,7 +155,7 @@ def publish(numbers: dict, notebook: str, *, results_root=None):
     from IPython.display import Markdown, display
     from myst_nb import glue
 
-    from . import results
+    from .. import results
 
     if notebook not in NOTEBOOKS:
         raise NotebookError(f"no notebook {notebook!r} (known: {', '.join(NOTEBOOKS)})")

@@ -3,7 +3,7 @@
 `prepare_static` puts MathJax 3 into ``book/_static/mathjax`` (``_config.yml`` points Sphinx's
 ``mathjax_path`` there), `build_book` runs ``jupyter-book build`` with warnings as errors, and
 `static_problems` checks built HTML for external scripts or stylesheets and for links, images and
-anchors that do not resolve. ``python -m perfmamba.book`` does all three.
+anchors that do not resolve. ``python -m perfmamba.artifact.book`` does all three.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
-from .errors import BookBuildError
+from ..errors import BookBuildError
 
 MATHJAX_VERSION = "3.2.2"
 # npm's `dist.integrity` of mathjax-3.2.2.tgz, checked when the tarball is fetched without npm.
@@ -206,7 +206,7 @@ def static_problems(html_dir: str | os.PathLike) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m perfmamba.book", description="Build the replication book offline.")
+    p = argparse.ArgumentParser(prog="python -m perfmamba.artifact.book", description="Build the replication book offline.")
     p.add_argument("--root", default=".", help="repository root (where _config.yml is)")
     p.add_argument("--output", default=None, help="where _build/ goes (default: ROOT)")
     p.add_argument("--no-strict", action="store_true", help="do not turn warnings into errors")
