@@ -17,8 +17,11 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
+
+import torch
 
 from .errors import ResultsError
 from .io import atomic_write_text
@@ -31,6 +34,62 @@ def results_root() -> Path:
         return Path(os.environ["PERFMAMBA_RESULTS"])
     repo = Path(__file__).resolve().parent.parent
     return (repo if (repo / "pyproject.toml").exists() else Path.cwd()) / "data" / "results"
+
+
+# the schema registry -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Schema:
+    """A result file's header, and the columns that identify one point (what a resumed run skips)."""
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+
+
+_BENCH = ("model", "arch", "path", "component", "phase", "batch", "seqlen", "d_state", "ratio", "metric", "value",
+          "unit", "spread_lo", "spread_hi", "impl", "dtype", "note", "section", "device", "timestamp")
+
+# Every kind of result file, once. "profile" is the sweep's (latency, profile_cpu, pruning_efficiency, …: one
+# measurement is one setting and method); the benchmarks' files resume per section.
+SCHEMAS = {
+    "profile": Schema(
+        ("model", "arch", "path", "fused", "cuda_graph", "method", "component", "phase", "batch", "seqlen",
+         "d_state", "ratio", "criterion", "mode", "metric", "value", "unit", "median", "p10", "p90", "n_iter",
+         "warmup", "dtype", "state_dtype", "device", "threads"),
+        ("model", "arch", "path", "fused", "cuda_graph", "method", "phase", "batch", "seqlen", "d_state", "ratio",
+         "criterion", "mode", "dtype", "state_dtype", "device", "threads")),
+    "activity": Schema(
+        ("model", "model_sha", "arch", "layer", "state", "d_state", "activity", "decay", "n_tokens", "seq_len",
+         "split", "device", "path"),
+        ("model", "model_sha", "n_tokens", "seq_len", "split")),
+    "pruning_quality": Schema(
+        ("model", "model_sha", "arch", "ratio", "criterion", "mode", "selection", "seed", "d_state", "d_state_kept",
+         "task", "split", "n_pairs", "metric", "value", "stderr", "n", "calib_tokens", "calib_seq_len",
+         "eval_tokens", "eval_seq_len", "limit", "recall_seqs", "device", "path"),
+        ("model", "model_sha", "ratio", "criterion", "mode", "selection", "seed", "task", "split", "n_pairs",
+         "calib_tokens", "calib_seq_len", "eval_tokens", "eval_seq_len", "limit", "recall_seqs")),
+    "recall_pruning": Schema(
+        ("model", "model_sha", "arch", "ratio", "criterion", "seed", "d_state_kept", "n_pairs", "metric", "value",
+         "chance", "n_seqs", "train_steps", "device", "path"),
+        ("model", "model_sha", "ratio", "criterion", "seed", "n_pairs", "n_seqs")),
+    "decode_state_traffic": Schema(
+        ("model", "arch", "batch", "ratio", "d_state", "dtype", "state_dtype", "metric", "value", "unit", "source",
+         "device", "path"),
+        ("model", "batch", "ratio", "dtype", "state_dtype")),
+    "machine_peaks": Schema(("device", "dtype", "metric", "value", "unit", "method", "size", "n_iter"),
+                            ("device", "dtype")),
+    "gpu_kernels": Schema(_BENCH, ("section", "metric")),
+    "gpu_goals": Schema(_BENCH, ("section", "metric")),
+}
+
+# The `device` column names the kind of device (torch's device type); which machine it was is the folder's
+# device slug and env.json's `device_name`. "any" marks analytic rows that no device measured.
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "any")
+
+
+def device_type(device) -> str:
+    """The `device` cell for rows measured on `device` (a torch.device, "cuda:1", None for the default one)."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device).split(":")[0]
 
 
 # formatting -------------------------------------------------------------------------------------------
@@ -130,6 +189,9 @@ def _csv_text(rows: Iterable[dict], columns: Sequence[str], header: bool) -> str
         if extra:
             raise ResultsError(f"row has columns {', '.join(sorted(extra))} that are not in the schema "
                                f"{','.join(columns)}")
+        if "device" in columns and r.get("device") not in DEVICE_TYPES:
+            raise ResultsError(f"device {r.get('device')!r} is not a device type ({', '.join(DEVICE_TYPES)}); "
+                               "the machine's name belongs in env.json")
         w.writerow([format_value(r.get(c)) for c in columns])
     return buf.getvalue()
 

@@ -2,9 +2,11 @@
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
+from perfmamba import results
 from perfmamba.errors import PerfmambaError
 from perfmamba.results import (ResultsError, append_rows, device_slug, existing_keys, format_value, read_header,
                                read_rows, results_path, row_key, write_env)
@@ -109,3 +111,32 @@ def test_write_env_records_provenance_and_keeps_history(tmp_path):
     again = json.loads((tmp_path / "env.json").read_text())
     assert again["experiment"] == "z" and [h["experiment"] for h in again["history"]] == ["x", "y"]
     assert all("history" not in h for h in again["history"])
+
+
+# --- the schema registry and the device naming ----------------------------------------------------------------
+
+def test_a_device_name_is_refused_in_the_device_column(tmp_path):
+    cols = list(results.SCHEMAS["machine_peaks"].columns)
+    row = {"device": "NVIDIA H200", "dtype": "float32", "metric": "peak_flops", "value": 1.0}
+    with pytest.raises(results.ResultsError, match="not a device type"):
+        results.append_rows(tmp_path / "m.csv", [row], cols)
+    assert not (tmp_path / "m.csv").exists()
+    results.append_rows(tmp_path / "m.csv", [row | {"device": results.device_type("cuda:1")}], cols)
+    assert results.read_rows(tmp_path / "m.csv")["device"].tolist() == ["cuda"]
+
+
+def test_every_key_is_part_of_its_schema():
+    for name, s in results.SCHEMAS.items():
+        assert set(s.key) <= set(s.columns) and len(set(s.columns)) == len(s.columns), name
+
+
+def test_every_result_file_has_a_registered_schema_and_device_types():
+    """The committed GPU rows (and this machine's, where present) follow the registry: a header that is one
+    schema's, and `device` cells that name a device type, never a machine."""
+    headers = {s.columns for s in results.SCHEMAS.values()}
+    files = sorted((Path(__file__).resolve().parents[1] / "data" / "results").glob("*/*.csv"))
+    assert files
+    for f in files:
+        df = results.read_rows(f, dtype=str)
+        assert tuple(df.columns) in headers, f
+        assert set(df["device"].dropna()) <= set(results.DEVICE_TYPES), f
