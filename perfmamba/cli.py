@@ -10,11 +10,31 @@ import os
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
 from . import results
+from .artifact.notebooks import PROFILES
+from .artifact.pipeline import Terminated, exit_on_sigterm, reproduce
 from .checkpoints import FORMATS, load, save
+from .claims import collect, evaluate, render, summary
+from .claims.sources import SWEEP
 from .config import PRESETS, preset
+from .data import encode_splits, load_corpus, model_tokenizer, read_text_file
 from .errors import EvaluationError, PerfmambaError, ProfilingError, PruningError, TrainError
+from .evaluation import evaluate_model, write_rows
+from .evaluation.lm_eval_model import run_lm_eval_cli
 from .io import atomic_path
+from .plots import plot_fig3_activity
+from .profiling.sweep import CPU_MODELS, PATHS, PHASES, sweep
+from .profiling.timing import set_flush_denormal
+from .pruning import prune
+from .pruning.activity import DEFAULT_SEQ_LEN, MAMBA1_READINGS, activity_rows, calibration_tokens, collect_activity
+from .pruning.criteria import CRITERIA, NEEDS
+from .pruning.selection import ALIGN_ROUNDING, SELECTIONS, check_align, check_ratio
+from .pruning.surgery import MODES
+from .train import DEFAULT_MODELS, default_tokenizer, train, train_default_models
 
 DEFAULT_ARTIFACTS = os.environ.get("PERFMAMBA_ARTIFACTS", "artifacts")
 DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -47,9 +67,6 @@ def _name(src: str) -> str:
 
 # train, eval, convert ----------------------------------------------------------------------------------------
 def run_train(args):
-    from .data import encode_splits, load_corpus
-    from .train import DEFAULT_MODELS, default_tokenizer, train, train_default_models
-
     overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "seq_len", "lr", "warmup", "seed",
                                                "eval_every", "eval_tokens") if getattr(args, k) is not None}
     if args.preset is None:
@@ -74,8 +91,6 @@ def run_train(args):
 
 
 def run_eval(args):
-    from .evaluation import evaluate_model, write_rows
-
     recall = _ints([args.recall], "--recall", EvaluationError)
     rows = evaluate_model(load(args.model), args.tokenizer, splits=_csv_list(args.splits),
                           tasks=_csv_list(args.tasks), recall=recall or None, limit=args.limit,
@@ -153,10 +168,6 @@ def _add_train(sub):
 # activity, prune ----------------------------------------------------------------------------------------------
 def _calibration(args, model, required: bool):
     """Token ids (b, l) for the run, or None when none were asked for and none are needed."""
-    import torch
-
-    from .data import model_tokenizer, read_text_file
-    from .pruning.activity import calibration_tokens
 
     if args.calibration is not None and args.calibration_tokens is not None:
         raise PruningError("pass either --calibration or --calibration-tokens, not both")
@@ -178,8 +189,6 @@ def _calibration(args, model, required: bool):
 
 
 def run_activity(args):
-    from .pruning.activity import MAMBA1_READINGS, activity_rows, collect_activity
-
     if args.mamba1_reading not in MAMBA1_READINGS:
         raise PruningError(f"unknown --mamba1-reading {args.mamba1_reading!r}; "
                            f"expected one of {', '.join(MAMBA1_READINGS)}")
@@ -204,13 +213,6 @@ def run_activity(args):
             w.writerows(rows)
         print(f"wrote {len(rows)} rows to {args.out}")
     if args.plot is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from .plots import plot_fig3_activity
-
         fig = plot_fig3_activity(act, title=f"State activity: {_name(args.src)}")
         try:
             with atomic_path(Path(args.plot), suffix=Path(args.plot).suffix) as tmp:
@@ -223,11 +225,6 @@ def run_activity(args):
 
 
 def run_prune(args):
-    from .pruning import prune
-    from .pruning.criteria import CRITERIA, NEEDS
-    from .pruning.selection import SELECTIONS, check_align, check_ratio
-    from .pruning.surgery import MODES
-
     ratio = check_ratio(args.ratio)
     for what, value, known in (("criterion", args.criterion, CRITERIA), ("mode", args.mode, MODES),
                                ("selection", args.selection, SELECTIONS), ("format", args.format, FORMATS)):
@@ -257,11 +254,6 @@ def run_prune(args):
 
 
 def _add_pruning(sub):
-    from .pruning.activity import DEFAULT_SEQ_LEN, MAMBA1_READINGS
-    from .pruning.criteria import CRITERIA
-    from .pruning.selection import ALIGN_ROUNDING, SELECTIONS
-    from .pruning.surgery import MODES
-
     def common(p):
         p.add_argument("src", metavar="SRC",
                        help="preset name or checkpoint directory (perfmamba, transformers or mamba-ssm)")
@@ -341,10 +333,6 @@ activation_peak, peak_memory, sum_of_allocations (a sum over all allocations, no
 
 
 def run_profile(args):
-    import torch
-
-    from .profiling.sweep import sweep
-    from .profiling.timing import set_flush_denormal
 
     cpu = args.device == "cpu" or (args.device is None and not torch.cuda.is_available())
     flush = cpu if args.flush_denormal is None else args.flush_denormal
@@ -380,8 +368,6 @@ def _print_profile(rows):
 
 
 def _add_profile(sub):
-    from .profiling.sweep import CPU_MODELS, PATHS, PHASES
-
     p = sub.add_parser(
         "profile", help="per-component time, memory, FLOPs and bytes of prefill and decode",
         description="Profile Mamba-1 / Mamba-2 models per component (rmsnorm, in_proj = the paper's \"Gated "
@@ -428,7 +414,6 @@ def _add_profile(sub):
 def run_claims(args):
     import pandas as pd
 
-    from .claims import collect, evaluate, render, summary
 
     records = evaluate(collect(args.results, args.sweep if args.sweep != "none" else None))
     if args.section:
@@ -444,8 +429,6 @@ def run_claims(args):
 
 
 def run_reproduce(args) -> int:
-    from .artifact.pipeline import Terminated, exit_on_sigterm, reproduce
-
     exit_on_sigterm()
     try:
         reproduce(args.artifacts, profile=args.profile, build=not args.no_book, out=args.out,
@@ -457,9 +440,6 @@ def run_reproduce(args) -> int:
 
 
 def _add_artifact(sub):
-    from .artifact.notebooks import PROFILES
-    from .claims.sources import SWEEP
-
     p = sub.add_parser("claims", help="judge every claim of the paper on the rows at hand",
                        description="Evaluate every claim record (the paper's values in data/paper/ against the "
                                    "committed GPU rows, the committed CPU sweep and this machine's run) and print "

@@ -384,7 +384,7 @@ def test_smoke_profile_is_small_end_to_end(tmp_path, monkeypatch):
     from perfmamba.artifact import notebooks, pipeline
 
     seen = {}
-    monkeypatch.setattr("perfmamba.data.load_corpus", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline, "load_corpus", lambda *a, **k: None)
 
     def fake_train(artifacts, *, models=None, **kw):
         seen["models"] = models
@@ -396,7 +396,7 @@ def test_smoke_profile_is_small_end_to_end(tmp_path, monkeypatch):
         return pd.DataFrame([{"model": m, "split": "validation", "task": None, "metric": "ppl", "value": 1.0,
                               "n_pairs": None} for m in models])
 
-    monkeypatch.setattr(train, "train_default_models", fake_train)
+    monkeypatch.setattr(pipeline, "train_default_models", fake_train)
     monkeypatch.setattr(pipeline, "evaluation_table", fake_eval)
     monkeypatch.setattr(notebooks, "execute_all", lambda profile, **kw: seen.update(nb=(profile, kw["overrides"])))
     pipeline.reproduce(tmp_path / "a", profile="smoke", build=False)

@@ -35,7 +35,7 @@ def test_evaluation_table_rows_reuse_and_text(model_dir, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("evaluated again")
 
-    monkeypatch.setattr("perfmamba.evaluation.evaluate_model", boom)
+    monkeypatch.setattr(pipeline, "evaluate_model", boom)
     again = pipeline.evaluation_table({"tiny": model_dir}, out, **kw)
     assert again["value"].tolist() == pytest.approx(df["value"].tolist())
     # a newer checkpoint is evaluated again

@@ -3,15 +3,22 @@
 Each notebook `notebooks/<name>.ipynb` has three parameter files under `notebooks/params/`:
 `<name>.yaml` (the paper's settings, for a GPU), `<name>.cpu.yaml` (the embedded default that
 `make reproduce` runs on a 2-core CPU machine) and `<name>.smoke.yaml` (tiny settings that CI runs).
-Executed copies land in `book/notebooks/<name>.ipynb`, which the book renders.
+Executed copies land in `book/notebooks/<name>.ipynb`, which the book renders. papermill, nbformat, myst_nb and
+IPython come with the `[book]` extra and are imported where they are used.
 """
 from __future__ import annotations
 
+import json
 import os
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
 import yaml
+from tqdm.auto import tqdm
 
+from .. import results
 from ..errors import NotebookError
 from ..io import atomic_path, atomic_write_text
 
@@ -126,10 +133,6 @@ def execute(name: str, profile: str = "cpu", *, overrides: dict | None = None, o
 def execute_all(profile: str = "cpu", *, names=None, overrides: dict | None = None, output_dir: Path | None = None):
     """Execute `names` (default every notebook, in order); overrides go to the notebooks that declare them.
     Prints the wall time of each notebook; returns the executed paths."""
-    import time
-
-    from tqdm.auto import tqdm
-
     names = list(names or NOTEBOOKS)
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
@@ -149,13 +152,8 @@ def publish(numbers: dict, notebook: str, *, results_root=None):
     ``{glue:text}`notebooks/<notebook>.ipynb::<key>:s` ``), show them as a table, and merge them into
     ``<results_root>/<device-slug>/claims.json`` (machine-readable, one entry per notebook). Returns nothing, so
     that a notebook cell ending with it shows the table only."""
-    import json
-    from datetime import datetime, timezone
-
     from IPython.display import Markdown, display
     from myst_nb import glue
-
-    from .. import results
 
     if notebook not in NOTEBOOKS:
         raise NotebookError(f"no notebook {notebook!r} (known: {', '.join(NOTEBOOKS)})")
@@ -185,6 +183,4 @@ def glue_table(key: str, table) -> None:
 
 def default_profile() -> str:
     """`paper` where a CUDA GPU is present, otherwise `cpu`."""
-    import torch
-
     return "paper" if torch.cuda.is_available() else "cpu"

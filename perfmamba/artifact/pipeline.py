@@ -6,10 +6,23 @@ and a killed run resumes.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+import torch
+
+from ..checkpoints import load
+from ..config import preset
+from ..data import load_corpus
+from ..evaluation import evaluate_model, write_rows
+from ..train import DEFAULT_MODELS, SMOKE_MODELS, train_default_models
 from . import notebooks
+from .book import build_book
 
 EVAL_SPLITS = ("validation", "test")
 EVAL_TASKS = ("corpus_choice", "corpus_cloze")
@@ -22,11 +35,6 @@ def evaluation_table(models: dict, out, *, splits=EVAL_SPLITS, tasks=EVAL_TASKS,
     the associative-recall probe. Writes tidy rows (with a `model` column) to `out` and returns them as a
     DataFrame; reuses `out` when it is newer than every checkpoint and covers every model. `corpus`
     ({split: text}) replaces the offline corpus; `settings` (max_tokens, limit, …) go to `evaluate_model`."""
-    import pandas as pd
-
-    from ..checkpoints import load
-    from ..evaluation import evaluate_model, write_rows
-
     out = Path(out)
     newest = max(f.stat().st_mtime for d in models.values() for f in Path(d).glob("*.safetensors"))
     if out.exists() and out.stat().st_mtime > newest:
@@ -44,8 +52,6 @@ def evaluation_table(models: dict, out, *, splits=EVAL_SPLITS, tasks=EVAL_TASKS,
 
 def format_evaluation(df) -> str:
     """The evaluation rows as a text table: one row per (what, metric), one column per model."""
-    import pandas as pd
-
     d = df.copy()
     d["what"] = d["split"].fillna(d["task"])
     d["metric"] = [m if pd.isna(n) else f"{m} @ {int(n)} pairs" for m, n in zip(d["metric"], d["n_pairs"])]
@@ -57,10 +63,6 @@ def format_evaluation(df) -> str:
 def check_run(profile: str, names=None) -> None:
     """Refuse, before any work, what the notebooks would refuse after the corpus, the training and the
     evaluation: an unknown profile or notebook, and the paper profile (our Triton kernels) without a GPU."""
-    import os
-
-    import torch
-
     if profile not in notebooks.PROFILES:
         raise notebooks.NotebookError(f"unknown profile {profile!r} (known: {', '.join(notebooks.PROFILES)})")
     unknown = [n for n in names or () if n not in notebooks.NOTEBOOKS]
@@ -86,8 +88,6 @@ def reproduce(artifacts=None, *, profile: str | None = None, names=None, build: 
     (replaced as a whole once built), the result rows under `out/results` ($PERFMAMBA_RESULTS, so sweeps resume
     from them) and, unless `artifacts` says otherwise, corpus, tokenizer and models under `out/artifacts`.
     """
-    import os
-
     t0 = time.perf_counter()
     profile = profile or notebooks.default_profile()
     check_run(profile, names)
@@ -106,10 +106,6 @@ def reproduce(artifacts=None, *, profile: str | None = None, names=None, build: 
 
 
 def _reproduce(artifacts: Path, profile: str, names, build: bool, out: Path | None, t0: float) -> Path | None:
-    from ..config import preset
-    from ..data import load_corpus
-    from ..train import DEFAULT_MODELS, SMOKE_MODELS, train_default_models
-
     print(f"[1/5] corpus → {artifacts / 'corpus'}", flush=True)
     load_corpus(artifacts / "corpus")
     specs = SMOKE_MODELS if profile == "smoke" else DEFAULT_MODELS
@@ -126,8 +122,6 @@ def _reproduce(artifacts: Path, profile: str, names, build: bool, out: Path | No
     notebooks.execute_all(profile, names=names, overrides=overrides)
     html = None
     if build:
-        from .book import build_book
-
         print("[5/5] book", flush=True)
         html = build_book(notebooks.ROOT)
         print(f"book built: {html / 'index.html'}")
@@ -141,10 +135,6 @@ def _reproduce(artifacts: Path, profile: str, names, build: bool, out: Path | No
 def publish_book(html, dest) -> Path:
     """Copy the built book to `dest`, replacing what is there in one rename: a reader (or a run stopped half-way)
     sees the old book or the new one, never a mixture."""
-    import os
-    import shutil
-    import tempfile
-
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
@@ -166,9 +156,6 @@ class Terminated(KeyboardInterrupt):
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into `Terminated`. A process without a handler ignores SIGTERM when it is a container's PID 1,
     and `docker stop` then waits its whole timeout and kills the run mid-write. A second SIGTERM exits at once."""
-    import os
-    import signal
-
     def handler(signum, frame):
         signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
         raise Terminated()
