@@ -5,8 +5,8 @@ On CPU a call is timed with `time.perf_counter` (CPU ops return when done); on a
 recorded on the current stream around the call, read after one synchronisation. `bench(fn, device)` is the
 benchmarks' timer: `triton.testing.do_bench` on a GPU, `time_call` on a CPU.
 
-One spread convention everywhere: the median with the 10th and 90th percentiles (`SPREAD`), whichever timer
-produced the samples.
+One spread convention everywhere: the median with the 10th and 90th percentiles, whichever timer produced
+the samples.
 
 Decode on a GPU is timed with the step captured in a CUDA graph (`perfmamba.models.graphs.GraphedStep`),
 which removes the Python and launch overhead that dominates eager decoding of small models.
@@ -96,9 +96,6 @@ def set_flush_denormal(on: bool = True) -> str:
     return "on" if not bool((x * 1e-10).any()) else "partial"
 
 
-SPREAD = ("p10", "p90")  # the spread of every timing in this artifact: 10th and 90th percentiles
-
-
 def percentile(xs, q: float) -> float:
     """Linear-interpolated percentile (q in [0, 100]) of a non-empty sequence (numpy's default method)."""
     xs = sorted(xs)
@@ -153,31 +150,32 @@ class Stopwatch:
         return self._t1 - self._t0
 
 
-def time_call(fn, device="cpu", warmup: int = 3, iters: int = 10, setup=None) -> list[float]:
-    """Seconds per call of `fn()` for `iters` timed calls after `warmup` untimed ones. `setup()` (untimed)
-    runs before each call, e.g. to reset a cache."""
-    if warmup < 0 or iters < 1:
-        raise ValueError(f"need warmup >= 0 and iters >= 1, got {warmup}, {iters}")
+def warm_up(fn, setup, warmup: int, device) -> None:
+    """`warmup` untimed calls of `fn()`, each after `setup()` (e.g. restoring a cache that a call advances)."""
     for _ in range(warmup):
         if setup is not None:
             setup()
         fn()
     sync(device)
-    with no_gc():
-        return _timed_loop(fn, device, iters, setup)
 
 
-def _timed_loop(fn, device, iters, setup):
+def time_call(fn, device="cpu", warmup: int = 3, iters: int = 10, setup=None) -> list[float]:
+    """Seconds per call of `fn()` for `iters` timed calls after `warmup` untimed ones. `setup()` (untimed)
+    runs before each call, e.g. to reset a cache."""
+    if warmup < 0 or iters < 1:
+        raise ValueError(f"need warmup >= 0 and iters >= 1, got {warmup}, {iters}")
+    warm_up(fn, setup, warmup, device)
     out = []
-    for _ in range(iters):
-        if setup is not None:
-            setup()
-        sync(device)
-        sw = Stopwatch(device).start()
-        fn()
-        sw.stop()
-        sync(device)
-        out.append(sw.elapsed())
+    with no_gc():
+        for _ in range(iters):
+            if setup is not None:
+                setup()
+            sync(device)
+            sw = Stopwatch(device).start()
+            fn()
+            sw.stop()
+            sync(device)
+            out.append(sw.elapsed())
     return out
 
 
