@@ -93,8 +93,8 @@ class ComponentTimer:
         self.labels = set(labels)
         self.records: list[tuple[str, bool, Stopwatch]] = []  # (label, top-level, stopwatch)
         self._open: list[tuple[str, Stopwatch]] = []
-        # stopwatches are reused from one call to the next (`collect` frees them): on a GPU each holds two CUDA
-        # events, and creating and destroying events at every range boundary is host work inside the ranges
+        # stopwatches are reused from one call to the next (`collect` frees them): on a GPU each holds two
+        # CUDA events, and creating and destroying events at every range boundary is host work in the ranges
         self._pool: list[Stopwatch] = []
         self.cuda_peaks = CudaPeaks(self.device) if memory and self.device.type == "cuda" else None
 
@@ -134,7 +134,7 @@ class ComponentTimer:
             raise RuntimeError(f"range {name!r} closed while {open_name!r} was open")
 
     def collect(self) -> tuple[dict[str, float], float]:
-        """Seconds per label (summed over its ranges) and the sum over top-level ranges, since the last call."""
+        """Seconds per label (summed over its ranges) and over top-level ranges, since the last call."""
         sync(self.device)
         per: dict[str, float] = defaultdict(float)
         top = 0.0
@@ -226,13 +226,14 @@ def _traced(dev, memory: bool = False):
         yield prof
 
 
-def _timed_calls(timer: ComponentTimer, fn, setup, iters: int, labels, traced: bool) -> dict[str, list[float]]:
-    """`iters` calls, each timed whole and per component by `timer`; in a trace, each in an ITER_LABEL range.
-    "other" is a call's total minus its top-level components (glue that no range covers).
+def _timed_calls(timer: ComponentTimer, fn, setup, iters: int, labels, traced: bool) -> dict[str, list]:
+    """Seconds per label of `iters` calls, each timed whole and per component by `timer`, and in a trace
+    each in an ITER_LABEL range. "other" is a call's total minus its top-level components (glue that no range
+    covers).
 
     On a GPU one untimed call first creates the timer's CUDA events, which later calls reuse; otherwise the
-    first timed call would create them inside its ranges (in a trace, it runs outside every repetition's range,
-    which the trace's attribution ignores)."""
+    first timed call would create them inside its ranges (in a trace, it runs outside every repetition's
+    range, which the trace's attribution ignores)."""
     dev = timer.device
     if dev.type == "cuda":
         if setup:
@@ -264,10 +265,10 @@ def attribute_timers(model, phase: str, batch: int, seqlen: int, *, warmup: int 
                      state_dtype=torch.float32, labels=LABELS) -> Attribution:
     """Method (a): timers around the component ranges, `iters` repetitions after `warmup`.
 
-    On a GPU the allocator peaks (`CudaPeaks`) are read in one more, untimed call after the timed ones: reading
-    and resetting the allocator's statistics at every range boundary is host work that would otherwise sit
-    inside the timed ranges. The call's peak is its rise above the memory allocated before it (everything else
-    alive in the process, another model for instance, is not the call's), reported as "call_peak"."""
+    On a GPU the allocator peaks (`CudaPeaks`) are read in one more, untimed call after the timed ones:
+    reading and resetting the allocator's statistics at every range boundary is host work that would otherwise
+    sit inside the timed ranges. The call's peak is its rise above the memory allocated before it (everything
+    else alive in the process, another model for instance, is not the call's), reported as "call_peak"."""
     memory = {}
     with _workload(model, phase, batch, seqlen, warmup, state_dtype) as (dev, fn, setup):
         with ComponentTimer(dev, labels) as timer, no_gc():
@@ -287,7 +288,8 @@ def attribute_timers(model, phase: str, batch: int, seqlen: int, *, warmup: int 
     return Attribution("timers", times, iters, warmup, memory)
 
 
-def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_label: str | None = ITER_LABEL):
+def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_label: str | None = ITER_LABEL
+                     ) -> dict[str, list[float]]:
     """Method (b) on a finished trace: seconds per label per repetition.
 
     Each op's self time goes to its innermost enclosing label (CPU: self CPU time; CUDA: self device time
@@ -357,7 +359,8 @@ def attribute_profiler(model, phase: str, batch: int, seqlen: int, *, warmup: in
     if memory:
         tm = trace_memory(prof, labels, dev.type, ITER_LABEL)
         allocs = inclusive({k: [v] for k, v in tm.sum_of_allocations.items()}, labels)  # ssm includes ssm.*
-        mem = {"activation_peak": tm.activation_peak, "sum_of_allocations": {k: v[0] for k, v in allocs.items()},
+        mem = {"activation_peak": tm.activation_peak,
+               "sum_of_allocations": {k: v[0] for k, v in allocs.items()},
                "sum_of_allocations_total": sum(tm.sum_of_allocations.values()),
                "call_peak": max(tm.per_range_peak) if tm.per_range_peak else tm.peak, "n_iter": iters}
     return Attribution("profiler", times, iters, warmup, mem)
@@ -390,9 +393,10 @@ def inclusive(exclusive: dict[str, list[float]], labels=LABELS) -> dict[str, lis
 
 def attribute(model, phase: str, batch: int, seqlen: int, *, method: str = "timers", warmup: int = 3,
               iters: int = 10, state_dtype=torch.float32) -> Attribution:
-    """Per-component time of one call by `method`. A decode step runs op by op here (`fused_decode` off for the
-    call): the fused step kernels of the triton backend run conv1d, the SSM and the gated norm as one, which has
-    no per-component split; the whole step is timed fused by the sweep's "call" and CUDA-graph methods."""
+    """Per-component time of one call by `method`. A decode step runs op by op here (`fused_decode` off for
+    the call): the fused step kernels of the triton backend run conv1d, the SSM and the gated norm as one,
+    which has no per-component split; the whole step is timed fused by the sweep's "call" and CUDA-graph
+    methods."""
     if method not in ("timers", "profiler"):
         raise ProfilingError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     fn = attribute_timers if method == "timers" else attribute_profiler

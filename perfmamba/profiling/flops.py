@@ -101,8 +101,8 @@ def _layer_counts(cfg: ModelConfig, l: int, batch: int, seqlen: int, phase: str,
 
 def ssd_chunked_flops(batch: int, seqlen: int, nheads: int, headdim: int, ngroups: int, d_state: int,
                       chunk_size: int) -> int:
-    """FLOPs of one layer's chunked SSD prefill (Listing 1 with dense Q×Q blocks and linear state passing), with
-    c = ⌈L/Q⌉ chunks per sequence: B·c·(2G·Q²·N [C Bᵀ] + 2H·Q² [exp(segsum), mask] + 2H·Q²·P [M X]
+    """FLOPs of one layer's chunked SSD prefill (Listing 1 with dense Q×Q blocks and linear state passing),
+    with c = ⌈L/Q⌉ chunks per sequence: B·c·(2G·Q²·N [C Bᵀ] + 2H·Q² [exp(segsum), mask] + 2H·Q²·P [M X]
     + 2H·Q·P·N [chunk states] + 2H·Q·P·N [state → outputs] + 2H·P·N [state passing]) + T·(3E + 4H)."""
     B, L, H, P, G, N = batch, seqlen, nheads, headdim, ngroups, d_state
     Q = max(1, min(chunk_size, L))
@@ -208,7 +208,8 @@ def roofline_points(rows, peak_flops: float, peak_bw: float):
     wide["attainable_flops"] = (wide["intensity"] * peak_bw).clip(upper=peak_flops)
     ridge = peak_flops / peak_bw
     wide["bound"] = ["memory" if i < ridge else "compute" for i in wide["intensity"]]
-    wide["fraction_of_roof"] = wide["achieved_flops"] / wide["attainable_flops"].where(wide["attainable_flops"] > 0)
+    attainable = wide["attainable_flops"]
+    wide["fraction_of_roof"] = wide["achieved_flops"] / attainable.where(attainable > 0)
     wide.columns.name = None
     return wide
 

@@ -51,14 +51,15 @@ def own_peak(rows):
     committed GPU rows' `peak_memory` was derived from their allocator readings (data/README.md)."""
     import pandas as pd
 
-    key = [c for c in ("model", "arch", "path", "fused", "phase", "batch", "seqlen", "d_state", "ratio", "criterion",
-                       "mode", "dtype", "state_dtype") if c in rows]
+    key = [c for c in ("model", "arch", "path", "fused", "phase", "batch", "seqlen", "d_state", "ratio",
+                       "criterion", "mode", "dtype", "state_dtype") if c in rows]
     mem = rows[rows["metric"] == "memory"].pivot_table(index=key, columns="component", values="value",
                                                        aggfunc="first", dropna=False)
     rise = rows[(rows["metric"] == "activation_peak") & (rows["component"] == "total")]
     out = rise.join(mem[["weights", "ssm_state", "conv_state"]], on=key, how="inner")
     inputs = [input_bytes(int(b), int(L), ph) for b, L, ph in zip(out["batch"], out["seqlen"], out["phase"])]
-    value = out["weights"] + out["ssm_state"] + out["conv_state"] + pd.Series(inputs, index=out.index) + out["value"]
+    inputs = pd.Series(inputs, index=out.index)
+    value = out["weights"] + out["ssm_state"] + out["conv_state"] + inputs + out["value"]
     return out[key + ["method", "cuda_graph"]].assign(value=value).reset_index(drop=True)
 
 

@@ -34,6 +34,7 @@ import torch
 from .. import results
 from ..config import PRESETS
 from ..errors import PerfmambaError
+from ..provenance import default_device
 from ..models.graphs import GraphedStep
 from . import attribution, flops, memory
 from .flops import ProfilingError
@@ -45,10 +46,11 @@ PROFILE_COLUMNS = [
     "warmup", "dtype", "state_dtype", "device", "threads",
 ]
 # one measurement = one (setting, method); its rows share these columns
-KEY_COLUMNS = ["model", "arch", "path", "fused", "cuda_graph", "method", "phase", "batch", "seqlen", "d_state",
-               "ratio", "criterion", "mode", "dtype", "state_dtype", "device", "threads"]
+KEY_COLUMNS = ["model", "arch", "path", "fused", "cuda_graph", "method", "phase", "batch", "seqlen",
+               "d_state", "ratio", "criterion", "mode", "dtype", "state_dtype", "device", "threads"]
 
 # the paper's grid (§4: sequence lengths 64–16384, batch 8), and a small CPU grid that runs in about a minute
+GPU_MODELS = ("mamba-130m", "mamba2-130m")
 GPU_SEQLENS = (64, 512, 1024, 2048, 4096, 8192, 16384)
 GPU_BATCHES = (1, 8, 64)
 CPU_MODELS = ("mamba-small", "mamba2-small", "mamba-130m", "mamba2-130m")
@@ -63,7 +65,7 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 def default_grid(device) -> dict:
     """Sequence lengths, batches, models, warmup and iterations suited to the device."""
     if torch.device(device).type == "cuda":
-        return dict(models=("mamba-130m", "mamba2-130m"), seqlens=GPU_SEQLENS, batches=GPU_BATCHES, warmup=3, iters=10)
+        return dict(models=GPU_MODELS, seqlens=GPU_SEQLENS, batches=GPU_BATCHES, warmup=3, iters=10)
     return dict(models=CPU_MODELS, seqlens=CPU_SEQLENS, batches=CPU_BATCHES, warmup=2, iters=5)
 
 
@@ -94,7 +96,8 @@ def _values(name: str, values, allowed=None) -> tuple:
 
 def _check_model_spec(spec) -> None:
     if isinstance(spec, str) and spec not in PRESETS and not Path(spec).expanduser().is_dir():
-        raise ProfilingError(f"unknown preset or checkpoint directory {spec!r}; presets: {', '.join(PRESETS)}")
+        raise ProfilingError(f"unknown preset or checkpoint directory {spec!r}; "
+                             f"presets: {', '.join(PRESETS)}")
 
 
 def load_model(spec, device, dtype):
@@ -159,19 +162,21 @@ class _Point:
 
 
 def analytic_rows(point: _Point, model, counts: dict, state_dtype) -> list[dict]:
-    """FLOPs, bytes and intensity per component (`counts`: `flops.component_counts`); weights and cache bytes."""
+    """FLOPs, bytes and intensity per component (`flops.component_counts`); weights and cache bytes."""
     rows = []
     for comp, c in counts.items():
         rows.append(point.row(comp, "flops", c["flops"], "flop"))
         rows.append(point.row(comp, "bytes", c["bytes"], "byte"))
-        rows.append(point.row(comp, "intensity", flops.arithmetic_intensity(c["flops"], c["bytes"]), "flop/byte"))
+        intensity = flops.arithmetic_intensity(c["flops"], c["bytes"])
+        rows.append(point.row(comp, "intensity", intensity, "flop/byte"))
     rows.append(point.row("weights", "memory", memory.weight_bytes(model), "byte"))
     for k, v in memory.cache_bytes(model, point.cols["batch"], state_dtype).items():
         rows.append(point.row(k, "memory", v, "byte"))
     return rows
 
 
-def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, static_bytes: int) -> list[dict]:
+def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, static_bytes: int
+                     ) -> list[dict]:
     """Time (ms), share, achieved FLOP/s and bandwidth per component; memory where the method measured it."""
     rows = []
     summ, shares = att.summary(), att.shares()
@@ -186,7 +191,7 @@ def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, 
         rows.append(point.row(comp, "activation_peak", v, "byte"))
     if "sum_of_allocations" in mem:
         n = mem.get("n_iter", att.n_iter)
-        for comp, v in mem["sum_of_allocations"].items():  # per call; inclusive like the times (ssm has ssm.*)
+        for comp, v in mem["sum_of_allocations"].items():  # per call, inclusive like the times
             rows.append(point.row(comp, "sum_of_allocations", v / n, "byte"))
         rows.append(point.row("total", "sum_of_allocations", mem["sum_of_allocations_total"] / n, "byte"))
     if "call_peak" in mem:
@@ -234,7 +239,7 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
     """
     from tqdm.auto import tqdm
 
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ProfilingError("device 'cuda' requested but no CUDA device is visible")
     grid = default_grid(device)

@@ -1,4 +1,4 @@
-"""Timing primitives: synchronised wall clock or CUDA events, summary statistics, and a CUDA-graph decode step.
+"""Timing primitives: synchronised wall clock or CUDA events, summary statistics, a CUDA-graph decode step.
 
 `time_call(fn, device, warmup, iters)` times a whole call; per-component timers live in `attribution`.
 On CPU a call is timed with `time.perf_counter` (CPU ops return when done); on a GPU with CUDA events
@@ -63,8 +63,8 @@ def quiet_native_stderr():
     py = None
     try:
         if on_fd2:
-            py = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(old, "encoding", None) or "utf-8",
-                           errors="backslashreplace")
+            py = os.fdopen(os.dup(saved), "w", buffering=1, errors="backslashreplace",
+                           encoding=getattr(old, "encoding", None) or "utf-8")
             sys.stderr = py
         null = os.open(os.devnull, os.O_WRONLY)
         try:
@@ -126,32 +126,28 @@ class Stopwatch:
 
     def __init__(self, device):
         self.cuda = torch.device(device).type == "cuda"
+        self._marks = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if self.cuda else [0.0, 0.0]
+
+    def _mark(self, i: int):
         if self.cuda:
-            self._s = torch.cuda.Event(enable_timing=True)
-            self._e = torch.cuda.Event(enable_timing=True)
+            self._marks[i].record()
+        else:
+            self._marks[i] = time.perf_counter()
+        return self
 
     def start(self):
-        if self.cuda:
-            self._s.record()
-        else:
-            self._t0 = time.perf_counter()
-        return self
+        return self._mark(0)
 
     def stop(self):
-        if self.cuda:
-            self._e.record()
-        else:
-            self._t1 = time.perf_counter()
-        return self
+        return self._mark(1)
 
     def elapsed(self) -> float:
-        if self.cuda:
-            return self._s.elapsed_time(self._e) / 1e3
-        return self._t1 - self._t0
+        start, end = self._marks
+        return start.elapsed_time(end) / 1e3 if self.cuda else end - start
 
 
 def warm_up(fn, setup, warmup: int, device) -> None:
-    """`warmup` untimed calls of `fn()`, each after `setup()` (e.g. restoring a cache that a call advances)."""
+    """`warmup` untimed calls of `fn()`, each after `setup()` (which may restore a cache a call advances)."""
     for _ in range(warmup):
         if setup is not None:
             setup()
@@ -179,10 +175,11 @@ def time_call(fn, device="cpu", warmup: int = 3, iters: int = 10, setup=None) ->
     return out
 
 
-def bench(fn, device="cuda", *, warmup: int = 1, iters: int = 5, warmup_ms: float = 100, rep_ms: float = 500) -> dict:
-    """{"ms": median, "p10", "p90", "how"} milliseconds of `fn()`. On a GPU `triton.testing.do_bench` (CUDA events,
-    L2 flushed between repetitions, warm-up excluded, as many repetitions as fit in `rep_ms`); on a CPU `time_call`
-    with `warmup` and `iters` calls."""
+def bench(fn, device="cuda", *, warmup: int = 1, iters: int = 5, warmup_ms: float = 100,
+          rep_ms: float = 500) -> dict:
+    """{"ms": median, "p10", "p90", "how"} milliseconds of `fn()`. On a GPU `triton.testing.do_bench` (CUDA
+    events, L2 flushed between repetitions, warm-up excluded, as many repetitions as fit in `rep_ms`); on a
+    CPU `time_call` with `warmup` and `iters` calls."""
     if torch.device(device).type == "cuda":
         import triton.testing
 
@@ -193,7 +190,7 @@ def bench(fn, device="cuda", *, warmup: int = 1, iters: int = 5, warmup_ms: floa
 
 
 def copy_bandwidth(nbytes: int = 2 << 30, device="cuda") -> float:
-    """Device-to-device copy bandwidth in bytes/s, counting bytes read plus bytes written (2 · nbytes per copy)."""
+    """Device-to-device copy bandwidth in bytes/s, counting bytes read and written (2 · nbytes per copy)."""
     src = torch.empty(nbytes, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     t = bench(lambda: dst.copy_(src), device, warmup_ms=50, rep_ms=300)
@@ -210,9 +207,9 @@ def decode_latency(model, batch_size: int, *, steps: int = 100, repeats: int = 5
                    cache_dtype: torch.dtype | None = None, seed: int = 0) -> dict:
     """Per-token decode latency of `model` with one CUDA graph per step, timed with CUDA events.
 
-    A random prompt of `prompt_len` tokens fills the cache (decode cost does not depend on position for an SSM),
-    then `repeats` runs of `steps` replays are timed; returns the median and p10/p90 ms per token, plus the cache
-    bytes (the state traffic of a step is twice that: read and write).
+    A random prompt of `prompt_len` tokens fills the cache (decode cost does not depend on position for an
+    SSM), then `repeats` runs of `steps` replays are timed; returns the median and p10/p90 ms per token, plus
+    the cache bytes (the state traffic of a step is twice that: read and write).
     """
     p = next(model.parameters())
     cache = model.allocate_cache(batch_size, dtype=cache_dtype or p.dtype)
@@ -237,5 +234,5 @@ def decode_latency(model, batch_size: int, *, steps: int = 100, repeats: int = 5
         times.append(start.elapsed_time(end) / steps)
     nbytes = cache.nbytes()
     s = Summary.of(times)
-    return {"ms_per_token": s.median, "p10": s.p10, "p90": s.p90, "steps": steps,
-            "repeats": repeats, "ssm_state_bytes": nbytes["ssm_state"], "conv_state_bytes": nbytes["conv_state"]}
+    return {"ms_per_token": s.median, "p10": s.p10, "p90": s.p90, "steps": steps, "repeats": repeats,
+            "ssm_state_bytes": nbytes["ssm_state"], "conv_state_bytes": nbytes["conv_state"]}
