@@ -114,7 +114,8 @@ def ssd_chunked_flops(batch: int, seqlen: int, nheads: int, headdim: int, ngroup
 def _counts(cfg: ModelConfig, batch: int, seqlen: int, phase: str, dtype, state_dtype):
     """(FLOPs, bytes): two Counters by label (0 where the architecture lacks it); `ssm` is the sum of `ssm.*`
     (Mamba-1's projections exist only to feed the scan)."""
-    T, s, D, V = tokens(batch, seqlen, phase), _size(dtype), cfg.d_model, cfg.padded_vocab_size
+    T, s, ss = tokens(batch, seqlen, phase), _size(dtype), _size(state_dtype)
+    D, V = cfg.d_model, cfg.padded_vocab_size
     n_norms = cfg.n_layer + 1  # the pre-norms and the final norm
     whole_model = {
         # a row gather: read T int64 ids and T rows of D, write T·D
@@ -125,7 +126,7 @@ def _counts(cfg: ModelConfig, batch: int, seqlen: int, phase: str, dtype, state_
         # logits of one position per sequence: weight V·D, read B·D, write B·V
         "lm_head": (2 * batch * D * V, (V * D + batch * D + batch * V) * s),
     }
-    layers = [_layer_counts(cfg, l, batch, seqlen, phase, s, _size(state_dtype)) for l in range(cfg.n_layer)]
+    layers = [_layer_counts(cfg, l, batch, seqlen, phase, s, ss) for l in range(cfg.n_layer)]
     flops, nbytes = Counter(), Counter()
     for table in [whole_model] + layers:
         for label, (f, b) in table.items():
@@ -147,6 +148,7 @@ def _count_of(label: str, index: int):
 LABELS = COMPONENTS + SUBCOMPONENTS
 FLOPS = {label: _count_of(label, 0) for label in LABELS}
 BYTES = {label: _count_of(label, 1) for label in LABELS}
+# each also by name: flops_scan(cfg, batch, seqlen, phase), bytes_scan(…, dtype=…, state_dtype=…)
 (flops_embedding, flops_rmsnorm, flops_in_proj, flops_conv1d, flops_ssm, flops_gated_norm, flops_out_proj,
  flops_lm_head, flops_x_proj, flops_dt_proj, flops_scan) = FLOPS.values()
 (bytes_embedding, bytes_rmsnorm, bytes_in_proj, bytes_conv1d, bytes_ssm, bytes_gated_norm, bytes_out_proj,

@@ -1,16 +1,14 @@
 """Profiling sweeps: models × code paths × phases × batches × sequence lengths → tidy rows.
 
-`sweep(...)` measures every point with the requested attribution methods (`attribution.METHODS`), adds the
-analytic FLOPs/bytes and the resident memory (method "analytic"), and appends the rows to a results CSV
-(`perfmamba.results`) as each point finishes, with `env.json` beside it. Points whose key columns are
-already in the file are skipped, so a killed sweep resumes where it stopped. Running out of memory
-(`torch.cuda.OutOfMemoryError`, or a CPU allocation failure) is recorded as a row with metric "oom" and the
-sweep goes on. On a GPU, decode is also timed with the step captured in a CUDA graph (rows with
-``cuda_graph=True``; only the total is timed there, components cannot be separated inside a graph), and every
-call is also timed whole, with no range instrumented (method "call", component "total" only): the timers'
-CUDA events around each of a few hundred ranges are host work that an eager GPU call can wait on, so their
-total is not the call's time. On CPU the timers cost a few microseconds per range and "call" is off unless
-asked for.
+`sweep(...)` measures every point with the requested attribution methods, adds the analytic FLOPs/bytes
+and the resident memory (method "analytic"), and appends the rows to a results CSV as each point finishes,
+with `env.json` beside it; points already in the file are skipped, so a killed sweep resumes where it
+stopped. Running out of memory (GPU or CPU) is a row of metric "oom", and the sweep goes on. On a GPU,
+decode is also timed with the step captured in a CUDA graph (``cuda_graph=True``, the total only: a graph
+has no component ranges), and every call is also timed whole with no range instrumented (method "call",
+the total only): the timers' CUDA events around each of a few hundred ranges are host work that an eager
+GPU call can wait on, so their total is not the call's time. On CPU the timers cost a few microseconds per
+range and "call" is off unless asked for.
 
 On CPU, denormal floats are flushed to zero during the sweep (`timing.set_flush_denormal`; "on" or
 "partial" recorded in env.json): the scans' decays exp(ΔA) underflow into denormals, which x86 cores
@@ -104,11 +102,9 @@ def load_model(spec, device, dtype):
     """(name, model) from a preset name, a checkpoint directory or a model object."""
     from ..checkpoints import load
 
+    name = spec
     if isinstance(spec, torch.nn.Module):
         name = getattr(spec, "source", None) or type(spec).__name__
-    else:
-        _check_model_spec(spec)
-        name = spec
     return Path(str(name)).name, load(spec, device=device, dtype=dtype)
 
 
