@@ -20,7 +20,7 @@ sum_of_allocations  the sum of the sizes of all allocations during the call (fre
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -67,11 +67,11 @@ def own_peak(rows):
 class TraceMemory:
     """Allocation accounting of one profiler trace (bytes)."""
 
-    activation_peak: dict[str, int] = field(default_factory=dict)  # per label: max rise while it runs
-    sum_of_allocations: dict[str, int] = field(default_factory=dict)  # per innermost label ("other" outside)
-    peak: int = 0  # max rise over the whole trace above its starting level
-    per_range_peak: list[int] = field(default_factory=list)  # max rise within each `iteration_label` range
-    n_records: int = 0
+    activation_peak: dict[str, int]  # per label: max rise while it runs
+    sum_of_allocations: dict[str, int]  # per innermost label ("other" outside every label)
+    peak: int  # max rise over the whole trace above its starting level
+    per_range_peak: list[int]  # max rise within each `iteration_label` range
+    n_records: int
 
 
 def memory_records(prof, device_type: str = "cpu") -> list[tuple[float, int]]:
