@@ -36,10 +36,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def default_device(device=None) -> torch.device:
+    """`device`, or by default the GPU if one is visible, else the CPU."""
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def device_slug(device=None) -> str:
-    """A directory name for results measured on `device`: ``nvidia-h100-80gb-hbm3`` for a GPU (its name),
-    ``cpu-<model>`` (e.g. ``cpu-amd-epyc``) for the CPU. Default: the GPU if one is visible, else the CPU."""
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """A directory name for results measured on `device` (default: `default_device()`): the GPU's name
+    (``nvidia-h100-80gb-hbm3``), or ``cpu-<model>`` (e.g. ``cpu-amd-epyc``) for the CPU."""
+    dev = default_device(device)
     if dev.type == "cuda":
         return _slug(torch.cuda.get_device_name(dev))
     return "cpu-" + _slug(cpu_model())
@@ -78,7 +83,7 @@ def gpu_driver() -> str | None:
 
 def collect_env(device=None, dtype=None) -> dict:
     """A flat dict describing where and with what a measurement ran."""
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = default_device(device)
     env = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": str(dev),

@@ -8,8 +8,8 @@ Fig. 2, Table 1).
     flops        analytic FLOPs and bytes per component, roofline coordinates
     sweep        the grid → tidy rows in data/results/<device-slug>/<experiment>.csv
 """
-from .attribution import (LABELS, Attribution, ComponentTimer, attribute, attribute_events, attribute_profiler,
-                          attribute_timers, shares_agree)
+from .attribution import (LABELS, Attribution, ComponentTimer, attribute, attribute_events,
+                          attribute_profiler, attribute_timers, shares_agree)
 from ..provenance import collect_env
 from .flops import (COMPONENTS, SUBCOMPONENTS, ProfilingError, component_counts, components_for,
                     roofline_points)

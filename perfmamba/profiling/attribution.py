@@ -30,17 +30,16 @@ from __future__ import annotations
 import statistics
 import sys
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from .flops import COMPONENTS, SUBCOMPONENTS, ProfilingError, check_shape_args
+from .flops import COMPONENTS, LABELS, ProfilingError, check_shape_args
 from .memory import CudaPeaks, trace_memory
-from .timing import Stopwatch, Summary, no_gc, quiet_native_stderr, sync
+from .timing import Stopwatch, Summary, no_gc, quiet_native_stderr, sync, warm_up
 
-LABELS = COMPONENTS + SUBCOMPONENTS
 ITER_LABEL = "perfmamba.profile_iter"  # one range per repetition in a profiler trace; not a component
 AGREEMENT_PP = 0.10  # absolute tolerance on a share (10 percentage points) …
 AGREEMENT_REL = 0.25  # … or 25 % relative, whichever is larger, for components above 10 % of the total
@@ -94,8 +93,8 @@ class ComponentTimer:
         self.labels = set(labels)
         self.records: list[tuple[str, bool, Stopwatch]] = []  # (label, top-level, stopwatch)
         self._open: list[tuple[str, Stopwatch]] = []
-        # stopwatches are reused from one call to the next (`collect` frees them): on a GPU each holds two CUDA
-        # events, and creating and destroying events at every range boundary is host work inside the ranges
+        # stopwatches are reused from one call to the next (`collect` frees them): on a GPU each holds two
+        # CUDA events, and creating and destroying events at every range boundary is host work in the ranges
         self._pool: list[Stopwatch] = []
         self.cuda_peaks = CudaPeaks(self.device) if memory and self.device.type == "cuda" else None
 
@@ -135,7 +134,7 @@ class ComponentTimer:
             raise RuntimeError(f"range {name!r} closed while {open_name!r} was open")
 
     def collect(self) -> tuple[dict[str, float], float]:
-        """Seconds per label (summed over its ranges) and the sum over top-level ranges, since the last call."""
+        """Seconds per label (summed over its ranges) and over top-level ranges, since the last call."""
         sync(self.device)
         per: dict[str, float] = defaultdict(float)
         top = 0.0
@@ -207,79 +206,90 @@ class Attribution:
                 for k, v in self.times.items()}
 
 
-def _warm_up(fn, setup, warmup: int, dev) -> None:
-    """`warmup` untimed calls, each after its setup (which restores the cache a decode call advances)."""
-    for _ in range(warmup):
+@contextmanager
+def _workload(model, phase, batch, seqlen, warmup, state_dtype):
+    """(device, fn, setup) of one call (`make_call`), in inference mode after `warmup` untimed calls."""
+    dev = model_device(model)
+    fn, setup, _ = make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
+    with torch.inference_mode():
+        warm_up(fn, setup, warmup, dev)
+        yield dev, fn, setup
+
+
+@contextmanager
+def _traced(dev, memory: bool = False):
+    """A `torch.profiler` trace of the CPU (and the GPU), with the garbage collector and the tracer's
+    native stderr messages off."""
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with no_gc(), quiet_native_stderr(), profile(activities=acts, profile_memory=memory,
+                                                 record_shapes=False) as prof:
+        yield prof
+
+
+def _timed_calls(timer: ComponentTimer, fn, setup, iters: int, labels, traced: bool) -> dict[str, list]:
+    """Seconds per label of `iters` calls, each timed whole and per component by `timer`, and in a trace
+    each in an ITER_LABEL range. "other" is a call's total minus its top-level components (glue that no range
+    covers).
+
+    On a GPU one untimed call first creates the timer's CUDA events, which later calls reuse; otherwise the
+    first timed call would create them inside its ranges (in a trace, it runs outside every repetition's
+    range, which the trace's attribution ignores)."""
+    dev = timer.device
+    if dev.type == "cuda":
         if setup:
             setup()
         fn()
-    sync(dev)
-
-
-def _prime(timer: "ComponentTimer", fn, setup) -> None:
-    """On a GPU, one untimed call inside `timer` creates its stopwatches' CUDA events, which later calls reuse;
-    otherwise the first timed call would create them inside its ranges."""
-    if timer.device.type != "cuda":
-        return
-    if setup:
-        setup()
-    fn()
-    timer.collect()
-
-
-def _record(times: dict, labels, per: dict, top: float, total: float) -> None:
-    """Append one timed call: each component's time, the call's total, and "other" = total − the top-level
-    components (glue that no range covers)."""
-    for k in labels:
-        if k in per:
-            times[k].append(per[k])
-    times["total"].append(total)
-    times["other"].append(max(total - top, 0.0))
+        timer.collect()
+    times: dict[str, list[float]] = defaultdict(list)
+    for _ in range(iters):
+        if setup:
+            setup()
+        timer.collect()  # drop anything recorded by setup
+        sync(dev)
+        with record_function(ITER_LABEL) if traced else nullcontext():
+            sw = Stopwatch(dev).start()
+            fn()
+            sw.stop()
+            sync(dev)
+        per, top = timer.collect()
+        for k in labels:
+            if k in per:
+                times[k].append(per[k])
+        total = sw.elapsed()
+        times["total"].append(total)
+        times["other"].append(max(total - top, 0.0))
+    return dict(times)
 
 
 def attribute_timers(model, phase: str, batch: int, seqlen: int, *, warmup: int = 3, iters: int = 10,
                      state_dtype=torch.float32, labels=LABELS) -> Attribution:
     """Method (a): timers around the component ranges, `iters` repetitions after `warmup`.
 
-    On a GPU one untimed call first creates the timers' CUDA events (`_prime`), and the allocator peaks
-    (`CudaPeaks`) are read in one more, untimed call after the timed ones: reading and resetting the
-    allocator's statistics at every range boundary is host work that would otherwise sit inside the timed
-    ranges. The call's peak is its rise above the memory allocated before it (everything else alive in the
-    process, another model for instance, is not the call's), reported as "call_peak"."""
-    dev = model_device(model)
-    fn, setup, _ = make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
-    cuda = dev.type == "cuda"
-    times: dict[str, list[float]] = defaultdict(list)
+    On a GPU the allocator peaks (`CudaPeaks`) are read in one more, untimed call after the timed ones:
+    reading and resetting the allocator's statistics at every range boundary is host work that would otherwise
+    sit inside the timed ranges. The call's peak is its rise above the memory allocated before it (everything
+    else alive in the process, another model for instance, is not the call's), reported as "call_peak"."""
     memory = {}
-    with torch.inference_mode():
-        _warm_up(fn, setup, warmup, dev)
+    with _workload(model, phase, batch, seqlen, warmup, state_dtype) as (dev, fn, setup):
         with ComponentTimer(dev, labels) as timer, no_gc():
-            _prime(timer, fn, setup)
-            for _ in range(iters):
-                if setup:
-                    setup()
-                timer.collect()  # drop anything recorded by setup
-                sync(dev)
-                sw = Stopwatch(dev).start()
-                fn()
-                sw.stop()
-                _record(times, labels, *timer.collect(), sw.elapsed())
-        if cuda:
+            times = _timed_calls(timer, fn, setup, iters, labels, traced=False)
+        if dev.type == "cuda":
             if setup:
                 setup()
             sync(dev)
             with ComponentTimer(dev, labels, memory=True) as mem_timer:
-                mem_timer.cuda_peaks.enter("total")  # the call is the outermost frame of the peak stack
+                peaks = mem_timer.cuda_peaks
+                peaks.enter("total")  # the call is the outermost frame of the peak stack
                 fn()
-                mem_timer.cuda_peaks.exit("total")
+                peaks.exit("total")
             sync(dev)
-            peaks = dict(mem_timer.cuda_peaks.peaks)
-            memory = {"activation_peak": {k: v for k, v in peaks.items() if k != "total"},
-                      "call_peak": peaks["total"]}
-    return Attribution("timers", dict(times), iters, warmup, memory)
+            memory = {"activation_peak": {k: v for k, v in peaks.peaks.items() if k != "total"},
+                      "call_peak": peaks.peaks["total"]}
+    return Attribution("timers", times, iters, warmup, memory)
 
 
-def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_label: str | None = ITER_LABEL):
+def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_label: str | None = ITER_LABEL
+                     ) -> dict[str, list[float]]:
     """Method (b) on a finished trace: seconds per label per repetition.
 
     Each op's self time goes to its innermost enclosing label (CPU: self CPU time; CUDA: self device time
@@ -289,13 +299,9 @@ def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_
     """
     labels = set(labels)
     cuda = torch.device(device_type).type == "cuda"
-    iters: list = []
+    iters = [e for e in events if e.name == iteration_label and str(e.device_type).endswith("CPU")]
+    iter_index = {id(e): i for i, e in enumerate(iters)}
     acc: dict[tuple[int, str], float] = defaultdict(float)
-    iter_index: dict[int, int] = {}
-    for e in events:
-        if iteration_label and e.name == iteration_label and str(e.device_type).endswith("CPU"):
-            iter_index[id(e)] = len(iters)
-            iters.append(e)
     for e in events:
         if not str(e.device_type).endswith("CPU") or e.name == "[memory]":
             continue
@@ -306,9 +312,7 @@ def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_
                 # device-side annotation, which spans every kernel in the range and carries the range's name.
                 us = sum(k.duration for k in getattr(e, "kernels", ()) if k.name != e.name)
             else:
-                us = getattr(e, "self_device_time_total", None)
-                if us is None:
-                    us = getattr(e, "self_cuda_time_total", 0.0)
+                us = e.self_device_time_total
         elif e.name == iteration_label:
             continue
         else:
@@ -327,10 +331,9 @@ def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_
             continue
         acc[(it, label or "other")] += us / 1e6
     n = max(len(iters), 1)
-    out: dict[str, list[float]] = {}
-    for name in sorted({k for _, k in acc}):
-        out[name] = [acc.get((i, name), 0.0) for i in range(n)]
-    out["total"] = [sum(acc.get((i, k), 0.0) for k in {k for _, k in acc}) for i in range(n)]
+    names = sorted({k for _, k in acc})
+    out = {name: [acc.get((i, name), 0.0) for i in range(n)] for name in names}
+    out["total"] = [sum(acc.get((i, k), 0.0) for k in names) for i in range(n)]
     return out
 
 
@@ -342,13 +345,8 @@ def attribute_profiler(model, phase: str, batch: int, seqlen: int, *, warmup: in
     + `ssm.*`), so both methods report the same quantities. With `memory`, the trace also records
     allocations (`profile_memory=True`), replayed by `memory.trace_memory`.
     """
-    dev = model_device(model)
-    fn, setup, _ = make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with torch.inference_mode():
-        _warm_up(fn, setup, warmup, dev)
-        with no_gc(), quiet_native_stderr(), profile(activities=acts, profile_memory=memory,
-                                                     record_shapes=False) as prof:
+    with _workload(model, phase, batch, seqlen, warmup, state_dtype) as (dev, fn, setup):
+        with _traced(dev, memory) as prof:
             for _ in range(iters):
                 if setup:
                     setup()
@@ -356,14 +354,13 @@ def attribute_profiler(model, phase: str, batch: int, seqlen: int, *, warmup: in
                 with record_function(ITER_LABEL):
                     fn()
                     sync(dev)
-    events = prof.events()
-    excl = attribute_events(events, labels, dev.type, ITER_LABEL)
-    times = inclusive(excl, labels)
+    times = inclusive(attribute_events(prof.events(), labels, dev.type, ITER_LABEL), labels)
     mem = {}
     if memory:
         tm = trace_memory(prof, labels, dev.type, ITER_LABEL)
         allocs = inclusive({k: [v] for k, v in tm.sum_of_allocations.items()}, labels)  # ssm includes ssm.*
-        mem = {"activation_peak": tm.activation_peak, "sum_of_allocations": {k: v[0] for k, v in allocs.items()},
+        mem = {"activation_peak": tm.activation_peak,
+               "sum_of_allocations": {k: v[0] for k, v in allocs.items()},
                "sum_of_allocations_total": sum(tm.sum_of_allocations.values()),
                "call_peak": max(tm.per_range_peak) if tm.per_range_peak else tm.peak, "n_iter": iters}
     return Attribution("profiler", times, iters, warmup, mem)
@@ -374,28 +371,11 @@ def attribute_simultaneous(model, phase: str, batch: int, seqlen: int, *, warmup
     """Both methods on the same repetitions: the timers run inside the profiler's trace. What differs is only
     how each reads the ranges (wall time inside them vs. op self times), not when they ran, so on a busy
     machine this isolates the attribution logic from the noise between separate runs."""
-    dev = model_device(model)
-    fn, setup, _ = make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    times: dict[str, list[float]] = defaultdict(list)
-    with torch.inference_mode():
-        _warm_up(fn, setup, warmup, dev)
-        with no_gc(), quiet_native_stderr(), profile(activities=acts, record_shapes=False) as prof, \
-                ComponentTimer(dev, labels) as timer:
-            _prime(timer, fn, setup)  # outside every repetition's range: the trace's attribution ignores it
-            for _ in range(iters):
-                if setup:
-                    setup()
-                timer.collect()
-                sync(dev)
-                with record_function(ITER_LABEL):
-                    sw = Stopwatch(dev).start()
-                    fn()
-                    sw.stop()
-                    sync(dev)
-                _record(times, labels, *timer.collect(), sw.elapsed())
+    with _workload(model, phase, batch, seqlen, warmup, state_dtype) as (dev, fn, setup):
+        with _traced(dev) as prof, ComponentTimer(dev, labels) as timer:
+            times = _timed_calls(timer, fn, setup, iters, labels, traced=True)
     excl = attribute_events(prof.events(), labels, dev.type, ITER_LABEL)
-    return (Attribution("timers", dict(times), iters, warmup),
+    return (Attribution("timers", times, iters, warmup),
             Attribution("profiler", inclusive(excl, labels), iters, warmup))
 
 
@@ -413,9 +393,10 @@ def inclusive(exclusive: dict[str, list[float]], labels=LABELS) -> dict[str, lis
 
 def attribute(model, phase: str, batch: int, seqlen: int, *, method: str = "timers", warmup: int = 3,
               iters: int = 10, state_dtype=torch.float32) -> Attribution:
-    """Per-component time of one call by `method`. A decode step runs op by op here (`fused_decode` off for the
-    call): the fused step kernels of the triton backend run conv1d, the SSM and the gated norm as one, which has
-    no per-component split; the whole step is timed fused by the sweep's "call" and CUDA-graph methods."""
+    """Per-component time of one call by `method`. A decode step runs op by op here (`fused_decode` off for
+    the call): the fused step kernels of the triton backend run conv1d, the SSM and the gated norm as one,
+    which has no per-component split; the whole step is timed fused by the sweep's "call" and CUDA-graph
+    methods."""
     if method not in ("timers", "profiler"):
         raise ProfilingError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     fn = attribute_timers if method == "timers" else attribute_profiler
@@ -441,10 +422,3 @@ def shares_agree(a: dict[str, float], b: dict[str, float], *, min_share: float =
         if abs(sa - sb) > max(pp, rel * sa):
             bad.append(f"{k}: {sa:.3f} vs {sb:.3f}")
     return bad
-
-
-@contextmanager
-def timed_components(device="cpu", memory: bool = False):
-    """Shorthand: ``with timed_components() as t: …; per, top = t.collect()``."""
-    with ComponentTimer(device, LABELS, memory) as t:
-        yield t

@@ -20,7 +20,7 @@ sum_of_allocations  the sum of the sizes of all allocations during the call (fre
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -51,14 +51,15 @@ def own_peak(rows):
     committed GPU rows' `peak_memory` was derived from their allocator readings (data/README.md)."""
     import pandas as pd
 
-    key = [c for c in ("model", "arch", "path", "fused", "phase", "batch", "seqlen", "d_state", "ratio", "criterion",
-                       "mode", "dtype", "state_dtype") if c in rows]
+    key = [c for c in ("model", "arch", "path", "fused", "phase", "batch", "seqlen", "d_state", "ratio",
+                       "criterion", "mode", "dtype", "state_dtype") if c in rows]
     mem = rows[rows["metric"] == "memory"].pivot_table(index=key, columns="component", values="value",
                                                        aggfunc="first", dropna=False)
     rise = rows[(rows["metric"] == "activation_peak") & (rows["component"] == "total")]
     out = rise.join(mem[["weights", "ssm_state", "conv_state"]], on=key, how="inner")
     inputs = [input_bytes(int(b), int(L), ph) for b, L, ph in zip(out["batch"], out["seqlen"], out["phase"])]
-    value = out["weights"] + out["ssm_state"] + out["conv_state"] + pd.Series(inputs, index=out.index) + out["value"]
+    inputs = pd.Series(inputs, index=out.index)
+    value = out["weights"] + out["ssm_state"] + out["conv_state"] + inputs + out["value"]
     return out[key + ["method", "cuda_graph"]].assign(value=value).reset_index(drop=True)
 
 
@@ -66,11 +67,11 @@ def own_peak(rows):
 class TraceMemory:
     """Allocation accounting of one profiler trace (bytes)."""
 
-    activation_peak: dict[str, int] = field(default_factory=dict)  # per label: max rise while it runs
-    sum_of_allocations: dict[str, int] = field(default_factory=dict)  # per innermost label ("other" outside)
-    peak: int = 0  # max rise over the whole trace above its starting level
-    per_range_peak: list[int] = field(default_factory=list)  # max rise within each `iteration_label` range
-    n_records: int = 0
+    activation_peak: dict[str, int]  # per label: max rise while it runs
+    sum_of_allocations: dict[str, int]  # per innermost label ("other" outside every label)
+    peak: int  # max rise over the whole trace above its starting level
+    per_range_peak: list[int]  # max rise within each `iteration_label` range
+    n_records: int
 
 
 def memory_records(prof, device_type: str = "cpu") -> list[tuple[float, int]]:
@@ -78,28 +79,11 @@ def memory_records(prof, device_type: str = "cpu") -> list[tuple[float, int]]:
     in time order. Read from the kineto results, which keep each record's own timestamp (the aggregated
     FunctionEvents fold allocations inside an op into the op)."""
     want = torch.device(device_type).type
-    kr = getattr(prof.profiler, "kineto_results", None)
-    out = []
-    if kr is not None and hasattr(kr, "trace_start_ns"):
-        t0 = kr.trace_start_ns()
-        for e in kr.events():
-            if e.name() != "[memory]":
-                continue
-            if str(e.device_type()).split(".")[-1].lower() != want:
-                continue
-            out.append(((e.start_ns() - t0) / 1e3, int(e.nbytes())))
-    else:  # older API: allocations folded into ops (timestamped at the op's end) plus free-standing records
-        for e in prof.events():
-            if str(e.device_type).split(".")[-1].lower() not in (want, "cpu"):
-                continue
-            use = e.cpu_memory_usage if want == "cpu" else getattr(e, "device_memory_usage", 0)
-            self_use = e.self_cpu_memory_usage if want == "cpu" else getattr(e, "self_device_memory_usage", 0)
-            if e.name == "[memory]":
-                out.append((e.time_range.start, int(use)))
-            elif self_use:
-                out.append((e.time_range.end, int(self_use)))
-    out.sort(key=lambda r: r[0])
-    return out
+    kr = prof.profiler.kineto_results
+    t0 = kr.trace_start_ns()
+    out = [((e.start_ns() - t0) / 1e3, int(e.nbytes())) for e in kr.events()
+           if e.name() == "[memory]" and str(e.device_type()).split(".")[-1].lower() == want]
+    return sorted(out, key=lambda r: r[0])  # stable: records at equal times keep their order
 
 
 def label_ranges(prof, labels) -> list[tuple[float, float, str]]:
@@ -125,9 +109,9 @@ def trace_memory(prof, labels, device_type: str = "cpu", iteration_label: str | 
     events.sort(key=lambda x: (x[0], x[1]))
     level, top = 0, 0
     stack: list[list] = []  # [name, base, peak]
-    out = TraceMemory(n_records=len(recs))
     peaks: dict[str, int] = defaultdict(int)
     allocs: dict[str, int] = defaultdict(int)
+    per_range: list[int] = []
     for _, kind, payload in events:
         if kind == 0:
             stack.append([payload, level, level])
@@ -145,16 +129,13 @@ def trace_memory(prof, labels, device_type: str = "cpu", iteration_label: str | 
                 if stack[j][0] == payload:
                     name, base, peak = stack.pop(j)
                     if name == iteration_label and name not in comp:
-                        out.per_range_peak.append(peak - base)
+                        per_range.append(peak - base)
                     else:
                         peaks[name] = max(peaks[name], peak - base)
                     if j > 0:  # an inner frame's peak is also its parent's
                         stack[j - 1][2] = max(stack[j - 1][2], peak)
                     break
-    out.activation_peak = dict(peaks)
-    out.sum_of_allocations = dict(allocs)
-    out.peak = top
-    return out
+    return TraceMemory(dict(peaks), dict(allocs), top, per_range, len(recs))
 
 
 class CudaPeaks:

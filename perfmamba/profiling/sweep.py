@@ -1,16 +1,14 @@
 """Profiling sweeps: models × code paths × phases × batches × sequence lengths → tidy rows.
 
-`sweep(...)` measures every point with the requested attribution methods (`attribution.METHODS`), adds the
-analytic FLOPs/bytes and the resident memory (method "analytic"), and appends the rows to a results CSV
-(`perfmamba.results`) as each point finishes, with `env.json` beside it. Points whose key columns are
-already in the file are skipped, so a killed sweep resumes where it stopped. Running out of memory
-(`torch.cuda.OutOfMemoryError`, or a CPU allocation failure) is recorded as a row with metric "oom" and the
-sweep goes on. On a GPU, decode is also timed with the step captured in a CUDA graph (rows with
-``cuda_graph=True``; only the total is timed there, components cannot be separated inside a graph), and every
-call is also timed whole, with no range instrumented (method "call", component "total" only): the timers'
-CUDA events around each of a few hundred ranges are host work that an eager GPU call can wait on, so their
-total is not the call's time. On CPU the timers cost a few microseconds per range and "call" is off unless
-asked for.
+`sweep(...)` measures every point with the requested attribution methods, adds the analytic FLOPs/bytes
+and the resident memory (method "analytic"), and appends the rows to a results CSV as each point finishes,
+with `env.json` beside it; points already in the file are skipped, so a killed sweep resumes where it
+stopped. Running out of memory (GPU or CPU) is a row of metric "oom", and the sweep goes on. On a GPU,
+decode is also timed with the step captured in a CUDA graph (``cuda_graph=True``, the total only: a graph
+has no component ranges), and every call is also timed whole with no range instrumented (method "call",
+the total only): the timers' CUDA events around each of a few hundred ranges are host work that an eager
+GPU call can wait on, so their total is not the call's time. On CPU the timers cost a few microseconds per
+range and "call" is off unless asked for.
 
 On CPU, denormal floats are flushed to zero during the sweep (`timing.set_flush_denormal`; "on" or
 "partial" recorded in env.json): the scans' decays exp(ΔA) underflow into denormals, which x86 cores
@@ -34,6 +32,7 @@ import torch
 from .. import results
 from ..config import PRESETS
 from ..errors import PerfmambaError
+from ..provenance import default_device
 from ..models.graphs import GraphedStep
 from . import attribution, flops, memory
 from .flops import ProfilingError
@@ -45,10 +44,11 @@ PROFILE_COLUMNS = [
     "warmup", "dtype", "state_dtype", "device", "threads",
 ]
 # one measurement = one (setting, method); its rows share these columns
-KEY_COLUMNS = ["model", "arch", "path", "fused", "cuda_graph", "method", "phase", "batch", "seqlen", "d_state",
-               "ratio", "criterion", "mode", "dtype", "state_dtype", "device", "threads"]
+KEY_COLUMNS = ["model", "arch", "path", "fused", "cuda_graph", "method", "phase", "batch", "seqlen",
+               "d_state", "ratio", "criterion", "mode", "dtype", "state_dtype", "device", "threads"]
 
 # the paper's grid (§4: sequence lengths 64–16384, batch 8), and a small CPU grid that runs in about a minute
+GPU_MODELS = ("mamba-130m", "mamba2-130m")
 GPU_SEQLENS = (64, 512, 1024, 2048, 4096, 8192, 16384)
 GPU_BATCHES = (1, 8, 64)
 CPU_MODELS = ("mamba-small", "mamba2-small", "mamba-130m", "mamba2-130m")
@@ -63,7 +63,7 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 def default_grid(device) -> dict:
     """Sequence lengths, batches, models, warmup and iterations suited to the device."""
     if torch.device(device).type == "cuda":
-        return dict(models=("mamba-130m", "mamba2-130m"), seqlens=GPU_SEQLENS, batches=GPU_BATCHES, warmup=3, iters=10)
+        return dict(models=GPU_MODELS, seqlens=GPU_SEQLENS, batches=GPU_BATCHES, warmup=3, iters=10)
     return dict(models=CPU_MODELS, seqlens=CPU_SEQLENS, batches=CPU_BATCHES, warmup=2, iters=5)
 
 
@@ -79,41 +79,32 @@ def _dtype_name(dt: torch.dtype) -> str:
     return str(dt).replace("torch.", "")
 
 
-def _positive_ints(name, values) -> tuple[int, ...]:
+def _values(name: str, values, allowed=None) -> tuple:
+    """`values` as a non-empty tuple of positive integers, or of members of `allowed` where given."""
     values = tuple(values)
     if not values:
         raise ProfilingError(f"{name}: need at least one value")
     for v in values:
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        if allowed is None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
             raise ProfilingError(f"{name} must be positive integers, got {v!r}")
-    return values
-
-
-def _check_choices(name, values, allowed) -> tuple[str, ...]:
-    values = tuple(values)
-    if not values:
-        raise ProfilingError(f"{name}: need at least one value")
-    for v in values:
-        if v not in allowed:
-            raise ProfilingError(f"unknown {name[:-1] if name.endswith('s') else name} {v!r}; expected one of "
-                                 f"{', '.join(allowed)}")
+        if allowed is not None and v not in allowed:
+            raise ProfilingError(f"unknown {name[:-1]} {v!r}; expected one of {', '.join(allowed)}")
     return values
 
 
 def _check_model_spec(spec) -> None:
     if isinstance(spec, str) and spec not in PRESETS and not Path(spec).expanduser().is_dir():
-        raise ProfilingError(f"unknown preset or checkpoint directory {spec!r}; presets: {', '.join(PRESETS)}")
+        raise ProfilingError(f"unknown preset or checkpoint directory {spec!r}; "
+                             f"presets: {', '.join(PRESETS)}")
 
 
 def load_model(spec, device, dtype):
     """(name, model) from a preset name, a checkpoint directory or a model object."""
     from ..checkpoints import load
 
+    name = spec
     if isinstance(spec, torch.nn.Module):
         name = getattr(spec, "source", None) or type(spec).__name__
-    else:
-        _check_model_spec(spec)
-        name = spec
     return Path(str(name)).name, load(spec, device=device, dtype=dtype)
 
 
@@ -158,30 +149,35 @@ class _Point:
             r["warmup"] = warmup
         return r
 
+    def time_row(self, component, summary: Summary, warmup):
+        """A timing in ms: the median as the value, with its spread and repetitions."""
+        return self.row(component, "time", summary.median * 1e3, "ms", summary, scale=1e3, warmup=warmup)
+
     def key(self):
         return results.row_key(self.cols, KEY_COLUMNS)
 
 
-def analytic_rows(point: _Point, model, batch, seqlen, phase, dtype, state_dtype) -> list[dict]:
-    """FLOPs, bytes and intensity per component; weights and cache bytes."""
-    cfg = model.config
+def analytic_rows(point: _Point, model, counts: dict, state_dtype) -> list[dict]:
+    """FLOPs, bytes and intensity per component (`flops.component_counts`); weights and cache bytes."""
     rows = []
-    for comp, c in flops.component_counts(cfg, batch, seqlen, phase, dtype=dtype, state_dtype=state_dtype).items():
+    for comp, c in counts.items():
         rows.append(point.row(comp, "flops", c["flops"], "flop"))
         rows.append(point.row(comp, "bytes", c["bytes"], "byte"))
-        rows.append(point.row(comp, "intensity", flops.arithmetic_intensity(c["flops"], c["bytes"]), "flop/byte"))
+        intensity = flops.arithmetic_intensity(c["flops"], c["bytes"])
+        rows.append(point.row(comp, "intensity", intensity, "flop/byte"))
     rows.append(point.row("weights", "memory", memory.weight_bytes(model), "byte"))
-    for k, v in memory.cache_bytes(model, batch, state_dtype).items():
+    for k, v in memory.cache_bytes(model, point.cols["batch"], state_dtype).items():
         rows.append(point.row(k, "memory", v, "byte"))
     return rows
 
 
-def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, static_bytes: int) -> list[dict]:
+def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, static_bytes: int
+                     ) -> list[dict]:
     """Time (ms), share, achieved FLOP/s and bandwidth per component; memory where the method measured it."""
     rows = []
     summ, shares = att.summary(), att.shares()
     for comp, s in summ.items():
-        rows.append(point.row(comp, "time", s.median * 1e3, "ms", s, scale=1e3, warmup=att.warmup))
+        rows.append(point.time_row(comp, s, att.warmup))
         rows.append(point.row(comp, "share", shares[comp], "fraction", n_iter=att.n_iter, warmup=att.warmup))
         if comp in counts and s.median > 0:
             rows.append(point.row(comp, "achieved_flops", counts[comp]["flops"] / s.median, "flop/s"))
@@ -191,9 +187,8 @@ def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, 
         rows.append(point.row(comp, "activation_peak", v, "byte"))
     if "sum_of_allocations" in mem:
         n = mem.get("n_iter", att.n_iter)
-        per_call = {k: v / n for k, v in mem["sum_of_allocations"].items()}
-        for comp, v in per_call.items():  # inclusive, like the times: ssm contains ssm.*
-            rows.append(point.row(comp, "sum_of_allocations", v, "byte"))
+        for comp, v in mem["sum_of_allocations"].items():  # per call, inclusive like the times
+            rows.append(point.row(comp, "sum_of_allocations", v / n, "byte"))
         rows.append(point.row("total", "sum_of_allocations", mem["sum_of_allocations_total"] / n, "byte"))
     if "call_peak" in mem:
         rows.append(point.row("total", "activation_peak", mem["call_peak"], "byte"))
@@ -204,12 +199,13 @@ def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, 
 
 
 def cuda_graph_rows(point: _Point, model, batch, warmup, iters, state_dtype) -> list[dict]:
+    """A decode step captured in a CUDA graph, timed whole."""
     cache = model.allocate_cache(batch, dtype=state_dtype)
     dec = GraphedStep(model, cache)
-    ids = torch.randint(0, model.config.vocab_size, (batch,), device=cache.ssm_states[0].device)
-    secs = time_call(lambda: dec(ids), cache.ssm_states[0].device, warmup=warmup, iters=iters)
-    s = Summary.of(secs)
-    return [point.row("total", "time", s.median * 1e3, "ms", s, scale=1e3, warmup=warmup)]
+    dev = cache.ssm_states[0].device
+    ids = torch.randint(0, model.config.vocab_size, (batch,), device=dev)
+    secs = time_call(lambda: dec(ids), dev, warmup=warmup, iters=iters)
+    return [point.time_row("total", Summary.of(secs), warmup)]
 
 
 CALL = "call"  # the method of the whole-call timings
@@ -221,8 +217,7 @@ def call_rows(point: _Point, model, phase, batch, seqlen, warmup, iters, state_d
     fn, setup, _ = attribution.make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
     with torch.inference_mode():
         secs = time_call(fn, next(model.parameters()).device, warmup=warmup, iters=iters, setup=setup)
-    s = Summary.of(secs)
-    return [point.row("total", "time", s.median * 1e3, "ms", s, scale=1e3, warmup=warmup)]
+    return [point.time_row("total", Summary.of(secs), warmup)]
 
 
 def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",), methods=("timers",), *,
@@ -240,7 +235,7 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
     """
     from tqdm.auto import tqdm
 
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ProfilingError("device 'cuda' requested but no CUDA device is visible")
     grid = default_grid(device)
@@ -248,13 +243,12 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
     if not models:
         raise ProfilingError("models: need at least one preset or checkpoint directory")
     for m in models:
-        if not isinstance(m, torch.nn.Module):
-            _check_model_spec(m)
-    seqlens = _positive_ints("seqlens", seqlens if seqlens is not None else grid["seqlens"])
-    batches = _positive_ints("batches", batches if batches is not None else grid["batches"])
-    phases = _check_choices("phases", phases, PHASES)
-    paths = _check_choices("paths", paths, PATHS)
-    methods = _check_choices("methods", methods, attribution.METHODS)
+        _check_model_spec(m)  # a model object passes
+    seqlens = _values("seqlens", seqlens if seqlens is not None else grid["seqlens"])
+    batches = _values("batches", batches if batches is not None else grid["batches"])
+    phases = _values("phases", phases, PHASES)
+    paths = _values("paths", paths, PATHS)
+    methods = _values("methods", methods, attribution.METHODS)
     warmup = grid["warmup"] if warmup is None else warmup
     iters = grid["iters"] if iters is None else iters
     if not isinstance(warmup, int) or warmup < 0 or not isinstance(iters, int) or iters < 1:
@@ -278,7 +272,7 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
         if header is not None and header != PROFILE_COLUMNS:
             raise results.ResultsError(f"results file {out} has schema {','.join(header)}, expected "
                                        f"{','.join(PROFILE_COLUMNS)}")
-    impl = {p: _impl(p) for p in paths}  # also: is every path available here?
+    impl = {p: getattr(_ops(p), "impl", None) or p for p in paths}  # what each operator runs; fails early
 
     prev_threads, bar = torch.get_num_threads(), None
     try:
@@ -290,16 +284,17 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
             results.write_env(out.parent, {"experiment": out.stem, "flush_denormal": ftz, "warmup": warmup,
                                            "iters": iters, "impl": impl}, device=device, dtype=dtype)
         new_rows: list[dict] = []
-        n_graph = sum(1 for p in phases if p == "decode") if cuda_graphs else 0
-        per_phase = len(methods) + 1 + int(call_totals)
-        total = len(models) * len(paths) * len(batches) * len(seqlens) * (len(phases) * per_phase + n_graph)
+        per_setting = sum(len(_jobs(p, methods, call_totals, cuda_graphs)) for p in phases)
+        total = len(models) * len(paths) * len(batches) * len(seqlens) * per_setting
         bar = tqdm(total=total, desc="profile", disable=not progress, unit="pt")
         for spec in models:
             name, model = load_model(spec, device, dtype)
             cfg = model.config
             for path in paths:
-                _set_backend(model, path)
-                fused = _fused(path)
+                model.backend = path
+                # whether the norms run as fused kernels (the ops offer `rmsnorm`): a key column, so rows
+                # measured before the norms were fused are not taken for the same point
+                fused = getattr(_ops(path), "rmsnorm", None) is not None
                 for phase, batch, seqlen in itertools.product(phases, batches, seqlens):
                     base = dict(model=name, arch=cfg.arch, path=path, fused=fused, cuda_graph=False,
                                 phase=phase, batch=batch, seqlen=seqlen, d_state=_d_state_value(cfg),
@@ -312,20 +307,14 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
                     static = (memory.weight_bytes(model)
                               + sum(memory.cache_bytes(model, batch, state_dtype).values())
                               + memory.input_bytes(batch, seqlen, phase))
-                    jobs = [("analytic", None)] + [(m, None) for m in methods]
-                    if call_totals:
-                        jobs.append((CALL, None))
-                    if phase == "decode" and cuda_graphs:
-                        jobs.append(("timers", "graph"))
-                    for method, kind in jobs:
-                        point = _Point(**dict(base, method=method, cuda_graph=kind == "graph"))
+                    for method, graphed in _jobs(phase, methods, call_totals, cuda_graphs):
+                        point = _Point(**dict(base, method=method, cuda_graph=graphed))
                         bar.set_postfix_str(f"{name} {path} {phase} B={batch} L={seqlen} {method}"
-                                            + (" graph" if kind else ""), refresh=False)
+                                            + (" graph" if graphed else ""), refresh=False)
                         if point.key() in done:
                             bar.update()
                             continue
-                        rows = _measure(point, method, kind, model, phase, batch, seqlen, warmup, iters,
-                                        dtype, state_dtype, counts, static)
+                        rows = _measure(point, graphed, model, counts, static, warmup, iters, state_dtype)
                         if out is not None:
                             results.append_rows(out, rows, PROFILE_COLUMNS)
                         done.add(point.key())
@@ -342,39 +331,33 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
     return new_rows
 
 
-def _fused(path) -> bool:
-    """Whether the path runs the norms as fused kernels (the op namespace offers `rmsnorm`): a key column, so
-    rows measured before the norms were fused are not taken for the same point."""
-    from ..ops.backends import get_ops
-
-    return getattr(get_ops(path), "rmsnorm", None) is not None
-
-
-def _impl(path):
-    """What each operator of a path runs (the `impl` field of its ops namespace, where it has one)."""
+def _ops(path):
+    """The op namespace of a compute path; ProfilingError where it is not available here."""
     from ..ops.backends import BackendUnavailable, get_ops
 
     try:
-        return getattr(get_ops(path), "impl", None) or path
+        return get_ops(path)
     except BackendUnavailable as e:
         raise ProfilingError(str(e)) from None
 
 
-def _set_backend(model, path):
-    from ..ops.backends import BackendUnavailable, get_ops
+def _jobs(phase, methods, call_totals: bool, cuda_graphs: bool) -> list[tuple[str, bool]]:
+    """(method, CUDA graph) of every measurement of one point, in order."""
+    jobs = [("analytic", False)] + [(m, False) for m in methods]
+    if call_totals:
+        jobs.append((CALL, False))
+    if phase == "decode" and cuda_graphs:
+        jobs.append(("timers", True))
+    return jobs
 
-    try:
-        get_ops(path)
-    except BackendUnavailable as e:
-        raise ProfilingError(str(e)) from None
-    model.backend = path
 
-
-def _measure(point, method, kind, model, phase, batch, seqlen, warmup, iters, dtype, state_dtype, counts, static):
+def _measure(point: _Point, graphed: bool, model, counts, static, warmup, iters, state_dtype) -> list[dict]:
+    """The rows of one measurement; running out of memory is a row of metric "oom"."""
+    method, phase, batch, seqlen = (point.cols[k] for k in ("method", "phase", "batch", "seqlen"))
     try:
         if method == "analytic":
-            return analytic_rows(point, model, batch, seqlen, phase, dtype, state_dtype)
-        if kind == "graph":
+            return analytic_rows(point, model, counts, state_dtype)
+        if graphed:
             return cuda_graph_rows(point, model, batch, warmup, iters, state_dtype)
         if method == CALL:
             return call_rows(point, model, phase, batch, seqlen, warmup, iters, state_dtype)

@@ -1,12 +1,12 @@
-"""Timing primitives: synchronised wall clock or CUDA events, summary statistics, and a CUDA-graph decode step.
+"""Timing primitives: synchronised wall clock or CUDA events, summary statistics, a CUDA-graph decode step.
 
 `time_call(fn, device, warmup, iters)` times a whole call; per-component timers live in `attribution`.
 On CPU a call is timed with `time.perf_counter` (CPU ops return when done); on a GPU with CUDA events
 recorded on the current stream around the call, read after one synchronisation. `bench(fn, device)` is the
 benchmarks' timer: `triton.testing.do_bench` on a GPU, `time_call` on a CPU.
 
-One spread convention everywhere: the median with the 10th and 90th percentiles (`SPREAD`), whichever timer
-produced the samples.
+One spread convention everywhere: the median with the 10th and 90th percentiles, whichever timer produced
+the samples.
 
 Decode on a GPU is timed with the step captured in a CUDA graph (`perfmamba.models.graphs.GraphedStep`),
 which removes the Python and launch overhead that dominates eager decoding of small models.
@@ -63,8 +63,8 @@ def quiet_native_stderr():
     py = None
     try:
         if on_fd2:
-            py = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(old, "encoding", None) or "utf-8",
-                           errors="backslashreplace")
+            py = os.fdopen(os.dup(saved), "w", buffering=1, errors="backslashreplace",
+                           encoding=getattr(old, "encoding", None) or "utf-8")
             sys.stderr = py
         null = os.open(os.devnull, os.O_WRONLY)
         try:
@@ -94,9 +94,6 @@ def set_flush_denormal(on: bool = True) -> str:
         return "off"
     x = torch.full((1 << 20,), 1e-30, dtype=torch.float32)
     return "on" if not bool((x * 1e-10).any()) else "partial"
-
-
-SPREAD = ("p10", "p90")  # the spread of every timing in this artifact: 10th and 90th percentiles
 
 
 def percentile(xs, q: float) -> float:
@@ -129,28 +126,33 @@ class Stopwatch:
 
     def __init__(self, device):
         self.cuda = torch.device(device).type == "cuda"
+        self._marks = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if self.cuda else [0.0, 0.0]
+
+    def _mark(self, i: int):
         if self.cuda:
-            self._s = torch.cuda.Event(enable_timing=True)
-            self._e = torch.cuda.Event(enable_timing=True)
+            self._marks[i].record()
+        else:
+            self._marks[i] = time.perf_counter()
+        return self
 
     def start(self):
-        if self.cuda:
-            self._s.record()
-        else:
-            self._t0 = time.perf_counter()
-        return self
+        return self._mark(0)
 
     def stop(self):
-        if self.cuda:
-            self._e.record()
-        else:
-            self._t1 = time.perf_counter()
-        return self
+        return self._mark(1)
 
     def elapsed(self) -> float:
-        if self.cuda:
-            return self._s.elapsed_time(self._e) / 1e3
-        return self._t1 - self._t0
+        start, end = self._marks
+        return start.elapsed_time(end) / 1e3 if self.cuda else end - start
+
+
+def warm_up(fn, setup, warmup: int, device) -> None:
+    """`warmup` untimed calls of `fn()`, each after `setup()` (which may restore a cache a call advances)."""
+    for _ in range(warmup):
+        if setup is not None:
+            setup()
+        fn()
+    sync(device)
 
 
 def time_call(fn, device="cpu", warmup: int = 3, iters: int = 10, setup=None) -> list[float]:
@@ -158,33 +160,26 @@ def time_call(fn, device="cpu", warmup: int = 3, iters: int = 10, setup=None) ->
     runs before each call, e.g. to reset a cache."""
     if warmup < 0 or iters < 1:
         raise ValueError(f"need warmup >= 0 and iters >= 1, got {warmup}, {iters}")
-    for _ in range(warmup):
-        if setup is not None:
-            setup()
-        fn()
-    sync(device)
-    with no_gc():
-        return _timed_loop(fn, device, iters, setup)
-
-
-def _timed_loop(fn, device, iters, setup):
+    warm_up(fn, setup, warmup, device)
     out = []
-    for _ in range(iters):
-        if setup is not None:
-            setup()
-        sync(device)
-        sw = Stopwatch(device).start()
-        fn()
-        sw.stop()
-        sync(device)
-        out.append(sw.elapsed())
+    with no_gc():
+        for _ in range(iters):
+            if setup is not None:
+                setup()
+            sync(device)
+            sw = Stopwatch(device).start()
+            fn()
+            sw.stop()
+            sync(device)
+            out.append(sw.elapsed())
     return out
 
 
-def bench(fn, device="cuda", *, warmup: int = 1, iters: int = 5, warmup_ms: float = 100, rep_ms: float = 500) -> dict:
-    """{"ms": median, "p10", "p90", "how"} milliseconds of `fn()`. On a GPU `triton.testing.do_bench` (CUDA events,
-    L2 flushed between repetitions, warm-up excluded, as many repetitions as fit in `rep_ms`); on a CPU `time_call`
-    with `warmup` and `iters` calls."""
+def bench(fn, device="cuda", *, warmup: int = 1, iters: int = 5, warmup_ms: float = 100,
+          rep_ms: float = 500) -> dict:
+    """{"ms": median, "p10", "p90", "how"} milliseconds of `fn()`. On a GPU `triton.testing.do_bench` (CUDA
+    events, L2 flushed between repetitions, warm-up excluded, as many repetitions as fit in `rep_ms`); on a
+    CPU `time_call` with `warmup` and `iters` calls."""
     if torch.device(device).type == "cuda":
         import triton.testing
 
@@ -195,7 +190,7 @@ def bench(fn, device="cuda", *, warmup: int = 1, iters: int = 5, warmup_ms: floa
 
 
 def copy_bandwidth(nbytes: int = 2 << 30, device="cuda") -> float:
-    """Device-to-device copy bandwidth in bytes/s, counting bytes read plus bytes written (2 · nbytes per copy)."""
+    """Device-to-device copy bandwidth in bytes/s, counting bytes read and written (2 · nbytes per copy)."""
     src = torch.empty(nbytes, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     t = bench(lambda: dst.copy_(src), device, warmup_ms=50, rep_ms=300)
@@ -212,9 +207,9 @@ def decode_latency(model, batch_size: int, *, steps: int = 100, repeats: int = 5
                    cache_dtype: torch.dtype | None = None, seed: int = 0) -> dict:
     """Per-token decode latency of `model` with one CUDA graph per step, timed with CUDA events.
 
-    A random prompt of `prompt_len` tokens fills the cache (decode cost does not depend on position for an SSM),
-    then `repeats` runs of `steps` replays are timed; returns the median and p10/p90 ms per token, plus the cache
-    bytes (the state traffic of a step is twice that: read and write).
+    A random prompt of `prompt_len` tokens fills the cache (decode cost does not depend on position for an
+    SSM), then `repeats` runs of `steps` replays are timed; returns the median and p10/p90 ms per token, plus
+    the cache bytes (the state traffic of a step is twice that: read and write).
     """
     p = next(model.parameters())
     cache = model.allocate_cache(batch_size, dtype=cache_dtype or p.dtype)
@@ -239,5 +234,5 @@ def decode_latency(model, batch_size: int, *, steps: int = 100, repeats: int = 5
         times.append(start.elapsed_time(end) / steps)
     nbytes = cache.nbytes()
     s = Summary.of(times)
-    return {"ms_per_token": s.median, "p10": s.p10, "p90": s.p90, "steps": steps,
-            "repeats": repeats, "ssm_state_bytes": nbytes["ssm_state"], "conv_state_bytes": nbytes["conv_state"]}
+    return {"ms_per_token": s.median, "p10": s.p10, "p90": s.p90, "steps": steps, "repeats": repeats,
+            "ssm_state_bytes": nbytes["ssm_state"], "conv_state_bytes": nbytes["conv_state"]}
