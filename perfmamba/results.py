@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import torch
-
 from .errors import ResultsError
 from .io import atomic_write_text
-from .provenance import collect_env, device_slug  # noqa: F401  (device_slug: where results of a device go)
+from .provenance import collect_env, default_device, device_slug  # noqa: F401  (device_slug: where results go)
 
 
 def results_root() -> Path:
@@ -87,9 +85,7 @@ DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "any")
 
 def device_type(device) -> str:
     """The `device` cell for rows measured on `device` (a torch.device, "cuda:1", None for the default one)."""
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device).split(":")[0]
+    return default_device(device).type
 
 
 # formatting -------------------------------------------------------------------------------------------

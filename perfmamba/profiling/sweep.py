@@ -38,14 +38,10 @@ from . import attribution, flops, memory
 from .flops import ProfilingError
 from .timing import Summary, set_flush_denormal, sync, time_call
 
-PROFILE_COLUMNS = [
-    "model", "arch", "path", "fused", "cuda_graph", "method", "component", "phase", "batch", "seqlen",
-    "d_state", "ratio", "criterion", "mode", "metric", "value", "unit", "median", "p10", "p90", "n_iter",
-    "warmup", "dtype", "state_dtype", "device", "threads",
-]
-# one measurement = one (setting, method); its rows share these columns
-KEY_COLUMNS = ["model", "arch", "path", "fused", "cuda_graph", "method", "phase", "batch", "seqlen",
-               "d_state", "ratio", "criterion", "mode", "dtype", "state_dtype", "device", "threads"]
+# the sweep's file (latency, profile, pruning_efficiency, …): one measurement = one (setting, method), whose rows
+# share the key columns
+PROFILE_COLUMNS = list(results.SCHEMAS["profile"].columns)
+KEY_COLUMNS = list(results.SCHEMAS["profile"].key)
 
 # the paper's grid (§4: sequence lengths 64–16384, batch 8), and a small CPU grid that runs in about a minute
 GPU_MODELS = ("mamba-130m", "mamba2-130m")
@@ -299,7 +295,7 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
                     base = dict(model=name, arch=cfg.arch, path=path, fused=fused, cuda_graph=False,
                                 phase=phase, batch=batch, seqlen=seqlen, d_state=_d_state_value(cfg),
                                 ratio=0.0, criterion="none", mode="dense", dtype=_dtype_name(dtype),
-                                state_dtype=_dtype_name(state_dtype), device=str(device),
+                                state_dtype=_dtype_name(state_dtype), device=results.device_type(device),
                                 threads=torch.get_num_threads())
                     base.update(tags)
                     counts = flops.component_counts(cfg, batch, seqlen, phase, dtype=dtype,
