@@ -31,8 +31,7 @@ from perfmamba import results  # noqa: E402
 
 EXPERIMENT = "gpu_kernels"
 
-COLUMNS = ["model", "arch", "path", "component", "phase", "batch", "seqlen", "d_state", "ratio", "metric", "value",
-           "unit", "spread_lo", "spread_hi", "impl", "dtype", "note", "section", "device", "timestamp"]
+COLUMNS = list(results.SCHEMAS[EXPERIMENT].columns)
 
 # (section name, function, kwargs, rough seconds on an H100 including compilation) — highest priority first
 PLAN = [
@@ -88,8 +87,8 @@ def main(argv=None):
         plan = [p for p in PLAN if p[0] in names]
     t0 = time.perf_counter()
     csv_path = results.results_path(EXPERIMENT, device="cuda", root=args.out)
-    done = set() if args.fresh else {sec for sec, metric in results.existing_keys(csv_path, ["section", "metric"])
-                                     if metric != "error"}
+    keys = results.existing_keys(csv_path, results.SCHEMAS[EXPERIMENT].key)
+    done = set() if args.fresh else {sec for sec, metric in keys if metric != "error"}
     extra = dict(EXTRA_ENV, quick=args.quick, budget_s=args.budget_s, experiment=EXPERIMENT)
     env = results.write_env(csv_path.parent, extra, device="cuda", dtype=gk.DTYPE)
     print(json.dumps(env, default=str), flush=True)

@@ -58,8 +58,7 @@ from perfmamba.models.lm import MambaLM  # noqa: E402
 from perfmamba.pruning.selection import align_count, n_keep  # noqa: E402
 
 EXPERIMENT = "gpu_goals"
-COLUMNS = ["model", "arch", "path", "component", "phase", "batch", "seqlen", "d_state", "ratio", "metric", "value",
-           "unit", "spread_lo", "spread_hi", "impl", "dtype", "note", "section", "device", "timestamp"]
+COLUMNS = list(results.SCHEMAS[EXPERIMENT].columns)
 VOCAB = 50277
 ALIGN_ROUNDING = "up"
 RATIOS = tuple(r for r in PAPER_KEPT if r > 0)  # 0.1, 0.3, 0.5, 0.7, 0.9
@@ -489,8 +488,8 @@ def main(argv=None):
     ctx = Ctx(args.dry_run)
     root = args.out if args.out is not None else (Path(tempfile.mkdtemp(prefix="gpu_goals_")) if args.dry_run else None)
     csv_path = results.results_path(EXPERIMENT, device=ctx.device, root=root)
-    done = set() if args.fresh else {s for s, m in results.existing_keys(csv_path, ["section", "metric"])
-                                     if m != "error"}
+    keys = results.existing_keys(csv_path, results.SCHEMAS[EXPERIMENT].key)
+    done = set() if args.fresh else {s for s, m in keys if m != "error"}
     extra = {"experiment": EXPERIMENT, "dry_run": args.dry_run, "budget_s": args.budget_s,
              "weights": "random init (seeded); timing does not depend on weight values",
              "timing": "GPU: do_bench median (p10/p90), decode one CUDA graph per step, median of 5 x 100 replays; "
