@@ -14,16 +14,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .selective_scan import discretize_dt
+
 
 def _prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit):
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     x, dt, A, B, C = (t.to(dtype) for t in (x, dt, A, B, C))
-    if dt_bias is not None:
-        dt = dt + dt_bias.to(dtype)
-    if dt_softplus:
-        dt = F.softplus(dt)
-    if dt_limit is not None and tuple(dt_limit) != (0.0, float("inf")):
-        dt = dt.clamp(dt_limit[0], dt_limit[1])
+    dt = discretize_dt(dt, dt_bias, dt_softplus, dt_limit)
     h, g = x.shape[2], B.shape[2]
     if h % g:
         raise ValueError(f"{h} heads cannot be split into {g} groups")
@@ -133,13 +130,7 @@ def ssd_chunked(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
 def ssd_state_update_ref(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None):
     """One Mamba-2 decode step. state: (b, h, p, n) updated in place; x: (b, h, p); dt: (b, h); B, C: (b, g, n)."""
     dtype = state.dtype
-    dt = dt.to(dtype)
-    if dt_bias is not None:
-        dt = dt + dt_bias.to(dtype)
-    if dt_softplus:
-        dt = F.softplus(dt)
-    if dt_limit is not None and tuple(dt_limit) != (0.0, float("inf")):
-        dt = dt.clamp(dt_limit[0], dt_limit[1])
+    dt = discretize_dt(dt.to(dtype), dt_bias, dt_softplus, dt_limit)
     h, g = x.shape[1], B.shape[1]
     hg = torch.arange(h, device=x.device) // (h // g)
     Bh, Ch = B[:, hg].to(dtype), C[:, hg].to(dtype)  # (b, h, n)

@@ -13,17 +13,13 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, device_guard, next_pow2, strides
+from .common import KernelInputError, check_launchable, check_shapes, device_guard, empty_like_order, next_pow2, strides
 
 
 @triton.jit
 def _causal_conv1d_fwd_kernel(
-    x_ptr, w_ptr, bias_ptr, init_ptr, out_ptr,
-    dim, seqlen,
-    s_x_b, s_x_d, s_x_l,
-    s_w_d, s_w_k,
-    s_i_b, s_i_d, s_i_k,
-    s_o_b, s_o_d, s_o_l,
+    x_ptr, w_ptr, bias_ptr, init_ptr, out_ptr, dim, seqlen,
+    s_x_b, s_x_d, s_x_l, s_w_d, s_w_k, s_i_b, s_i_d, s_i_k, s_o_b, s_o_d, s_o_l,
     WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, SILU: tl.constexpr,
     BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -69,18 +65,14 @@ def causal_conv1d(x, weight, bias=None, initial_states=None, return_final_states
     Returns out (b, d, l) in x's dtype and memory order, and, if asked, the last w - 1 inputs (b, d, w - 1).
     """
     silu = _check_activation(activation)
-    if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
-        raise KernelInputError(f"x must be (b, d, l) and weight (d, w), got {tuple(x.shape)} and {tuple(weight.shape)}")
+    if x.dim() != 3:
+        raise KernelInputError(f"x must be (b, d, l), got {tuple(x.shape)}")
     b, d, l = x.shape
-    w = weight.shape[1]
+    w = weight.shape[-1]
     has_init = initial_states is not None and w > 1
-    if has_init and initial_states.shape != (b, d, w - 1):
-        raise KernelInputError(f"initial_states must be ({b}, {d}, {w - 1}), got {tuple(initial_states.shape)}")
+    check_shapes(weight=(weight, (d, w)), initial_states=(initial_states if has_init else None, (b, d, w - 1)))
     dev = check_launchable(x, weight, bias, initial_states)
-    if x.stride(1) == 1 and x.stride(2) != 1:  # channel-last in, channel-last out
-        out = torch.empty(b, l, d, device=x.device, dtype=x.dtype).transpose(1, 2)
-    else:
-        out = torch.empty(b, d, l, device=x.device, dtype=x.dtype)
+    out = empty_like_order(x)
     if l:
         block_l = min(64, max(16, next_pow2(l)))
         block_d = min(64, max(16, next_pow2(d)))
@@ -105,14 +97,9 @@ def causal_conv1d(x, weight, bias=None, initial_states=None, return_final_states
 
 @triton.jit
 def _causal_conv1d_update_kernel(
-    x_ptr, state_ptr, w_ptr, bias_ptr, out_ptr,
-    dim,
-    s_x_b, s_x_d,
-    s_s_b, s_s_d, s_s_k,
-    s_w_d, s_w_k,
-    s_o_b, s_o_d,
-    WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
-    BLOCK_D: tl.constexpr,
+    x_ptr, state_ptr, w_ptr, bias_ptr, out_ptr, dim,
+    s_x_b, s_x_d, s_s_b, s_s_d, s_s_k, s_w_d, s_w_k, s_o_b, s_o_d,
+    WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -143,12 +130,11 @@ def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
     Returns out (b, d) in x's dtype.
     """
     silu = _check_activation(activation)
-    if x.dim() != 2 or conv_state.dim() != 3 or conv_state.shape[:2] != x.shape or weight.shape != (
-            x.shape[1], conv_state.shape[2]):
-        raise KernelInputError(f"x (b, d), conv_state (b, d, w) and weight (d, w) disagree: {tuple(x.shape)}, "
-                               f"{tuple(conv_state.shape)}, {tuple(weight.shape)}")
+    if x.dim() != 2:
+        raise KernelInputError(f"x must be (b, d), got {tuple(x.shape)}")
     b, d = x.shape
-    w = weight.shape[1]
+    w = conv_state.shape[-1]
+    check_shapes(conv_state=(conv_state, (b, d, w)), weight=(weight, (d, w)))
     dev = check_launchable(x, conv_state, weight, bias)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_d = min(128, max(16, next_pow2(d)))

@@ -27,18 +27,15 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, device_guard, next_pow2, softplus
+from .common import (KernelInputError, check_launchable, check_shapes, device_guard, dt_limit_args, head_delta,
+                     next_pow2, rows, softplus)
 
 
 @triton.jit
 def _mamba2_step_kernel(
     zx_ptr, cs_ptr, cw_ptr, cb_ptr, st_ptr, Alog_ptr, dtb_ptr, D_ptr, g_ptr,
     d_inner, conv_dim, headdim, dstate, heads_per_group, ngroups, dt_min, dt_max,
-    s_zx_b, s_zx_c,
-    s_cs_b, s_cs_c, s_cs_k,
-    s_cw_c, s_cw_k,
-    s_st_b, s_st_h, s_st_p, s_st_n,
-    s_g_b,
+    s_zx_b, s_zx_c, s_cs_b, s_cs_c, s_cs_k, s_cw_c, s_cw_k, s_st_b, s_st_h, s_st_p, s_st_n, s_g_b,
     WIDTH: tl.constexpr, HAS_CONV_BIAS: tl.constexpr, HAS_D: tl.constexpr, HAS_DT_BIAS: tl.constexpr,
     HAS_DT_LIMIT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
@@ -93,11 +90,7 @@ def _mamba2_step_kernel(
 
     # Δ and the decay, one scalar per head
     dt = tl.load(zx + (d_inner + conv_dim + pid_h) * s_zx_c).to(tl.float32)
-    if HAS_DT_BIAS:
-        dt += tl.load(dtb_ptr + pid_h).to(tl.float32)
-    dt = softplus(dt)
-    if HAS_DT_LIMIT:
-        dt = tl.minimum(tl.maximum(dt, dt_min), dt_max)
+    dt = head_delta(dt, dtb_ptr, pid_h, dt_min, dt_max, HAS_DT_BIAS, True, HAS_DT_LIMIT)
     dA = tl.exp(-tl.exp(tl.load(Alog_ptr + pid_h).to(tl.float32)) * dt)
 
     # state update of the (BLOCK_P, N') tile, y from the state as stored (as the reference does)
@@ -160,24 +153,17 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
                 ngroups, dt_limit=None):
     """Triton version of `perfmamba.ops.decode.mamba2_step_ref`: a Mamba-2 layer's step between in_proj and
     out_proj in two kernels. Shapes as there; conv_state and ssm_state are updated in place."""
-    if zxbcdt.dim() != 2 or ssm_state.dim() != 4 or conv_state.dim() != 3:
-        raise KernelInputError(f"zxbcdt (b, ·), conv_state (b, conv_dim, w) and ssm_state (b, h, p, N) expected, got "
-                               f"{tuple(zxbcdt.shape)}, {tuple(conv_state.shape)}, {tuple(ssm_state.shape)}")
+    if ssm_state.dim() != 4 or conv_weight.dim() != 2:
+        raise KernelInputError(f"ssm_state (b, h, p, N) and conv_weight (conv_dim, w) expected, got "
+                               f"{tuple(ssm_state.shape)}, {tuple(conv_weight.shape)}")
     b, h, p, n = ssm_state.shape
     d = h * p
     conv_dim, w = conv_weight.shape
     if ngroups < 1 or h % ngroups or conv_dim != d + 2 * ngroups * n:
         raise KernelInputError(f"conv_dim {conv_dim} must be d + 2·g·N = {d} + 2·{ngroups}·{n}, with g dividing {h}")
-    if zxbcdt.shape != (b, d + conv_dim + h) or conv_state.shape != (b, conv_dim, w):
-        raise KernelInputError(f"zxbcdt must be ({b}, {d + conv_dim + h}) and conv_state ({b}, {conv_dim}, {w}), got "
-                               f"{tuple(zxbcdt.shape)}, {tuple(conv_state.shape)}")
-    for name, t in (("A_log", A_log), ("dt_bias", dt_bias), ("D", D)):
-        if t is not None and t.shape != (h,):
-            raise KernelInputError(f"{name} must be ({h},), got {tuple(t.shape)}")
-    if norm_weight.shape != (d,):
-        raise KernelInputError(f"norm_weight must be ({d},), got {tuple(norm_weight.shape)}")
-    has_limit = dt_limit is not None and tuple(dt_limit) != (0.0, float("inf"))
-    lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if has_limit else (0.0, 0.0)
+    check_shapes(zxbcdt=(zxbcdt, (b, d + conv_dim + h)), conv_state=(conv_state, (b, conv_dim, w)),
+                 A_log=(A_log, (h,)), dt_bias=(dt_bias, (h,)), D=(D, (h,)), norm_weight=(norm_weight, (d,)))
+    has_limit, lo, hi = dt_limit_args(dt_limit)
     dev = check_launchable(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, norm_weight)
     gated = torch.empty(b, d, device=zxbcdt.device, dtype=torch.float32)
     out = torch.empty(b, d, device=zxbcdt.device, dtype=torch.promote_types(norm_weight.dtype, zxbcdt.dtype))
@@ -205,13 +191,7 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
 def _mamba1_step_kernel(
     st_ptr, x_ptr, xdbl_ptr, wdt_ptr, dtb_ptr, Alog_ptr, D_ptr, z_ptr, out_ptr,
     dim, dstate, dt_rank,
-    s_st_b, s_st_d, s_st_n,
-    s_x_b, s_x_d,
-    s_xd_b, s_xd_c,
-    s_w_d, s_w_r,
-    s_A_d, s_A_n,
-    s_z_b, s_z_d,
-    s_o_b, s_o_d,
+    s_st_b, s_st_d, s_st_n, s_x_b, s_x_d, s_xd_b, s_xd_c, s_w_d, s_w_r, s_A_d, s_A_n, s_z_b, s_z_d, s_o_b, s_o_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DT_BIAS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
@@ -257,16 +237,13 @@ def _mamba1_step_kernel(
 def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):
     """Triton version of `perfmamba.ops.decode.mamba1_step_ref`: Δ projection, state update, D skip and gate in
     one kernel. Shapes as there; ssm_state is updated in place."""
-    if ssm_state.dim() != 3 or x.dim() != 2:
-        raise KernelInputError(f"ssm_state (b, d, N) and x (b, d) expected, got {tuple(ssm_state.shape)}, "
-                               f"{tuple(x.shape)}")
+    if ssm_state.dim() != 3 or dt_proj_weight.dim() != 2:
+        raise KernelInputError(f"ssm_state (b, d, N) and dt_proj_weight (d, r) expected, got "
+                               f"{tuple(ssm_state.shape)}, {tuple(dt_proj_weight.shape)}")
     b, d, n = ssm_state.shape
-    r = dt_proj_weight.shape[1] if dt_proj_weight.dim() == 2 else -1
-    if x.shape != (b, d) or (z is not None and z.shape != (b, d)) or dt_proj_weight.shape != (d, r) \
-            or x_dbl.shape != (b, r + 2 * n) or A_log.shape != (d, n):
-        raise KernelInputError(f"x, z ({b}, {d}), x_dbl ({b}, r + 2·{n}), dt_proj_weight ({d}, r), A_log ({d}, {n}) "
-                               f"expected, got {tuple(x.shape)}, {tuple(x_dbl.shape)}, {tuple(dt_proj_weight.shape)}, "
-                               f"{tuple(A_log.shape)}")
+    r = dt_proj_weight.shape[1]
+    check_shapes(x=(x, (b, d)), z=(z, (b, d)), dt_proj_weight=(dt_proj_weight, (d, r)), x_dbl=(x_dbl, (b, r + 2 * n)),
+                 A_log=(A_log, (d, n)))
     dev = check_launchable(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_n, block_r = max(16, next_pow2(n)), max(16, next_pow2(r))
@@ -305,15 +282,11 @@ def add_rmsnorm(x, out, weight, eps=1e-5):
     """Triton version of `perfmamba.ops.decode.add_rmsnorm_ref`: (x + out rounded to x's dtype, its RMSNorm) in one
     kernel. x, out: (..., d); weight: (d,)."""
     d = x.shape[-1]
-    if out.shape != x.shape or weight.shape != (d,):
-        raise KernelInputError(f"x and out of one shape (..., {d}) and weight ({d},) expected, got {tuple(x.shape)}, "
-                               f"{tuple(out.shape)}, {tuple(weight.shape)}")
+    check_shapes(out=(out, x.shape), weight=(weight, (d,)))
     dev = check_launchable(x, out, weight)
     s = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     normed = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(weight.dtype, x.dtype))
-    x2, o2 = x.reshape(-1, d), out.reshape(-1, d)
-    x2 = x2 if x2.stride(-1) == 1 else x2.contiguous()
-    o2 = o2 if o2.stride(-1) == 1 else o2.contiguous()
+    x2, o2 = rows(x, d), rows(out, d)
     s2, n2 = s.view(-1, d), normed.view(-1, d)
     if x2.shape[0]:
         block = max(16, next_pow2(d))

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, device_guard, next_pow2
+from .common import KernelInputError, check_launchable, device_guard, next_pow2, rows
 
 
 @triton.jit
@@ -36,12 +36,6 @@ def _rmsnorm_kernel(x_ptr, z_ptr, w_ptr, out_ptr, ncols, group_size, eps, s_x_ro
     tl.store(out_ptr + row * s_o_row + cols, (w * y).to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _rows(t, d):
-    """(rows, d) view with unit column stride, copying only if the layout needs it."""
-    t2 = t.reshape(-1, d)
-    return t2 if t2.stride(-1) == 1 else t2.contiguous()
-
-
 def _norm(x, z, weight, eps, group_size):
     d = x.shape[-1]
     if weight.shape != (d,) or (z is not None and z.shape != x.shape) or d % group_size:
@@ -50,13 +44,12 @@ def _norm(x, z, weight, eps, group_size):
                                f"{group_size}")
     dev = check_launchable(x, z, weight)
     out = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(weight.dtype, x.dtype))
-    x2, z2, o2 = _rows(x, d), (_rows(z, d) if z is not None else None), out.view(-1, d)
-    rows = x2.shape[0]
-    if rows == 0:
+    x2, z2, o2 = rows(x, d), (rows(z, d) if z is not None else None), out.view(-1, d)
+    if x2.shape[0] == 0:
         return out
     block = next_pow2(group_size)
     with device_guard(dev):
-        _rmsnorm_kernel[(rows, d // group_size)](
+        _rmsnorm_kernel[(x2.shape[0], d // group_size)](
             x2, z2, weight, o2, d, group_size, float(eps), x2.stride(0), z2.stride(0) if z2 is not None else 0,
             o2.stride(0), HAS_Z=z is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),
         )

@@ -19,22 +19,17 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, device_guard, next_pow2, softplus, strides
+from .common import (KernelInputError, check_launchable, check_shapes, device_guard, empty_like_order, next_pow2,
+                     softplus, strides)
 
 
 @triton.jit
 def _selective_scan_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dt_bias_ptr, h0_ptr, out_ptr, hT_ptr,
     dim, seqlen, dstate, channels_per_group,
-    s_u_b, s_u_d, s_u_l,
-    s_dt_b, s_dt_d, s_dt_l,
-    s_A_d, s_A_n,
-    s_B_b, s_B_g, s_B_n, s_B_l,
-    s_C_b, s_C_g, s_C_n, s_C_l,
-    s_z_b, s_z_d, s_z_l,
-    s_h0_b, s_h0_d, s_h0_n,
-    s_o_b, s_o_d, s_o_l,
-    s_hT_b, s_hT_d, s_hT_n,
+    s_u_b, s_u_d, s_u_l, s_dt_b, s_dt_d, s_dt_l, s_A_d, s_A_n,
+    s_B_b, s_B_g, s_B_n, s_B_l, s_C_b, s_C_g, s_C_n, s_C_l, s_z_b, s_z_d, s_z_l,
+    s_h0_b, s_h0_d, s_h0_n, s_o_b, s_o_d, s_o_l, s_hT_b, s_hT_d, s_hT_n,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_LAST: tl.constexpr, GROUPED: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -136,15 +131,6 @@ def _scan_config(dstate: int):
     return block_d, block_n, num_warps
 
 
-def _out_like(u, shape, dtype):
-    """A (b, d, l) output in u's memory order: channel-last inputs give channel-last outputs, so the next
-    `transpose(1, 2)` (to (b, l, d) for out_proj / x_proj) is free."""
-    b, d, l = shape
-    if u.stride(1) == 1 and u.stride(2) != 1:
-        return torch.empty(b, l, d, device=u.device, dtype=dtype).transpose(1, 2)
-    return torch.empty(b, d, l, device=u.device, dtype=dtype)
-
-
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    return_last_state=False, initial_state=None):
     """Triton version of `perfmamba.ops.selective_scan_ref`. Returns y (b, d, l) [, last state (b, d, n)].
@@ -155,42 +141,30 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if u.dim() != 3:
         raise KernelInputError(f"u must be (batch, dim, seqlen), got shape {tuple(u.shape)}")
     b, d, l = u.shape
-    if A.dim() != 2 or A.shape[0] != d:
-        raise KernelInputError(f"A must be (dim={d}, d_state), got shape {tuple(A.shape)}")
-    n = A.shape[1]
-    if delta.shape != u.shape or (z is not None and z.shape != u.shape):
-        raise KernelInputError(f"delta and z must match u {tuple(u.shape)}")
-    grouped = B.dim() == 4
-    Bg = B if grouped else B.unsqueeze(1)  # (b, g, n, l)
-    Cg = C if C.dim() == 4 else C.unsqueeze(1)
+    n = A.shape[-1]
+    Bg, Cg = (t if t.dim() == 4 else t.unsqueeze(1) for t in (B, C))  # (b, g, n, l)
     g = Bg.shape[1]
-    if Bg.shape != (b, g, n, l) or Cg.shape != Bg.shape:
-        raise KernelInputError(f"B and C must be (b, n, l) or (b, g, n, l) = ({b}, g, {n}, {l}), "
-                               f"got {tuple(B.shape)} and {tuple(C.shape)}")
+    check_shapes(A=(A, (d, n)), delta=(delta, u.shape), z=(z, u.shape), B=(Bg, (b, g, n, l)), C=(Cg, (b, g, n, l)),
+                 initial_state=(initial_state, (b, d, n)))
     if d % g:
         raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
-    if initial_state is not None and initial_state.shape != (b, d, n):
-        raise KernelInputError(f"initial_state must be ({b}, {d}, {n}), got {tuple(initial_state.shape)}")
     dev = check_launchable(u, delta, A, B, C, D, z, delta_bias, initial_state)
-    out = _out_like(u, (b, d, l), u.dtype)
+    out = empty_like_order(u)
     last = torch.empty(b, d, n, device=u.device, dtype=u.dtype) if return_last_state else None
     if l == 0:
         if return_last_state:
             last.copy_(initial_state if initial_state is not None else torch.zeros_like(last))
         return (out, last) if return_last_state else out
     block_d, block_n, num_warps = _scan_config(n)
-    grid = (b, triton.cdiv(d, block_d))
-    sB = (Bg.stride(0), Bg.stride(1), Bg.stride(2), Bg.stride(3))
-    sC = (Cg.stride(0), Cg.stride(1), Cg.stride(2), Cg.stride(3))
     with device_guard(dev):
-        _selective_scan_fwd_kernel[grid](
+        _selective_scan_fwd_kernel[(b, triton.cdiv(d, block_d))](
             u, delta, A, Bg, Cg, D, z, delta_bias, initial_state, out, last,
             d, l, n, d // g,
-            *u.stride(), *delta.stride(), *A.stride(), *sB, *sC, *strides(z, 3), *strides(initial_state, 3),
-            *out.stride(), *strides(last, 3),
+            *u.stride(), *delta.stride(), *A.stride(), *Bg.stride(), *Cg.stride(), *strides(z, 3),
+            *strides(initial_state, 3), *out.stride(), *strides(last, 3),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_DT_BIAS=delta_bias is not None,
             DT_SOFTPLUS=bool(delta_softplus), HAS_H0=initial_state is not None, STORE_LAST=bool(return_last_state),
-            GROUPED=grouped and g > 1, BLOCK_D=block_d, BLOCK_N=block_n, num_warps=num_warps,
+            GROUPED=g > 1, BLOCK_D=block_d, BLOCK_N=block_n, num_warps=num_warps,
         )
     return (out, last) if return_last_state else out
 
@@ -199,14 +173,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 def _selective_state_update_kernel(
     state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dt_bias_ptr, out_ptr,
     dim, dstate, channels_per_group,
-    s_s_b, s_s_d, s_s_n,
-    s_x_b, s_x_d,
-    s_dt_b, s_dt_d,
-    s_A_d, s_A_n,
-    s_B_b, s_B_g, s_B_n,
-    s_C_b, s_C_g, s_C_n,
-    s_z_b, s_z_d,
-    s_o_b, s_o_d,
+    s_s_b, s_s_d, s_s_n, s_x_b, s_x_d, s_dt_b, s_dt_d, s_A_d, s_A_n,
+    s_B_b, s_B_g, s_B_n, s_C_b, s_C_g, s_C_n, s_z_b, s_z_d, s_o_b, s_o_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -260,16 +228,11 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     if state.dim() != 3:
         raise KernelInputError(f"state must be (batch, dim, d_state), got shape {tuple(state.shape)}")
     b, d, n = state.shape
-    if x.shape != (b, d) or dt.shape != (b, d) or (z is not None and z.shape != (b, d)):
-        raise KernelInputError(f"x, dt and z must be ({b}, {d}), got {tuple(x.shape)}, {tuple(dt.shape)}")
-    if A.shape != (d, n):
-        raise KernelInputError(f"A must be ({d}, {n}), got {tuple(A.shape)}")
-    Bg = B if B.dim() == 3 else B.unsqueeze(1)  # (b, g, n)
-    Cg = C if C.dim() == 3 else C.unsqueeze(1)
+    Bg, Cg = (t if t.dim() == 3 else t.unsqueeze(1) for t in (B, C))  # (b, g, n)
     g = Bg.shape[1]
-    if Bg.shape != (b, g, n) or Cg.shape != Bg.shape or d % g:
-        raise KernelInputError(f"B and C must be ({b}, {n}) or ({b}, g, {n}) with g dividing {d}, "
-                               f"got {tuple(B.shape)} and {tuple(C.shape)}")
+    check_shapes(x=(x, (b, d)), dt=(dt, (b, d)), z=(z, (b, d)), A=(A, (d, n)), B=(Bg, (b, g, n)), C=(Cg, (b, g, n)))
+    if d % g:
+        raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
     dev = check_launchable(state, x, dt, A, B, C, D, z, dt_bias)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_d, block_n, num_warps = _update_config(n)
