@@ -43,6 +43,35 @@ def head_delta(dt, dt_bias_ptr, head, dt_min, dt_max,
     return dt
 
 
+@triton.jit
+def block_offsets(pid, BLOCK: tl.constexpr, size):
+    """The offsets of block `pid` along a dimension of `size` elements, and the mask of those inside it."""
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    return offs, offs < size
+
+
+@triton.jit
+def update_state(s_ptrs, mask, dA, dBx, C):
+    """h ← dA ⊙ h + dBx on a (rows, N) state tile, stored in the state's dtype; returns Σ_n h C computed from the
+    state as stored, like the references."""
+    state = tl.load(s_ptrs, mask=mask, other=0.0).to(tl.float32)
+    state = (state * dA + dBx).to(s_ptrs.dtype.element_ty)
+    tl.store(s_ptrs, state, mask=mask)
+    return tl.sum(state.to(tl.float32) * C, axis=1)
+
+
+@triton.jit
+def skip_gate_store(y, x, D_ptr, z_ptr, out_ptr, pid_b, offs_d, mask_d, s_z_b, s_z_d, s_o_b, s_o_d,
+                    HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """The end of a Mamba-1 decode step: y + D ⊙ x, times silu(z), stored in out's dtype."""
+    if HAS_D:
+        y += x * tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + pid_b * s_z_b + offs_d * s_z_d, mask=mask_d, other=0.0).to(tl.float32)
+        y *= z * tl.sigmoid(z)
+    tl.store(out_ptr + pid_b * s_o_b + offs_d * s_o_d, y.to(out_ptr.dtype.element_ty), mask=mask_d)
+
+
 def dt_limit_args(dt_limit):
     """(HAS_DT_LIMIT, dt_min, dt_max) for a kernel; the bounds as floats, so that the kernel's types stay fixed."""
     if not has_dt_limit(dt_limit):

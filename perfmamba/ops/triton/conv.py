@@ -13,7 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, check_shapes, device_guard, empty_like_order, next_pow2, strides
+from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard, empty_like_order,
+                     next_pow2, strides)
 
 
 @triton.jit
@@ -24,11 +25,8 @@ def _causal_conv1d_fwd_kernel(
     BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
-    pid_l = tl.program_id(1)
-    pid_d = tl.program_id(2)
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_d < dim
+    offs_l, mask_l = block_offsets(tl.program_id(1), BLOCK_L, seqlen)
+    offs_d, mask_d = block_offsets(tl.program_id(2), BLOCK_D, dim)
     x_base = x_ptr + pid_b * s_x_b + offs_d[None, :] * s_x_d
     acc = tl.zeros([BLOCK_L, BLOCK_D], dtype=tl.float32)
     for k in tl.static_range(WIDTH):
@@ -47,7 +45,7 @@ def _causal_conv1d_fwd_kernel(
         acc += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[None, :]
     if SILU:
         acc = acc * tl.sigmoid(acc)
-    mo = (offs_l < seqlen)[:, None] & mask_d[None, :]
+    mo = mask_l[:, None] & mask_d[None, :]
     tl.store(out_ptr + pid_b * s_o_b + offs_d[None, :] * s_o_d + offs_l[:, None].to(tl.int64) * s_o_l,
              acc.to(out_ptr.dtype.element_ty), mask=mo)
 
@@ -102,10 +100,8 @@ def _causal_conv1d_update_kernel(
     WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_d, mask_d = block_offsets(tl.program_id(1), BLOCK_D, dim)
     offs_k = tl.arange(0, BLOCK_W)
-    mask_d = offs_d < dim
     s_base = state_ptr + pid_b * s_s_b + offs_d[:, None] * s_s_d
     # shift left by one: new[k] = old[k + 1], new[WIDTH - 1] = x (rounded to the state's dtype, as stored)
     shifted = tl.load(s_base + (offs_k[None, :] + 1) * s_s_k,

@@ -27,8 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (KernelInputError, check_launchable, check_shapes, device_guard, dt_limit_args, head_delta,
-                     next_pow2, rows, softplus)
+from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard, dt_limit_args,
+                     head_delta, next_pow2, rows, skip_gate_store, softplus, update_state)
 
 
 @triton.jit
@@ -41,12 +41,9 @@ def _mamba2_step_kernel(
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_h = tl.program_id(1)
-    pid_p = tl.program_id(2)
-    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_n = tl.arange(0, BLOCK_N)
+    offs_p, mask_p = block_offsets(tl.program_id(2), BLOCK_P, headdim)
+    offs_n, mask_n = block_offsets(0, BLOCK_N, dstate)
     offs_k = tl.arange(0, BLOCK_W)
-    mask_p = offs_p < headdim
-    mask_n = offs_n < dstate
     grp = pid_h // heads_per_group
     zx = zx_ptr + pid_b * s_zx_b  # this row of [z (d) | xBC (conv_dim) | dt (h)]
     cs = cs_ptr + pid_b * s_cs_b
@@ -93,14 +90,9 @@ def _mamba2_step_kernel(
     dt = head_delta(dt, dtb_ptr, pid_h, dt_min, dt_max, HAS_DT_BIAS, True, HAS_DT_LIMIT)
     dA = tl.exp(-tl.exp(tl.load(Alog_ptr + pid_h).to(tl.float32)) * dt)
 
-    # state update of the (BLOCK_P, N') tile, y from the state as stored (as the reference does)
-    mask_pn = m_x & mask_n[None, :]
+    # state update of the (BLOCK_P, N') tile
     s_ptrs = st_ptr + pid_b * s_st_b + pid_h * s_st_h + offs_p[:, None] * s_st_p + offs_n[None, :] * s_st_n
-    state = tl.load(s_ptrs, mask=mask_pn, other=0.0).to(tl.float32)
-    state = state * dA + (dt * x)[:, None] * Bv[None, :]
-    state = state.to(st_ptr.dtype.element_ty)
-    tl.store(s_ptrs, state, mask=mask_pn)
-    y = tl.sum(state.to(tl.float32) * Cv[None, :], axis=1)
+    y = update_state(s_ptrs, m_x & mask_n[None, :], dA, (dt * x)[:, None] * Bv[None, :], Cv[None, :])
     if HAS_D:
         y += x * tl.load(D_ptr + pid_h).to(tl.float32)
     y = y.to(act_ty).to(tl.float32)
@@ -196,12 +188,9 @@ def _mamba1_step_kernel(
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
+    offs_d, mask_d = block_offsets(tl.program_id(1), BLOCK_D, dim)
+    offs_n, mask_n = block_offsets(0, BLOCK_N, dstate)
     offs_r = tl.arange(0, BLOCK_R)
-    mask_d = offs_d < dim
-    mask_n = offs_n < dstate
     mask_dn = mask_d[:, None] & mask_n[None, :]
     act_ty = x_ptr.dtype.element_ty
     xd = xdbl_ptr + pid_b * s_xd_b  # [dt_low (r) | B (N) | C (N)]
@@ -221,17 +210,8 @@ def _mamba1_step_kernel(
     Cv = tl.load(xd + (dt_rank + dstate + offs_n) * s_xd_c, mask=mask_n, other=0.0).to(tl.float32)
     x = tl.load(x_ptr + pid_b * s_x_b + offs_d * s_x_d, mask=mask_d, other=0.0).to(tl.float32)
     s_ptrs = st_ptr + pid_b * s_st_b + offs_d[:, None] * s_st_d + offs_n[None, :] * s_st_n
-    state = tl.load(s_ptrs, mask=mask_dn, other=0.0).to(tl.float32)
-    state = state * tl.exp(A * dt[:, None]) + Bv[None, :] * (dt * x)[:, None]
-    state = state.to(st_ptr.dtype.element_ty)
-    tl.store(s_ptrs, state, mask=mask_dn)
-    y = tl.sum(state.to(tl.float32) * Cv[None, :], axis=1)
-    if HAS_D:
-        y += x * tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_Z:
-        z = tl.load(z_ptr + pid_b * s_z_b + offs_d * s_z_d, mask=mask_d, other=0.0).to(tl.float32)
-        y *= z * tl.sigmoid(z)
-    tl.store(out_ptr + pid_b * s_o_b + offs_d * s_o_d, y.to(out_ptr.dtype.element_ty), mask=mask_d)
+    y = update_state(s_ptrs, mask_dn, tl.exp(A * dt[:, None]), Bv[None, :] * (dt * x)[:, None], Cv[None, :])
+    skip_gate_store(y, x, D_ptr, z_ptr, out_ptr, pid_b, offs_d, mask_d, s_z_b, s_z_d, s_o_b, s_o_d, HAS_D, HAS_Z)
 
 
 def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):

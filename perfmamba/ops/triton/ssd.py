@@ -22,7 +22,7 @@ import triton.language as tl
 from ..ssd import ssd_chunked
 from .chunked_ssd import chunked_ssd
 from .common import (INTERPRET, KernelInputError, check_launchable, check_shapes, device_guard, dt_limit_args,
-                     head_delta, next_pow2, skip_strides)
+                     block_offsets, head_delta, next_pow2, skip_strides, update_state)
 
 
 @triton.jit
@@ -36,27 +36,19 @@ def _ssd_state_update_kernel(
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_h = tl.program_id(1)
-    pid_p = tl.program_id(2)
-    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_p = offs_p < headdim
-    mask_n = offs_n < dstate
-    mask_pn = mask_p[:, None] & mask_n[None, :]
+    offs_p, mask_p = block_offsets(tl.program_id(2), BLOCK_P, headdim)
+    offs_n, mask_n = block_offsets(0, BLOCK_N, dstate)
     grp = pid_h // heads_per_group
 
     dt = tl.load(dt_ptr + pid_b * s_dt_b + pid_h * s_dt_h).to(tl.float32)
     dt = head_delta(dt, dt_bias_ptr, pid_h, dt_min, dt_max, HAS_DT_BIAS, DT_SOFTPLUS, HAS_DT_LIMIT)
     dA = tl.exp(dt * tl.load(A_ptr + pid_h).to(tl.float32))  # one scalar per head
 
-    s_ptrs = state_ptr + pid_b * s_s_b + pid_h * s_s_h + offs_p[:, None] * s_s_p + offs_n[None, :] * s_s_n
-    state = tl.load(s_ptrs, mask=mask_pn, other=0.0).to(tl.float32)
     x = tl.load(x_ptr + pid_b * s_x_b + pid_h * s_x_h + offs_p * s_x_p, mask=mask_p, other=0.0).to(tl.float32)
     B = tl.load(B_ptr + pid_b * s_B_b + grp * s_B_g + offs_n * s_B_n, mask=mask_n, other=0.0).to(tl.float32)
     C = tl.load(C_ptr + pid_b * s_C_b + grp * s_C_g + offs_n * s_C_n, mask=mask_n, other=0.0).to(tl.float32)
-    state = state * dA + (dt * x)[:, None] * B[None, :]
-    state = state.to(state_ptr.dtype.element_ty)
-    tl.store(s_ptrs, state, mask=mask_pn)
-    y = tl.sum(state.to(tl.float32) * C[None, :], axis=1)  # from the state as stored, like the reference
+    s_ptrs = state_ptr + pid_b * s_s_b + pid_h * s_s_h + offs_p[:, None] * s_s_p + offs_n[None, :] * s_s_n
+    y = update_state(s_ptrs, mask_p[:, None] & mask_n[None, :], dA, (dt * x)[:, None] * B[None, :], C[None, :])
     if HAS_D:
         y += x * tl.load(D_ptr + pid_h * s_D_h + offs_p * s_D_p, mask=mask_p, other=0.0).to(tl.float32)
     tl.store(out_ptr + pid_b * s_o_b + pid_h * s_o_h + offs_p * s_o_p, y.to(out_ptr.dtype.element_ty), mask=mask_p)
