@@ -94,6 +94,32 @@ def causal_conv1d(x, weight, bias=None, initial_states=None, return_final_states
 
 
 @triton.jit
+def conv_state_step(rows, x, mask, s_k, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, STORE: tl.constexpr):
+    """The conv window of some channels after one step, shifted left by one: [old[1], ..., old[W-1], x], with x
+    rounded to the state's dtype as stored. rows: (R, 1) pointers to each channel's state; written back if STORE."""
+    offs_k = tl.arange(0, BLOCK_W)[None, :]
+    win = tl.load(rows + (offs_k + 1) * s_k, mask=mask[:, None] & (offs_k + 1 < WIDTH), other=0.0)
+    win = tl.where(offs_k == WIDTH - 1, x.to(rows.dtype.element_ty)[:, None], win)
+    if STORE:
+        tl.store(rows + offs_k * s_k, win, mask=mask[:, None] & (offs_k < WIDTH))
+    return win
+
+
+@triton.jit
+def conv_output(win, w_rows, s_k, bias_ptr, ch, mask, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr,
+                HAS_BIAS: tl.constexpr, SILU: tl.constexpr):
+    """Σ_k w[k] · win[k] (+ bias) (then silu) in float32 for the channels `ch`; w_rows: (R, 1) weight pointers."""
+    offs_k = tl.arange(0, BLOCK_W)[None, :]
+    w = tl.load(w_rows + offs_k * s_k, mask=mask[:, None] & (offs_k < WIDTH), other=0.0).to(tl.float32)
+    acc = tl.sum(win.to(tl.float32) * w, axis=1)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + ch, mask=mask, other=0.0).to(tl.float32)
+    if SILU:
+        acc = acc * tl.sigmoid(acc)
+    return acc
+
+
+@triton.jit
 def _causal_conv1d_update_kernel(
     x_ptr, state_ptr, w_ptr, bias_ptr, out_ptr, dim,
     s_x_b, s_x_d, s_s_b, s_s_d, s_s_k, s_w_d, s_w_k, s_o_b, s_o_d,
@@ -101,21 +127,10 @@ def _causal_conv1d_update_kernel(
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     offs_d, mask_d = block_offsets(tl.program_id(1), BLOCK_D, dim)
-    offs_k = tl.arange(0, BLOCK_W)
-    s_base = state_ptr + pid_b * s_s_b + offs_d[:, None] * s_s_d
-    # shift left by one: new[k] = old[k + 1], new[WIDTH - 1] = x (rounded to the state's dtype, as stored)
-    shifted = tl.load(s_base + (offs_k[None, :] + 1) * s_s_k,
-                      mask=mask_d[:, None] & (offs_k[None, :] + 1 < WIDTH), other=0.0)
-    x = tl.load(x_ptr + pid_b * s_x_b + offs_d * s_x_d, mask=mask_d, other=0.0).to(state_ptr.dtype.element_ty)
-    new = tl.where(offs_k[None, :] == WIDTH - 1, x[:, None], shifted)
-    mask_dk = mask_d[:, None] & (offs_k[None, :] < WIDTH)
-    tl.store(s_base + offs_k[None, :] * s_s_k, new, mask=mask_dk)
-    w = tl.load(w_ptr + offs_d[:, None] * s_w_d + offs_k[None, :] * s_w_k, mask=mask_dk, other=0.0).to(tl.float32)
-    acc = tl.sum(new.to(tl.float32) * w, axis=1)
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if SILU:
-        acc = acc * tl.sigmoid(acc)
+    x = tl.load(x_ptr + pid_b * s_x_b + offs_d * s_x_d, mask=mask_d, other=0.0)
+    win = conv_state_step(state_ptr + pid_b * s_s_b + offs_d[:, None] * s_s_d, x, mask_d, s_s_k, WIDTH, BLOCK_W, True)
+    acc = conv_output(win, w_ptr + offs_d[:, None] * s_w_d, s_w_k, bias_ptr, offs_d, mask_d, WIDTH, BLOCK_W,
+                      HAS_BIAS, SILU)
     tl.store(out_ptr + pid_b * s_o_b + offs_d * s_o_d, acc.to(out_ptr.dtype.element_ty), mask=mask_d)
 
 

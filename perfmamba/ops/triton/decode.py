@@ -27,8 +27,21 @@ import torch
 import triton
 import triton.language as tl
 
+from .conv import conv_output, conv_state_step
+from .norm import rms_weight
 from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard, dt_limit_args,
                      head_delta, next_pow2, rows, skip_gate_store, softplus, update_state)
+
+
+@triton.jit
+def _xbc_conv(zx, cs, cw_ptr, cb_ptr, ch, mask, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c, s_cw_k,
+              WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, HAS_CONV_BIAS: tl.constexpr, STORE: tl.constexpr):
+    """silu(conv) of the xBC channels `ch` with this step's input, rounded to the activations' dtype (as the model
+    rounds), in float32; zx, cs: this batch row of zxbcdt and of the conv state, which is shifted if STORE."""
+    x = tl.load(zx + (d_inner + ch) * s_zx_c, mask=mask, other=0.0)
+    win = conv_state_step(cs + ch[:, None] * s_cs_c, x, mask, s_cs_k, WIDTH, BLOCK_W, STORE)
+    out = conv_output(win, cw_ptr + ch[:, None] * s_cw_c, s_cw_k, cb_ptr, ch, mask, WIDTH, BLOCK_W, HAS_CONV_BIAS, True)
+    return out.to(zx.dtype.element_ty).to(tl.float32)
 
 
 @triton.jit
@@ -43,47 +56,21 @@ def _mamba2_step_kernel(
     pid_h = tl.program_id(1)
     offs_p, mask_p = block_offsets(tl.program_id(2), BLOCK_P, headdim)
     offs_n, mask_n = block_offsets(0, BLOCK_N, dstate)
-    offs_k = tl.arange(0, BLOCK_W)
     grp = pid_h // heads_per_group
     zx = zx_ptr + pid_b * s_zx_b  # this row of [z (d) | xBC (conv_dim) | dt (h)]
     cs = cs_ptr + pid_b * s_cs_b
     act_ty = zx_ptr.dtype.element_ty  # the activations' dtype: conv output and y are rounded to it, as in the model
-    shift = (offs_k[None, :] + 1 < WIDTH)  # window = [old[1], ..., old[W-1], new]
-    last = offs_k[None, :] == WIDTH - 1
-    in_w = offs_k[None, :] < WIDTH
 
-    # conv of the head's x channels: state shifted and written here (private to this program)
+    # conv of the head's x channels, whose conv state is private to this program: shifted and written here; the
+    # group's B and C channels from the old state, which other programs read too (the norm kernel shifts it)
     cx = pid_h * headdim + offs_p  # channel in xBC
-    m_x = mask_p[:, None]
-    win = tl.load(cs + cx[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k, mask=m_x & shift, other=0.0)
-    raw = tl.load(zx + (d_inner + cx) * s_zx_c, mask=mask_p, other=0.0).to(cs_ptr.dtype.element_ty)
-    win = tl.where(last, raw[:, None], win)
-    tl.store(cs + cx[:, None] * s_cs_c + offs_k[None, :] * s_cs_k, win, mask=m_x & in_w)
-    w = tl.load(cw_ptr + cx[:, None] * s_cw_c + offs_k[None, :] * s_cw_k, mask=m_x & in_w, other=0.0).to(tl.float32)
-    x = tl.sum(win.to(tl.float32) * w, axis=1)
-    if HAS_CONV_BIAS:
-        x += tl.load(cb_ptr + cx, mask=mask_p, other=0.0).to(tl.float32)
-    x = (x * tl.sigmoid(x)).to(act_ty).to(tl.float32)
-
-    # conv of the group's B and C channels, from the old state (the norm kernel shifts it afterwards)
-    m_n = mask_n[:, None]
     cB = d_inner + grp * dstate + offs_n
-    cC = cB + ngroups * dstate
-    winB = tl.load(cs + cB[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k, mask=m_n & shift, other=0.0)
-    winC = tl.load(cs + cC[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k, mask=m_n & shift, other=0.0)
-    rawB = tl.load(zx + (d_inner + cB) * s_zx_c, mask=mask_n, other=0.0).to(cs_ptr.dtype.element_ty)
-    rawC = tl.load(zx + (d_inner + cC) * s_zx_c, mask=mask_n, other=0.0).to(cs_ptr.dtype.element_ty)
-    winB = tl.where(last, rawB[:, None], winB).to(tl.float32)
-    winC = tl.where(last, rawC[:, None], winC).to(tl.float32)
-    wB = tl.load(cw_ptr + cB[:, None] * s_cw_c + offs_k[None, :] * s_cw_k, mask=m_n & in_w, other=0.0).to(tl.float32)
-    wC = tl.load(cw_ptr + cC[:, None] * s_cw_c + offs_k[None, :] * s_cw_k, mask=m_n & in_w, other=0.0).to(tl.float32)
-    Bv = tl.sum(winB * wB, axis=1)
-    Cv = tl.sum(winC * wC, axis=1)
-    if HAS_CONV_BIAS:
-        Bv += tl.load(cb_ptr + cB, mask=mask_n, other=0.0).to(tl.float32)
-        Cv += tl.load(cb_ptr + cC, mask=mask_n, other=0.0).to(tl.float32)
-    Bv = tl.where(mask_n, (Bv * tl.sigmoid(Bv)).to(act_ty).to(tl.float32), 0.0)
-    Cv = tl.where(mask_n, (Cv * tl.sigmoid(Cv)).to(act_ty).to(tl.float32), 0.0)
+    x = _xbc_conv(zx, cs, cw_ptr, cb_ptr, cx, mask_p, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c, s_cw_k,
+                  WIDTH, BLOCK_W, HAS_CONV_BIAS, True)
+    Bv = tl.where(mask_n, _xbc_conv(zx, cs, cw_ptr, cb_ptr, cB, mask_n, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c,
+                                    s_cw_k, WIDTH, BLOCK_W, HAS_CONV_BIAS, False), 0.0)
+    Cv = tl.where(mask_n, _xbc_conv(zx, cs, cw_ptr, cb_ptr, cB + ngroups * dstate, mask_n, d_inner, s_zx_c, s_cs_c,
+                                    s_cs_k, s_cw_c, s_cw_k, WIDTH, BLOCK_W, HAS_CONV_BIAS, False), 0.0)
 
     # Δ and the decay, one scalar per head
     dt = tl.load(zx + (d_inner + conv_dim + pid_h) * s_zx_c).to(tl.float32)
@@ -92,7 +79,7 @@ def _mamba2_step_kernel(
 
     # state update of the (BLOCK_P, N') tile
     s_ptrs = st_ptr + pid_b * s_st_b + pid_h * s_st_h + offs_p[:, None] * s_st_p + offs_n[None, :] * s_st_n
-    y = update_state(s_ptrs, m_x & mask_n[None, :], dA, (dt * x)[:, None] * Bv[None, :], Cv[None, :])
+    y = update_state(s_ptrs, mask_p[:, None] & mask_n[None, :], dA, (dt * x)[:, None] * Bv[None, :], Cv[None, :])
     if HAS_D:
         y += x * tl.load(D_ptr + pid_h).to(tl.float32)
     y = y.to(act_ty).to(tl.float32)
@@ -114,23 +101,14 @@ def _mamba2_step_norm_kernel(
     cols = pid_g * group_size + offs
     mask = offs < group_size
     v = tl.load(g_ptr + pid_b * s_g_b + cols, mask=mask, other=0.0)
-    rstd = 1.0 / tl.sqrt(tl.sum(v * v, axis=0) / group_size + eps)
-    w = tl.load(nw_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    o = (v * rstd).to(zx_ptr.dtype.element_ty).to(tl.float32) * w
+    o = rms_weight(v, group_size, eps, nw_ptr, cols, mask, zx_ptr)
     tl.store(out_ptr + pid_b * s_o_b + cols, o.to(out_ptr.dtype.element_ty), mask=mask)
     # the conv-state shift of the group's B and C channels, now that every head has read the old state
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_k = tl.arange(0, BLOCK_W)
-    m_n = (offs_n < dstate)[:, None]
-    cs = cs_ptr + pid_b * s_cs_b
+    offs_n, mask_n = block_offsets(0, BLOCK_N, dstate)
     for which in tl.static_range(2):  # B, then C
         ch = d_inner + which * ngroups * dstate + pid_g * dstate + offs_n
-        win = tl.load(cs + ch[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k,
-                      mask=m_n & (offs_k[None, :] + 1 < WIDTH), other=0.0)
-        raw = tl.load(zx_ptr + pid_b * s_zx_b + (d_inner + ch) * s_zx_c, mask=offs_n < dstate,
-                      other=0.0).to(cs_ptr.dtype.element_ty)
-        win = tl.where(offs_k[None, :] == WIDTH - 1, raw[:, None], win)
-        tl.store(cs + ch[:, None] * s_cs_c + offs_k[None, :] * s_cs_k, win, mask=m_n & (offs_k[None, :] < WIDTH))
+        x = tl.load(zx_ptr + pid_b * s_zx_b + (d_inner + ch) * s_zx_c, mask=mask_n, other=0.0)
+        conv_state_step(cs_ptr + pid_b * s_cs_b + ch[:, None] * s_cs_c, x, mask_n, s_cs_k, WIDTH, BLOCK_W, True)
 
 
 def mamba2_step_config(headdim: int, dstate: int):
@@ -251,11 +229,8 @@ def _add_rmsnorm_kernel(x_ptr, o_ptr, w_ptr, s_ptr, n_ptr, ncols, eps, s_x_row, 
         + tl.load(o_ptr + row * s_o_row + cols, mask=mask, other=0.0).to(tl.float32)
     s = s.to(s_ptr.dtype.element_ty)
     tl.store(s_ptr + row * s_s_row + cols, s, mask=mask)
-    v = s.to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(v * v, axis=0) / ncols + eps)
-    w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(n_ptr + row * s_n_row + cols, ((v * rstd).to(s_ptr.dtype.element_ty).to(tl.float32) * w)
-             .to(n_ptr.dtype.element_ty), mask=mask)
+    normed = rms_weight(s.to(tl.float32), ncols, eps, w_ptr, cols, mask, s_ptr)
+    tl.store(n_ptr + row * s_n_row + cols, normed.to(n_ptr.dtype.element_ty), mask=mask)
 
 
 def add_rmsnorm(x, out, weight, eps=1e-5):

@@ -19,6 +19,15 @@ from .common import KernelInputError, check_launchable, device_guard, next_pow2,
 
 
 @triton.jit
+def rms_weight(v, n, eps, w_ptr, cols, mask, like_ptr):
+    """w · round(v / sqrt(Σv² / n + eps)) in float32, rounded to like_ptr's dtype before the weight, as the
+    references do. v: float32 row (masked lanes 0)."""
+    rstd = 1.0 / tl.sqrt(tl.sum(v * v, axis=0) / n + eps)
+    w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    return w * (v * rstd).to(like_ptr.dtype.element_ty).to(tl.float32)
+
+
+@triton.jit
 def _rmsnorm_kernel(x_ptr, z_ptr, w_ptr, out_ptr, ncols, group_size, eps, s_x_row, s_z_row, s_o_row,
                     HAS_Z: tl.constexpr, BLOCK: tl.constexpr):
     """One program per (row, group): out = w · round(v / sqrt(mean(v²) + eps)), v = x (· silu(z))."""
@@ -30,10 +39,8 @@ def _rmsnorm_kernel(x_ptr, z_ptr, w_ptr, out_ptr, ncols, group_size, eps, s_x_ro
     if HAS_Z:
         z = tl.load(z_ptr + row * s_z_row + cols, mask=mask, other=0.0).to(tl.float32)
         v = v * z * tl.sigmoid(z)
-    rstd = 1.0 / tl.sqrt(tl.sum(v * v, axis=0) / group_size + eps)
-    y = (v * rstd).to(x_ptr.dtype.element_ty).to(tl.float32)
-    w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(out_ptr + row * s_o_row + cols, (w * y).to(out_ptr.dtype.element_ty), mask=mask)
+    out = rms_weight(v, group_size, eps, w_ptr, cols, mask, x_ptr)
+    tl.store(out_ptr + row * s_o_row + cols, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 def _norm(x, z, weight, eps, group_size):
