@@ -30,6 +30,11 @@ def has_dt_limit(limit) -> bool:
     return limit is not None and tuple(limit) != (0.0, float("inf"))
 
 
+def records_grad(*tensors) -> bool:
+    """Whether autograd records an op on these tensors (None: an absent optional input)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
@@ -91,8 +96,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     call and reused, which keeps page faults out of the loop. When autograd is recording (an input requires
     grad), the call goes to `selective_scan_trainable`, the same computation with a hand-written backward.
     """
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                       for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)):
+    if records_grad(u, delta, A, B, C, D, z, delta_bias, initial_state):
         return selective_scan_trainable(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
                                         initial_state, chunk_size)
     out_dtype = u.dtype

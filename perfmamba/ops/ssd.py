@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .selective_scan import discretize_dt
+from .selective_scan import discretize_dt, records_grad
 
 
 def _prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit):
@@ -93,8 +93,7 @@ def ssd_chunked(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     # 1. within chunks: Y = (C Bᵀ ∘ L) Δx, per head
     CB = torch.einsum("bcign,bcjgn->bcgij", Cc, Bc)  # (b, c, g, T, T)
     # in place where autograd is not recording (exp's output is needed for its backward; out= is not differentiable)
-    inplace = not (torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                                   for t in (x, dt, A, B, C, initial_states)))
+    inplace = not records_grad(x, dt, A, B, C, initial_states)
     M = _decay_matrix(a_cum).view(b, nc, g, r, T, T)
     M = M.mul_(CB[:, :, :, None]) if inplace else M * CB[:, :, :, None]
     Xh = Xc.permute(0, 1, 3, 2, 4) * dtc.permute(0, 1, 3, 2)[..., None]  # Δx, head-major: (b, c, h, T, p)

@@ -120,12 +120,13 @@ def _selective_scan_fwd_kernel(
                  h.to(hT_ptr.dtype.element_ty), mask=mask_dn)
 
 
-def _scan_config(dstate: int):
-    """(BLOCK_D, BLOCK_N, num_warps): the (BLOCK_D, N) state tile plus ~4 temporaries stay in registers."""
+def _tile(dstate: int, budget: int, max_d: int):
+    """(BLOCK_D, BLOCK_N, num_warps) for a (BLOCK_D, N) state tile of about `budget` elements: the prefill scan
+    keeps it and ~4 temporaries in registers (4096, up to 32 rows); the memory-bound decode step wants small
+    tiles and many programs (1024, up to 64 rows)."""
     block_n = next_pow2(dstate)
-    block_d = max(4, min(32, 4096 // block_n))
-    num_warps = 4 if block_d * block_n <= 2048 else 8
-    return block_d, block_n, num_warps
+    block_d = max(4, min(max_d, budget // block_n))
+    return block_d, block_n, 4 if block_d * block_n <= 2048 else 8
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -152,7 +153,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         if return_last_state:
             last.copy_(initial_state if initial_state is not None else torch.zeros_like(last))
         return (out, last) if return_last_state else out
-    block_d, block_n, num_warps = _scan_config(n)
+    block_d, block_n, num_warps = _tile(n, 4096, 32)
     with device_guard(dev):
         _selective_scan_fwd_kernel[(b, triton.cdiv(d, block_d))](
             u, delta, A, Bg, Cg, D, z, delta_bias, initial_state, out, last,
@@ -196,13 +197,6 @@ def _selective_state_update_kernel(
     skip_gate_store(y, x, D_ptr, z_ptr, out_ptr, pid_b, offs_d, mask_d, s_z_b, s_z_d, s_o_b, s_o_d, HAS_D, HAS_Z)
 
 
-def _update_config(dstate: int):
-    """(BLOCK_D, BLOCK_N, num_warps) for the decode step: small tiles, many programs (memory-bound)."""
-    block_n = next_pow2(dstate)
-    block_d = max(4, min(64, 1024 // block_n))
-    return block_d, block_n, 4 if block_d * block_n <= 2048 else 8
-
-
 def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
     """Triton version of `perfmamba.ops.selective_state_update_ref`: one Mamba-1 decode step in one kernel.
 
@@ -219,7 +213,7 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
         raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
     dev = check_launchable(state, x, dt, A, B, C, D, z, dt_bias)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
-    block_d, block_n, num_warps = _update_config(n)
+    block_d, block_n, num_warps = _tile(n, 1024, 64)
     with device_guard(dev):
         _selective_state_update_kernel[(b, triton.cdiv(d, block_d))](
             state, x, dt, A, Bg, Cg, D, z, dt_bias, out,

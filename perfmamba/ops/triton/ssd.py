@@ -91,15 +91,15 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=Fa
     return out
 
 
-def prefill_impl():
+def prefill_impl(choice=None):
     """(function, name) for Mamba-2 prefill, resolved when the backend is first used (not at import: importing
     mamba-ssm changes what transformers binds in the same process).
 
-    PERFMAMBA_SSD picks: "mamba_ssm" (mamba-ssm's Triton `mamba_chunk_scan_combined`), "triton" (ours,
-    `perfmamba.ops.triton.chunked_ssd`), "torch" (`perfmamba.ops.ssd_chunked`), or "auto"/unset: mamba-ssm's
+    `choice`, by default PERFMAMBA_SSD: "mamba_ssm" (mamba-ssm's Triton `mamba_chunk_scan_combined`), "triton"
+    (ours, `perfmamba.ops.triton.chunked_ssd`), "torch" (`perfmamba.ops.ssd_chunked`), or "auto"/unset: mamba-ssm's
     where it is importable (it needs CUDA; PERFMAMBA_NO_MAMBA_SSM=1 rules it out), else ours on a CUDA machine,
-    else the torch one. `use_ssd` switches it for a running process (benchmarks compare the two kernels)."""
-    choice = os.environ.get("PERFMAMBA_SSD", "auto") or "auto"
+    else the torch one."""
+    choice = (os.environ.get("PERFMAMBA_SSD", "auto") if choice is None else choice) or "auto"
     if choice not in ("auto", "mamba_ssm", "triton", "torch"):
         raise KernelInputError(f"PERFMAMBA_SSD must be auto, mamba_ssm, triton or torch, got {choice!r}")
     torch_ssd, ours = (ssd_chunked, "perfmamba.ops.ssd_chunked"), (chunked_ssd, "perfmamba.ops.triton.chunked_ssd")
@@ -116,19 +116,12 @@ def prefill_impl():
 
 
 def use_ssd(ns, name: str):
-    """Point the `triton` namespace `ns` (from `get_ops("triton")`) at another prefill SSD: "mamba_ssm",
-    "triton" or "torch". Returns the previous (function, name), for restoring with `ns.ssd, ns.impl["ssd"] = ...`."""
+    """Point the `triton` namespace `ns` (from `get_ops("triton")`) at another prefill SSD, "mamba_ssm", "triton"
+    or "torch" (benchmarks compare them). Returns the previous (function, name), for restoring with
+    `ns.ssd, ns.impl["ssd"] = ...`."""
     old = ns.ssd, ns.impl["ssd"]
-    saved = os.environ.get("PERFMAMBA_SSD")
-    os.environ["PERFMAMBA_SSD"] = name
-    try:
-        ns.ssd, ns.impl["ssd"] = prefill_impl()
-    finally:
-        if saved is None:
-            del os.environ["PERFMAMBA_SSD"]
-        else:
-            os.environ["PERFMAMBA_SSD"] = saved
-    if name == "mamba_ssm" and ns.impl["ssd"] != "mamba_ssm.mamba_chunk_scan_combined":
-        ns.ssd, ns.impl["ssd"] = old
+    ssd, impl = prefill_impl(name)
+    if name == "mamba_ssm" and impl != "mamba_ssm.mamba_chunk_scan_combined":
         raise KernelInputError("mamba-ssm's SSD is not importable here")
+    ns.ssd, ns.impl["ssd"] = ssd, impl
     return old
