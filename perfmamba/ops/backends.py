@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from . import conv, selective_scan, ssd
 from ..errors import BackendUnavailable
 
-# backends that need an optional package: the module (relative to this package) whose `ops()` builds the namespace
+# backends that need an optional package: the module (relative to this one) whose `ops()` builds the namespace
 _OPTIONAL = {"triton": ".triton", "mamba_ssm": ".mamba_ssm_backend"}
 
 

@@ -98,8 +98,8 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=Fa
     b, h, p, n = state.shape
     bias = dt_bias if dt_bias is not None else dt.new_zeros(h)
     D_ = None if D is None else (D[:, None].expand(h, p) if D.dim() == 1 else D)
-    return _selective_state_update(state, x, dt[:, :, None].expand(b, h, p), A[:, None, None].expand(h, p, n), B, C,
-                                   D_, None, bias[:, None].expand(h, p), dt_softplus)
+    return _selective_state_update(state, x, dt[:, :, None].expand(b, h, p), A[:, None, None].expand(h, p, n),
+                                   B, C, D_, None, bias[:, None].expand(h, p), dt_softplus)
 
 
 def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):

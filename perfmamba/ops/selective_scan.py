@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 
 def discretize_dt(dt, bias=None, softplus=False, limit=None):
-    """Δ from the raw dt in dt's dtype: + bias (shaped to broadcast), softplus, clamp to `limit`, each only where
-    asked. The limit (0, ∞) is mamba-ssm's default and means none."""
+    """Δ from the raw dt, in dt's dtype: + bias (shaped to broadcast), softplus, clamp to `limit`, each only
+    where asked. The limit (0, ∞) is mamba-ssm's default and means none."""
     if bias is not None:
         dt = dt + bias.to(dt.dtype)
     if softplus:

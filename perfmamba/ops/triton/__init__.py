@@ -40,7 +40,8 @@ __all__ = ["ops", "causal_conv1d", "causal_conv1d_update", "selective_scan", "se
 
 
 def ops() -> SimpleNamespace:
-    """The operator namespace of the `triton` backend (see `perfmamba.ops.backends`); `impl` names each function."""
+    """The operator namespace of the `triton` backend (see `perfmamba.ops.backends`); `impl` names each op's
+    function."""
     ssd, ssd_impl = prefill_impl()
     fns = dict(conv=causal_conv1d, conv_update=causal_conv1d_update, selective_scan=selective_scan,
                selective_state_update=selective_state_update, ssd=ssd, ssd_state_update=ssd_state_update,

@@ -25,8 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (KernelInputError, check_launchable, check_shapes, device_guard, dt_limit_args, head_delta,
-                     next_pow2, skip_strides)
+from .common import (KernelInputError, check_launchable, check_shapes, device_guard, dt_limit_args,
+                     head_delta, next_pow2, skip_strides)
 
 
 @triton.jit

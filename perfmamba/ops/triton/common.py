@@ -33,7 +33,8 @@ def softplus(x):
 @triton.jit
 def head_delta(dt, dt_bias_ptr, head, dt_min, dt_max,
                HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr, HAS_DT_LIMIT: tl.constexpr):
-    """Δ of one head from float32 dt: + dt_bias[head], softplus, clamp to [dt_min, dt_max], each where its flag is."""
+    """Δ of one head from float32 dt: + dt_bias[head], softplus, clamp to [dt_min, dt_max], each by its
+    flag."""
     if HAS_DT_BIAS:
         dt += tl.load(dt_bias_ptr + head).to(tl.float32)
     if DT_SOFTPLUS:
@@ -52,8 +53,8 @@ def block_offsets(pid, BLOCK: tl.constexpr, size):
 
 @triton.jit
 def update_state(s_ptrs, mask, dA, dBx, C):
-    """h ← dA ⊙ h + dBx on a (rows, N) state tile, stored in the state's dtype; returns Σ_n h C computed from the
-    state as stored, like the references."""
+    """h ← dA ⊙ h + dBx on a (rows, N) state tile, stored in the state's dtype; returns Σ_n h C computed from
+    the state as stored, like the references."""
     state = tl.load(s_ptrs, mask=mask, other=0.0).to(tl.float32)
     state = (state * dA + dBx).to(s_ptrs.dtype.element_ty)
     tl.store(s_ptrs, state, mask=mask)
@@ -73,15 +74,15 @@ def skip_gate_store(y, x, D_ptr, z_ptr, out_ptr, pid_b, offs_d, mask_d, s_z_b, s
 
 
 def dt_limit_args(dt_limit):
-    """(HAS_DT_LIMIT, dt_min, dt_max) for a kernel; the bounds as floats, so that the kernel's types stay fixed."""
+    """(HAS_DT_LIMIT, dt_min, dt_max) for a kernel; the bounds as floats, so the kernel's types stay fixed."""
     if not has_dt_limit(dt_limit):
         return False, 0.0, 0.0
     return True, float(dt_limit[0]), float(dt_limit[1])
 
 
 def check_shapes(**expected):
-    """Raise KernelInputError for the first input whose shape differs: name=(tensor, shape), a None tensor being an
-    absent optional input."""
+    """Raise KernelInputError for the first input whose shape differs: name=(tensor, shape), a None tensor
+    being an absent optional input."""
     for name, (t, shape) in expected.items():
         if t is not None and tuple(t.shape) != tuple(shape):
             raise KernelInputError(f"{name} must be {tuple(shape)}, got {tuple(t.shape)}")
@@ -118,8 +119,8 @@ def skip_strides(D, h, p):
 
 
 def empty_like_order(x):
-    """An empty (b, d, l) tensor like x in x's memory order: channel-last inputs give channel-last outputs, so the
-    models' next `transpose(1, 2)` (to (b, l, d) for out_proj / x_proj) is free."""
+    """An empty (b, d, l) tensor like x in x's memory order: channel-last inputs give channel-last outputs, so
+    the models' next `transpose(1, 2)` (to (b, l, d) for out_proj / x_proj) is free."""
     b, d, l = x.shape
     if x.stride(1) == 1 and x.stride(2) != 1:
         return torch.empty(b, l, d, device=x.device, dtype=x.dtype).transpose(1, 2)

@@ -13,8 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard, empty_like_order,
-                     next_pow2, strides)
+from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
+                     empty_like_order, next_pow2, strides)
 
 
 @triton.jit
@@ -67,20 +67,19 @@ def causal_conv1d(x, weight, bias=None, initial_states=None, return_final_states
         raise KernelInputError(f"x must be (b, d, l), got {tuple(x.shape)}")
     b, d, l = x.shape
     w = weight.shape[-1]
-    has_init = initial_states is not None and w > 1
-    check_shapes(weight=(weight, (d, w)), initial_states=(initial_states if has_init else None, (b, d, w - 1)))
+    init = initial_states if w > 1 else None  # a width-1 conv sees no earlier input
+    check_shapes(weight=(weight, (d, w)), initial_states=(init, (b, d, w - 1)))
     dev = check_launchable(x, weight, bias, initial_states)
     out = empty_like_order(x)
     if l:
         block_l = min(64, max(16, next_pow2(l)))
         block_d = min(64, max(16, next_pow2(d)))
-        init = initial_states if has_init else None
         grid = (b, triton.cdiv(l, block_l), triton.cdiv(d, block_d))
         with device_guard(dev):
             _causal_conv1d_fwd_kernel[grid](
                 x, weight, bias, init, out, d, l,
                 *x.stride(), *weight.stride(), *strides(init, 3), *out.stride(),
-                WIDTH=w, HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
+                WIDTH=w, HAS_BIAS=bias is not None, HAS_INIT=init is not None, SILU=silu,
                 BLOCK_L=block_l, BLOCK_D=block_d, num_warps=4,
             )
     if not return_final_states:
@@ -88,15 +87,16 @@ def causal_conv1d(x, weight, bias=None, initial_states=None, return_final_states
     if w == 1:
         return out, x[..., :0]
     # the last w - 1 inputs of [initial_states, x]: a copy of at most w - 1 columns, not worth a kernel
-    prev = initial_states.to(x.dtype) if has_init else x.new_zeros(b, d, w - 1)
+    prev = init.to(x.dtype) if init is not None else x.new_zeros(b, d, w - 1)
     final = torch.cat([prev, x[..., max(0, l - (w - 1)):]], dim=-1)[..., -(w - 1):].contiguous()
     return out, final
 
 
 @triton.jit
 def conv_state_step(rows, x, mask, s_k, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, STORE: tl.constexpr):
-    """The conv window of some channels after one step, shifted left by one: [old[1], ..., old[W-1], x], with x
-    rounded to the state's dtype as stored. rows: (R, 1) pointers to each channel's state; written back if STORE."""
+    """The conv window of some channels after one step, shifted left by one: [old[1], ..., old[W-1], x], with
+    x rounded to the state's dtype as stored. rows: (R, 1) pointers to each channel's state, written back if
+    STORE."""
     offs_k = tl.arange(0, BLOCK_W)[None, :]
     win = tl.load(rows + (offs_k + 1) * s_k, mask=mask[:, None] & (offs_k + 1 < WIDTH), other=0.0)
     win = tl.where(offs_k == WIDTH - 1, x.to(rows.dtype.element_ty)[:, None], win)
@@ -108,7 +108,7 @@ def conv_state_step(rows, x, mask, s_k, WIDTH: tl.constexpr, BLOCK_W: tl.constex
 @triton.jit
 def conv_output(win, w_rows, s_k, bias_ptr, ch, mask, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr,
                 HAS_BIAS: tl.constexpr, SILU: tl.constexpr):
-    """Σ_k w[k] · win[k] (+ bias) (then silu) in float32 for the channels `ch`; w_rows: (R, 1) weight pointers."""
+    """Σ_k w[k] · win[k] (+ bias) (then silu) in float32 for the channels `ch`; w_rows: (R, 1) pointers."""
     offs_k = tl.arange(0, BLOCK_W)[None, :]
     w = tl.load(w_rows + offs_k * s_k, mask=mask[:, None] & (offs_k < WIDTH), other=0.0).to(tl.float32)
     acc = tl.sum(win.to(tl.float32) * w, axis=1)
@@ -123,12 +123,14 @@ def conv_output(win, w_rows, s_k, bias_ptr, ch, mask, WIDTH: tl.constexpr, BLOCK
 def _causal_conv1d_update_kernel(
     x_ptr, state_ptr, w_ptr, bias_ptr, out_ptr, dim,
     s_x_b, s_x_d, s_s_b, s_s_d, s_s_k, s_w_d, s_w_k, s_o_b, s_o_d,
-    WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, BLOCK_D: tl.constexpr,
+    WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     offs_d, mask_d = block_offsets(tl.program_id(1), BLOCK_D, dim)
     x = tl.load(x_ptr + pid_b * s_x_b + offs_d * s_x_d, mask=mask_d, other=0.0)
-    win = conv_state_step(state_ptr + pid_b * s_s_b + offs_d[:, None] * s_s_d, x, mask_d, s_s_k, WIDTH, BLOCK_W, True)
+    state_rows = state_ptr + pid_b * s_s_b + offs_d[:, None] * s_s_d
+    win = conv_state_step(state_rows, x, mask_d, s_s_k, WIDTH, BLOCK_W, True)
     acc = conv_output(win, w_ptr + offs_d[:, None] * s_w_d, s_w_k, bias_ptr, offs_d, mask_d, WIDTH, BLOCK_W,
                       HAS_BIAS, SILU)
     tl.store(out_ptr + pid_b * s_o_b + offs_d * s_o_d, acc.to(out_ptr.dtype.element_ty), mask=mask_d)

@@ -29,18 +29,19 @@ import triton.language as tl
 
 from .conv import conv_output, conv_state_step
 from .norm import rms_weight
-from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard, dt_limit_args,
-                     head_delta, next_pow2, rows, skip_gate_store, softplus, update_state)
+from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
+                     dt_limit_args, head_delta, next_pow2, rows, skip_gate_store, softplus, update_state)
 
 
 @triton.jit
 def _xbc_conv(zx, cs, cw_ptr, cb_ptr, ch, mask, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c, s_cw_k,
               WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, HAS_CONV_BIAS: tl.constexpr, STORE: tl.constexpr):
-    """silu(conv) of the xBC channels `ch` with this step's input, rounded to the activations' dtype (as the model
-    rounds), in float32; zx, cs: this batch row of zxbcdt and of the conv state, which is shifted if STORE."""
+    """silu(conv) of the xBC channels `ch` with this step's input, rounded to the activations' dtype (as the
+    model rounds), in float32; zx, cs: this batch row of zxbcdt and of the conv state, shifted if STORE."""
     x = tl.load(zx + (d_inner + ch) * s_zx_c, mask=mask, other=0.0)
     win = conv_state_step(cs + ch[:, None] * s_cs_c, x, mask, s_cs_k, WIDTH, BLOCK_W, STORE)
-    out = conv_output(win, cw_ptr + ch[:, None] * s_cw_c, s_cw_k, cb_ptr, ch, mask, WIDTH, BLOCK_W, HAS_CONV_BIAS, True)
+    out = conv_output(win, cw_ptr + ch[:, None] * s_cw_c, s_cw_k, cb_ptr, ch, mask, WIDTH, BLOCK_W,
+                      HAS_CONV_BIAS, True)
     return out.to(zx.dtype.element_ty).to(tl.float32)
 
 
@@ -61,16 +62,20 @@ def _mamba2_step_kernel(
     cs = cs_ptr + pid_b * s_cs_b
     act_ty = zx_ptr.dtype.element_ty  # the activations' dtype: conv output and y are rounded to it, as in the model
 
-    # conv of the head's x channels, whose conv state is private to this program: shifted and written here; the
-    # group's B and C channels from the old state, which other programs read too (the norm kernel shifts it)
+    # conv of the head's x channels, whose conv state is private to this program: shifted and written here.
+    # The group's B and C channels use the old state, which other programs read too (the norm kernel
+    # shifts it).
     cx = pid_h * headdim + offs_p  # channel in xBC
     cB = d_inner + grp * dstate + offs_n
+    cC = cB + ngroups * dstate
     x = _xbc_conv(zx, cs, cw_ptr, cb_ptr, cx, mask_p, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c, s_cw_k,
                   WIDTH, BLOCK_W, HAS_CONV_BIAS, True)
-    Bv = tl.where(mask_n, _xbc_conv(zx, cs, cw_ptr, cb_ptr, cB, mask_n, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c,
-                                    s_cw_k, WIDTH, BLOCK_W, HAS_CONV_BIAS, False), 0.0)
-    Cv = tl.where(mask_n, _xbc_conv(zx, cs, cw_ptr, cb_ptr, cB + ngroups * dstate, mask_n, d_inner, s_zx_c, s_cs_c,
-                                    s_cs_k, s_cw_c, s_cw_k, WIDTH, BLOCK_W, HAS_CONV_BIAS, False), 0.0)
+    Bv = _xbc_conv(zx, cs, cw_ptr, cb_ptr, cB, mask_n, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c, s_cw_k,
+                   WIDTH, BLOCK_W, HAS_CONV_BIAS, False)
+    Cv = _xbc_conv(zx, cs, cw_ptr, cb_ptr, cC, mask_n, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c, s_cw_k,
+                   WIDTH, BLOCK_W, HAS_CONV_BIAS, False)
+    Bv = tl.where(mask_n, Bv, 0.0)
+    Cv = tl.where(mask_n, Cv, 0.0)
 
     # Δ and the decay, one scalar per head
     dt = tl.load(zx + (d_inner + conv_dim + pid_h) * s_zx_c).to(tl.float32)
@@ -79,7 +84,8 @@ def _mamba2_step_kernel(
 
     # state update of the (BLOCK_P, N') tile
     s_ptrs = st_ptr + pid_b * s_st_b + pid_h * s_st_h + offs_p[:, None] * s_st_p + offs_n[None, :] * s_st_n
-    y = update_state(s_ptrs, mask_p[:, None] & mask_n[None, :], dA, (dt * x)[:, None] * Bv[None, :], Cv[None, :])
+    mask_pn = mask_p[:, None] & mask_n[None, :]
+    y = update_state(s_ptrs, mask_pn, dA, (dt * x)[:, None] * Bv[None, :], Cv[None, :])
     if HAS_D:
         y += x * tl.load(D_ptr + pid_h).to(tl.float32)
     y = y.to(act_ty).to(tl.float32)
@@ -108,7 +114,8 @@ def _mamba2_step_norm_kernel(
     for which in tl.static_range(2):  # B, then C
         ch = d_inner + which * ngroups * dstate + pid_g * dstate + offs_n
         x = tl.load(zx_ptr + pid_b * s_zx_b + (d_inner + ch) * s_zx_c, mask=mask_n, other=0.0)
-        conv_state_step(cs_ptr + pid_b * s_cs_b + ch[:, None] * s_cs_c, x, mask_n, s_cs_k, WIDTH, BLOCK_W, True)
+        cs_rows = cs_ptr + pid_b * s_cs_b + ch[:, None] * s_cs_c
+        conv_state_step(cs_rows, x, mask_n, s_cs_k, WIDTH, BLOCK_W, True)
 
 
 def mamba2_step_config(headdim: int, dstate: int):
@@ -161,7 +168,8 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
 def _mamba1_step_kernel(
     st_ptr, x_ptr, xdbl_ptr, wdt_ptr, dtb_ptr, Alog_ptr, D_ptr, z_ptr, out_ptr,
     dim, dstate, dt_rank,
-    s_st_b, s_st_d, s_st_n, s_x_b, s_x_d, s_xd_b, s_xd_c, s_w_d, s_w_r, s_A_d, s_A_n, s_z_b, s_z_d, s_o_b, s_o_d,
+    s_st_b, s_st_d, s_st_n, s_x_b, s_x_d, s_xd_b, s_xd_c, s_w_d, s_w_r, s_A_d, s_A_n,
+    s_z_b, s_z_d, s_o_b, s_o_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DT_BIAS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
@@ -189,7 +197,8 @@ def _mamba1_step_kernel(
     x = tl.load(x_ptr + pid_b * s_x_b + offs_d * s_x_d, mask=mask_d, other=0.0).to(tl.float32)
     s_ptrs = st_ptr + pid_b * s_st_b + offs_d[:, None] * s_st_d + offs_n[None, :] * s_st_n
     y = update_state(s_ptrs, mask_dn, tl.exp(A * dt[:, None]), Bv[None, :] * (dt * x)[:, None], Cv[None, :])
-    skip_gate_store(y, x, D_ptr, z_ptr, out_ptr, pid_b, offs_d, mask_d, s_z_b, s_z_d, s_o_b, s_o_d, HAS_D, HAS_Z)
+    skip_gate_store(y, x, D_ptr, z_ptr, out_ptr, pid_b, offs_d, mask_d, s_z_b, s_z_d, s_o_b, s_o_d,
+                    HAS_D, HAS_Z)
 
 
 def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):
@@ -200,8 +209,8 @@ def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):
                                f"{tuple(ssm_state.shape)}, {tuple(dt_proj_weight.shape)}")
     b, d, n = ssm_state.shape
     r = dt_proj_weight.shape[1]
-    check_shapes(x=(x, (b, d)), z=(z, (b, d)), dt_proj_weight=(dt_proj_weight, (d, r)), x_dbl=(x_dbl, (b, r + 2 * n)),
-                 A_log=(A_log, (d, n)))
+    check_shapes(x=(x, (b, d)), z=(z, (b, d)), dt_proj_weight=(dt_proj_weight, (d, r)),
+                 x_dbl=(x_dbl, (b, r + 2 * n)), A_log=(A_log, (d, n)))
     dev = check_launchable(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_n, block_r = max(16, next_pow2(n)), max(16, next_pow2(r))

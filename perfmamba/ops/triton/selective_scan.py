@@ -19,8 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard, empty_like_order,
-                     next_pow2, skip_gate_store, softplus, strides, update_state)
+from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
+                     empty_like_order, next_pow2, skip_gate_store, softplus, strides, update_state)
 
 
 @triton.jit
@@ -121,9 +121,9 @@ def _selective_scan_fwd_kernel(
 
 
 def _tile(dstate: int, budget: int, max_d: int):
-    """(BLOCK_D, BLOCK_N, num_warps) for a (BLOCK_D, N) state tile of about `budget` elements: the prefill scan
-    keeps it and ~4 temporaries in registers (4096, up to 32 rows); the memory-bound decode step wants small
-    tiles and many programs (1024, up to 64 rows)."""
+    """(BLOCK_D, BLOCK_N, num_warps) for a (BLOCK_D, N) state tile of about `budget` elements: the prefill
+    scan keeps it and ~4 temporaries in registers (4096, up to 32 rows); the memory-bound decode step wants
+    small tiles and many programs (1024, up to 64 rows)."""
     block_n = next_pow2(dstate)
     block_d = max(4, min(max_d, budget // block_n))
     return block_d, block_n, 4 if block_d * block_n <= 2048 else 8
@@ -142,8 +142,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     n = A.shape[-1]
     Bg, Cg = (t if t.dim() == 4 else t.unsqueeze(1) for t in (B, C))  # (b, g, n, l)
     g = Bg.shape[1]
-    check_shapes(A=(A, (d, n)), delta=(delta, u.shape), z=(z, u.shape), B=(Bg, (b, g, n, l)), C=(Cg, (b, g, n, l)),
-                 initial_state=(initial_state, (b, d, n)))
+    check_shapes(A=(A, (d, n)), delta=(delta, u.shape), z=(z, u.shape), B=(Bg, (b, g, n, l)),
+                 C=(Cg, (b, g, n, l)), initial_state=(initial_state, (b, d, n)))
     if d % g:
         raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
     dev = check_launchable(u, delta, A, B, C, D, z, delta_bias, initial_state)
@@ -194,7 +194,8 @@ def _selective_state_update_kernel(
                 other=0.0).to(tl.float32)
     s_ptrs = state_ptr + pid_b * s_s_b + offs_d[:, None] * s_s_d + offs_n[None, :] * s_s_n
     y = update_state(s_ptrs, mask_dn, tl.exp(A * dt[:, None]), B * (dt * x)[:, None], C)
-    skip_gate_store(y, x, D_ptr, z_ptr, out_ptr, pid_b, offs_d, mask_d, s_z_b, s_z_d, s_o_b, s_o_d, HAS_D, HAS_Z)
+    skip_gate_store(y, x, D_ptr, z_ptr, out_ptr, pid_b, offs_d, mask_d, s_z_b, s_z_d, s_o_b, s_o_d,
+                    HAS_D, HAS_Z)
 
 
 def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
@@ -208,7 +209,8 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     b, d, n = state.shape
     Bg, Cg = (t if t.dim() == 3 else t.unsqueeze(1) for t in (B, C))  # (b, g, n)
     g = Bg.shape[1]
-    check_shapes(x=(x, (b, d)), dt=(dt, (b, d)), z=(z, (b, d)), A=(A, (d, n)), B=(Bg, (b, g, n)), C=(Cg, (b, g, n)))
+    check_shapes(x=(x, (b, d)), dt=(dt, (b, d)), z=(z, (b, d)), A=(A, (d, n)), B=(Bg, (b, g, n)),
+                 C=(Cg, (b, g, n)))
     if d % g:
         raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
     dev = check_launchable(state, x, dt, A, B, C, D, z, dt_bias)

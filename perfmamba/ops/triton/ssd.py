@@ -48,7 +48,8 @@ def _ssd_state_update_kernel(
     B = tl.load(B_ptr + pid_b * s_B_b + grp * s_B_g + offs_n * s_B_n, mask=mask_n, other=0.0).to(tl.float32)
     C = tl.load(C_ptr + pid_b * s_C_b + grp * s_C_g + offs_n * s_C_n, mask=mask_n, other=0.0).to(tl.float32)
     s_ptrs = state_ptr + pid_b * s_s_b + pid_h * s_s_h + offs_p[:, None] * s_s_p + offs_n[None, :] * s_s_n
-    y = update_state(s_ptrs, mask_p[:, None] & mask_n[None, :], dA, (dt * x)[:, None] * B[None, :], C[None, :])
+    mask_pn = mask_p[:, None] & mask_n[None, :]
+    y = update_state(s_ptrs, mask_pn, dA, (dt * x)[:, None] * B[None, :], C[None, :])
     if HAS_D:
         y += x * tl.load(D_ptr + pid_h * s_D_h + offs_p * s_D_p, mask=mask_p, other=0.0).to(tl.float32)
     tl.store(out_ptr + pid_b * s_o_b + pid_h * s_o_h + offs_p * s_o_p, y.to(out_ptr.dtype.element_ty), mask=mask_p)
@@ -95,14 +96,15 @@ def prefill_impl(choice=None):
     """(function, name) for Mamba-2 prefill, resolved when the backend is first used (not at import: importing
     mamba-ssm changes what transformers binds in the same process).
 
-    `choice`, by default PERFMAMBA_SSD: "mamba_ssm" (mamba-ssm's Triton `mamba_chunk_scan_combined`), "triton"
-    (ours, `perfmamba.ops.triton.chunked_ssd`), "torch" (`perfmamba.ops.ssd_chunked`), or "auto"/unset: mamba-ssm's
-    where it is importable (it needs CUDA; PERFMAMBA_NO_MAMBA_SSM=1 rules it out), else ours on a CUDA machine,
-    else the torch one."""
+    `choice`, by default PERFMAMBA_SSD: "mamba_ssm" (mamba-ssm's Triton `mamba_chunk_scan_combined`),
+    "triton" (ours, `perfmamba.ops.triton.chunked_ssd`), "torch" (`perfmamba.ops.ssd_chunked`), or
+    "auto"/unset: mamba-ssm's where it is importable (it needs CUDA; PERFMAMBA_NO_MAMBA_SSM=1 rules it out),
+    else ours on a CUDA machine, else the torch one."""
     choice = (os.environ.get("PERFMAMBA_SSD", "auto") if choice is None else choice) or "auto"
     if choice not in ("auto", "mamba_ssm", "triton", "torch"):
         raise KernelInputError(f"PERFMAMBA_SSD must be auto, mamba_ssm, triton or torch, got {choice!r}")
-    torch_ssd, ours = (ssd_chunked, "perfmamba.ops.ssd_chunked"), (chunked_ssd, "perfmamba.ops.triton.chunked_ssd")
+    torch_ssd = ssd_chunked, "perfmamba.ops.ssd_chunked"
+    ours = chunked_ssd, "perfmamba.ops.triton.chunked_ssd"
     if choice in ("torch", "triton"):
         return torch_ssd if choice == "torch" else ours
     if choice == "mamba_ssm" or os.environ.get("PERFMAMBA_NO_MAMBA_SSM", "") in ("", "0"):
@@ -116,8 +118,8 @@ def prefill_impl(choice=None):
 
 
 def use_ssd(ns, name: str):
-    """Point the `triton` namespace `ns` (from `get_ops("triton")`) at another prefill SSD, "mamba_ssm", "triton"
-    or "torch" (benchmarks compare them). Returns the previous (function, name), for restoring with
+    """Point the `triton` namespace `ns` (from `get_ops("triton")`) at another prefill SSD, "mamba_ssm",
+    "triton" or "torch" (benchmarks compare them). Returns the previous (function, name), for restoring with
     `ns.ssd, ns.impl["ssd"] = ...`."""
     old = ns.ssd, ns.impl["ssd"]
     ssd, impl = prefill_impl(name)
