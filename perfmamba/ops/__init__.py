@@ -18,18 +18,8 @@ from .selective_scan import selective_scan_chunked, selective_scan_ref, selectiv
 from .ssd import ssd_chunked, ssd_ref, ssd_state_update_ref
 
 __all__ = [
-    "causal_conv1d_ref",
-    "causal_conv1d_shift",
-    "causal_conv1d_update_ref",
-    "selective_scan_ref",
-    "selective_scan_chunked",
-    "selective_state_update_ref",
-    "ssd_ref",
-    "ssd_chunked",
-    "ssd_state_update_ref",
-    "mamba2_step_ref",
-    "mamba1_step_ref",
-    "add_rmsnorm_ref",
-    "rmsnorm_ref",
-    "gated_rmsnorm_ref",
+    "causal_conv1d_ref", "causal_conv1d_shift", "causal_conv1d_update_ref",
+    "selective_scan_ref", "selective_scan_chunked", "selective_state_update_ref",
+    "ssd_ref", "ssd_chunked", "ssd_state_update_ref",
+    "mamba2_step_ref", "mamba1_step_ref", "add_rmsnorm_ref", "rmsnorm_ref", "gated_rmsnorm_ref",
 ]

@@ -6,11 +6,15 @@ ssd_state_update, all with the reference signatures of `perfmamba.ops`.
 """
 from __future__ import annotations
 
+import importlib
 from functools import lru_cache
 from types import SimpleNamespace
 
 from . import conv, selective_scan, ssd
 from ..errors import BackendUnavailable
+
+# backends that need an optional package: the module (relative to this one) whose `ops()` builds the namespace
+_OPTIONAL = {"triton": ".triton", "mamba_ssm": ".mamba_ssm_backend"}
 
 
 def _ref_ops(sequential: bool) -> SimpleNamespace:
@@ -27,20 +31,12 @@ def _ref_ops(sequential: bool) -> SimpleNamespace:
 
 @lru_cache(maxsize=None)
 def get_ops(name: str) -> SimpleNamespace:
-    if name == "ref":
-        return _ref_ops(False)
-    if name == "sequential":
-        return _ref_ops(True)
-    if name == "triton":
-        try:
-            from .triton import ops as triton_ops
-        except ImportError as e:
-            raise BackendUnavailable(f"backend 'triton' is unavailable: {e}") from None
-        return triton_ops()
-    if name == "mamba_ssm":
-        try:
-            from .mamba_ssm_backend import ops as mamba_ssm_ops
-        except ImportError as e:
-            raise BackendUnavailable(f"backend 'mamba_ssm' is unavailable: {e}") from None
-        return mamba_ssm_ops()
-    raise ValueError(f"unknown backend {name!r}; expected ref, sequential, triton or mamba_ssm")
+    if name in ("ref", "sequential"):
+        return _ref_ops(name == "sequential")
+    if name not in _OPTIONAL:
+        raise ValueError(f"unknown backend {name!r}; expected ref, sequential, triton or mamba_ssm")
+    try:
+        module = importlib.import_module(_OPTIONAL[name], __package__)
+    except ImportError as e:
+        raise BackendUnavailable(f"backend {name!r} is unavailable: {e}") from None
+    return module.ops()

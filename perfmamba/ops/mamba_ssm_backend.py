@@ -72,7 +72,7 @@ except ImportError:
     _causal_conv1d_fn = _causal_conv1d_update = None
 
 from .conv import causal_conv1d_ref, causal_conv1d_update_ref  # noqa: E402
-from .selective_scan import selective_scan_chunked  # noqa: E402
+from .selective_scan import has_dt_limit, selective_scan_chunked  # noqa: E402
 from .ssd import ssd_state_update_ref  # noqa: E402
 
 
@@ -83,10 +83,8 @@ def ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_states=
     out = _mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size or 256, D=D, dt_bias=dt_bias,
                                      initial_states=initial_states, dt_softplus=dt_softplus, dt_limit=limit,
                                      return_final_states=return_final_states)
-    if return_final_states:
-        y, final = out
-        return y, final.to(x.dtype)  # the reference returns the state in x's dtype
-    return out
+    # the reference returns the state in x's dtype
+    return (out[0], out[1].to(x.dtype)) if return_final_states else out
 
 
 def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None):
@@ -95,15 +93,13 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=Fa
     Per-head Δ, A, dt_bias, D become stride-0 (h, p[, n]) views, which selects the kernel's tied-head path.
     The kernel has no dt_limit, so a limited Δ goes to the reference.
     """
-    if dt_limit is not None and tuple(dt_limit) != (0.0, float("inf")):
+    if has_dt_limit(dt_limit):
         return ssd_state_update_ref(state, x, dt, A, B, C, D, dt_bias, dt_softplus, dt_limit)
     b, h, p, n = state.shape
-    A_ = A[:, None, None].expand(h, p, n)  # (h, p, n), strides (1, 0, 0)
-    dt_ = dt[:, :, None].expand(b, h, p)  # (b, h, p)
     bias = dt_bias if dt_bias is not None else dt.new_zeros(h)
-    bias_ = bias[:, None].expand(h, p)
     D_ = None if D is None else (D[:, None].expand(h, p) if D.dim() == 1 else D)
-    return _selective_state_update(state, x, dt_, A_, B, C, D_, None, bias_, dt_softplus)
+    return _selective_state_update(state, x, dt[:, :, None].expand(b, h, p), A[:, None, None].expand(h, p, n),
+                                   B, C, D_, None, bias[:, None].expand(h, p), dt_softplus)
 
 
 def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):

@@ -14,13 +14,31 @@ import torch
 import torch.nn.functional as F
 
 
+def discretize_dt(dt, bias=None, softplus=False, limit=None):
+    """Δ from the raw dt, in dt's dtype: + bias (shaped to broadcast), softplus, clamp to `limit`, each only
+    where asked. The limit (0, ∞) is mamba-ssm's default and means none."""
+    if bias is not None:
+        dt = dt + bias.to(dt.dtype)
+    if softplus:
+        dt = F.softplus(dt)
+    if has_dt_limit(limit):
+        dt = dt.clamp(limit[0], limit[1])
+    return dt
+
+
+def has_dt_limit(limit) -> bool:
+    return limit is not None and tuple(limit) != (0.0, float("inf"))
+
+
+def records_grad(*tensors) -> bool:
+    """Whether autograd records an op on these tensors (None: an absent optional input)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(dtype)[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    delta = discretize_dt(delta, delta_bias[:, None] if delta_bias is not None else None, delta_softplus)
     B, C, g = _groups(B, C, u.shape[1])
     return dtype, u, delta, A, B, C, g
 
@@ -78,8 +96,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     call and reused, which keeps page faults out of the loop. When autograd is recording (an input requires
     grad), the call goes to `selective_scan_trainable`, the same computation with a hand-written backward.
     """
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                       for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)):
+    if records_grad(u, delta, A, B, C, D, z, delta_bias, initial_state):
         return selective_scan_trainable(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
                                         initial_state, chunk_size)
     out_dtype = u.dtype
@@ -89,10 +106,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     B, C, g = _groups(B, C, d)
     A = A.to(dtype)
     ut = u.transpose(1, 2).to(dtype).contiguous()  # (b, l, d)
-    dt = delta.transpose(1, 2).to(dtype)
-    if delta_bias is not None:
-        dt = dt + delta_bias.to(dtype)
-    dt = F.softplus(dt) if delta_softplus else dt.contiguous()
+    dt = discretize_dt(delta.transpose(1, 2).to(dtype), delta_bias, delta_softplus).contiguous()
     dl = dt * ut  # (b, l, d)
     Bt = B.permute(0, 3, 1, 2).to(dtype).contiguous()  # (b, l, g, n)
     Ct = C.permute(0, 3, 1, 2).to(dtype).contiguous()
@@ -113,14 +127,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         if nc * T > lb:  # pad the last chunk with Δ = 0: decay 1, no input
             dA[:, lb:].fill_(1.0)
             x[:, lb:].zero_()
-        dA, x = dA.view(b, nc, T, d, n), x.view(b, nc, T, d, n)
-        for t in range(1, T):  # local scans of all chunks at once, and running decay within each chunk
-            x[:, :, t].addcmul_(dA[:, :, t], x[:, :, t - 1])
-            dA[:, :, t].mul_(dA[:, :, t - 1])
-        for c in range(nc):  # carry the state across chunks
-            x[:, c].addcmul_(dA[:, c], h[:, None])
-            h = x[:, c, T - 1]
-        h = h.clone()  # a view into the buffers, which the next block overwrites
+        h = _scan_(dA, x, h, T).clone()  # a view into the buffers, which the next block overwrites
         # y_t = Σ_n h_t[n] C_t[n]  — a batched mat-vec per token
         hx = x.view(b, nc * T, g, d // g, n)[:, :lb]
         y[:, s:e] = (hx @ Ct[:, s:e, :, :, None]).view(b, lb, d)
@@ -137,8 +144,8 @@ def _scan_(decay, x, h0, chunk: int, reverse: bool = False):
 
     Forward (reverse=False): x_t += decay_t ⊙ x_{t−1}, x_{−1} = h0. Reverse: x_t += decay_t ⊙ x_{t+1},
     x_l = h0. Chunks of `chunk` positions are scanned all at once from a zero state while `decay` becomes the
-    running product within each chunk; one step per chunk then adds the carried state (the scheme of
-    `selective_scan_chunked`). Returns the state after the last step (a view into x).
+    running product within each chunk; one step per chunk then adds the carried state. Returns the state after
+    the last step (a view into x).
     """
     b, l = x.shape[:2]
     T = max(1, min(chunk, l))
@@ -256,11 +263,7 @@ def selective_state_update_ref(state, x, dt, A, B, C, D=None, z=None, dt_bias=No
     Returns y (b, d). Same as mamba-ssm `selective_state_update_ref` for this layout.
     """
     dtype = state.dtype
-    dt = dt.to(dtype)
-    if dt_bias is not None:
-        dt = dt + dt_bias.to(dtype)
-    if dt_softplus:
-        dt = F.softplus(dt)
+    dt = discretize_dt(dt.to(dtype), dt_bias, dt_softplus)
     b, d = x.shape
     if B.dim() == 2:
         B, C = B.unsqueeze(1), C.unsqueeze(1)

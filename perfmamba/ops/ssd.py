@@ -14,16 +14,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .selective_scan import discretize_dt, records_grad
+
 
 def _prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit):
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     x, dt, A, B, C = (t.to(dtype) for t in (x, dt, A, B, C))
-    if dt_bias is not None:
-        dt = dt + dt_bias.to(dtype)
-    if dt_softplus:
-        dt = F.softplus(dt)
-    if dt_limit is not None and tuple(dt_limit) != (0.0, float("inf")):
-        dt = dt.clamp(dt_limit[0], dt_limit[1])
+    dt = discretize_dt(dt, dt_bias, dt_softplus, dt_limit)
     h, g = x.shape[2], B.shape[2]
     if h % g:
         raise ValueError(f"{h} heads cannot be split into {g} groups")
@@ -96,8 +93,7 @@ def ssd_chunked(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     # 1. within chunks: Y = (C Bᵀ ∘ L) Δx, per head
     CB = torch.einsum("bcign,bcjgn->bcgij", Cc, Bc)  # (b, c, g, T, T)
     # in place where autograd is not recording (exp's output is needed for its backward; out= is not differentiable)
-    inplace = not (torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                                   for t in (x, dt, A, B, C, initial_states)))
+    inplace = not records_grad(x, dt, A, B, C, initial_states)
     M = _decay_matrix(a_cum).view(b, nc, g, r, T, T)
     M = M.mul_(CB[:, :, :, None]) if inplace else M * CB[:, :, :, None]
     Xh = Xc.permute(0, 1, 3, 2, 4) * dtc.permute(0, 1, 3, 2)[..., None]  # Δx, head-major: (b, c, h, T, p)
@@ -133,13 +129,7 @@ def ssd_chunked(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
 def ssd_state_update_ref(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None):
     """One Mamba-2 decode step. state: (b, h, p, n) updated in place; x: (b, h, p); dt: (b, h); B, C: (b, g, n)."""
     dtype = state.dtype
-    dt = dt.to(dtype)
-    if dt_bias is not None:
-        dt = dt + dt_bias.to(dtype)
-    if dt_softplus:
-        dt = F.softplus(dt)
-    if dt_limit is not None and tuple(dt_limit) != (0.0, float("inf")):
-        dt = dt.clamp(dt_limit[0], dt_limit[1])
+    dt = discretize_dt(dt.to(dtype), dt_bias, dt_softplus, dt_limit)
     h, g = x.shape[1], B.shape[1]
     hg = torch.arange(h, device=x.device) // (h // g)
     Bh, Ch = B[:, hg].to(dtype), C[:, hg].to(dtype)  # (b, h, n)

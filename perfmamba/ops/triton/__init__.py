@@ -36,38 +36,17 @@ from .chunked_ssd import chunked_ssd
 
 __all__ = ["ops", "causal_conv1d", "causal_conv1d_update", "selective_scan", "selective_state_update",
            "ssd_state_update", "rmsnorm", "gated_rmsnorm", "mamba2_step", "mamba1_step", "add_rmsnorm", "prefill_impl",
-           "use_ssd", "chunked_ssd",
-           "KernelInputError", "INTERPRET"]
+           "use_ssd", "chunked_ssd", "KernelInputError", "INTERPRET"]
 
 
 def ops() -> SimpleNamespace:
-    """The operator namespace of the `triton` backend (see `perfmamba.ops.backends`)."""
+    """The operator namespace of the `triton` backend (see `perfmamba.ops.backends`); `impl` names each op's
+    function."""
     ssd, ssd_impl = prefill_impl()
-    return SimpleNamespace(
-        name="triton",
-        conv=causal_conv1d,
-        conv_update=causal_conv1d_update,
-        selective_scan=selective_scan,
-        selective_state_update=selective_state_update,
-        ssd=ssd,
-        ssd_state_update=ssd_state_update,
-        rmsnorm=rmsnorm,
-        gated_rmsnorm=gated_rmsnorm,
-        mamba2_step=mamba2_step,
-        mamba1_step=mamba1_step,
-        add_rmsnorm=add_rmsnorm,
-        impl={
-            "conv": "perfmamba.ops.triton.causal_conv1d",
-            "conv_update": "perfmamba.ops.triton.causal_conv1d_update",
-            "selective_scan": "perfmamba.ops.triton.selective_scan",
-            "selective_state_update": "perfmamba.ops.triton.selective_state_update",
-            "ssd": ssd_impl,
-            "ssd_state_update": "perfmamba.ops.triton.ssd_state_update",
-            "rmsnorm": "perfmamba.ops.triton.rmsnorm",
-            "gated_rmsnorm": "perfmamba.ops.triton.gated_rmsnorm",
-            "mamba2_step": "perfmamba.ops.triton.mamba2_step",
-            "mamba1_step": "perfmamba.ops.triton.mamba1_step",
-            "add_rmsnorm": "perfmamba.ops.triton.add_rmsnorm",
-        },
-        interpret=INTERPRET,
-    )
+    fns = dict(conv=causal_conv1d, conv_update=causal_conv1d_update, selective_scan=selective_scan,
+               selective_state_update=selective_state_update, ssd=ssd, ssd_state_update=ssd_state_update,
+               rmsnorm=rmsnorm, gated_rmsnorm=gated_rmsnorm, mamba2_step=mamba2_step, mamba1_step=mamba1_step,
+               add_rmsnorm=add_rmsnorm)
+    impl = {name: f"perfmamba.ops.triton.{fn.__name__}" for name, fn in fns.items()}
+    impl["ssd"] = ssd_impl
+    return SimpleNamespace(name="triton", **fns, impl=impl, interpret=INTERPRET)

@@ -25,7 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, device_guard, next_pow2, softplus
+from .common import (KernelInputError, check_launchable, check_shapes, device_guard, dt_limit_args,
+                     head_delta, next_pow2, skip_strides)
 
 
 @triton.jit
@@ -39,12 +40,7 @@ def _ssd_cumsum_kernel(dt_ptr, dtb_ptr, A_ptr, dtp_ptr, acs_ptr, seqlen, dt_min,
     t = pid_c * T + tl.arange(0, T)
     m = t < seqlen
     dt = tl.load(dt_ptr + pid_b * s_dt_b + t.to(tl.int64) * s_dt_l + pid_h * s_dt_h, mask=m, other=0.0).to(tl.float32)
-    if HAS_DT_BIAS:
-        dt += tl.load(dtb_ptr + pid_h).to(tl.float32)
-    if DT_SOFTPLUS:
-        dt = softplus(dt)
-    if HAS_DT_LIMIT:
-        dt = tl.minimum(tl.maximum(dt, dt_min), dt_max)
+    dt = head_delta(dt, dtb_ptr, pid_h, dt_min, dt_max, HAS_DT_BIAS, DT_SOFTPLUS, HAS_DT_LIMIT)
     dt = tl.where(m, dt, 0.0)  # past the end: Δ = 0, decay 1, no input
     a = tl.cumsum(dt * tl.load(A_ptr + pid_h).to(tl.float32), axis=0)
     o = pid_b * s_o_b + pid_h * s_o_h + pid_c * s_o_c + tl.arange(0, T)
@@ -182,18 +178,15 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
                                f"{tuple(dt.shape)}, {tuple(B.shape)}")
     b, l, h, p = x.shape
     g, n = B.shape[2], B.shape[3]
-    if dt.shape != (b, l, h) or A.shape != (h,) or B.shape != (b, l, g, n) or C.shape != B.shape or h % g:
-        raise KernelInputError(f"dt ({b}, {l}, {h}), A ({h},), B and C ({b}, {l}, g, N) with g dividing {h} expected, "
-                               f"got {tuple(dt.shape)}, {tuple(A.shape)}, {tuple(B.shape)}, {tuple(C.shape)}")
-    if D is not None and D.shape not in ((h,), (h, p)):
-        raise KernelInputError(f"D must be ({h},) or ({h}, {p}), got {tuple(D.shape)}")
-    if initial_states is not None and initial_states.shape != (b, h, p, n):
-        raise KernelInputError(f"initial_states must be ({b}, {h}, {p}, {n}), got {tuple(initial_states.shape)}")
+    check_shapes(dt=(dt, (b, l, h)), A=(A, (h,)), B=(B, (b, l, g, n)), C=(C, (b, l, g, n)),
+                 initial_states=(initial_states, (b, h, p, n)))
+    if h % g:
+        raise KernelInputError(f"{h} heads cannot be split into {g} groups")
+    sD = skip_strides(D, h, p)
     dev = check_launchable(x, dt, A, B, C, D, dt_bias, initial_states)
     T = max(16, next_pow2(min(chunk_size or 256, 256)))
     nc = max(1, triton.cdiv(l, T))
-    has_limit = dt_limit is not None and tuple(dt_limit) != (0.0, float("inf"))
-    lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if has_limit else (0.0, 0.0)
+    has_limit, lo, hi = dt_limit_args(dt_limit)
     f32 = dict(device=x.device, dtype=torch.float32)
     dtp, acs = torch.empty(b, h, nc, T, **f32), torch.empty(b, h, nc, T, **f32)
     states = torch.empty(b, nc, h, p, n, **f32)  # each chunk's own end state, then (in place) the entering state
@@ -201,7 +194,6 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     final = torch.empty(b, h, p, n, device=x.device, dtype=x.dtype) if return_final_states else None
     h0 = initial_states.contiguous() if initial_states is not None else None
     block_m, block_p, block_n, block_k = ssd_config(T, p, n)
-    sD = (0, 0) if D is None else (D.stride(0), 0) if D.dim() == 1 else tuple(D.stride())
     sa = dtp.stride()[:3]
     # float32 activations: exact float32 products (a float32 model asks for float32 results), not TF32
     prec = "ieee" if x.dtype == torch.float32 else None

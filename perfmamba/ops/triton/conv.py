@@ -13,26 +13,20 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, device_guard, next_pow2, strides
+from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
+                     empty_like_order, next_pow2, strides)
 
 
 @triton.jit
 def _causal_conv1d_fwd_kernel(
-    x_ptr, w_ptr, bias_ptr, init_ptr, out_ptr,
-    dim, seqlen,
-    s_x_b, s_x_d, s_x_l,
-    s_w_d, s_w_k,
-    s_i_b, s_i_d, s_i_k,
-    s_o_b, s_o_d, s_o_l,
+    x_ptr, w_ptr, bias_ptr, init_ptr, out_ptr, dim, seqlen,
+    s_x_b, s_x_d, s_x_l, s_w_d, s_w_k, s_i_b, s_i_d, s_i_k, s_o_b, s_o_d, s_o_l,
     WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, SILU: tl.constexpr,
     BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
-    pid_l = tl.program_id(1)
-    pid_d = tl.program_id(2)
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_d < dim
+    offs_l, mask_l = block_offsets(tl.program_id(1), BLOCK_L, seqlen)
+    offs_d, mask_d = block_offsets(tl.program_id(2), BLOCK_D, dim)
     x_base = x_ptr + pid_b * s_x_b + offs_d[None, :] * s_x_d
     acc = tl.zeros([BLOCK_L, BLOCK_D], dtype=tl.float32)
     for k in tl.static_range(WIDTH):
@@ -51,7 +45,7 @@ def _causal_conv1d_fwd_kernel(
         acc += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[None, :]
     if SILU:
         acc = acc * tl.sigmoid(acc)
-    mo = (offs_l < seqlen)[:, None] & mask_d[None, :]
+    mo = mask_l[:, None] & mask_d[None, :]
     tl.store(out_ptr + pid_b * s_o_b + offs_d[None, :] * s_o_d + offs_l[:, None].to(tl.int64) * s_o_l,
              acc.to(out_ptr.dtype.element_ty), mask=mo)
 
@@ -69,28 +63,23 @@ def causal_conv1d(x, weight, bias=None, initial_states=None, return_final_states
     Returns out (b, d, l) in x's dtype and memory order, and, if asked, the last w - 1 inputs (b, d, w - 1).
     """
     silu = _check_activation(activation)
-    if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
-        raise KernelInputError(f"x must be (b, d, l) and weight (d, w), got {tuple(x.shape)} and {tuple(weight.shape)}")
+    if x.dim() != 3:
+        raise KernelInputError(f"x must be (b, d, l), got {tuple(x.shape)}")
     b, d, l = x.shape
-    w = weight.shape[1]
-    has_init = initial_states is not None and w > 1
-    if has_init and initial_states.shape != (b, d, w - 1):
-        raise KernelInputError(f"initial_states must be ({b}, {d}, {w - 1}), got {tuple(initial_states.shape)}")
+    w = weight.shape[-1]
+    init = initial_states if w > 1 else None  # a width-1 conv sees no earlier input
+    check_shapes(weight=(weight, (d, w)), initial_states=(init, (b, d, w - 1)))
     dev = check_launchable(x, weight, bias, initial_states)
-    if x.stride(1) == 1 and x.stride(2) != 1:  # channel-last in, channel-last out
-        out = torch.empty(b, l, d, device=x.device, dtype=x.dtype).transpose(1, 2)
-    else:
-        out = torch.empty(b, d, l, device=x.device, dtype=x.dtype)
+    out = empty_like_order(x)
     if l:
         block_l = min(64, max(16, next_pow2(l)))
         block_d = min(64, max(16, next_pow2(d)))
-        init = initial_states if has_init else None
         grid = (b, triton.cdiv(l, block_l), triton.cdiv(d, block_d))
         with device_guard(dev):
             _causal_conv1d_fwd_kernel[grid](
                 x, weight, bias, init, out, d, l,
                 *x.stride(), *weight.stride(), *strides(init, 3), *out.stride(),
-                WIDTH=w, HAS_BIAS=bias is not None, HAS_INIT=has_init, SILU=silu,
+                WIDTH=w, HAS_BIAS=bias is not None, HAS_INIT=init is not None, SILU=silu,
                 BLOCK_L=block_l, BLOCK_D=block_d, num_warps=4,
             )
     if not return_final_states:
@@ -98,41 +87,52 @@ def causal_conv1d(x, weight, bias=None, initial_states=None, return_final_states
     if w == 1:
         return out, x[..., :0]
     # the last w - 1 inputs of [initial_states, x]: a copy of at most w - 1 columns, not worth a kernel
-    prev = initial_states.to(x.dtype) if has_init else x.new_zeros(b, d, w - 1)
+    prev = init.to(x.dtype) if init is not None else x.new_zeros(b, d, w - 1)
     final = torch.cat([prev, x[..., max(0, l - (w - 1)):]], dim=-1)[..., -(w - 1):].contiguous()
     return out, final
 
 
 @triton.jit
+def conv_state_step(rows, x, mask, s_k, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, STORE: tl.constexpr):
+    """The conv window of some channels after one step, shifted left by one: [old[1], ..., old[W-1], x], with
+    x rounded to the state's dtype as stored. rows: (R, 1) pointers to each channel's state, written back if
+    STORE."""
+    offs_k = tl.arange(0, BLOCK_W)[None, :]
+    win = tl.load(rows + (offs_k + 1) * s_k, mask=mask[:, None] & (offs_k + 1 < WIDTH), other=0.0)
+    win = tl.where(offs_k == WIDTH - 1, x.to(rows.dtype.element_ty)[:, None], win)
+    if STORE:
+        tl.store(rows + offs_k * s_k, win, mask=mask[:, None] & (offs_k < WIDTH))
+    return win
+
+
+@triton.jit
+def conv_output(win, w_rows, s_k, bias_ptr, ch, mask, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr,
+                HAS_BIAS: tl.constexpr, SILU: tl.constexpr):
+    """Σ_k w[k] · win[k] (+ bias) (then silu) in float32 for the channels `ch`; w_rows: (R, 1) pointers."""
+    offs_k = tl.arange(0, BLOCK_W)[None, :]
+    w = tl.load(w_rows + offs_k * s_k, mask=mask[:, None] & (offs_k < WIDTH), other=0.0).to(tl.float32)
+    acc = tl.sum(win.to(tl.float32) * w, axis=1)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + ch, mask=mask, other=0.0).to(tl.float32)
+    if SILU:
+        acc = acc * tl.sigmoid(acc)
+    return acc
+
+
+@triton.jit
 def _causal_conv1d_update_kernel(
-    x_ptr, state_ptr, w_ptr, bias_ptr, out_ptr,
-    dim,
-    s_x_b, s_x_d,
-    s_s_b, s_s_d, s_s_k,
-    s_w_d, s_w_k,
-    s_o_b, s_o_d,
+    x_ptr, state_ptr, w_ptr, bias_ptr, out_ptr, dim,
+    s_x_b, s_x_d, s_s_b, s_s_d, s_s_k, s_w_d, s_w_k, s_o_b, s_o_d,
     WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_k = tl.arange(0, BLOCK_W)
-    mask_d = offs_d < dim
-    s_base = state_ptr + pid_b * s_s_b + offs_d[:, None] * s_s_d
-    # shift left by one: new[k] = old[k + 1], new[WIDTH - 1] = x (rounded to the state's dtype, as stored)
-    shifted = tl.load(s_base + (offs_k[None, :] + 1) * s_s_k,
-                      mask=mask_d[:, None] & (offs_k[None, :] + 1 < WIDTH), other=0.0)
-    x = tl.load(x_ptr + pid_b * s_x_b + offs_d * s_x_d, mask=mask_d, other=0.0).to(state_ptr.dtype.element_ty)
-    new = tl.where(offs_k[None, :] == WIDTH - 1, x[:, None], shifted)
-    mask_dk = mask_d[:, None] & (offs_k[None, :] < WIDTH)
-    tl.store(s_base + offs_k[None, :] * s_s_k, new, mask=mask_dk)
-    w = tl.load(w_ptr + offs_d[:, None] * s_w_d + offs_k[None, :] * s_w_k, mask=mask_dk, other=0.0).to(tl.float32)
-    acc = tl.sum(new.to(tl.float32) * w, axis=1)
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if SILU:
-        acc = acc * tl.sigmoid(acc)
+    offs_d, mask_d = block_offsets(tl.program_id(1), BLOCK_D, dim)
+    x = tl.load(x_ptr + pid_b * s_x_b + offs_d * s_x_d, mask=mask_d, other=0.0)
+    state_rows = state_ptr + pid_b * s_s_b + offs_d[:, None] * s_s_d
+    win = conv_state_step(state_rows, x, mask_d, s_s_k, WIDTH, BLOCK_W, True)
+    acc = conv_output(win, w_ptr + offs_d[:, None] * s_w_d, s_w_k, bias_ptr, offs_d, mask_d, WIDTH, BLOCK_W,
+                      HAS_BIAS, SILU)
     tl.store(out_ptr + pid_b * s_o_b + offs_d * s_o_d, acc.to(out_ptr.dtype.element_ty), mask=mask_d)
 
 
@@ -143,12 +143,11 @@ def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
     Returns out (b, d) in x's dtype.
     """
     silu = _check_activation(activation)
-    if x.dim() != 2 or conv_state.dim() != 3 or conv_state.shape[:2] != x.shape or weight.shape != (
-            x.shape[1], conv_state.shape[2]):
-        raise KernelInputError(f"x (b, d), conv_state (b, d, w) and weight (d, w) disagree: {tuple(x.shape)}, "
-                               f"{tuple(conv_state.shape)}, {tuple(weight.shape)}")
+    if x.dim() != 2:
+        raise KernelInputError(f"x must be (b, d), got {tuple(x.shape)}")
     b, d = x.shape
-    w = weight.shape[1]
+    w = conv_state.shape[-1]
+    check_shapes(conv_state=(conv_state, (b, d, w)), weight=(weight, (d, w)))
     dev = check_launchable(x, conv_state, weight, bias)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_d = min(128, max(16, next_pow2(d)))

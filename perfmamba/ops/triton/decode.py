@@ -27,87 +27,65 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, device_guard, next_pow2, softplus
+from .conv import conv_output, conv_state_step
+from .norm import rms_weight
+from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
+                     dt_limit_args, head_delta, next_pow2, rows, skip_gate_store, softplus, update_state)
+
+
+@triton.jit
+def _xbc_conv(zx, cs, cw_ptr, cb_ptr, ch, mask, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c, s_cw_k,
+              WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, HAS_CONV_BIAS: tl.constexpr, STORE: tl.constexpr):
+    """silu(conv) of the xBC channels `ch` with this step's input, rounded to the activations' dtype (as the
+    model rounds), in float32; zx, cs: this batch row of zxbcdt and of the conv state, shifted if STORE."""
+    x = tl.load(zx + (d_inner + ch) * s_zx_c, mask=mask, other=0.0)
+    win = conv_state_step(cs + ch[:, None] * s_cs_c, x, mask, s_cs_k, WIDTH, BLOCK_W, STORE)
+    out = conv_output(win, cw_ptr + ch[:, None] * s_cw_c, s_cw_k, cb_ptr, ch, mask, WIDTH, BLOCK_W,
+                      HAS_CONV_BIAS, True)
+    return out.to(zx.dtype.element_ty).to(tl.float32)
 
 
 @triton.jit
 def _mamba2_step_kernel(
     zx_ptr, cs_ptr, cw_ptr, cb_ptr, st_ptr, Alog_ptr, dtb_ptr, D_ptr, g_ptr,
     d_inner, conv_dim, headdim, dstate, heads_per_group, ngroups, dt_min, dt_max,
-    s_zx_b, s_zx_c,
-    s_cs_b, s_cs_c, s_cs_k,
-    s_cw_c, s_cw_k,
-    s_st_b, s_st_h, s_st_p, s_st_n,
-    s_g_b,
+    s_zx_b, s_zx_c, s_cs_b, s_cs_c, s_cs_k, s_cw_c, s_cw_k, s_st_b, s_st_h, s_st_p, s_st_n, s_g_b,
     WIDTH: tl.constexpr, HAS_CONV_BIAS: tl.constexpr, HAS_D: tl.constexpr, HAS_DT_BIAS: tl.constexpr,
     HAS_DT_LIMIT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_h = tl.program_id(1)
-    pid_p = tl.program_id(2)
-    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_k = tl.arange(0, BLOCK_W)
-    mask_p = offs_p < headdim
-    mask_n = offs_n < dstate
+    offs_p, mask_p = block_offsets(tl.program_id(2), BLOCK_P, headdim)
+    offs_n, mask_n = block_offsets(0, BLOCK_N, dstate)
     grp = pid_h // heads_per_group
     zx = zx_ptr + pid_b * s_zx_b  # this row of [z (d) | xBC (conv_dim) | dt (h)]
     cs = cs_ptr + pid_b * s_cs_b
     act_ty = zx_ptr.dtype.element_ty  # the activations' dtype: conv output and y are rounded to it, as in the model
-    shift = (offs_k[None, :] + 1 < WIDTH)  # window = [old[1], ..., old[W-1], new]
-    last = offs_k[None, :] == WIDTH - 1
-    in_w = offs_k[None, :] < WIDTH
 
-    # conv of the head's x channels: state shifted and written here (private to this program)
+    # conv of the head's x channels, whose conv state is private to this program: shifted and written here.
+    # The group's B and C channels use the old state, which other programs read too (the norm kernel
+    # shifts it).
     cx = pid_h * headdim + offs_p  # channel in xBC
-    m_x = mask_p[:, None]
-    win = tl.load(cs + cx[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k, mask=m_x & shift, other=0.0)
-    raw = tl.load(zx + (d_inner + cx) * s_zx_c, mask=mask_p, other=0.0).to(cs_ptr.dtype.element_ty)
-    win = tl.where(last, raw[:, None], win)
-    tl.store(cs + cx[:, None] * s_cs_c + offs_k[None, :] * s_cs_k, win, mask=m_x & in_w)
-    w = tl.load(cw_ptr + cx[:, None] * s_cw_c + offs_k[None, :] * s_cw_k, mask=m_x & in_w, other=0.0).to(tl.float32)
-    x = tl.sum(win.to(tl.float32) * w, axis=1)
-    if HAS_CONV_BIAS:
-        x += tl.load(cb_ptr + cx, mask=mask_p, other=0.0).to(tl.float32)
-    x = (x * tl.sigmoid(x)).to(act_ty).to(tl.float32)
-
-    # conv of the group's B and C channels, from the old state (the norm kernel shifts it afterwards)
-    m_n = mask_n[:, None]
     cB = d_inner + grp * dstate + offs_n
     cC = cB + ngroups * dstate
-    winB = tl.load(cs + cB[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k, mask=m_n & shift, other=0.0)
-    winC = tl.load(cs + cC[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k, mask=m_n & shift, other=0.0)
-    rawB = tl.load(zx + (d_inner + cB) * s_zx_c, mask=mask_n, other=0.0).to(cs_ptr.dtype.element_ty)
-    rawC = tl.load(zx + (d_inner + cC) * s_zx_c, mask=mask_n, other=0.0).to(cs_ptr.dtype.element_ty)
-    winB = tl.where(last, rawB[:, None], winB).to(tl.float32)
-    winC = tl.where(last, rawC[:, None], winC).to(tl.float32)
-    wB = tl.load(cw_ptr + cB[:, None] * s_cw_c + offs_k[None, :] * s_cw_k, mask=m_n & in_w, other=0.0).to(tl.float32)
-    wC = tl.load(cw_ptr + cC[:, None] * s_cw_c + offs_k[None, :] * s_cw_k, mask=m_n & in_w, other=0.0).to(tl.float32)
-    Bv = tl.sum(winB * wB, axis=1)
-    Cv = tl.sum(winC * wC, axis=1)
-    if HAS_CONV_BIAS:
-        Bv += tl.load(cb_ptr + cB, mask=mask_n, other=0.0).to(tl.float32)
-        Cv += tl.load(cb_ptr + cC, mask=mask_n, other=0.0).to(tl.float32)
-    Bv = tl.where(mask_n, (Bv * tl.sigmoid(Bv)).to(act_ty).to(tl.float32), 0.0)
-    Cv = tl.where(mask_n, (Cv * tl.sigmoid(Cv)).to(act_ty).to(tl.float32), 0.0)
+    x = _xbc_conv(zx, cs, cw_ptr, cb_ptr, cx, mask_p, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c, s_cw_k,
+                  WIDTH, BLOCK_W, HAS_CONV_BIAS, True)
+    Bv = _xbc_conv(zx, cs, cw_ptr, cb_ptr, cB, mask_n, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c, s_cw_k,
+                   WIDTH, BLOCK_W, HAS_CONV_BIAS, False)
+    Cv = _xbc_conv(zx, cs, cw_ptr, cb_ptr, cC, mask_n, d_inner, s_zx_c, s_cs_c, s_cs_k, s_cw_c, s_cw_k,
+                   WIDTH, BLOCK_W, HAS_CONV_BIAS, False)
+    Bv = tl.where(mask_n, Bv, 0.0)
+    Cv = tl.where(mask_n, Cv, 0.0)
 
     # Δ and the decay, one scalar per head
     dt = tl.load(zx + (d_inner + conv_dim + pid_h) * s_zx_c).to(tl.float32)
-    if HAS_DT_BIAS:
-        dt += tl.load(dtb_ptr + pid_h).to(tl.float32)
-    dt = softplus(dt)
-    if HAS_DT_LIMIT:
-        dt = tl.minimum(tl.maximum(dt, dt_min), dt_max)
+    dt = head_delta(dt, dtb_ptr, pid_h, dt_min, dt_max, HAS_DT_BIAS, True, HAS_DT_LIMIT)
     dA = tl.exp(-tl.exp(tl.load(Alog_ptr + pid_h).to(tl.float32)) * dt)
 
-    # state update of the (BLOCK_P, N') tile, y from the state as stored (as the reference does)
-    mask_pn = m_x & mask_n[None, :]
+    # state update of the (BLOCK_P, N') tile
     s_ptrs = st_ptr + pid_b * s_st_b + pid_h * s_st_h + offs_p[:, None] * s_st_p + offs_n[None, :] * s_st_n
-    state = tl.load(s_ptrs, mask=mask_pn, other=0.0).to(tl.float32)
-    state = state * dA + (dt * x)[:, None] * Bv[None, :]
-    state = state.to(st_ptr.dtype.element_ty)
-    tl.store(s_ptrs, state, mask=mask_pn)
-    y = tl.sum(state.to(tl.float32) * Cv[None, :], axis=1)
+    mask_pn = mask_p[:, None] & mask_n[None, :]
+    y = update_state(s_ptrs, mask_pn, dA, (dt * x)[:, None] * Bv[None, :], Cv[None, :])
     if HAS_D:
         y += x * tl.load(D_ptr + pid_h).to(tl.float32)
     y = y.to(act_ty).to(tl.float32)
@@ -129,23 +107,15 @@ def _mamba2_step_norm_kernel(
     cols = pid_g * group_size + offs
     mask = offs < group_size
     v = tl.load(g_ptr + pid_b * s_g_b + cols, mask=mask, other=0.0)
-    rstd = 1.0 / tl.sqrt(tl.sum(v * v, axis=0) / group_size + eps)
-    w = tl.load(nw_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    o = (v * rstd).to(zx_ptr.dtype.element_ty).to(tl.float32) * w
+    o = rms_weight(v, group_size, eps, nw_ptr, cols, mask, zx_ptr)
     tl.store(out_ptr + pid_b * s_o_b + cols, o.to(out_ptr.dtype.element_ty), mask=mask)
     # the conv-state shift of the group's B and C channels, now that every head has read the old state
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_k = tl.arange(0, BLOCK_W)
-    m_n = (offs_n < dstate)[:, None]
-    cs = cs_ptr + pid_b * s_cs_b
+    offs_n, mask_n = block_offsets(0, BLOCK_N, dstate)
     for which in tl.static_range(2):  # B, then C
         ch = d_inner + which * ngroups * dstate + pid_g * dstate + offs_n
-        win = tl.load(cs + ch[:, None] * s_cs_c + (offs_k[None, :] + 1) * s_cs_k,
-                      mask=m_n & (offs_k[None, :] + 1 < WIDTH), other=0.0)
-        raw = tl.load(zx_ptr + pid_b * s_zx_b + (d_inner + ch) * s_zx_c, mask=offs_n < dstate,
-                      other=0.0).to(cs_ptr.dtype.element_ty)
-        win = tl.where(offs_k[None, :] == WIDTH - 1, raw[:, None], win)
-        tl.store(cs + ch[:, None] * s_cs_c + offs_k[None, :] * s_cs_k, win, mask=m_n & (offs_k[None, :] < WIDTH))
+        x = tl.load(zx_ptr + pid_b * s_zx_b + (d_inner + ch) * s_zx_c, mask=mask_n, other=0.0)
+        cs_rows = cs_ptr + pid_b * s_cs_b + ch[:, None] * s_cs_c
+        conv_state_step(cs_rows, x, mask_n, s_cs_k, WIDTH, BLOCK_W, True)
 
 
 def mamba2_step_config(headdim: int, dstate: int):
@@ -160,24 +130,17 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
                 ngroups, dt_limit=None):
     """Triton version of `perfmamba.ops.decode.mamba2_step_ref`: a Mamba-2 layer's step between in_proj and
     out_proj in two kernels. Shapes as there; conv_state and ssm_state are updated in place."""
-    if zxbcdt.dim() != 2 or ssm_state.dim() != 4 or conv_state.dim() != 3:
-        raise KernelInputError(f"zxbcdt (b, ·), conv_state (b, conv_dim, w) and ssm_state (b, h, p, N) expected, got "
-                               f"{tuple(zxbcdt.shape)}, {tuple(conv_state.shape)}, {tuple(ssm_state.shape)}")
+    if ssm_state.dim() != 4 or conv_weight.dim() != 2:
+        raise KernelInputError(f"ssm_state (b, h, p, N) and conv_weight (conv_dim, w) expected, got "
+                               f"{tuple(ssm_state.shape)}, {tuple(conv_weight.shape)}")
     b, h, p, n = ssm_state.shape
     d = h * p
     conv_dim, w = conv_weight.shape
     if ngroups < 1 or h % ngroups or conv_dim != d + 2 * ngroups * n:
         raise KernelInputError(f"conv_dim {conv_dim} must be d + 2·g·N = {d} + 2·{ngroups}·{n}, with g dividing {h}")
-    if zxbcdt.shape != (b, d + conv_dim + h) or conv_state.shape != (b, conv_dim, w):
-        raise KernelInputError(f"zxbcdt must be ({b}, {d + conv_dim + h}) and conv_state ({b}, {conv_dim}, {w}), got "
-                               f"{tuple(zxbcdt.shape)}, {tuple(conv_state.shape)}")
-    for name, t in (("A_log", A_log), ("dt_bias", dt_bias), ("D", D)):
-        if t is not None and t.shape != (h,):
-            raise KernelInputError(f"{name} must be ({h},), got {tuple(t.shape)}")
-    if norm_weight.shape != (d,):
-        raise KernelInputError(f"norm_weight must be ({d},), got {tuple(norm_weight.shape)}")
-    has_limit = dt_limit is not None and tuple(dt_limit) != (0.0, float("inf"))
-    lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if has_limit else (0.0, 0.0)
+    check_shapes(zxbcdt=(zxbcdt, (b, d + conv_dim + h)), conv_state=(conv_state, (b, conv_dim, w)),
+                 A_log=(A_log, (h,)), dt_bias=(dt_bias, (h,)), D=(D, (h,)), norm_weight=(norm_weight, (d,)))
+    has_limit, lo, hi = dt_limit_args(dt_limit)
     dev = check_launchable(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, norm_weight)
     gated = torch.empty(b, d, device=zxbcdt.device, dtype=torch.float32)
     out = torch.empty(b, d, device=zxbcdt.device, dtype=torch.promote_types(norm_weight.dtype, zxbcdt.dtype))
@@ -205,23 +168,15 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
 def _mamba1_step_kernel(
     st_ptr, x_ptr, xdbl_ptr, wdt_ptr, dtb_ptr, Alog_ptr, D_ptr, z_ptr, out_ptr,
     dim, dstate, dt_rank,
-    s_st_b, s_st_d, s_st_n,
-    s_x_b, s_x_d,
-    s_xd_b, s_xd_c,
-    s_w_d, s_w_r,
-    s_A_d, s_A_n,
-    s_z_b, s_z_d,
-    s_o_b, s_o_d,
+    s_st_b, s_st_d, s_st_n, s_x_b, s_x_d, s_xd_b, s_xd_c, s_w_d, s_w_r, s_A_d, s_A_n,
+    s_z_b, s_z_d, s_o_b, s_o_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DT_BIAS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
+    offs_d, mask_d = block_offsets(tl.program_id(1), BLOCK_D, dim)
+    offs_n, mask_n = block_offsets(0, BLOCK_N, dstate)
     offs_r = tl.arange(0, BLOCK_R)
-    mask_d = offs_d < dim
-    mask_n = offs_n < dstate
     mask_dn = mask_d[:, None] & mask_n[None, :]
     act_ty = x_ptr.dtype.element_ty
     xd = xdbl_ptr + pid_b * s_xd_b  # [dt_low (r) | B (N) | C (N)]
@@ -241,32 +196,21 @@ def _mamba1_step_kernel(
     Cv = tl.load(xd + (dt_rank + dstate + offs_n) * s_xd_c, mask=mask_n, other=0.0).to(tl.float32)
     x = tl.load(x_ptr + pid_b * s_x_b + offs_d * s_x_d, mask=mask_d, other=0.0).to(tl.float32)
     s_ptrs = st_ptr + pid_b * s_st_b + offs_d[:, None] * s_st_d + offs_n[None, :] * s_st_n
-    state = tl.load(s_ptrs, mask=mask_dn, other=0.0).to(tl.float32)
-    state = state * tl.exp(A * dt[:, None]) + Bv[None, :] * (dt * x)[:, None]
-    state = state.to(st_ptr.dtype.element_ty)
-    tl.store(s_ptrs, state, mask=mask_dn)
-    y = tl.sum(state.to(tl.float32) * Cv[None, :], axis=1)
-    if HAS_D:
-        y += x * tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_Z:
-        z = tl.load(z_ptr + pid_b * s_z_b + offs_d * s_z_d, mask=mask_d, other=0.0).to(tl.float32)
-        y *= z * tl.sigmoid(z)
-    tl.store(out_ptr + pid_b * s_o_b + offs_d * s_o_d, y.to(out_ptr.dtype.element_ty), mask=mask_d)
+    y = update_state(s_ptrs, mask_dn, tl.exp(A * dt[:, None]), Bv[None, :] * (dt * x)[:, None], Cv[None, :])
+    skip_gate_store(y, x, D_ptr, z_ptr, out_ptr, pid_b, offs_d, mask_d, s_z_b, s_z_d, s_o_b, s_o_d,
+                    HAS_D, HAS_Z)
 
 
 def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):
     """Triton version of `perfmamba.ops.decode.mamba1_step_ref`: Δ projection, state update, D skip and gate in
     one kernel. Shapes as there; ssm_state is updated in place."""
-    if ssm_state.dim() != 3 or x.dim() != 2:
-        raise KernelInputError(f"ssm_state (b, d, N) and x (b, d) expected, got {tuple(ssm_state.shape)}, "
-                               f"{tuple(x.shape)}")
+    if ssm_state.dim() != 3 or dt_proj_weight.dim() != 2:
+        raise KernelInputError(f"ssm_state (b, d, N) and dt_proj_weight (d, r) expected, got "
+                               f"{tuple(ssm_state.shape)}, {tuple(dt_proj_weight.shape)}")
     b, d, n = ssm_state.shape
-    r = dt_proj_weight.shape[1] if dt_proj_weight.dim() == 2 else -1
-    if x.shape != (b, d) or (z is not None and z.shape != (b, d)) or dt_proj_weight.shape != (d, r) \
-            or x_dbl.shape != (b, r + 2 * n) or A_log.shape != (d, n):
-        raise KernelInputError(f"x, z ({b}, {d}), x_dbl ({b}, r + 2·{n}), dt_proj_weight ({d}, r), A_log ({d}, {n}) "
-                               f"expected, got {tuple(x.shape)}, {tuple(x_dbl.shape)}, {tuple(dt_proj_weight.shape)}, "
-                               f"{tuple(A_log.shape)}")
+    r = dt_proj_weight.shape[1]
+    check_shapes(x=(x, (b, d)), z=(z, (b, d)), dt_proj_weight=(dt_proj_weight, (d, r)),
+                 x_dbl=(x_dbl, (b, r + 2 * n)), A_log=(A_log, (d, n)))
     dev = check_launchable(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_n, block_r = max(16, next_pow2(n)), max(16, next_pow2(r))
@@ -294,26 +238,19 @@ def _add_rmsnorm_kernel(x_ptr, o_ptr, w_ptr, s_ptr, n_ptr, ncols, eps, s_x_row, 
         + tl.load(o_ptr + row * s_o_row + cols, mask=mask, other=0.0).to(tl.float32)
     s = s.to(s_ptr.dtype.element_ty)
     tl.store(s_ptr + row * s_s_row + cols, s, mask=mask)
-    v = s.to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(v * v, axis=0) / ncols + eps)
-    w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(n_ptr + row * s_n_row + cols, ((v * rstd).to(s_ptr.dtype.element_ty).to(tl.float32) * w)
-             .to(n_ptr.dtype.element_ty), mask=mask)
+    normed = rms_weight(s.to(tl.float32), ncols, eps, w_ptr, cols, mask, s_ptr)
+    tl.store(n_ptr + row * s_n_row + cols, normed.to(n_ptr.dtype.element_ty), mask=mask)
 
 
 def add_rmsnorm(x, out, weight, eps=1e-5):
     """Triton version of `perfmamba.ops.decode.add_rmsnorm_ref`: (x + out rounded to x's dtype, its RMSNorm) in one
     kernel. x, out: (..., d); weight: (d,)."""
     d = x.shape[-1]
-    if out.shape != x.shape or weight.shape != (d,):
-        raise KernelInputError(f"x and out of one shape (..., {d}) and weight ({d},) expected, got {tuple(x.shape)}, "
-                               f"{tuple(out.shape)}, {tuple(weight.shape)}")
+    check_shapes(out=(out, x.shape), weight=(weight, (d,)))
     dev = check_launchable(x, out, weight)
     s = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     normed = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(weight.dtype, x.dtype))
-    x2, o2 = x.reshape(-1, d), out.reshape(-1, d)
-    x2 = x2 if x2.stride(-1) == 1 else x2.contiguous()
-    o2 = o2 if o2.stride(-1) == 1 else o2.contiguous()
+    x2, o2 = rows(x, d), rows(out, d)
     s2, n2 = s.view(-1, d), normed.view(-1, d)
     if x2.shape[0]:
         block = max(16, next_pow2(d))

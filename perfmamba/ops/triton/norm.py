@@ -15,7 +15,16 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, device_guard, next_pow2
+from .common import KernelInputError, check_launchable, device_guard, next_pow2, rows
+
+
+@triton.jit
+def rms_weight(v, n, eps, w_ptr, cols, mask, like_ptr):
+    """w · round(v / sqrt(Σv² / n + eps)) in float32, rounded to like_ptr's dtype before the weight, as the
+    references do. v: float32 row (masked lanes 0)."""
+    rstd = 1.0 / tl.sqrt(tl.sum(v * v, axis=0) / n + eps)
+    w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    return w * (v * rstd).to(like_ptr.dtype.element_ty).to(tl.float32)
 
 
 @triton.jit
@@ -30,16 +39,8 @@ def _rmsnorm_kernel(x_ptr, z_ptr, w_ptr, out_ptr, ncols, group_size, eps, s_x_ro
     if HAS_Z:
         z = tl.load(z_ptr + row * s_z_row + cols, mask=mask, other=0.0).to(tl.float32)
         v = v * z * tl.sigmoid(z)
-    rstd = 1.0 / tl.sqrt(tl.sum(v * v, axis=0) / group_size + eps)
-    y = (v * rstd).to(x_ptr.dtype.element_ty).to(tl.float32)
-    w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(out_ptr + row * s_o_row + cols, (w * y).to(out_ptr.dtype.element_ty), mask=mask)
-
-
-def _rows(t, d):
-    """(rows, d) view with unit column stride, copying only if the layout needs it."""
-    t2 = t.reshape(-1, d)
-    return t2 if t2.stride(-1) == 1 else t2.contiguous()
+    out = rms_weight(v, group_size, eps, w_ptr, cols, mask, x_ptr)
+    tl.store(out_ptr + row * s_o_row + cols, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 def _norm(x, z, weight, eps, group_size):
@@ -50,13 +51,12 @@ def _norm(x, z, weight, eps, group_size):
                                f"{group_size}")
     dev = check_launchable(x, z, weight)
     out = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(weight.dtype, x.dtype))
-    x2, z2, o2 = _rows(x, d), (_rows(z, d) if z is not None else None), out.view(-1, d)
-    rows = x2.shape[0]
-    if rows == 0:
+    x2, z2, o2 = rows(x, d), (rows(z, d) if z is not None else None), out.view(-1, d)
+    if x2.shape[0] == 0:
         return out
     block = next_pow2(group_size)
     with device_guard(dev):
-        _rmsnorm_kernel[(rows, d // group_size)](
+        _rmsnorm_kernel[(x2.shape[0], d // group_size)](
             x2, z2, weight, o2, d, group_size, float(eps), x2.stride(0), z2.stride(0) if z2 is not None else 0,
             o2.stride(0), HAS_Z=z is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),
         )

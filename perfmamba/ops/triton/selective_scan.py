@@ -19,32 +19,24 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, device_guard, next_pow2, softplus, strides
+from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
+                     empty_like_order, next_pow2, skip_gate_store, softplus, strides, update_state)
 
 
 @triton.jit
 def _selective_scan_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dt_bias_ptr, h0_ptr, out_ptr, hT_ptr,
     dim, seqlen, dstate, channels_per_group,
-    s_u_b, s_u_d, s_u_l,
-    s_dt_b, s_dt_d, s_dt_l,
-    s_A_d, s_A_n,
-    s_B_b, s_B_g, s_B_n, s_B_l,
-    s_C_b, s_C_g, s_C_n, s_C_l,
-    s_z_b, s_z_d, s_z_l,
-    s_h0_b, s_h0_d, s_h0_n,
-    s_o_b, s_o_d, s_o_l,
-    s_hT_b, s_hT_d, s_hT_n,
+    s_u_b, s_u_d, s_u_l, s_dt_b, s_dt_d, s_dt_l, s_A_d, s_A_n,
+    s_B_b, s_B_g, s_B_n, s_B_l, s_C_b, s_C_g, s_C_n, s_C_l, s_z_b, s_z_d, s_z_l,
+    s_h0_b, s_h0_d, s_h0_n, s_o_b, s_o_d, s_o_l, s_hT_b, s_hT_d, s_hT_n,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_LAST: tl.constexpr, GROUPED: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_d = offs_d < dim
-    mask_n = offs_n < dstate
+    offs_d, mask_d = block_offsets(tl.program_id(1), BLOCK_D, dim)
+    offs_n, mask_n = block_offsets(0, BLOCK_N, dstate)
     mask_dn = mask_d[:, None] & mask_n[None, :]
 
     # exp(Δ A) = exp2(Δ · A log2 e): one multiply saved per state element and step
@@ -128,21 +120,13 @@ def _selective_scan_fwd_kernel(
                  h.to(hT_ptr.dtype.element_ty), mask=mask_dn)
 
 
-def _scan_config(dstate: int):
-    """(BLOCK_D, BLOCK_N, num_warps): the (BLOCK_D, N) state tile plus ~4 temporaries stay in registers."""
+def _tile(dstate: int, budget: int, max_d: int):
+    """(BLOCK_D, BLOCK_N, num_warps) for a (BLOCK_D, N) state tile of about `budget` elements: the prefill
+    scan keeps it and ~4 temporaries in registers (4096, up to 32 rows); the memory-bound decode step wants
+    small tiles and many programs (1024, up to 64 rows)."""
     block_n = next_pow2(dstate)
-    block_d = max(4, min(32, 4096 // block_n))
-    num_warps = 4 if block_d * block_n <= 2048 else 8
-    return block_d, block_n, num_warps
-
-
-def _out_like(u, shape, dtype):
-    """A (b, d, l) output in u's memory order: channel-last inputs give channel-last outputs, so the next
-    `transpose(1, 2)` (to (b, l, d) for out_proj / x_proj) is free."""
-    b, d, l = shape
-    if u.stride(1) == 1 and u.stride(2) != 1:
-        return torch.empty(b, l, d, device=u.device, dtype=dtype).transpose(1, 2)
-    return torch.empty(b, d, l, device=u.device, dtype=dtype)
+    block_d = max(4, min(max_d, budget // block_n))
+    return block_d, block_n, 4 if block_d * block_n <= 2048 else 8
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -155,42 +139,30 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if u.dim() != 3:
         raise KernelInputError(f"u must be (batch, dim, seqlen), got shape {tuple(u.shape)}")
     b, d, l = u.shape
-    if A.dim() != 2 or A.shape[0] != d:
-        raise KernelInputError(f"A must be (dim={d}, d_state), got shape {tuple(A.shape)}")
-    n = A.shape[1]
-    if delta.shape != u.shape or (z is not None and z.shape != u.shape):
-        raise KernelInputError(f"delta and z must match u {tuple(u.shape)}")
-    grouped = B.dim() == 4
-    Bg = B if grouped else B.unsqueeze(1)  # (b, g, n, l)
-    Cg = C if C.dim() == 4 else C.unsqueeze(1)
+    n = A.shape[-1]
+    Bg, Cg = (t if t.dim() == 4 else t.unsqueeze(1) for t in (B, C))  # (b, g, n, l)
     g = Bg.shape[1]
-    if Bg.shape != (b, g, n, l) or Cg.shape != Bg.shape:
-        raise KernelInputError(f"B and C must be (b, n, l) or (b, g, n, l) = ({b}, g, {n}, {l}), "
-                               f"got {tuple(B.shape)} and {tuple(C.shape)}")
+    check_shapes(A=(A, (d, n)), delta=(delta, u.shape), z=(z, u.shape), B=(Bg, (b, g, n, l)),
+                 C=(Cg, (b, g, n, l)), initial_state=(initial_state, (b, d, n)))
     if d % g:
         raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
-    if initial_state is not None and initial_state.shape != (b, d, n):
-        raise KernelInputError(f"initial_state must be ({b}, {d}, {n}), got {tuple(initial_state.shape)}")
     dev = check_launchable(u, delta, A, B, C, D, z, delta_bias, initial_state)
-    out = _out_like(u, (b, d, l), u.dtype)
+    out = empty_like_order(u)
     last = torch.empty(b, d, n, device=u.device, dtype=u.dtype) if return_last_state else None
     if l == 0:
         if return_last_state:
             last.copy_(initial_state if initial_state is not None else torch.zeros_like(last))
         return (out, last) if return_last_state else out
-    block_d, block_n, num_warps = _scan_config(n)
-    grid = (b, triton.cdiv(d, block_d))
-    sB = (Bg.stride(0), Bg.stride(1), Bg.stride(2), Bg.stride(3))
-    sC = (Cg.stride(0), Cg.stride(1), Cg.stride(2), Cg.stride(3))
+    block_d, block_n, num_warps = _tile(n, 4096, 32)
     with device_guard(dev):
-        _selective_scan_fwd_kernel[grid](
+        _selective_scan_fwd_kernel[(b, triton.cdiv(d, block_d))](
             u, delta, A, Bg, Cg, D, z, delta_bias, initial_state, out, last,
             d, l, n, d // g,
-            *u.stride(), *delta.stride(), *A.stride(), *sB, *sC, *strides(z, 3), *strides(initial_state, 3),
-            *out.stride(), *strides(last, 3),
+            *u.stride(), *delta.stride(), *A.stride(), *Bg.stride(), *Cg.stride(), *strides(z, 3),
+            *strides(initial_state, 3), *out.stride(), *strides(last, 3),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_DT_BIAS=delta_bias is not None,
             DT_SOFTPLUS=bool(delta_softplus), HAS_H0=initial_state is not None, STORE_LAST=bool(return_last_state),
-            GROUPED=grouped and g > 1, BLOCK_D=block_d, BLOCK_N=block_n, num_warps=num_warps,
+            GROUPED=g > 1, BLOCK_D=block_d, BLOCK_N=block_n, num_warps=num_warps,
         )
     return (out, last) if return_last_state else out
 
@@ -199,27 +171,16 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 def _selective_state_update_kernel(
     state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dt_bias_ptr, out_ptr,
     dim, dstate, channels_per_group,
-    s_s_b, s_s_d, s_s_n,
-    s_x_b, s_x_d,
-    s_dt_b, s_dt_d,
-    s_A_d, s_A_n,
-    s_B_b, s_B_g, s_B_n,
-    s_C_b, s_C_g, s_C_n,
-    s_z_b, s_z_d,
-    s_o_b, s_o_d,
+    s_s_b, s_s_d, s_s_n, s_x_b, s_x_d, s_dt_b, s_dt_d, s_A_d, s_A_n,
+    s_B_b, s_B_g, s_B_n, s_C_b, s_C_g, s_C_n, s_z_b, s_z_d, s_o_b, s_o_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_d = offs_d < dim
-    mask_dn = mask_d[:, None] & (offs_n[None, :] < dstate)
+    offs_d, mask_d = block_offsets(tl.program_id(1), BLOCK_D, dim)
+    offs_n, mask_n = block_offsets(0, BLOCK_N, dstate)
+    mask_dn = mask_d[:, None] & mask_n[None, :]
     grp = offs_d // channels_per_group
-
-    s_ptrs = state_ptr + pid_b * s_s_b + offs_d[:, None] * s_s_d + offs_n[None, :] * s_s_n
-    state = tl.load(s_ptrs, mask=mask_dn, other=0.0).to(tl.float32)
     x = tl.load(x_ptr + pid_b * s_x_b + offs_d * s_x_d, mask=mask_d, other=0.0).to(tl.float32)
     dt = tl.load(dt_ptr + pid_b * s_dt_b + offs_d * s_dt_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_DT_BIAS:
@@ -231,24 +192,10 @@ def _selective_state_update_kernel(
                 other=0.0).to(tl.float32)
     C = tl.load(C_ptr + pid_b * s_C_b + grp[:, None] * s_C_g + offs_n[None, :] * s_C_n, mask=mask_dn,
                 other=0.0).to(tl.float32)
-    state = state * tl.exp(A * dt[:, None]) + B * (dt * x)[:, None]
-    state = state.to(state_ptr.dtype.element_ty)
-    tl.store(s_ptrs, state, mask=mask_dn)
-    # y from the state as stored (rounded to its dtype), like the reference
-    y = tl.sum(state.to(tl.float32) * C, axis=1)
-    if HAS_D:
-        y += x * tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_Z:
-        z = tl.load(z_ptr + pid_b * s_z_b + offs_d * s_z_d, mask=mask_d, other=0.0).to(tl.float32)
-        y *= z * tl.sigmoid(z)
-    tl.store(out_ptr + pid_b * s_o_b + offs_d * s_o_d, y.to(out_ptr.dtype.element_ty), mask=mask_d)
-
-
-def _update_config(dstate: int):
-    """(BLOCK_D, BLOCK_N, num_warps) for the decode step: small tiles, many programs (memory-bound)."""
-    block_n = next_pow2(dstate)
-    block_d = max(4, min(64, 1024 // block_n))
-    return block_d, block_n, 4 if block_d * block_n <= 2048 else 8
+    s_ptrs = state_ptr + pid_b * s_s_b + offs_d[:, None] * s_s_d + offs_n[None, :] * s_s_n
+    y = update_state(s_ptrs, mask_dn, tl.exp(A * dt[:, None]), B * (dt * x)[:, None], C)
+    skip_gate_store(y, x, D_ptr, z_ptr, out_ptr, pid_b, offs_d, mask_d, s_z_b, s_z_d, s_o_b, s_o_d,
+                    HAS_D, HAS_Z)
 
 
 def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
@@ -260,19 +207,15 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     if state.dim() != 3:
         raise KernelInputError(f"state must be (batch, dim, d_state), got shape {tuple(state.shape)}")
     b, d, n = state.shape
-    if x.shape != (b, d) or dt.shape != (b, d) or (z is not None and z.shape != (b, d)):
-        raise KernelInputError(f"x, dt and z must be ({b}, {d}), got {tuple(x.shape)}, {tuple(dt.shape)}")
-    if A.shape != (d, n):
-        raise KernelInputError(f"A must be ({d}, {n}), got {tuple(A.shape)}")
-    Bg = B if B.dim() == 3 else B.unsqueeze(1)  # (b, g, n)
-    Cg = C if C.dim() == 3 else C.unsqueeze(1)
+    Bg, Cg = (t if t.dim() == 3 else t.unsqueeze(1) for t in (B, C))  # (b, g, n)
     g = Bg.shape[1]
-    if Bg.shape != (b, g, n) or Cg.shape != Bg.shape or d % g:
-        raise KernelInputError(f"B and C must be ({b}, {n}) or ({b}, g, {n}) with g dividing {d}, "
-                               f"got {tuple(B.shape)} and {tuple(C.shape)}")
+    check_shapes(x=(x, (b, d)), dt=(dt, (b, d)), z=(z, (b, d)), A=(A, (d, n)), B=(Bg, (b, g, n)),
+                 C=(Cg, (b, g, n)))
+    if d % g:
+        raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
     dev = check_launchable(state, x, dt, A, B, C, D, z, dt_bias)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
-    block_d, block_n, num_warps = _update_config(n)
+    block_d, block_n, num_warps = _tile(n, 1024, 64)
     with device_guard(dev):
         _selective_state_update_kernel[(b, triton.cdiv(d, block_d))](
             state, x, dt, A, Bg, Cg, D, z, dt_bias, out,

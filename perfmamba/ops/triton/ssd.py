@@ -20,51 +20,36 @@ import triton
 import triton.language as tl
 
 from ..ssd import ssd_chunked
-from .common import INTERPRET, KernelInputError, check_launchable, device_guard, next_pow2, softplus
+from .chunked_ssd import chunked_ssd
+from .common import (INTERPRET, KernelInputError, check_launchable, check_shapes, device_guard, dt_limit_args,
+                     block_offsets, head_delta, next_pow2, skip_strides, update_state)
 
 
 @triton.jit
 def _ssd_state_update_kernel(
     state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, dt_bias_ptr, out_ptr,
     headdim, dstate, heads_per_group, dt_min, dt_max,
-    s_s_b, s_s_h, s_s_p, s_s_n,
-    s_x_b, s_x_h, s_x_p,
-    s_dt_b, s_dt_h,
-    s_B_b, s_B_g, s_B_n,
-    s_C_b, s_C_g, s_C_n,
-    s_D_h, s_D_p,
-    s_o_b, s_o_h, s_o_p,
+    s_s_b, s_s_h, s_s_p, s_s_n, s_x_b, s_x_h, s_x_p, s_dt_b, s_dt_h,
+    s_B_b, s_B_g, s_B_n, s_C_b, s_C_g, s_C_n, s_D_h, s_D_p, s_o_b, s_o_h, s_o_p,
     HAS_D: tl.constexpr, HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr, HAS_DT_LIMIT: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_h = tl.program_id(1)
-    pid_p = tl.program_id(2)
-    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_p = offs_p < headdim
-    mask_n = offs_n < dstate
-    mask_pn = mask_p[:, None] & mask_n[None, :]
+    offs_p, mask_p = block_offsets(tl.program_id(2), BLOCK_P, headdim)
+    offs_n, mask_n = block_offsets(0, BLOCK_N, dstate)
     grp = pid_h // heads_per_group
 
     dt = tl.load(dt_ptr + pid_b * s_dt_b + pid_h * s_dt_h).to(tl.float32)
-    if HAS_DT_BIAS:
-        dt += tl.load(dt_bias_ptr + pid_h).to(tl.float32)
-    if DT_SOFTPLUS:
-        dt = softplus(dt)
-    if HAS_DT_LIMIT:
-        dt = tl.minimum(tl.maximum(dt, dt_min), dt_max)
+    dt = head_delta(dt, dt_bias_ptr, pid_h, dt_min, dt_max, HAS_DT_BIAS, DT_SOFTPLUS, HAS_DT_LIMIT)
     dA = tl.exp(dt * tl.load(A_ptr + pid_h).to(tl.float32))  # one scalar per head
 
-    s_ptrs = state_ptr + pid_b * s_s_b + pid_h * s_s_h + offs_p[:, None] * s_s_p + offs_n[None, :] * s_s_n
-    state = tl.load(s_ptrs, mask=mask_pn, other=0.0).to(tl.float32)
     x = tl.load(x_ptr + pid_b * s_x_b + pid_h * s_x_h + offs_p * s_x_p, mask=mask_p, other=0.0).to(tl.float32)
     B = tl.load(B_ptr + pid_b * s_B_b + grp * s_B_g + offs_n * s_B_n, mask=mask_n, other=0.0).to(tl.float32)
     C = tl.load(C_ptr + pid_b * s_C_b + grp * s_C_g + offs_n * s_C_n, mask=mask_n, other=0.0).to(tl.float32)
-    state = state * dA + (dt * x)[:, None] * B[None, :]
-    state = state.to(state_ptr.dtype.element_ty)
-    tl.store(s_ptrs, state, mask=mask_pn)
-    y = tl.sum(state.to(tl.float32) * C[None, :], axis=1)  # from the state as stored, like the reference
+    s_ptrs = state_ptr + pid_b * s_s_b + pid_h * s_s_h + offs_p[:, None] * s_s_p + offs_n[None, :] * s_s_n
+    mask_pn = mask_p[:, None] & mask_n[None, :]
+    y = update_state(s_ptrs, mask_pn, dA, (dt * x)[:, None] * B[None, :], C[None, :])
     if HAS_D:
         y += x * tl.load(D_ptr + pid_h * s_D_h + offs_p * s_D_p, mask=mask_p, other=0.0).to(tl.float32)
     tl.store(out_ptr + pid_b * s_o_b + pid_h * s_o_h + offs_p * s_o_p, y.to(out_ptr.dtype.element_ty), mask=mask_p)
@@ -87,19 +72,14 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=Fa
     if state.dim() != 4:
         raise KernelInputError(f"state must be (batch, nheads, headdim, d_state), got {tuple(state.shape)}")
     b, h, p, n = state.shape
-    if x.shape != (b, h, p) or dt.shape != (b, h) or A.shape != (h,):
-        raise KernelInputError(f"x ({b}, {h}, {p}), dt ({b}, {h}) and A ({h},) expected, got {tuple(x.shape)}, "
-                               f"{tuple(dt.shape)}, {tuple(A.shape)}")
+    check_shapes(x=(x, (b, h, p)), dt=(dt, (b, h)), A=(A, (h,)))
     g = B.shape[1] if B.dim() == 3 else 0
     if B.dim() != 3 or B.shape != (b, g, n) or C.shape != B.shape or g == 0 or h % g:
         raise KernelInputError(f"B and C must be ({b}, g, {n}) with g dividing {h}, got {tuple(B.shape)}, {tuple(C.shape)}")
-    if D is not None and D.shape not in ((h,), (h, p)):
-        raise KernelInputError(f"D must be ({h},) or ({h}, {p}), got {tuple(D.shape)}")
-    has_limit = dt_limit is not None and tuple(dt_limit) != (0.0, float("inf"))
-    lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if has_limit else (0.0, 0.0)
+    sD = skip_strides(D, h, p)
+    has_limit, lo, hi = dt_limit_args(dt_limit)
     dev = check_launchable(state, x, dt, A, B, C, D, dt_bias)
     out = torch.empty(b, h, p, device=x.device, dtype=x.dtype)
-    sD = (0, 0) if D is None else (D.stride(0), 0) if D.dim() == 1 else tuple(D.stride())
     block_p, block_n, num_warps = _update_config(p, n)
     with device_guard(dev):
         _ssd_state_update_kernel[(b, h, triton.cdiv(p, block_p))](
@@ -112,21 +92,21 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=Fa
     return out
 
 
-def prefill_impl():
+def prefill_impl(choice=None):
     """(function, name) for Mamba-2 prefill, resolved when the backend is first used (not at import: importing
     mamba-ssm changes what transformers binds in the same process).
 
-    PERFMAMBA_SSD picks: "mamba_ssm" (mamba-ssm's Triton `mamba_chunk_scan_combined`), "triton" (ours,
-    `perfmamba.ops.triton.chunked_ssd`), "torch" (`perfmamba.ops.ssd_chunked`), or "auto"/unset: mamba-ssm's
-    where it is importable (it needs CUDA; PERFMAMBA_NO_MAMBA_SSM=1 rules it out), else ours on a CUDA machine,
-    else the torch one. `use_ssd` switches it for a running process (benchmarks compare the two kernels)."""
-    choice = os.environ.get("PERFMAMBA_SSD", "auto") or "auto"
+    `choice`, by default PERFMAMBA_SSD: "mamba_ssm" (mamba-ssm's Triton `mamba_chunk_scan_combined`),
+    "triton" (ours, `perfmamba.ops.triton.chunked_ssd`), "torch" (`perfmamba.ops.ssd_chunked`), or
+    "auto"/unset: mamba-ssm's where it is importable (it needs CUDA; PERFMAMBA_NO_MAMBA_SSM=1 rules it out),
+    else ours on a CUDA machine, else the torch one."""
+    choice = (os.environ.get("PERFMAMBA_SSD", "auto") if choice is None else choice) or "auto"
     if choice not in ("auto", "mamba_ssm", "triton", "torch"):
         raise KernelInputError(f"PERFMAMBA_SSD must be auto, mamba_ssm, triton or torch, got {choice!r}")
-    if choice == "torch":
-        return ssd_chunked, "perfmamba.ops.ssd_chunked"
-    if choice == "triton":
-        return _ours()
+    torch_ssd = ssd_chunked, "perfmamba.ops.ssd_chunked"
+    ours = chunked_ssd, "perfmamba.ops.triton.chunked_ssd"
+    if choice in ("torch", "triton"):
+        return torch_ssd if choice == "torch" else ours
     if choice == "mamba_ssm" or os.environ.get("PERFMAMBA_NO_MAMBA_SSM", "") in ("", "0"):
         try:
             from ..mamba_ssm_backend import ssd as mamba_ssm_ssd
@@ -134,31 +114,16 @@ def prefill_impl():
             pass
         else:
             return mamba_ssm_ssd, "mamba_ssm.mamba_chunk_scan_combined"
-    if torch.cuda.is_available() and not INTERPRET:
-        return _ours()
-    return ssd_chunked, "perfmamba.ops.ssd_chunked"
-
-
-def _ours():
-    from .chunked_ssd import chunked_ssd
-
-    return chunked_ssd, "perfmamba.ops.triton.chunked_ssd"
+    return ours if torch.cuda.is_available() and not INTERPRET else torch_ssd
 
 
 def use_ssd(ns, name: str):
-    """Point the `triton` namespace `ns` (from `get_ops("triton")`) at another prefill SSD: "mamba_ssm",
-    "triton" or "torch". Returns the previous (function, name), for restoring with `ns.ssd, ns.impl["ssd"] = ...`."""
+    """Point the `triton` namespace `ns` (from `get_ops("triton")`) at another prefill SSD, "mamba_ssm",
+    "triton" or "torch" (benchmarks compare them). Returns the previous (function, name), for restoring with
+    `ns.ssd, ns.impl["ssd"] = ...`."""
     old = ns.ssd, ns.impl["ssd"]
-    saved = os.environ.get("PERFMAMBA_SSD")
-    os.environ["PERFMAMBA_SSD"] = name
-    try:
-        ns.ssd, ns.impl["ssd"] = prefill_impl()
-    finally:
-        if saved is None:
-            del os.environ["PERFMAMBA_SSD"]
-        else:
-            os.environ["PERFMAMBA_SSD"] = saved
-    if name == "mamba_ssm" and ns.impl["ssd"] != "mamba_ssm.mamba_chunk_scan_combined":
-        ns.ssd, ns.impl["ssd"] = old
+    ssd, impl = prefill_impl(name)
+    if name == "mamba_ssm" and impl != "mamba_ssm.mamba_chunk_scan_combined":
         raise KernelInputError("mamba-ssm's SSD is not importable here")
+    ns.ssd, ns.impl["ssd"] = ssd, impl
     return old
