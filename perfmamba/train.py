@@ -238,11 +238,6 @@ def default_tokenizer(artifacts_dir):
     return load_tokenizer(path)
 
 
-def default_config(name: str, tokenizer, models: dict | None = None) -> ModelConfig:
-    spec = (DEFAULT_MODELS if models is None else models)[name]
-    return preset(spec["preset"], vocab_size=len(tokenizer))
-
-
 def _is_done(out: Path, config: ModelConfig, settings: dict) -> bool:
     try:
         log = json.loads((out / "train_log.json").read_text())
@@ -274,7 +269,7 @@ def train_default_models(artifacts_dir="artifacts", *, names=None, progress: boo
     out, tokens = {}, None
     for name in names:
         spec = models[name]
-        config = default_config(name, tokenizer, models)
+        config = preset(spec["preset"], vocab_size=len(tokenizer))
         path = artifacts_dir / "models" / name
         settings = {k: v for k, v in spec.items() if k != "preset"}
         if not _is_done(path, config, settings):

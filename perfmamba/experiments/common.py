@@ -13,12 +13,6 @@ from ..config import PRESETS
 from ..errors import ExperimentError, PerfmambaError
 
 
-def results_dir(results_root=None, device=None) -> Path:
-    """``<results_root>/<device-slug>``: where this machine's rows go."""
-    root = Path(results_root) if results_root is not None else results.results_root()
-    return root / results.device_slug(device)
-
-
 def _csv(experiment: str, results_root=None, device=None) -> Path:
     return results.results_path(experiment, device, root=results_root)
 
