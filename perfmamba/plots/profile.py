@@ -17,6 +17,14 @@ COLORS = {"embedding": "#bab0ac", "rmsnorm": "#76b7b2", "in_proj": "#4e79a7", "c
 PATH_PREFERENCE = ("mamba_ssm", "triton", "ref", "sequential")
 LENGTH = {"prefill": "sequence length", "decode": "context length"}  # the x axis of a phase
 
+def stacked_bars(ax, x, parts):
+    """Bars at `x` stacked in the order of `parts`, [(label, heights, colour)], from 0."""
+    bottom = 0.0
+    for label, heights, color in parts:
+        ax.bar(x, heights, bottom=bottom, label=label, color=color)
+        bottom = bottom + heights
+
+
 def _pick(df: pd.DataFrame, col: str, value, prefer=None):
     """Filter df on col == value; with value None, on the single value present (or the preferred one)."""
     if col not in df or df.empty:
@@ -71,12 +79,8 @@ def plot_fig2_latency(df: pd.DataFrame, *, method: str | None = None, path: str 
                 continue
             wide = sub.pivot_table(index="seqlen", columns="component", values="value", aggfunc="median") * scale
             wide = wide.reindex(columns=[c for c in STACK if c in wide.columns]).sort_index()
-            bottom = None
-            x = [str(s) for s in wide.index]
-            for comp in wide.columns:
-                vals = wide[comp].fillna(0).to_numpy()
-                ax.bar(x, vals, bottom=bottom, label=comp, color=COLORS.get(comp))
-                bottom = vals if bottom is None else bottom + vals
+            stacked_bars(ax, [str(s) for s in wide.index],
+                         [(comp, wide[comp].fillna(0).to_numpy(), COLORS.get(comp)) for comp in wide.columns])
             ax.set_title(f"{m} — {ph}" + (" (per token)" if ph == "decode" else ""), fontsize=10)
             ax.set(xlabel=LENGTH[ph], ylabel=f"time ({unit})")
     handles = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..errors import PlotError
-from .profile import COLORS, LENGTH, plot_roofline
+from .profile import COLORS, LENGTH, plot_roofline, stacked_bars
 
 CRITERION_COLORS = {"delta": "#e15759", "random": "#9c9c9c", "magnitude": "#4e79a7", "energy": "#59a14f",
                     "decay": "#f28e2b", "sparsessm": "#b07aa1", "none": "#000000"}
@@ -250,13 +250,9 @@ def plot_decode_state_traffic(rows, *, batch: int | None = None):
     other = (step - weights - state).clip(lower=0)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12.5, 4.2))
     x = np.arange(len(w))
-    bottom = np.zeros(len(w))
-    for part, label, color in ((weights, "weights (read)", COLORS["in_proj"]),
-                               (state, "recurrent state (read + write)", COLORS["ssm"]),
-                               (other, "activations", COLORS["other"])):
-        share = 100 * (part / step).to_numpy()
-        ax0.bar(x, share, bottom=bottom, color=color, label=label)
-        bottom += share
+    parts = (("weights (read)", weights, COLORS["in_proj"]),
+             ("recurrent state (read + write)", state, COLORS["ssm"]), ("activations", other, COLORS["other"]))
+    stacked_bars(ax0, x, [(label, 100 * (part / step).to_numpy(), color) for label, part, color in parts])
     for xi, total in zip(x, step):
         ax0.annotate(f"{total / 2**20:.0f} MB", (xi, 100), ha="center", va="bottom", fontsize=7)
     ax0.set_xticks(x, list(w.index), rotation=30, ha="right", fontsize=8)
