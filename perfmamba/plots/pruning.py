@@ -251,7 +251,8 @@ def plot_decode_state_traffic(rows, *, batch: int | None = None):
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12.5, 4.2))
     x = np.arange(len(w))
     parts = (("weights (read)", weights, COLORS["in_proj"]),
-             ("recurrent state (read + write)", state, COLORS["ssm"]), ("activations", other, COLORS["other"]))
+             ("recurrent state (read + write)", state, COLORS["ssm"]),
+             ("activations", other, COLORS["other"]))
     stacked_bars(ax0, x, [(label, 100 * (part / step).to_numpy(), color) for label, part, color in parts])
     for xi, total in zip(x, step):
         ax0.annotate(f"{total / 2**20:.0f} MB", (xi, 100), ha="center", va="bottom", fontsize=7)
