@@ -164,17 +164,21 @@ def _write_env(path: Path, experiment: str, device=None):
         pass
 
 
-def _sweep(models, out: Path, device, seqlens, batches, phases, paths, methods, **kwargs):
-    """`perfmamba.profiling.sweep` into `out`, denormals flushed on a CPU (for the whole process: before the
-    first parallel op, see `set_flush_denormal`)."""
-    from ..profiling.sweep import sweep
+def _flush_denormals(device):
+    """On a CPU, denormals flushed to zero for the whole process: call before its first parallel op (loading a
+    model included), see `set_flush_denormal`."""
     from ..profiling.timing import set_flush_denormal
 
-    cpu = _device(device).type == "cpu"
-    if cpu:
+    if _device(device).type == "cpu":
         set_flush_denormal(True)
+
+
+def _sweep(models, out: Path, device, seqlens, batches, phases, paths, methods, **kwargs):
+    """`perfmamba.profiling.sweep` of the grid into `out`, denormals flushed on a CPU."""
+    from ..profiling.sweep import sweep
+
     sweep(models, list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), out=out,
-          device=device, flush_denormal=cpu, **kwargs)
+          device=device, flush_denormal=_device(device).type == "cpu", **kwargs)
 
 
 def _sweep_rows(out: Path, names, seqlens, batches, phases, paths, methods):

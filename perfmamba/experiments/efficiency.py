@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import ExperimentError
-from .common import _csv, _isin, _load, _specs, _sweep, _sweep_rows, model_ref
+from .common import _csv, _flush_denormals, _isin, _load, _specs, _sweep, _sweep_rows, model_ref
 
 
 def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("prefill", "decode"),
@@ -26,6 +26,7 @@ def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("
     specs = _specs(models, "pruning_efficiency")
     ratios = sorted({check_ratio(r) for r in ratios} - {0.0})
     out = _csv(experiment, results_root, device)
+    _flush_denormals(device)
     for spec in specs:
         dense = _load(spec, device)
         for r, mode in [(0.0, "dense"), *((r, mode) for r in ratios for mode in modes)]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from .. import results
-from .common import _csv, _device, _isin, _read, _specs, _sweep, _sweep_rows, _write_env, model_ref
+from .common import (_csv, _device, _flush_denormals, _isin, _read, _specs, _sweep, _sweep_rows, _write_env,
+                     model_ref)
 
 
 def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, paths=("ref",), methods=("timers",),
@@ -18,6 +19,7 @@ def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, path
     """
     specs = _specs(models, "latency")
     out = _csv(experiment, results_root, device)
+    _flush_denormals(device)
     _sweep(specs, out, device, seqlens, batches, phases, paths, methods, warmup=warmup, iters=iters,
            dtype=dtype, threads=threads, progress=progress)
     df = _sweep_rows(out, [model_ref(s)[0] for s in specs], seqlens, batches, phases, paths, methods)
