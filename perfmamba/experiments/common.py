@@ -164,13 +164,12 @@ def _write_env(path: Path, experiment: str, device=None):
         pass
 
 
-def _flush_denormals(device):
+def _flush_denormals(device) -> str:
     """On a CPU, denormals flushed to zero for the whole process: call before its first parallel op (loading a
     model included), see `set_flush_denormal`."""
     from ..profiling.timing import set_flush_denormal
 
-    if _device(device).type == "cpu":
-        set_flush_denormal(True)
+    return set_flush_denormal(True) if _device(device).type == "cpu" else "off"
 
 
 def _sweep(models, out: Path, device, seqlens, batches, phases, paths, methods, **kwargs):
