@@ -17,8 +17,6 @@ def tradeoff(quality, efficiency):
     ``state_reduction`` (1 − pruned / dense cache bytes), ``weights_reduction``, and ``dense_ms_<phase>``, the
     dense model's time of that phase (the longest of its points).
     """
-    import pandas as pd
-
     if quality is None or quality.empty or efficiency is None or efficiency.empty:
         raise ExperimentError("tradeoff needs both quality and efficiency rows")
     q = quality[quality["metric"].isin(["ppl", "acc", "acc_norm"])].copy()
@@ -32,20 +30,17 @@ def tradeoff(quality, efficiency):
     if e.empty:
         raise ExperimentError("tradeoff: the efficiency rows hold no timings")
     ew = e.pivot_table(index=["model", "ratio"], columns="phase", values="speedup", aggfunc="max")
-    ew.columns = [f"speedup_{c}" for c in ew.columns]
     dense = e[e["ratio"].astype(float) == 0.0].pivot_table(index="model", columns="phase", values="time_ms",
                                                            aggfunc="max")
-    dense.columns = [f"dense_ms_{c}" for c in dense.columns]
-    ew = ew.join(dense, on="model")
     mem = e.groupby(["model", "ratio"])[["state_reduction", "weights_reduction"]].max()
-    ew = ew.join(mem).reset_index()
-    qw["ratio"] = qw["ratio"].astype(float).round(6)
-    ew["ratio"] = ew["ratio"].astype(float).round(6)
+    ew = ew.add_prefix("speedup_").join(dense.add_prefix("dense_ms_"), on="model").join(mem).reset_index()
+    for t in (qw, ew):
+        t["ratio"] = t["ratio"].astype(float).round(6)
     out = qw.merge(ew, on=["model", "ratio"], how="inner")
     if out.empty:
         raise ExperimentError("tradeoff: no model has both quality and efficiency rows (models: quality "
                               f"{sorted(set(quality['model']))}, efficiency {sorted(set(efficiency['model']))})")
-    return pd.DataFrame(out).sort_values(["model", "ratio"]).reset_index(drop=True)
+    return out.sort_values(["model", "ratio"]).reset_index(drop=True)
 
 
 def graphed(rows):
