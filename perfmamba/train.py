@@ -141,12 +141,6 @@ def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Ten
                  "val_tokens": int(val_tokens.numel()), "val_sha256": token_sha256(val_tokens),
                  "val_eval_tokens": int(val_eval.numel())}
 
-    def evaluate():
-        model.eval()
-        r = perplexity(model, val_eval, seq_len=seq_len, stride=seq_len, batch_size=batch_size)
-        model.train()
-        return r
-
     history: list[dict] = []
     stream = _batch_stream(train_tokens, batch_size, seq_len, seed)
     t0 = time.perf_counter()
@@ -168,21 +162,23 @@ def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Ten
             opt.step()
             row = {"step": step + 1, "lr": cur, "loss": loss.item(), "grad_norm": float(gnorm),
                    "elapsed_s": time.perf_counter() - t0}
+            history.append(row)
             last = step + 1 == steps
             if (step + 1) % eval_every == 0 or last:
-                r = evaluate()
+                model.eval()
+                r = perplexity(model, val_eval, seq_len=seq_len, stride=seq_len, batch_size=batch_size)
+                model.train()
                 row.update(val_loss=r["nll"], val_ppl=r["ppl"])
                 bar.set_postfix(loss=f"{row['loss']:.3f}", val_ppl=f"{r['ppl']:.1f}")
+                if out_dir is not None:
+                    log = dict(extra_log or {}, config=config.to_dict(), settings=settings, data=data_info,
+                               n_params=model.num_parameters(), seed=seed, complete=last,
+                               wall_time_s=time.perf_counter() - t0,
+                               final={k: row[k] for k in ("step", "val_loss", "val_ppl")},
+                               history=history, env=_env())
+                    save_checkpoint(model, out_dir, tokenizer=tokenizer, log=log)
             elif step % 10 == 0:
                 bar.set_postfix(loss=f"{row['loss']:.3f}")
-            history.append(row)
-            if out_dir is not None and "val_loss" in row:
-                log = dict(extra_log or {}, config=config.to_dict(), settings=settings, data=data_info,
-                           n_params=model.num_parameters(), seed=seed, complete=last,
-                           wall_time_s=time.perf_counter() - t0, final={"step": row["step"], "val_loss": row["val_loss"],
-                                                                          "val_ppl": row["val_ppl"]},
-                           history=history, env=_env())
-                save_checkpoint(model, out_dir, tokenizer=tokenizer, log=log)
     model.eval()
     return model, history
 
@@ -208,8 +204,9 @@ def save_checkpoint(model: MambaLM, out_dir, *, tokenizer=None, log: dict | None
 # the embedded default: one Mamba-1 and one Mamba-2 model trained on the offline corpus
 
 TOKENIZER_VOCAB = 4096
-# Sized for about 5 minutes each on 2 idle CPU cores (train_log.json records the measured time). Mamba-1 steps cost ~3× Mamba-2 steps on CPU (its scan
-# expands every token to a (d_inner, N) state; SSD works per chunk), hence fewer steps for the same time.
+# Sized for about 5 minutes each on 2 idle CPU cores (train_log.json records the measured time). Mamba-1 steps
+# cost ~3× Mamba-2 steps on CPU (its scan expands every token to a (d_inner, N) state; SSD works per chunk),
+# hence fewer steps for the same time.
 DEFAULT_MODELS: dict[str, dict] = {
     "mamba-small": {"preset": "mamba-small", "steps": 300, "batch_size": 8, "seq_len": 128, "lr": 3e-3,
                     "warmup": 30, "seed": 0, "eval_every": 100, "eval_tokens": 16384},
@@ -241,18 +238,13 @@ def default_tokenizer(artifacts_dir):
     return load_tokenizer(path)
 
 
-def default_config(name: str, tokenizer, models: dict | None = None) -> ModelConfig:
-    spec = (DEFAULT_MODELS if models is None else models)[name]
-    return preset(spec["preset"], vocab_size=len(tokenizer))
-
-
 def _is_done(out: Path, config: ModelConfig, settings: dict) -> bool:
     try:
         log = json.loads((out / "train_log.json").read_text())
     except (OSError, ValueError):
         return False
     want = config.replace(seed=settings["seed"]).to_dict()
-    same = all(log.get("settings", {}).get(k) == v for k, v in settings.items() if k != "preset")
+    same = all(log.get("settings", {}).get(k) == v for k, v in settings.items())
     return bool(log.get("complete")) and log.get("config") == want and same and (out / "model.safetensors").is_file()
 
 
@@ -276,8 +268,8 @@ def train_default_models(artifacts_dir="artifacts", *, names=None, progress: boo
     tokenizer = default_tokenizer(artifacts_dir)
     out, tokens = {}, None
     for name in names:
-        spec = dict(models[name])
-        config = default_config(name, tokenizer, models)
+        spec = models[name]
+        config = preset(spec["preset"], vocab_size=len(tokenizer))
         path = artifacts_dir / "models" / name
         settings = {k: v for k, v in spec.items() if k != "preset"}
         if not _is_done(path, config, settings):

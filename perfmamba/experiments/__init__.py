@@ -26,7 +26,7 @@ from .activity import ACTIVITY_COLUMNS, ACTIVITY_KEY, activity
 from .analysis import (TRACE_GAP_MIN, both_methods, efficiency_summary, graphed, instrumentation_cost, method_agreement,
                        mode_comparison, point_label, recall_probe_pairs, span_text, trace_gap, tradeoff)
 from .committed import NO_GPU_MESSAGE, committed, gpu_results, is_gpu, machine_label, read_sweep
-from .common import calibration_batch, corpus_tokens, model_ref, results_dir
+from .common import calibration_batch, corpus_tokens, model_ref
 from .decode import TRAFFIC_COLUMNS, TRAFFIC_KEY, decode_state_traffic, traffic_rows
 from .efficiency import pruning_efficiency
 from .profile import PEAK_COLUMNS, latency, machine_peaks, roofline
@@ -38,7 +38,7 @@ __all__ = [
     "decode_state_traffic", "traffic_rows", "recall_model", "recall_pruning", "committed", "gpu_results", "is_gpu",
     "machine_label", "read_sweep", "tradeoff", "efficiency_summary", "mode_comparison", "method_agreement",
     "instrumentation_cost", "trace_gap", "graphed", "both_methods", "point_label", "span_text", "recall_probe_pairs",
-    "calibration_batch", "corpus_tokens", "model_ref", "results_dir", "TRACE_GAP_MIN", "NO_GPU_MESSAGE",
+    "calibration_batch", "corpus_tokens", "model_ref", "TRACE_GAP_MIN", "NO_GPU_MESSAGE",
     "ACTIVITY_COLUMNS", "ACTIVITY_KEY", "QUALITY_COLUMNS", "QUALITY_KEY", "DENSE", "TRAFFIC_COLUMNS", "TRAFFIC_KEY",
     "RECALL_COLUMNS", "RECALL_KEY", "PEAK_COLUMNS",
 ]

@@ -1,12 +1,11 @@
 """activity(l, s) of every layer and state (fig3_state_activity)."""
 from __future__ import annotations
 
-
 import torch
 
 from .. import results
-from ..errors import ExperimentError
-from .common import _csv, _device, _specs, model_ref, _load, calibration_batch, _read, _isin, _write_env
+from .common import (_csv, _device, _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch,
+                     model_ref)
 
 
 ACTIVITY_COLUMNS = ["model", "model_sha", "arch", "layer", "state", "d_state", "activity", "decay", "n_tokens",
@@ -21,9 +20,7 @@ def activity(model_dirs, *, n_tokens: int = 16384, seq_len: int = 256, split: st
     split, in rows of `seq_len`: one row per (model, layer, state). Returns the rows of these models."""
     from ..pruning import activity_rows, collect_activity
 
-    specs = _specs(model_dirs)
-    if not specs:
-        raise ExperimentError("activity: no models given")
+    specs = _specs(model_dirs, "activity")
     out = _csv(experiment, results_root, device)
     done = results.existing_keys(out, ACTIVITY_KEY)
     refs = [model_ref(s) for s in specs]
@@ -41,8 +38,6 @@ def activity(model_dirs, *, n_tokens: int = 16384, seq_len: int = 256, split: st
             rows.append(dict(r, model_sha=sha, n_tokens=n_tokens, seq_len=seq_len, split=split,
                              device=str(_device(device)), path=model.backend))
         results.append_rows(out, rows, ACTIVITY_COLUMNS)
-        _write_env(out, {"experiment": experiment}, device)
-    df = _read(out)
-    keep = set(refs)
-    df = df[[(m, s) in keep for m, s in zip(df["model"], df["model_sha"].astype(str))]]
-    return _isin(_isin(_isin(df, "n_tokens", [n_tokens]), "seq_len", [seq_len]), "split", [split]).reset_index(drop=True)
+        _write_env(out, experiment, device)
+    df = _of_models(_read(out), refs)
+    return _isin(df, n_tokens=[n_tokens], seq_len=[seq_len], split=[split]).reset_index(drop=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-
 from ..errors import ExperimentError
 from ..profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
 
@@ -18,8 +17,6 @@ def tradeoff(quality, efficiency):
     ``state_reduction`` (1 − pruned / dense cache bytes), ``weights_reduction``, and ``dense_ms_<phase>``, the
     dense model's time of that phase (the longest of its points).
     """
-    import pandas as pd
-
     if quality is None or quality.empty or efficiency is None or efficiency.empty:
         raise ExperimentError("tradeoff needs both quality and efficiency rows")
     q = quality[quality["metric"].isin(["ppl", "acc", "acc_norm"])].copy()
@@ -33,20 +30,17 @@ def tradeoff(quality, efficiency):
     if e.empty:
         raise ExperimentError("tradeoff: the efficiency rows hold no timings")
     ew = e.pivot_table(index=["model", "ratio"], columns="phase", values="speedup", aggfunc="max")
-    ew.columns = [f"speedup_{c}" for c in ew.columns]
     dense = e[e["ratio"].astype(float) == 0.0].pivot_table(index="model", columns="phase", values="time_ms",
                                                            aggfunc="max")
-    dense.columns = [f"dense_ms_{c}" for c in dense.columns]
-    ew = ew.join(dense, on="model")
     mem = e.groupby(["model", "ratio"])[["state_reduction", "weights_reduction"]].max()
-    ew = ew.join(mem).reset_index()
-    qw["ratio"] = qw["ratio"].astype(float).round(6)
-    ew["ratio"] = ew["ratio"].astype(float).round(6)
+    ew = ew.add_prefix("speedup_").join(dense.add_prefix("dense_ms_"), on="model").join(mem).reset_index()
+    for t in (qw, ew):
+        t["ratio"] = t["ratio"].astype(float).round(6)
     out = qw.merge(ew, on=["model", "ratio"], how="inner")
     if out.empty:
         raise ExperimentError("tradeoff: no model has both quality and efficiency rows (models: quality "
                               f"{sorted(set(quality['model']))}, efficiency {sorted(set(efficiency['model']))})")
-    return pd.DataFrame(out).sort_values(["model", "ratio"]).reset_index(drop=True)
+    return out.sort_values(["model", "ratio"]).reset_index(drop=True)
 
 
 def graphed(rows):
@@ -69,6 +63,17 @@ def both_methods(rows, metric=None):
     return d if "machine" in d else d.assign(machine="")
 
 
+POINT = ["machine", "model", "path", "phase", "batch", "seqlen"]  # one measured call
+
+
+def _both_per_point(rows, metric=None):
+    """(point, timers rows, profiler rows) per point of `rows` measured by both methods (eager calls)."""
+    for key, g in both_methods(rows, metric).groupby(POINT, sort=False):
+        by = dict(tuple(g.groupby("method")))
+        if set(by) == {"timers", "profiler"}:
+            yield dict(zip(POINT, key)), by["timers"], by["profiler"]
+
+
 def point_label(key: dict, several: dict) -> str:
     """A model's name, with its batch, path and machine where the rows hold several of them."""
     return key["model"] + "".join(f" (B {key[c]})" if c == "batch" else f" ({c} {key[c]})"
@@ -84,21 +89,17 @@ def method_agreement(rows):
     from ..profiling.attribution import shares_agree
     from ..profiling.flops import COMPONENTS
 
-    d = both_methods(rows)
-    keys = ["machine", "model", "path", "phase", "batch", "seqlen"]
+    def shares_total(h):
+        tot = h[(h["metric"] == "time") & (h["component"] == "total")]["value"]
+        return (h[h["metric"] == "share"].groupby("component")["value"].median().to_dict(),
+                float(tot.median()) if len(tot) else math.nan)
+
+    top = [c for c in COMPONENTS if c not in ("embedding", "lm_head")]
     out = []
-    for key, g in d.groupby(keys, sort=False):
-        by = {}
-        for method, h in g.groupby("method"):
-            sh = h[h["metric"] == "share"].groupby("component")["value"].median().to_dict()
-            tot = h[(h["metric"] == "time") & (h["component"] == "total")]["value"]
-            by[method] = (sh, float(tot.median()) if len(tot) else math.nan)
-        if set(by) != {"timers", "profiler"}:
-            continue
-        (a, ta), (b, tb) = by["timers"], by["profiler"]
-        top = [c for c in COMPONENTS if c not in ("embedding", "lm_head")]
+    for key, timers, profiler in _both_per_point(rows):
+        (a, ta), (b, tb) = shares_total(timers), shares_total(profiler)
         bad = shares_agree({c: a.get(c, 0.0) for c in top}, {c: b.get(c, 0.0) for c in top})
-        out.append(dict(zip(keys, key), **{
+        out.append(dict(key, **{
             "timers total (ms)": ta, "profiler total (ms)": tb, "ssm timers": a.get("ssm", math.nan),
             "ssm profiler": b.get("ssm", math.nan), "other timers": a.get("other", math.nan),
             "disagree": "; ".join(bad)}))
@@ -127,24 +128,24 @@ def instrumentation_cost(rows, kernel_rows=None):
     if "ratio" in d:
         d = d[d["ratio"].astype(float) == 0.0]
     timers = d[d["method"] == "timers"].groupby(keys)["value"].median()
-    call = d[d["method"] == CALL_METHOD].groupby(keys)["value"]
-    bench = None
+    calls = dict(tuple(d[d["method"] == CALL_METHOD].groupby(keys)["value"]))
+    bench = {}
     if kernel_rows is not None and not kernel_rows.empty:
         k = kernel_rows.assign(**{c: "" for c in ("machine", "dtype") if c not in kernel_rows})
         k = k[(k["component"] == "model") & (k["metric"] == "latency") & (k["path"] == "triton")
               & (k["phase"] == "prefill")]
         # the dense model, the one with the most states: pruned kept counts are other models
         k = k[k["d_state"] == k.groupby("model")["d_state"].transform("max")]
-        bench = k.assign(batch=k["batch"].astype(int), seqlen=k["seqlen"].astype(int)).groupby(shape)["value"]
-        bench = {key: g for key, g in bench}
-    calls = {key: g for key, g in call}
+        bench = dict(tuple(k.assign(batch=k["batch"].astype(int), seqlen=k["seqlen"].astype(int))
+                           .groupby(shape)["value"]))
     out = []
     for key, t in timers.items():
         kd = dict(zip(keys, key))
+        at = tuple(kd[c] for c in shape)
         if key in calls:
             v, src = calls[key], "call rows"
-        elif bench is not None and tuple(kd[c] for c in shape) in bench:
-            v, src = bench[tuple(kd[c] for c in shape)], "kernel campaign, do_bench"
+        elif at in bench:
+            v, src = bench[at], "kernel campaign, do_bench"
         else:
             continue
         v = v.astype(float)
@@ -173,14 +174,9 @@ def trace_gap(rows, max_other: float | None = None):
     from ..profiling.attribution import AGREEMENT_REL
     from ..profiling.flops import COMPONENTS
 
-    d = both_methods(rows, metric="time")
-    keys = ["machine", "model", "path", "phase", "batch", "seqlen"]
     out = []
-    for key, g in d.groupby(keys, sort=False):
-        ms = g.groupby(["method", "component"])["value"].median()
-        if not {"timers", "profiler"} <= set(ms.index.get_level_values(0)):
-            continue
-        t, p = ms["timers"].to_dict(), ms["profiler"].to_dict()
+    for key, timers, profiler in _both_per_point(rows, metric="time"):
+        t, p = (h.groupby("component")["value"].median().to_dict() for h in (timers, profiler))
         tt, tp = t.get("total", math.nan), p.get("total", math.nan)
         if not (tt > 0 and tp >= 0):
             continue
@@ -203,7 +199,7 @@ def trace_gap(rows, max_other: float | None = None):
                 explained += a - b
             else:
                 rel = abs(a - b) / a if math.isnan(rel) else max(rel, abs(a - b) / a)
-        out.append(dict(zip(keys, key), **{
+        out.append(dict(key, **{
             "timers total (ms)": tt, "profiler total (ms)": tp, "gap (ms)": gap, "other timers": other,
             "under-counted (timers vs profiler)": ", ".join(under), "under-counted (ms)": explained,
             "others max rel. diff": rel}))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from .. import results
 from .common import _with_machine
 
@@ -24,20 +23,11 @@ def gpu_results(results_root=None, experiment: str | None = None):
     frames = []
     if root.is_dir():
         for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("cpu-")):
-            name = d.name
-            env = d / "env.json"
-            if env.is_file():
-                try:
-                    info = json.loads(env.read_text())
-                    name = info.get("gpu_name") or name
-                except (ValueError, OSError):
-                    pass
+            name = _env_of(d.name, root).get("gpu_name") or d.name
             for f in sorted(d.glob(f"{experiment or '*'}.csv")):
                 df = results.read_rows(f)
-                if df.empty:
-                    continue
-                df = df.assign(experiment=f.stem, machine=d.name, device_name=str(name))
-                frames.append(df)
+                if not df.empty:
+                    frames.append(df.assign(experiment=f.stem, machine=d.name, device_name=str(name)))
     if not frames:
         df = pd.DataFrame(columns=["experiment", "machine", "device_name", "metric", "value", "unit"])
         df.attrs["message"] = NO_GPU_MESSAGE
@@ -81,10 +71,9 @@ def machine_label(rows, results_root=None) -> str:
         else:
             dev = m
         parts = [str(dev)]
-        if "path" in sub and sub["path"].notna().any():
-            parts.append("/".join(sorted({str(p) for p in sub["path"].dropna()})))
-        if "dtype" in sub and sub["dtype"].notna().any():
-            parts.append("/".join(sorted({str(p) for p in sub["dtype"].dropna()})))
+        for col in ("path", "dtype"):
+            if col in sub and sub[col].notna().any():
+                parts.append("/".join(sorted({str(p) for p in sub[col].dropna()})))
         if "threads" in sub and sub["threads"].notna().any():
             parts.append(f"threads: {int(sub['threads'].dropna().iloc[0])}")
         torch_version = (env.get("versions") or {}).get("torch")

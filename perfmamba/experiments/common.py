@@ -13,12 +13,6 @@ from ..config import PRESETS
 from ..errors import ExperimentError, PerfmambaError
 
 
-def results_dir(results_root=None, device=None) -> Path:
-    """``<results_root>/<device-slug>``: where this machine's rows go."""
-    root = Path(results_root) if results_root is not None else results.results_root()
-    return root / results.device_slug(device)
-
-
 def _csv(experiment: str, results_root=None, device=None) -> Path:
     return results.results_path(experiment, device, root=results_root)
 
@@ -27,16 +21,14 @@ def _device(device=None) -> torch.device:
     return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _specs(models) -> list:
+def _specs(models, experiment: str) -> list:
     """Model specs from a list, or from the notebooks' `model_dirs` mapping ({"mamba1": dir, ...})."""
-    if models is None:
-        return []
     if isinstance(models, dict):
         models = list(models.values())
     if isinstance(models, (str, os.PathLike)):
         models = [models]
     out = []
-    for m in models:
+    for m in models or ():
         if isinstance(m, torch.nn.Module):
             out.append(m)
         elif str(m) in PRESETS and not Path(str(m)).is_dir():
@@ -46,6 +38,8 @@ def _specs(models) -> list:
         else:
             raise ExperimentError(f"unknown model {m!r}: not a preset ({', '.join(PRESETS)}) nor a checkpoint "
                                   "directory (`make reproduce` or `perfmamba train` writes the default models)")
+    if not out:
+        raise ExperimentError(f"{experiment}: no models given")
     return out
 
 
@@ -140,9 +134,7 @@ def calibration_batch(model, n_tokens: int, seq_len: int, *, artifacts="artifact
 
 
 def _with_machine(df, path: Path):
-    df = df.copy()
-    df["machine"] = path.parent.name
-    return df
+    return df.assign(machine=path.parent.name)
 
 
 def _read(path: Path):
@@ -152,24 +144,45 @@ def _read(path: Path):
     return _with_machine(df, path) if not df.empty else pd.DataFrame()
 
 
-def _values(xs):
-    return {results.format_value(x) for x in xs}
+def _isin(df, **want):
+    """Rows whose every named column holds one of its values, compared as CSV text (64 matches "64")."""
+    for col, values in want.items():
+        df = df[df[col].map(results.format_value).isin({results.format_value(x) for x in values})]
+    return df
 
 
-def _isin(df, col, values):
-    """Rows whose `col` equals one of `values`, compared as CSV text (so 64 matches 64 and "64")."""
-    want = _values(values)
-    return df[df[col].map(results.format_value).isin(want)]
+def _of_models(df, refs):
+    """Rows of the models `refs` [(name, fingerprint)], as `model_ref` gives them."""
+    keep = set(refs)
+    return df[[(m, s) in keep for m, s in zip(df["model"], df["model_sha"].astype(str))]]
 
 
-def _write_env(path: Path, extra: dict, device=None):
+def _write_env(path: Path, experiment: str, device=None):
     try:
-        results.write_env(path.parent, extra, device=device)
+        results.write_env(path.parent, {"experiment": experiment}, device=device)
     except OSError:
         pass
 
 
 def _flush_denormals(device) -> str:
+    """On a CPU, denormals flushed to zero for the whole process: call before its first parallel op (loading a
+    model included), see `set_flush_denormal`."""
     from ..profiling.timing import set_flush_denormal
 
     return set_flush_denormal(True) if _device(device).type == "cpu" else "off"
+
+
+def _sweep(models, out: Path, device, seqlens, batches, phases, paths, methods, **kwargs):
+    """`perfmamba.profiling.sweep` of the grid into `out`, denormals flushed on a CPU."""
+    from ..profiling.sweep import sweep
+
+    sweep(models, list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), out=out,
+          device=device, flush_denormal=_device(device).type == "cpu", **kwargs)
+
+
+def _sweep_rows(out: Path, names, seqlens, batches, phases, paths, methods):
+    """The rows of `out` on this grid, with the analytic counts and the calls timed whole of its points."""
+    from ..profiling.sweep import CALL
+
+    return _isin(_read(out), model=names, seqlen=seqlens, batch=batches, phase=phases, path=paths,
+                 method=list(methods) + ["analytic", CALL])

@@ -2,6 +2,7 @@
 (ext_decode_state_traffic)."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -9,7 +10,7 @@ import torch
 from .. import results
 from ..config import PRESETS, preset
 from ..errors import ExperimentError
-from .common import _csv, _device, _read, _isin
+from .common import _csv, _device, _isin, _read
 from .analysis import efficiency_summary
 from .efficiency import pruning_efficiency
 
@@ -38,11 +39,10 @@ def traffic_rows(name, batch, ratio, dtype, state_dtype):
     state = cache["ssm_state"] + cache["conv_state"]
     base = dict(model=name, arch=cfg.arch, batch=batch, ratio=ratio, d_state=sum(cfg.d_states) / cfg.n_layer,
                 dtype=dtype, state_dtype=state_dtype, source="analytic", device="any", path="analytic")
-    return [dict(base, metric="weights_bytes", value=weights, unit="byte"),
-            dict(base, metric="ssm_state_bytes", value=cache["ssm_state"], unit="byte"),
-            dict(base, metric="conv_state_bytes", value=cache["conv_state"], unit="byte"),
-            dict(base, metric="step_bytes", value=step, unit="byte"),
-            dict(base, metric="state_traffic_fraction", value=2 * state / step, unit="fraction")]
+    nbytes = dict(weights_bytes=weights, ssm_state_bytes=cache["ssm_state"],
+                  conv_state_bytes=cache["conv_state"], step_bytes=step)
+    return ([dict(base, metric=k, value=v, unit="byte") for k, v in nbytes.items()]
+            + [dict(base, metric="state_traffic_fraction", value=2 * state / step, unit="fraction")])
 
 
 def decode_state_traffic(presets, batches, ratios, *, dtype="bfloat16", state_dtype=None, measure=(),
@@ -67,17 +67,13 @@ def decode_state_traffic(presets, batches, ratios, *, dtype="bfloat16", state_dt
     out = _csv(experiment, results_root, device)
     done = results.existing_keys(out, TRAFFIC_KEY)
     rows = []
-    for n in names:
-        for b in batches:
-            for r in ratios:
-                key = dict(model=n, batch=b, ratio=r, dtype=dtype, state_dtype=state_dtype)
-                if results.row_key(key, TRAFFIC_KEY) not in done:
-                    rows += traffic_rows(n, int(b), r, dtype, state_dtype)
+    for n, b, r in itertools.product(names, batches, ratios):
+        key = dict(model=n, batch=b, ratio=r, dtype=dtype, state_dtype=state_dtype)
+        if results.row_key(key, TRAFFIC_KEY) not in done:
+            rows += traffic_rows(n, int(b), r, dtype, state_dtype)
     if rows:
         results.append_rows(out, rows, TRAFFIC_COLUMNS)
-    df = _read(out)
-    df = _isin(_isin(_isin(df, "model", names), "batch", batches), "ratio", ratios)
-    df = _isin(_isin(df, "dtype", [dtype]), "state_dtype", [state_dtype])
+    df = _isin(_read(out), model=names, batch=batches, ratio=ratios, dtype=[dtype], state_dtype=[state_dtype])
     step = df[df["metric"] == "step_bytes"].copy()
     dense = step[step["ratio"].astype(float) == 0.0].set_index(["model", "batch"])["value"]
     step["value"] = [dense.get((m, b), math.nan) / v for m, b, v in zip(step["model"], step["batch"], step["value"])]

@@ -1,11 +1,8 @@
 """Time, memory and state bytes of pruned models against the dense one (table2_efficiency)."""
 from __future__ import annotations
 
-
-
 from ..errors import ExperimentError
-from ..profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
-from .common import _csv, _device, _flush_denormals, _isin, _load, _read, _specs, model_ref
+from .common import _csv, _flush_denormals, _isin, _load, _specs, _sweep, _sweep_rows, model_ref
 
 
 def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("prefill", "decode"),
@@ -20,34 +17,25 @@ def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("
     Which states are removed does not change the work, only how many: the default criterion "magnitude" reads
     the weights only, so presets (random init) can be timed without calibration data.
     """
-    from ..profiling.sweep import sweep
     from ..pruning import NEEDS, prune
     from ..pruning.selection import check_ratio
 
     if NEEDS.get(criterion, "calibration") is not None:
         raise ExperimentError(f"pruning_efficiency times the pruned shapes; use a criterion that needs no "
                               f"calibration data (magnitude, random), not {criterion!r}")
-    specs = _specs(models)
-    if not specs:
-        raise ExperimentError("pruning_efficiency: no models given")
+    specs = _specs(models, "pruning_efficiency")
     ratios = sorted({check_ratio(r) for r in ratios} - {0.0})
     out = _csv(experiment, results_root, device)
     _flush_denormals(device)
-    names = []
     for spec in specs:
         dense = _load(spec, device)
-        names.append(model_ref(spec)[0])
         for r, mode in [(0.0, "dense"), *((r, mode) for r in ratios for mode in modes)]:
             m = dense if r == 0.0 else prune(dense, r, criterion=criterion, mode=mode)
             tags = dict(ratio=r, criterion="none" if r == 0.0 else criterion, mode=mode)
-            sweep([m], list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
-                  iters=iters, out=out, device=device, dtype=dtype, state_dtype=state_dtype, tags=tags,
-                  progress=progress, flush_denormal=_device(device).type == "cpu")
+            _sweep([m], out, device, seqlens, batches, phases, paths, methods, warmup=warmup, iters=iters,
+                   dtype=dtype, state_dtype=state_dtype, tags=tags, progress=progress)
             del m
-    df = _read(out)
-    df = _isin(_isin(_isin(df, "model", names), "seqlen", seqlens), "batch", batches)
-    df = _isin(_isin(df, "phase", phases), "path", paths)
-    df = _isin(df, "method", list(methods) + ["analytic", CALL_METHOD])
-    df = _isin(df, "ratio", [0.0, *ratios])
+    df = _sweep_rows(out, [model_ref(s)[0] for s in specs], seqlens, batches, phases, paths, methods)
+    df = _isin(df, ratio=[0.0, *ratios])
     df = df[df["criterion"].isin(["none", criterion]) & df["mode"].isin(["dense", *modes])]
     return df.reset_index(drop=True)

@@ -1,13 +1,11 @@
 """Per-component time, memory, FLOPs and bytes (fig2_latency, table1_components) and the roofline (ext_roofline)."""
 from __future__ import annotations
 
-
 import torch
 
 from .. import results
-from ..errors import ExperimentError
-from ..profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
-from .common import _csv, _device, _flush_denormals, _isin, _read, _specs, _write_env, model_ref
+from .common import (_csv, _device, _flush_denormals, _isin, _read, _specs, _sweep, _sweep_rows, _write_env,
+                     model_ref)
 
 
 def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, paths=("ref",), methods=("timers",),
@@ -19,21 +17,12 @@ def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, path
 
     models: preset names, checkpoint directories, or the notebooks' model_dirs mapping.
     """
-    from ..profiling.sweep import sweep
-
-    specs = _specs(models)
-    if not specs:
-        raise ExperimentError("latency: no models given")
+    specs = _specs(models, "latency")
     out = _csv(experiment, results_root, device)
     _flush_denormals(device)
-    sweep(specs, list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), warmup=warmup,
-          iters=iters, out=out, device=device, dtype=dtype, threads=threads, progress=progress,
-          flush_denormal=_device(device).type == "cpu")
-    df = _read(out)
-    names = [model_ref(s)[0] for s in specs]
-    df = _isin(_isin(_isin(df, "model", names), "seqlen", seqlens), "batch", batches)
-    df = _isin(_isin(df, "phase", phases), "path", paths)
-    df = _isin(df, "method", list(methods) + ["analytic", CALL_METHOD])
+    _sweep(specs, out, device, seqlens, batches, phases, paths, methods, warmup=warmup, iters=iters,
+           dtype=dtype, threads=threads, progress=progress)
+    df = _sweep_rows(out, [model_ref(s)[0] for s in specs], seqlens, batches, phases, paths, methods)
     return df[(df["mode"] == "dense")].reset_index(drop=True)
 
 
@@ -67,9 +56,8 @@ def machine_peaks(device=None, *, dtype="float32", results_root=None, experiment
                 dict(device=str(dev), dtype=dtype, metric="peak_bandwidth", value=2 * x.numel() * x.element_size() / cp,
                      unit="byte/s", method="tensor copy (read + write)", size=x.numel() * x.element_size(), n_iter=7)]
         results.append_rows(out, rows, PEAK_COLUMNS)
-        _write_env(out, {"experiment": experiment}, dev)
-    df = _read(out)
-    return _isin(_isin(df, "device", [str(dev)]), "dtype", [dtype]).reset_index(drop=True)
+        _write_env(out, experiment, dev)
+    return _isin(_read(out), device=[str(dev)], dtype=[dtype]).reset_index(drop=True)
 
 
 def roofline(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, peak_flops=None, peak_bw=None,

@@ -8,8 +8,8 @@ import torch
 
 from .. import results
 from ..errors import ExperimentError
-from .common import (_artifacts_env, _csv, _device, _isin, _load, _read, _specs, _tokenizer, _write_env, calibration_batch,
-                     corpus_tokens, model_ref)
+from .common import (_artifacts_env, _csv, _device, _isin, _load, _of_models, _read, _specs, _tokenizer,
+                     _write_env, calibration_batch, corpus_tokens, model_ref)
 
 
 QUALITY_COLUMNS = ["model", "model_sha", "arch", "ratio", "criterion", "mode", "selection", "seed", "d_state",
@@ -24,14 +24,11 @@ def _points(ratios, criteria, modes, selection, seeds):
     from ..pruning import CRITERIA, MODES, SELECTIONS
     from ..pruning.selection import check_ratio
 
-    for c in criteria:
-        if c not in CRITERIA:
-            raise ExperimentError(f"unknown criterion {c!r}; expected one of {', '.join(CRITERIA)}")
-    for m in modes:
-        if m not in MODES:
-            raise ExperimentError(f"unknown mode {m!r}; expected one of {', '.join(MODES)}")
-    if selection not in SELECTIONS:
-        raise ExperimentError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
+    for what, values, known in (("criterion", criteria, CRITERIA), ("mode", modes, MODES),
+                                ("selection", [selection], SELECTIONS)):
+        for v in values:
+            if v not in known:
+                raise ExperimentError(f"unknown {what} {v!r}; expected one of {', '.join(known)}")
     pts = [dict(DENSE)]
     for r in ratios:
         r = check_ratio(r)
@@ -99,11 +96,11 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
     criterion (`prune(..., stats=...)`); it runs the float64 scan only when a criterion needs it. Rows are
     appended per pruned model, so a killed run resumes at the next one.
     """
+    from tqdm.auto import tqdm
+
     from ..pruning import NEEDS, collect_activity, prune
 
-    specs = _specs(model_dirs)
-    if not specs:
-        raise ExperimentError("pruning_quality: no models given")
+    specs = _specs(model_dirs, "pruning_quality")
     points = _points(ratios, criteria, modes, selection, seeds)
     units = _units(splits, tasks, recall)
     if not units:
@@ -114,8 +111,6 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
                     eval_seq_len=eval_seq_len, limit=limit, recall_seqs=recall_seqs)
     need_scan = any(NEEDS[c] == "scan" for c in criteria)
     refs = [model_ref(s) for s in specs]
-    from tqdm.auto import tqdm
-
     for spec, (name, sha) in zip(specs, refs):
         todo = []
         for p in points:
@@ -146,14 +141,9 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
                         device=str(_device(device)), path=model.backend, **settings)
             results.append_rows(out, [dict(base, **r) for r in rows], QUALITY_COLUMNS)
             del pruned
-        _write_env(out, {"experiment": experiment}, device)
-    df = _read(out)
-    keep = set(refs)
-    df = df[[(m, s) in keep for m, s in zip(df["model"], df["model_sha"].astype(str))]]
-    df = _isin(df, "ratio", [0.0] + [float(r) for r in ratios])
+        _write_env(out, experiment, device)
+    df = _isin(_of_models(_read(out), refs), ratio=[0.0, *map(float, ratios)],
+               **{k: [v] for k, v in settings.items()})
     df = df[df["criterion"].isin(["none", *criteria]) & df["mode"].isin(["dense", *modes])]
-    df = df[df["selection"].isin(["none", selection])]
-    df = df[df["task"].isin(["perplexity", "recall", *tasks])]
-    for col, v in settings.items():
-        df = _isin(df, col, [v])
+    df = df[df["selection"].isin(["none", selection]) & df["task"].isin(["perplexity", "recall", *tasks])]
     return df.reset_index(drop=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from .. import results
-from .common import _csv, _device, model_ref, _load, _read, _isin, _write_env
+from .common import _csv, _device, _isin, _load, _read, _write_env, model_ref
 from .quality import _kept_mean, _points
 
 
@@ -53,7 +53,7 @@ def recall_pruning(ratios, *, criteria=("delta", "random"), n_pairs=(1, 2, 4, 8,
     from ..pruning import NEEDS, collect_activity, prune
 
     train_steps, max_pairs = _recall_defaults(train_steps, max_pairs)
-    pts = [p for p in _points(ratios, criteria, ("removed",), "uniform", seeds)]
+    pts = _points(ratios, criteria, ("removed",), "uniform", seeds)
     path = recall_model(artifacts, train_steps=train_steps, max_pairs=max_pairs, progress=progress)
     name, sha = model_ref(path)
     out = _csv(experiment, results_root, device)
@@ -83,8 +83,7 @@ def recall_pruning(ratios, *, criteria=("delta", "random"), n_pairs=(1, 2, 4, 8,
                              n_seqs=n_seqs, train_steps=train_steps, device=str(_device(device)), path=model.backend))
         results.append_rows(out, rows, RECALL_COLUMNS)
     if model is not None:
-        _write_env(out, {"experiment": experiment}, device)
-    df = _read(out)
-    df = _isin(_isin(_isin(df, "model", [name]), "model_sha", [sha]), "n_pairs", n_pairs)
-    df = _isin(_isin(df, "ratio", [0.0] + [float(r) for r in ratios]), "n_seqs", [n_seqs])
+        _write_env(out, experiment, device)
+    df = _isin(_read(out), model=[name], model_sha=[sha], n_pairs=n_pairs, ratio=[0.0, *map(float, ratios)],
+               n_seqs=[n_seqs])
     return df[df["criterion"].isin(["none", *criteria])].reset_index(drop=True)

@@ -21,8 +21,7 @@ records; no measuring here. The notebooks, the book and scripts call the same fu
     plot_table2_claims       claims   Table 2 beside our whole-call measurements
 
 Every function raises `PlotError` (or the profiling/pruning modules' own error) on rows it cannot draw, so a
-missing result shows up as an error in the notebook, never as an empty figure. The notebooks, the book and
-scripts call the same functions.
+missing result shows up as an error in the notebook, never as an empty figure.
 """
 from ..errors import PlotError
 from .claims import plot_claims_summary, plot_table1_flops, plot_table1_shares, plot_table2_claims

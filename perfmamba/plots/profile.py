@@ -1,13 +1,8 @@
-"""Plots and tables of profiling rows (read from `perfmamba.results.read_rows`); no measuring here.
-
-`plot_fig2_latency` — the paper's Fig. 2: time per component against sequence length, prefill and decode,
-stacked bars, one row of panels per model. `share_table` — one component's share of the time against L.
-`table1_components` — the paper's Table 1 layout: per
-component, share of time and memory. `ssm_memory_table` — the SSM's memory in Mamba-2 against Mamba-1 of the same
-width and depth. `plot_roofline` — measured components on the roofline of a device. The paper's own values are
-compared in `perfmamba.claims`, not here.
-"""
+"""Plots and tables of profiling rows (`perfmamba.plots` lists them: Fig. 2, Table 1, the SSM's memory, the
+roofline). The paper's own values are compared in `perfmamba.claims`, not here."""
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
@@ -20,6 +15,15 @@ COLORS = {"embedding": "#bab0ac", "rmsnorm": "#76b7b2", "in_proj": "#4e79a7", "c
           "ssm": "#e15759", "gated_norm": "#59a14f", "out_proj": "#edc948", "lm_head": "#b07aa1",
           "other": "#d4d4d4"}
 PATH_PREFERENCE = ("mamba_ssm", "triton", "ref", "sequential")
+LENGTH = {"prefill": "sequence length", "decode": "context length"}  # the x axis of a phase
+
+def stacked_bars(ax, x, parts):
+    """Bars at `x` stacked in the order of `parts`, [(label, heights, colour)], from 0."""
+    bottom = 0.0
+    for label, heights, color in parts:
+        ax.bar(x, heights, bottom=bottom, label=label, color=color)
+        bottom = bottom + heights
+
 
 def _pick(df: pd.DataFrame, col: str, value, prefer=None):
     """Filter df on col == value; with value None, on the single value present (or the preferred one)."""
@@ -75,15 +79,10 @@ def plot_fig2_latency(df: pd.DataFrame, *, method: str | None = None, path: str 
                 continue
             wide = sub.pivot_table(index="seqlen", columns="component", values="value", aggfunc="median") * scale
             wide = wide.reindex(columns=[c for c in STACK if c in wide.columns]).sort_index()
-            bottom = None
-            x = [str(s) for s in wide.index]
-            for comp in wide.columns:
-                vals = wide[comp].fillna(0).to_numpy()
-                ax.bar(x, vals, bottom=bottom, label=comp, color=COLORS.get(comp))
-                bottom = vals if bottom is None else bottom + vals
+            stacked_bars(ax, [str(s) for s in wide.index],
+                         [(comp, wide[comp].fillna(0).to_numpy(), COLORS.get(comp)) for comp in wide.columns])
             ax.set_title(f"{m} — {ph}" + (" (per token)" if ph == "decode" else ""), fontsize=10)
-            ax.set_xlabel("sequence length" if ph == "prefill" else "context length")
-            ax.set_ylabel(f"time ({unit})")
+            ax.set(xlabel=LENGTH[ph], ylabel=f"time ({unit})")
     handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -129,30 +128,26 @@ def table1_components(df: pd.DataFrame, *, phase: str = "prefill", seqlen: int |
     d = df[df["phase"] == phase] if "phase" in df else df
     times, picked = _times(d, method, path, batch)
     times, seqlen = _pick(times, "seqlen", seqlen, (2048, 1024, 512))
-    keep = lambda x: x[(x["path"] == picked["path"]) & (x["batch"] == picked["batch"]) & (x["seqlen"] == seqlen)]  # noqa: E731
-    d = keep(d)
+    d = d[(d["path"] == picked["path"]) & (d["batch"] == picked["batch"]) & (d["seqlen"] == seqlen)]
     mem = d[d["metric"].isin(["activation_peak", "sum_of_allocations"])]
+    mem = mem.groupby(["model", "component", "metric"])["value"].max()
     share = d[(d["metric"] == "share") & (d["method"] == picked["method"])] if "method" in d else d.iloc[:0]
     out = []
     for (model, arch), g in times.groupby(["model", "arch"], sort=False):
         total = g.loc[g["component"] == "total", "value"]
-        total = float(total.iloc[0]) if len(total) else float("nan")
-        mg, sg = mem[mem["model"] == model], share[share["model"] == model]
+        total = float(total.iloc[0]) if len(total) else math.nan
+        sg = share[share["model"] == model]
         for comp in STACK:
             t = g.loc[g["component"] == comp, "value"]
             if t.empty:
                 continue
+            t = float(t.iloc[0])
             s = sg.loc[sg["component"] == comp, "value"]  # median of per-repetition shares, when recorded
-
-            def mval(metric):
-                v = mg.loc[(mg["component"] == comp) & (mg["metric"] == metric), "value"]
-                return float(v.max()) if len(v) else float("nan")
-
             out.append({
-                "model": model, "arch": arch, "component": comp, "time_ms": float(t.iloc[0]),
-                "time_share": float(s.iloc[0]) if len(s) else (float(t.iloc[0]) / total if total else float("nan")),
-                "activation_peak_MB": mval("activation_peak") / 2**20,
-                "sum_of_allocations_GB": mval("sum_of_allocations") / 2**30,
+                "model": model, "arch": arch, "component": comp, "time_ms": t,
+                "time_share": float(s.iloc[0]) if len(s) else (t / total if total else math.nan),
+                "activation_peak_MB": mem.get((model, comp, "activation_peak"), math.nan) / 2**20,
+                "sum_of_allocations_GB": mem.get((model, comp, "sum_of_allocations"), math.nan) / 2**30,
             })
     table = pd.DataFrame(out)
     table.attrs.update(picked, seqlen=seqlen, phase=phase)
@@ -195,7 +190,7 @@ def ssm_memory_table(df: pd.DataFrame, *, seqlen: int = 2048,
             for key, (va, vb) in both.iterrows():
                 out.append({"mamba1": a, "mamba2": b, **dict(zip(keys, key if len(keys) > 1 else (key,))),
                             "mamba1_GB": va / 2**30, "mamba2_GB": vb / 2**30,
-                            "ratio": vb / va if va > 0 else float("nan")})
+                            "ratio": vb / va if va > 0 else math.nan})
     if not out:
         raise ProfilingError(f"no Mamba-1/Mamba-2 pair of the same width and depth has SSM memory rows at L = {seqlen}")
     table = pd.DataFrame(out)
@@ -214,9 +209,8 @@ def plot_roofline(df: pd.DataFrame, peak_flops: float, peak_bw: float, *, ax=Non
         raise ProfilingError("no rows with time, flops and bytes for the same setting")
     pts = pts[pts["component"].isin(STACK[:-1]) & (pts["flops"].astype(float) > 0)]
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    else:
-        fig = ax.figure
+        _, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig = ax.figure
     lo = max(min(pts["intensity"].min(), peak_flops / peak_bw) / 10, 1e-3)
     hi = max(pts["intensity"].max(), peak_flops / peak_bw) * 10
     x = np.logspace(np.log10(lo), np.log10(hi), 200)
@@ -229,10 +223,7 @@ def plot_roofline(df: pd.DataFrame, peak_flops: float, peak_bw: float, *, ax=Non
             i = g["achieved_flops"].astype(float).idxmax()
             ax.annotate(comp, (g.loc[i, "intensity"], g.loc[i, "achieved_flops"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
-    ax.set_ylabel("achieved FLOP/s")
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP/byte)", ylabel="achieved FLOP/s")
     ax.set_title(f"roofline: peak {peak_flops / 1e12:.3g} TFLOP/s, {peak_bw / 1e9:.3g} GB/s", fontsize=10)
     ax.legend(fontsize=6, ncol=2, loc="lower right")
     fig.tight_layout()

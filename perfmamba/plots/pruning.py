@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..errors import PlotError
-from .profile import COLORS, plot_roofline
+from .profile import COLORS, LENGTH, plot_roofline, stacked_bars
 
 CRITERION_COLORS = {"delta": "#e15759", "random": "#9c9c9c", "magnitude": "#4e79a7", "energy": "#59a14f",
                     "decay": "#f28e2b", "sparsessm": "#b07aa1", "none": "#000000"}
@@ -17,17 +17,30 @@ def _need(rows, what: str, cols=()):
     missing = [c for c in cols if c not in rows]
     if missing:
         raise PlotError(f"{what} rows lack column(s) {', '.join(missing)}")
-    return rows
+
+
+def _row_of_panels(n: int, width: float, height: float):
+    """A figure of `n` panels side by side, each `width` × `height` inches: (figure, list of axes)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def _mean_band(ax, rows, color, label, alpha, band=True, **line):
+    """The mean value per ratio as a line and, where `band` and the values spread (random seeds), min–max."""
+    st = rows.groupby("ratio")["value"].agg(["mean", "min", "max"]).sort_index()
+    ax.plot(st.index, st["mean"], marker="o", color=color, label=label, **line)
+    if band and (st["max"] > st["min"]).any():
+        ax.fill_between(st.index, st["min"], st["max"], color=color, alpha=alpha)
 
 
 def plot_fig3_state_activity(rows, *, models=None, log: bool = False):
     """Fig. 3: activity(l, s) heatmaps (layers × states), one panel per model. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
     _need(rows, "activity", ("model", "layer", "state", "activity"))
     models = list(models) if models is not None else list(dict.fromkeys(rows["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 3.8), squeeze=False)
-    for ax, m in zip(axes[0], models):
+    fig, axes = _row_of_panels(len(models), 6.5, 3.8)
+    for ax, m in zip(axes, models):
         sub = rows[rows["model"] == m]
         if sub.empty:
             raise PlotError(f"no activity rows for model {m!r}")
@@ -59,8 +72,6 @@ def _quality(rows, metrics=("ppl", "acc", "acc_norm")):
 def plot_fig4_accuracy(rows, *, criterion: str = "delta", mode: str | None = None):
     """Fig. 4: each quality metric (perplexity, task accuracies, recall) against the pruning ratio r, one line
     per model, the dense model at r = 0. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
     _need(rows, "quality", ("model", "ratio", "criterion", "task", "metric", "value"))
     d = _quality(rows)
     d = d[d["criterion"].isin(["none", criterion])]
@@ -69,8 +80,8 @@ def plot_fig4_accuracy(rows, *, criterion: str = "delta", mode: str | None = Non
     if d.empty or (d["criterion"] == criterion).sum() == 0:
         raise PlotError(f"no pruned rows with criterion {criterion!r}")
     panels = list(dict.fromkeys(d["panel"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    fig, axes = _row_of_panels(len(panels), 4.2, 3.4)
+    for ax, panel in zip(axes, panels):
         sub = d[d["panel"] == panel]
         for m, g in sub.groupby("model", sort=False):
             g = g.groupby("ratio")["value"].mean().sort_index()
@@ -80,7 +91,7 @@ def plot_fig4_accuracy(rows, *, criterion: str = "delta", mode: str | None = Non
         if panel.startswith("perplexity"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    axes[0].legend(fontsize=8)
     fig.suptitle(f"quality of pruned models (criterion {criterion}; r = 0 is the dense model)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -100,13 +111,11 @@ def table2_efficiency(rows):
     out = pd.DataFrame({"model": s["model"], "phase": s["phase"], "B": s["batch"].astype(int),
                         "L": s["seqlen"].astype(int), "r": s["ratio"].astype(float), "N′ (mean)": s["d_state"],
                         "time (ms)": s["time_ms"], "timing": s["timing"], "speed-up": s["speedup"]})
-    for col, label in (("weights", "weights (MB)"), ("state_bytes", "state (MB)"), ("peak_bytes", "peak (MB)")):
+    mb = {"weights": "weights (MB)", "state_bytes": "state (MB)", "peak_bytes": "peak (MB)"}
+    reductions = {"weights_reduction": "weights −", "state_reduction": "state −", "peak_reduction": "peak −"}
+    for col, label in {**mb, **reductions}.items():
         if col in s:
-            out[label] = s[col] / 2**20
-    for col, label in (("weights_reduction", "weights −"), ("state_reduction", "state −"),
-                       ("peak_reduction", "peak −")):
-        if col in s:
-            out[label] = s[col]
+            out[label] = s[col] / 2**20 if col in mb else s[col]
     out.attrs["machine"] = ", ".join(sorted(set(s["machine"])))
     return out.reset_index(drop=True)
 
@@ -136,8 +145,7 @@ def plot_fig5_efficiency(rows):
                 ax.plot([str(x) for x in g.index], g.to_numpy(), marker="o", label=f"r = {float(r):g}")
             ax.axhline(1.0, color="k", lw=0.8, ls="--")
             ax.set_title(f"{m} — {ph}", fontsize=10)
-            ax.set_xlabel("sequence length" if ph == "prefill" else "context length")
-            ax.set_ylabel("speed-up vs dense")
+            ax.set(xlabel=LENGTH[ph], ylabel="speed-up vs dense")
             ax.legend(fontsize=7)
         ax = axes[i][-1]
         g = sm.groupby("ratio").max(numeric_only=True).sort_index()
@@ -145,8 +153,7 @@ def plot_fig5_efficiency(rows):
                            ("peak_reduction", "peak (measured)")):
             if col in g and g[col].notna().any():
                 ax.plot(g.index.astype(float), 100 * g[col], marker="o", label=label)
-        ax.set_xlabel("pruning ratio r")
-        ax.set_ylabel("memory reduction (%)")
+        ax.set(xlabel="pruning ratio r", ylabel="memory reduction (%)")
         ax.set_title(f"{m} — memory", fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -156,22 +163,19 @@ def plot_fig5_efficiency(rows):
 def plot_fig6_tradeoff(table, *, quality: str | None = None, speed: str | None = None):
     """Fig. 6: a quality metric (default the first perplexity column) against speed-up, one point per ratio
     (labelled), one line per model. `table`: `experiments.tradeoff(...)`. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
     _need(table, "trade-off", ("model", "ratio"))
     quality = quality or next((c for c in table.columns if str(c).startswith("ppl_")), None)
     speeds = [speed] if speed else [c for c in ("speedup_prefill", "speedup_decode") if c in table.columns]
     if quality is None or quality not in table or not speeds:
         raise PlotError("trade-off rows need a quality column (ppl_*) and a speed-up column")
-    fig, axes = plt.subplots(1, len(speeds), figsize=(5.2 * len(speeds), 3.8), squeeze=False)
-    for ax, sp in zip(axes[0], speeds):
+    fig, axes = _row_of_panels(len(speeds), 5.2, 3.8)
+    for ax, sp in zip(axes, speeds):
         for m, g in table.groupby("model", sort=False):
             g = g.sort_values("ratio")
             ax.plot(g[sp], g[quality], marker="o", label=m)
             for x, y, r in zip(g[sp], g[quality], g["ratio"]):
                 ax.annotate(f"{float(r):g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel(f"{sp.replace('_', ' ')} (× dense)")
-        ax.set_ylabel(quality.replace("_", " "))
+        ax.set(xlabel=f"{sp.replace('_', ' ')} (× dense)", ylabel=quality.replace("_", " "))
         if quality.startswith("ppl"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -184,29 +188,22 @@ def plot_fig6_tradeoff(table, *, quality: str | None = None, speed: str | None =
 def plot_criteria(rows, *, metric: str = "ppl"):
     """Perplexity (or another metric) against r for every criterion, per model; random seeds as a band (min–max)
     around their mean, the dense model as a dashed line. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
     _need(rows, "criteria", ("model", "ratio", "criterion", "metric", "value"))
     d = rows[(rows["metric"] == metric) & ((rows["task"] == "perplexity") if metric == "ppl" else True)].copy()
     if d.empty:
         raise PlotError(f"no rows with metric {metric!r}")
     d["ratio"] = d["ratio"].astype(float)
     models = list(dict.fromkeys(d["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 3.8), squeeze=False)
-    for ax, m in zip(axes[0], models):
+    fig, axes = _row_of_panels(len(models), 5.5, 3.8)
+    for ax, m in zip(axes, models):
         sub = d[d["model"] == m]
         dense = sub[sub["criterion"] == "none"]["value"]
         if len(dense):
             ax.axhline(float(dense.mean()), color="k", ls="--", lw=0.8, label="dense")
         for c, g in sub[sub["criterion"] != "none"].groupby("criterion"):
-            st = g.groupby("ratio")["value"].agg(["mean", "min", "max"]).sort_index()
-            color = CRITERION_COLORS.get(c)
-            ax.plot(st.index, st["mean"], marker="o", color=color, label=c, lw=2.2 if c == "delta" else 1.2)
-            if c == "random" and (st["max"] > st["min"]).any():
-                ax.fill_between(st.index, st["min"], st["max"], color=color, alpha=0.25)
-        ax.set_yscale("log")
-        ax.set_xlabel("pruning ratio r")
-        ax.set_ylabel(metric)
+            lw = 2.2 if c == "delta" else 1.2
+            _mean_band(ax, g, CRITERION_COLORS.get(c), c, 0.25, band=c == "random", lw=lw)
+        ax.set(yscale="log", xlabel="pruning ratio r", ylabel=metric)
         ax.set_title(m, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -253,18 +250,14 @@ def plot_decode_state_traffic(rows, *, batch: int | None = None):
     other = (step - weights - state).clip(lower=0)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12.5, 4.2))
     x = np.arange(len(w))
-    bottom = np.zeros(len(w))
-    for part, label, color in ((weights, "weights (read)", COLORS["in_proj"]),
-                               (state, "recurrent state (read + write)", COLORS["ssm"]),
-                               (other, "activations", COLORS["other"])):
-        share = 100 * (part / step).to_numpy()
-        ax0.bar(x, share, bottom=bottom, color=color, label=label)
-        bottom += share
+    parts = (("weights (read)", weights, COLORS["in_proj"]),
+             ("recurrent state (read + write)", state, COLORS["ssm"]),
+             ("activations", other, COLORS["other"]))
+    stacked_bars(ax0, x, [(label, 100 * (part / step).to_numpy(), color) for label, part, color in parts])
     for xi, total in zip(x, step):
         ax0.annotate(f"{total / 2**20:.0f} MB", (xi, 100), ha="center", va="bottom", fontsize=7)
     ax0.set_xticks(x, list(w.index), rotation=30, ha="right", fontsize=8)
-    ax0.set_ylim(0, 112)
-    ax0.set_ylabel("share of a decode step's bytes (%)")
+    ax0.set(ylim=(0, 112), ylabel="share of a decode step's bytes (%)")
     ax0.set_title(f"dense, batch {batch}, {d['dtype'].iloc[0]} weights, {d['state_dtype'].iloc[0]} state",
                   fontsize=10)
     ax0.legend(fontsize=7, loc="lower right")
@@ -278,8 +271,7 @@ def plot_decode_state_traffic(rows, *, batch: int | None = None):
         ax1.plot(g["ratio"].astype(float), g["value"], marker="s", ls="--", lw=1.8,
                  label=f"{m} B={int(b)} (measured, {g['machine'].iloc[0] if 'machine' in g else 'here'})")
     ax1.axhline(1.0, color="k", lw=0.8)
-    ax1.set_xlabel("pruning ratio r")
-    ax1.set_ylabel("decode speed-up vs dense")
+    ax1.set(xlabel="pruning ratio r", ylabel="decode speed-up vs dense")
     ax1.set_title(f"bandwidth-bound ideal (batch {batch}) and measured", fontsize=10)
     ax1.legend(fontsize=6, ncol=2)
     fig.tight_layout()
@@ -311,19 +303,14 @@ def plot_recall(rows):
     if "chance" in d:
         ax.axhline(float(d["chance"].iloc[0]), color="k", ls=":", lw=0.8, label="chance")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("key–value pairs")
-    ax.set_ylabel("recall accuracy")
+    ax.set(xlabel="key–value pairs", ylabel="recall accuracy")
     ax.legend(fontsize=6, ncol=2)
     ax = axes[1]
     n = recall_probe_pairs(d)
     sub = d[d["n_pairs"].astype(int) == n]
     for c in crits:
-        g = sub[sub["criterion"].isin([c, "none"])].groupby("ratio")["value"].agg(["mean", "min", "max"]).sort_index()
-        ax.plot(g.index, g["mean"], marker="o", color=CRITERION_COLORS.get(c), label=c)
-        if (g["max"] > g["min"]).any():
-            ax.fill_between(g.index, g["min"], g["max"], color=CRITERION_COLORS.get(c), alpha=0.2)
-    ax.set_xlabel("pruning ratio r")
-    ax.set_ylabel(f"accuracy at {n} pairs")
+        _mean_band(ax, sub[sub["criterion"].isin([c, "none"])], CRITERION_COLORS.get(c), c, 0.2)
+    ax.set(xlabel="pruning ratio r", ylabel=f"accuracy at {n} pairs")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -393,7 +380,6 @@ def plot_fig3_activity(act, *, ax=None, title: str | None = None, cmap: str = "v
     label = "log10 E[Δ]" if log else "activity E[Δ]"
     sns.heatmap(m, ax=ax, cmap=cmap, cbar_kws={"label": label}, mask=np.isnan(m),
                 xticklabels=max(1, m.shape[1] // 16), yticklabels=max(1, m.shape[0] // 24))
-    ax.set_xlabel("state s")
-    ax.set_ylabel("layer l")
+    ax.set(xlabel="state s", ylabel="layer l")
     ax.set_title(title if title is not None else f"State activity per layer and state{f' ({arch})' if arch else ''}")
     return ax.figure
