@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from .errors import EvaluationError, PerfmambaError, ProfilingError, PruningErro
 from .evaluation import evaluate_model, write_rows
 from .evaluation.lm_eval_model import run_lm_eval_cli
 from .io import atomic_path
+from .paths import artifacts_root
 from .plots import plot_fig3_activity
 from .profiling.sweep import CPU_MODELS, PATHS, PHASES, sweep
 from .profiling.timing import set_flush_denormal
@@ -36,7 +36,6 @@ from .pruning.selection import ALIGN_ROUNDING, SELECTIONS, check_align, check_ra
 from .pruning.surgery import MODES
 from .train import DEFAULT_MODELS, default_tokenizer, train, train_default_models
 
-DEFAULT_ARTIFACTS = os.environ.get("PERFMAMBA_ARTIFACTS", "artifacts")
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
@@ -121,7 +120,7 @@ def _add_train(sub):
                     "train_log.json.")
     p.add_argument("--preset", help="preset name (e.g. mamba-small, mamba2-small, mamba-tiny); default: both defaults")
     p.add_argument("--out", help="output directory (default: ARTIFACTS/models/<preset>)")
-    p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="artifacts directory: corpus, tokenizer, models "
+    p.add_argument("--artifacts", default=str(artifacts_root()), help="artifacts directory: corpus, tokenizer, models "
                                                                   "(default: $PERFMAMBA_ARTIFACTS or ./artifacts)")
     for flag, kind, what in (("--steps", int, "optimizer steps"), ("--batch-size", int, "sequences per step"),
                              ("--seq-len", int, "tokens per sequence"), ("--lr", float, "peak learning rate"),
@@ -168,7 +167,6 @@ def _add_train(sub):
 # activity, prune ----------------------------------------------------------------------------------------------
 def _calibration(args, model, required: bool):
     """Token ids (b, l) for the run, or None when none were asked for and none are needed."""
-
     if args.calibration is not None and args.calibration_tokens is not None:
         raise PruningError("pass either --calibration or --calibration-tokens, not both")
     if args.calibration_tokens is not None:
@@ -333,7 +331,6 @@ activation_peak, peak_memory, sum_of_allocations (a sum over all allocations, no
 
 
 def run_profile(args):
-
     cpu = args.device == "cpu" or (args.device is None and not torch.cuda.is_available())
     flush = cpu if args.flush_denormal is None else args.flush_denormal
     if flush and cpu:
@@ -412,9 +409,6 @@ def _add_profile(sub):
 
 # claims, reproduce ------------------------------------------------------------------------------------------
 def run_claims(args):
-    import pandas as pd
-
-
     records = evaluate(collect(args.results, args.sweep if args.sweep != "none" else None))
     if args.section:
         records = [r for r in records if r.section.startswith(tuple(args.section))]
@@ -485,8 +479,6 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["lm-eval"]:  # forwarded untouched to lm-eval's own parser
-            from .evaluation.lm_eval_model import run_lm_eval_cli
-
             return int(run_lm_eval_cli(argv[1:]) or 0)
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)

@@ -34,6 +34,7 @@ import torch
 
 from .errors import CorpusError, CorpusFileNotFound
 from .io import atomic_write_text
+from .paths import artifacts_root
 
 EOS = "<|endoftext|>"
 DOC_SEP = "\n\n\n"
@@ -75,7 +76,7 @@ def _sha256(text: str) -> str:
 
 def default_root() -> Path:
     """Where the split texts are cached: $PERFMAMBA_ARTIFACTS/corpus (default artifacts/corpus)."""
-    return Path(os.environ.get("PERFMAMBA_ARTIFACTS", "artifacts")) / "corpus"
+    return artifacts_root() / "corpus"
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -23,15 +23,8 @@ from typing import Iterable, Sequence
 
 from .errors import ResultsError
 from .io import atomic_write_text
+from .paths import results_root  # noqa: F401  (where results go unless a root is given)
 from .provenance import collect_env, default_device, device_slug  # noqa: F401  (device_slug: where results go)
-
-
-def results_root() -> Path:
-    """$PERFMAMBA_RESULTS, else data/results of the source checkout, else ./data/results."""
-    if os.environ.get("PERFMAMBA_RESULTS"):
-        return Path(os.environ["PERFMAMBA_RESULTS"])
-    repo = Path(__file__).resolve().parent.parent
-    return (repo if (repo / "pyproject.toml").exists() else Path.cwd()) / "data" / "results"
 
 
 # the schema registry -----------------------------------------------------------------------------------

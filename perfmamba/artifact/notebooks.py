@@ -18,11 +18,11 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from .. import results
+from .. import paths, results
 from ..errors import NotebookError
 from ..io import atomic_path, atomic_write_text
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = paths.REPO
 NOTEBOOK_DIR = ROOT / "notebooks"
 OUTPUT_DIR = ROOT / "book" / "notebooks"
 PROFILES = ("paper", "cpu", "smoke")
@@ -111,22 +111,16 @@ def execute(name: str, profile: str = "cpu", *, overrides: dict | None = None, o
     out_dir = Path(output_dir or OUTPUT_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
-    old_warnings = os.environ.get("PYTHONWARNINGS")
     # the kernel inherits this: tqdm.auto warns once that ipywidgets is missing (it then draws text bars), which
     # would otherwise be the first output of every page
-    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [old_warnings, KERNEL_WARNINGS]))
+    warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), KERNEL_WARNINGS]))
     try:
-        with atomic_path(out, suffix=".ipynb") as tmp:
+        with paths.environ(PYTHONWARNINGS=warnings), atomic_path(out, suffix=".ipynb") as tmp:
             papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp), parameters=params,
                                        cwd=str(ROOT), kernel_name="python3", progress_bar=progress, log_output=False)
             _record_paths(tmp, NOTEBOOK_DIR / f"{name}.ipynb", out)
     except papermill.PapermillExecutionError as e:
         raise NotebookError(f"{name}: cell {e.exec_count} failed: {e.ename}: {e.evalue}") from None
-    finally:
-        if old_warnings is None:
-            os.environ.pop("PYTHONWARNINGS", None)
-        else:
-            os.environ["PYTHONWARNINGS"] = old_warnings
     return out
 
 

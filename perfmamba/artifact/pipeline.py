@@ -19,6 +19,7 @@ import torch
 from ..checkpoints import load
 from ..config import preset
 from ..data import load_corpus
+from .. import paths
 from ..evaluation import evaluate_model, write_rows
 from ..train import DEFAULT_MODELS, SMOKE_MODELS, train_default_models
 from . import notebooks
@@ -91,18 +92,13 @@ def reproduce(artifacts=None, *, profile: str | None = None, names=None, build: 
     t0 = time.perf_counter()
     profile = profile or notebooks.default_profile()
     check_run(profile, names)
-    saved = os.environ.get("PERFMAMBA_RESULTS")
+    env = {}
     if out is not None:
         out = Path(out).resolve()
         artifacts = artifacts or out / "artifacts"
-        os.environ["PERFMAMBA_RESULTS"] = str(out / "results")  # the notebooks' kernels inherit it
-    try:
+        env[paths.RESULTS] = str(out / "results")  # the notebooks' kernels inherit it
+    with paths.environ(**env):
         return _reproduce(Path(artifacts or "artifacts").resolve(), profile, names, build, out, t0)
-    finally:
-        if saved is None:
-            os.environ.pop("PERFMAMBA_RESULTS", None)
-        else:
-            os.environ["PERFMAMBA_RESULTS"] = saved
 
 
 def _reproduce(artifacts: Path, profile: str, names, build: bool, out: Path | None, t0: float) -> Path | None:
