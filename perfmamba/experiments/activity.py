@@ -4,13 +4,12 @@ from __future__ import annotations
 import torch
 
 from .. import results
-from .common import (_csv, _device, _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch,
+from .common import (_csv, _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch,
                      model_ref)
 
 
-ACTIVITY_COLUMNS = ["model", "model_sha", "arch", "layer", "state", "d_state", "activity", "decay", "n_tokens",
-                    "seq_len", "split", "device", "path"]
-ACTIVITY_KEY = ["model", "model_sha", "n_tokens", "seq_len", "split"]
+ACTIVITY_COLUMNS = list(results.SCHEMAS["activity"].columns)
+ACTIVITY_KEY = list(results.SCHEMAS["activity"].key)
 
 
 def activity(model_dirs, *, n_tokens: int = 16384, seq_len: int = 256, split: str = "validation",
@@ -36,7 +35,7 @@ def activity(model_dirs, *, n_tokens: int = 16384, seq_len: int = 256, split: st
         for r in activity_rows(act, name):
             r.pop("energy", None)
             rows.append(dict(r, model_sha=sha, n_tokens=n_tokens, seq_len=seq_len, split=split,
-                             device=str(_device(device)), path=model.backend))
+                             device=results.device_type(device), path=model.backend))
         results.append_rows(out, rows, ACTIVITY_COLUMNS)
         _write_env(out, experiment, device)
     df = _of_models(_read(out), refs)

@@ -9,16 +9,13 @@ from pathlib import Path
 import torch
 
 from .. import results
+from ..provenance import default_device
 from ..config import PRESETS
 from ..errors import ExperimentError, PerfmambaError
 
 
 def _csv(experiment: str, results_root=None, device=None) -> Path:
     return results.results_path(experiment, device, root=results_root)
-
-
-def _device(device=None) -> torch.device:
-    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _specs(models, experiment: str) -> list:
@@ -72,7 +69,7 @@ def model_ref(spec) -> tuple[str, str]:
 def _load(spec, device=None, dtype=None):
     from ..checkpoints import load
 
-    return load(spec, device=_device(device), dtype=dtype)
+    return load(spec, device=default_device(device), dtype=dtype)
 
 
 def _tokenizer(model):
@@ -169,7 +166,7 @@ def _flush_denormals(device) -> str:
     model included), see `set_flush_denormal`."""
     from ..profiling.timing import set_flush_denormal
 
-    return set_flush_denormal(True) if _device(device).type == "cpu" else "off"
+    return set_flush_denormal(True) if default_device(device).type == "cpu" else "off"
 
 
 def _sweep(models, out: Path, device, seqlens, batches, phases, paths, methods, **kwargs):
@@ -177,7 +174,7 @@ def _sweep(models, out: Path, device, seqlens, batches, phases, paths, methods, 
     from ..profiling.sweep import sweep
 
     sweep(models, list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), out=out,
-          device=device, flush_denormal=_device(device).type == "cpu", **kwargs)
+          device=device, flush_denormal=default_device(device).type == "cpu", **kwargs)
 
 
 def _sweep_rows(out: Path, names, seqlens, batches, phases, paths, methods):

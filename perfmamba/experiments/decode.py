@@ -10,14 +10,13 @@ import torch
 from .. import results
 from ..config import PRESETS, preset
 from ..errors import ExperimentError
-from .common import _csv, _device, _isin, _read
+from .common import _csv, _isin, _read
 from .analysis import efficiency_summary
 from .efficiency import pruning_efficiency
 
 
-TRAFFIC_COLUMNS = ["model", "arch", "batch", "ratio", "d_state", "dtype", "state_dtype", "metric", "value", "unit",
-                   "source", "device", "path"]
-TRAFFIC_KEY = ["model", "batch", "ratio", "dtype", "state_dtype"]
+TRAFFIC_COLUMNS = list(results.SCHEMAS["decode_state_traffic"].columns)
+TRAFFIC_KEY = list(results.SCHEMAS["decode_state_traffic"].key)
 
 
 def traffic_rows(name, batch, ratio, dtype, state_dtype):
@@ -90,6 +89,6 @@ def decode_state_traffic(presets, batches, ratios, *, dtype="bfloat16", state_dt
                 frames.append(pd.DataFrame(dict(model=s["model"], arch=s["arch"], batch=s["batch"],
                                                 ratio=s["ratio"], d_state=s["d_state"], metric=metric,
                                                 value=s[col], unit=unit, source="measured", path=s["path"],
-                                                device=str(_device(device)), machine=s["machine"],
+                                                device=results.device_type(device), machine=s["machine"],
                                                 dtype=eff["dtype"].iloc[0], state_dtype=eff["state_dtype"].iloc[0])))
     return pd.concat(frames, ignore_index=True)

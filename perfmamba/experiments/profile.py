@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from .. import results
-from .common import (_csv, _device, _flush_denormals, _isin, _read, _specs, _sweep, _sweep_rows, _write_env,
+from ..provenance import default_device
+from .common import (_csv, _flush_denormals, _isin, _read, _specs, _sweep, _sweep_rows, _write_env,
                      model_ref)
 
 
@@ -26,7 +27,7 @@ def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, path
     return df[(df["mode"] == "dense")].reset_index(drop=True)
 
 
-PEAK_COLUMNS = ["device", "dtype", "metric", "value", "unit", "method", "size", "n_iter"]
+PEAK_COLUMNS = list(results.SCHEMAS["machine_peaks"].columns)
 
 
 def machine_peaks(device=None, *, dtype="float32", results_root=None, experiment: str = "machine_peaks"):
@@ -37,10 +38,10 @@ def machine_peaks(device=None, *, dtype="float32", results_root=None, experiment
     from ..profiling.sweep import parse_dtype
     from ..profiling.timing import time_call
 
-    dev = _device(device)
+    dev = default_device(device)
     out = _csv(experiment, results_root, dev)
-    done = results.existing_keys(out, ["device", "dtype"])
-    key = results.row_key({"device": str(dev), "dtype": dtype}, ["device", "dtype"])
+    done = results.existing_keys(out, results.SCHEMAS["machine_peaks"].key)
+    key = results.row_key({"device": results.device_type(dev), "dtype": dtype}, results.SCHEMAS["machine_peaks"].key)
     if key not in done:
         dt = parse_dtype(dtype)
         n = 4096 if dev.type == "cuda" else 1024
@@ -51,13 +52,13 @@ def machine_peaks(device=None, *, dtype="float32", results_root=None, experiment
         x = torch.empty(numel, device=dev, dtype=dt).fill_(1)
         y = torch.empty_like(x)
         cp = statistics.median(time_call(lambda: y.copy_(x), dev, warmup=2, iters=7))
-        rows = [dict(device=str(dev), dtype=dtype, metric="peak_flops", value=2 * n ** 3 / mm, unit="flop/s",
+        rows = [dict(device=results.device_type(dev), dtype=dtype, metric="peak_flops", value=2 * n ** 3 / mm, unit="flop/s",
                      method=f"matmul {n}x{n}x{n}", size=n, n_iter=7),
-                dict(device=str(dev), dtype=dtype, metric="peak_bandwidth", value=2 * x.numel() * x.element_size() / cp,
+                dict(device=results.device_type(dev), dtype=dtype, metric="peak_bandwidth", value=2 * x.numel() * x.element_size() / cp,
                      unit="byte/s", method="tensor copy (read + write)", size=x.numel() * x.element_size(), n_iter=7)]
         results.append_rows(out, rows, PEAK_COLUMNS)
         _write_env(out, experiment, dev)
-    return _isin(_read(out), device=[str(dev)], dtype=[dtype]).reset_index(drop=True)
+    return _isin(_read(out), device=[results.device_type(dev)], dtype=[dtype]).reset_index(drop=True)
 
 
 def roofline(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, peak_flops=None, peak_bw=None,
@@ -70,7 +71,7 @@ def roofline(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, pea
     rows = latency(models, seqlens, batches, phases, paths=paths, methods=("timers",), warmup=warmup, iters=iters,
                    dtype=dtype, device=device, results_root=results_root, experiment=experiment, progress=progress)
     if peak_flops is None or peak_bw is None:
-        dt = dtype or ("bfloat16" if _device(device).type == "cuda" else "float32")
+        dt = dtype or ("bfloat16" if default_device(device).type == "cuda" else "float32")
         peaks = machine_peaks(device, dtype=dt, results_root=results_root)
         measured = dict(zip(peaks["metric"], peaks["value"]))
         src = "measured"

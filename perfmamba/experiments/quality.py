@@ -8,15 +8,12 @@ import torch
 
 from .. import results
 from ..errors import ExperimentError
-from .common import (_artifacts_env, _csv, _device, _isin, _load, _of_models, _read, _specs, _tokenizer,
+from .common import (_artifacts_env, _csv, _isin, _load, _of_models, _read, _specs, _tokenizer,
                      _write_env, calibration_batch, corpus_tokens, model_ref)
 
 
-QUALITY_COLUMNS = ["model", "model_sha", "arch", "ratio", "criterion", "mode", "selection", "seed", "d_state",
-                   "d_state_kept", "task", "split", "n_pairs", "metric", "value", "stderr", "n", "calib_tokens",
-                   "calib_seq_len", "eval_tokens", "eval_seq_len", "limit", "recall_seqs", "device", "path"]
-QUALITY_KEY = ["model", "model_sha", "ratio", "criterion", "mode", "selection", "seed", "task", "split", "n_pairs",
-               "calib_tokens", "calib_seq_len", "eval_tokens", "eval_seq_len", "limit", "recall_seqs"]
+QUALITY_COLUMNS = list(results.SCHEMAS["pruning_quality"].columns)
+QUALITY_KEY = list(results.SCHEMAS["pruning_quality"].key)
 DENSE = dict(ratio=0.0, criterion="none", mode="dense", selection="none", seed=0)
 
 
@@ -138,7 +135,7 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
                              recall_kwargs={"n_seqs": recall_seqs})
             base = dict(p, model=name, model_sha=sha, arch=model.config.arch,
                         d_state=sum(model.config.d_states) / model.config.n_layer, d_state_kept=_kept_mean(pruned),
-                        device=str(_device(device)), path=model.backend, **settings)
+                        device=results.device_type(device), path=model.backend, **settings)
             results.append_rows(out, [dict(base, **r) for r in rows], QUALITY_COLUMNS)
             del pruned
         _write_env(out, experiment, device)

@@ -6,13 +6,12 @@ from pathlib import Path
 import torch
 
 from .. import results
-from .common import _csv, _device, _isin, _load, _read, _write_env, model_ref
+from .common import _csv, _isin, _load, _read, _write_env, model_ref
 from .quality import _kept_mean, _points
 
 
-RECALL_COLUMNS = ["model", "model_sha", "arch", "ratio", "criterion", "seed", "d_state_kept", "n_pairs", "metric",
-                  "value", "chance", "n_seqs", "train_steps", "device", "path"]
-RECALL_KEY = ["model", "model_sha", "ratio", "criterion", "seed", "n_pairs", "n_seqs"]
+RECALL_COLUMNS = list(results.SCHEMAS["recall_pruning"].columns)
+RECALL_KEY = list(results.SCHEMAS["recall_pruning"].key)
 
 
 def _recall_defaults(train_steps, max_pairs) -> tuple[int, int]:
@@ -80,7 +79,7 @@ def recall_pruning(ratios, *, criteria=("delta", "random"), n_pairs=(1, 2, 4, 8,
             rows.append(dict(model=name, model_sha=sha, arch=model.config.arch, ratio=p["ratio"],
                              criterion=p["criterion"], seed=p["seed"], d_state_kept=_kept_mean(pruned),
                              n_pairs=int(n), metric="acc", value=acc, chance=1 / (RECALL_VOCAB - RECALL_VOCAB // 2),
-                             n_seqs=n_seqs, train_steps=train_steps, device=str(_device(device)), path=model.backend))
+                             n_seqs=n_seqs, train_steps=train_steps, device=results.device_type(device), path=model.backend))
         results.append_rows(out, rows, RECALL_COLUMNS)
     if model is not None:
         _write_env(out, experiment, device)
