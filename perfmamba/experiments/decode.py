@@ -5,27 +5,26 @@ from __future__ import annotations
 import itertools
 import math
 
+import pandas as pd
 import torch
 
 from .. import results
 from ..config import PRESETS, preset
 from ..errors import ExperimentError
-from .common import _csv, _isin, _read
+from ..models.lm import MambaLM
+from ..profiling.flops import component_counts
+from ..profiling.memory import cache_bytes
+from ..profiling.sweep import parse_dtype
+from ..pruning.selection import check_ratio, n_keep
 from .analysis import efficiency_summary
+from .common import _csv, _isin, _read
 from .efficiency import pruning_efficiency
-
 
 TRAFFIC_COLUMNS = list(results.SCHEMAS["decode_state_traffic"].columns)
 TRAFFIC_KEY = list(results.SCHEMAS["decode_state_traffic"].key)
 
 
 def traffic_rows(name, batch, ratio, dtype, state_dtype):
-    from ..models.lm import MambaLM
-    from ..profiling.flops import component_counts
-    from ..profiling.memory import cache_bytes
-    from ..profiling.sweep import parse_dtype
-    from ..pruning.selection import n_keep
-
     cfg = preset(name)
     cfg = cfg.replace(d_state=[n_keep(n, ratio) for n in cfg.d_states])
     dt, sdt = parse_dtype(dtype), parse_dtype(state_dtype)
@@ -53,10 +52,6 @@ def decode_state_traffic(presets, batches, ratios, *, dtype="bfloat16", state_dt
     gain from pruning. For the presets in `measure`, decode is also timed on this machine
     (`pruning_efficiency`, phase decode) and `measured_speedup` reported beside the ideal one.
     """
-    import pandas as pd
-
-    from ..pruning.selection import check_ratio
-
     state_dtype = state_dtype or dtype
     names = list(presets)
     for n in names:
