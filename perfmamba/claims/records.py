@@ -76,15 +76,20 @@ class Claim:
         return d
 
 
+def stated(tid: str, section: str, asserts: str, paper: dict, unit: str, precision="printed", **fields) -> Claim:
+    """The record of one quantitative sentence of the paper (statement `tid` of `prose.csv`)."""
+    return Claim(id=tid, section=section, asserts=asserts, paper=paper, unit=unit, precision=precision,
+                 refs={("prose", tid)}, **fields)
+
+
 def judge(n_ok: int, n: int) -> str:
     """All of n → confirmed, some → partly, none → refuted; nothing to judge → not measured."""
-    if n == 0:
-        return NOT_MEASURED
-    return CONFIRMED if n_ok == n else (PARTLY if n_ok else REFUTED)
+    return grade(n_ok == n, n_ok > 0) if n else NOT_MEASURED
 
 
-def within(ours: float, paper: float, rel: float) -> bool:
-    return paper != 0 and abs(ours / paper - 1) <= rel
+def grade(ok: bool, partly: bool) -> str:
+    """Confirmed where `ok`, else partly where `partly`, else refuted."""
+    return CONFIRMED if ok else (PARTLY if partly else REFUTED)
 
 
 def decided(effect: float, stderr: float, z: float = 2.0) -> bool:
