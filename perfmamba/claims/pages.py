@@ -156,8 +156,7 @@ def latency(rows, results_root=None, max_other=None) -> dict:
         c3 = (judge(up, len(trend)) + f" on this machine ({up} of {len(trend)} models{note})"
               + ("" if experiments.is_gpu(rows) else "; on a CPU"))
     return {"fig2_machine": experiments.machine_label(rows, results_root), "fig2_seqlens": f"{Ls[0]}–{Ls[-1]}",
-            "fig2_ssm_trend": "; ".join(trend) if trend else "n/a",
-            "fig2_trend_verdict": c3}
+            "fig2_ssm_trend": "; ".join(trend) if trend else "n/a", "fig2_trend_verdict": c3}
 
 
 def activity(rows) -> dict:
@@ -173,8 +172,8 @@ def activity(rows) -> dict:
         rho.append(f"{m} {sum(rhos) / len(rhos):+.2f}" if rhos else f"{m} n/a (constant within layers)")
     uneven = [float(s.rsplit(" ", 1)[1]) > MIN_CV for s in cv]
     return {"fig3_cv": "; ".join(cv), "fig3_index_corr": "; ".join(rho),
-            "fig3_uneven_verdict": f"{judge(sum(uneven), len(uneven))} ({sum(uneven)} of {len(uneven)} models with a mean within-layer coefficient "
-                               f"of variation above {MIN_CV})"}
+            "fig3_uneven_verdict": f"{judge(sum(uneven), len(uneven))} ({sum(uneven)} of {len(uneven)} models with a "
+                                   f"mean within-layer coefficient of variation above {MIN_CV})"}
 
 
 def tradeoff(table) -> dict:
@@ -201,32 +200,31 @@ def tradeoff(table) -> dict:
     if not parts:
         return {"fig6_monotone": "n/a (fewer than 3 ratios)", "fig6_trend_verdict": NOT_MEASURED}
     return {"fig6_monotone": "; ".join(parts),
-            "fig6_trend_verdict": f"{judge(mono, len(parts))} ({mono} of {len(parts)} models with both rank correlations > 0.8; speed "
-                                f"judged on the phase with the longest dense call)"}
+            "fig6_trend_verdict": f"{judge(mono, len(parts))} ({mono} of {len(parts)} models with both rank "
+                                  "correlations > 0.8; speed judged on the phase with the longest dense call)"}
 
 
 def criteria(rows) -> dict:
     """Does Δ beat random? Per model and ratio, Δ's perplexity against the mean (and range) over random seeds."""
     _need(rows, "criteria")
     d = rows[(rows["task"] == "perplexity") & (rows["metric"] == "ppl") & (rows["ratio"].astype(float) > 0)]
-    parts, wins, total = [], 0, 0
-    best = []
+    parts, best, wins = [], [], 0
     for (m, r), g in d.groupby(["model", "ratio"]):
         rnd = g[g["criterion"] == "random"]["value"].astype(float)
         dl = g[g["criterion"] == "delta"]["value"].astype(float)
         if rnd.empty or dl.empty:
             continue
-        total += 1
         wins += float(dl.mean()) < float(rnd.min())
         parts.append(f"{m} r = {float(r):g}: Δ {float(dl.mean()):.1f} vs random {float(rnd.mean()):.1f} "
                      f"[{float(rnd.min()):.1f}–{float(rnd.max()):.1f}]")
         means = g.groupby("criterion")["value"].mean()
         best.append(f"{m} r = {float(r):g}: {means.idxmin()}")
-    if not total:
+    if not parts:
         return {"criteria_delta_vs_random": "n/a (need delta and random)", "criteria_best": "n/a",
                 "criteria_verdict": NOT_MEASURED}
     return {"criteria_delta_vs_random": "; ".join(parts), "criteria_best": "; ".join(best),
-            "criteria_verdict": f"{judge(wins, total)}: Δ beats every random seed in {wins} of {total} (model, ratio) cases"}
+            "criteria_verdict": f"{judge(wins, len(parts))}: Δ beats every random seed in {wins} of {len(parts)} "
+                                "(model, ratio) cases"}
 
 
 def roofline(rows) -> dict:
@@ -240,8 +238,9 @@ def roofline(rows) -> dict:
     bound = "n/a"
     if not pts.empty:
         s = pts[pts["component"] == "ssm"]
-        bound = "; ".join(f"{ph}: {', '.join(sorted(set(g['bound'])))}-bound, {g['fraction_of_roof'].median() * 100:.0f} % "
-                          "of the roof (median)" for ph, g in s.groupby("phase")) or "n/a"
+        bound = "; ".join(f"{ph}: {', '.join(sorted(set(g['bound'])))}-bound, "
+                          f"{g['fraction_of_roof'].median() * 100:.0f} % of the roof (median)"
+                          for ph, g in s.groupby("phase")) or "n/a"
     return {"roofline_peaks": f"{flops / 1e9:.1f} GFLOP/s, {bw / 1e9:.1f} GB/s ({pk['method'].iloc[0]})",
             "roofline_ssm": bound}
 
@@ -301,17 +300,16 @@ def gpu_decode_speedups(kernels, traffic=None, model: str = "mamba2-130m", batch
 
 
 def recall(rows) -> dict:
-    """Recall accuracy of the pruned models at `experiments.recall_probe_pairs` pairs against the dense model's; the verdict
-    needs a dense accuracy of at least twice chance there."""
+    """Recall accuracy of the pruned models at `experiments.recall_probe_pairs` pairs against the dense model's;
+    the verdict needs a dense accuracy of at least twice chance there."""
     _need(rows, "recall")
     n = experiments.recall_probe_pairs(rows)
     d = rows[rows["n_pairs"].astype(int) == n]
     dense = float(d[d["criterion"] == "none"]["value"].mean())
-    parts = []
-    for (r, c), g in d[d["criterion"] != "none"].groupby(["ratio", "criterion"]):
-        parts.append(f"r = {float(r):g} {c}: {float(g['value'].mean()):.2f}")
-    chance = float(rows["chance"].iloc[0])
     pruned = d[d["criterion"] != "none"]
+    parts = [f"r = {float(r):g} {c}: {float(g['value'].mean()):.2f}"
+             for (r, c), g in pruned.groupby(["ratio", "criterion"])]
+    chance = float(rows["chance"].iloc[0])
     if dense <= 2 * chance:
         verdict = f"{NOT_MEASURED}: the recall model is near chance ({dense:.2f} at {n} pairs); train it longer"
     elif pruned.empty:
