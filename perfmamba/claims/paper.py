@@ -93,11 +93,8 @@ def span(text: str) -> tuple[float, float]:
     t = str(text).strip()
     if t.startswith("<="):
         return 0.0, float(t[2:])
-    if "-" in t[1:]:
-        lo, hi = t.split("-", 1) if not t.startswith("-") else ("-" + t[1:].split("-", 1)[0], t[1:].split("-", 1)[1])
-        return float(lo), float(hi)
-    v = float(t)
-    return v, v
+    dash = t.find("-", 1)  # a leading minus is a sign
+    return (float(t[:dash]), float(t[dash + 1:])) if dash > 0 else (float(t), float(t))
 
 
 def prose(claim_id: str, root=None) -> pd.DataFrame:
@@ -125,16 +122,8 @@ def prose_value(claim_id: str, quantity: str | None = None, *, arch: str | None 
 
 def keys(name: str, root=None) -> set[tuple]:
     """Every value of a paper file as a key (file, key columns…[, column for Table 1's two architectures])."""
-    t = table(name, root)
-    cols = FILES[name][2]
-    out = set()
-    for _, r in t.iterrows():
-        k = (name, *[r[c] for c in cols])
-        if name == "table1":
-            out |= {k + ("mamba1",), k + ("mamba2",)}
-        else:
-            out.add(k)
-    return out
+    archs = [("mamba1",), ("mamba2",)] if name == "table1" else [()]
+    return {(name, *[r[c] for c in FILES[name][2]], *a) for _, r in table(name, root).iterrows() for a in archs}
 
 
 def all_keys(root=None) -> set[tuple]:

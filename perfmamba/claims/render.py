@@ -49,13 +49,13 @@ def ours_text(r) -> str:
     return " — ".join(parts)
 
 
-def sentence(r) -> str:
-    """The verdict of one record as the book says it."""
-    s = f"{r.status}: {r.detail}" if r.detail else r.status
+def sentence(r, table=False) -> str:
+    """The verdict of one record as the book says it (in a table: the status in bold)."""
+    s = (f"**{r.status}**" if table else r.status) + (f": {r.detail}" if r.detail else "")
     if r.setting:
         s += f" (setting: {r.setting})"
-    if r.status == "not measured here" and r.command:
-        s += f" — measure with `{r.command}`"
+    if r.status == NOT_MEASURED and r.command:
+        s += ("; " if table else " — ") + f"measure with `{r.command}`"
     return s
 
 
@@ -67,17 +67,13 @@ def records_markdown(records, section=None) -> str:
     for r in records:
         if section is not None and not r.section.startswith(section):
             continue
-        verdict = f"**{r.status}**" + (f": {r.detail}" if r.detail else "")
-        if r.setting:
-            verdict += f" (setting: {r.setting})"
-        if r.status == NOT_MEASURED and r.command:
-            verdict += f"; measure with `{r.command}`"
         tol = r.tolerance or "—"
         if r.why and r.why not in said:
             tol += f" ({r.why})"
             said.add(r.why)
         rows.append({"claim": f"{r.asserts} ({r.section}; `{r.id}`)", "the paper": paper_text(r),
-                     "ours (machine; setting)": ours_text(r), "verdict": verdict, "tolerance": tol})
+                     "ours (machine; setting)": ours_text(r), "verdict": sentence(r, table=True),
+                     "tolerance": tol})
     return markdown(pd.DataFrame(rows, columns=["claim", "the paper", "ours (machine; setting)", "verdict",
                                                 "tolerance"]))
 

@@ -25,9 +25,8 @@ from .records import CONFIRMED, INCONSISTENT, PARTLY, REFUTED, Claim, Value, gra
 
 MODELS = {"mamba1": "mamba-130m", "mamba2": "mamba2-130m"}
 ARCH_NAME = {"mamba1": "Mamba-1", "mamba2": "Mamba-2"}
-FIVE = ("RMSNorm", "Gated MLP", "Conv. Transform", "State Space", "Final Linear")
-_OURS = {"RMSNorm": ("rmsnorm",), "Gated MLP": ("in_proj",), "Conv. Transform": ("conv1d",),
-         "State Space": ("ssm",), "Final Linear": ("out_proj",)}
+FIVE = tuple(paper.TABLE1_COMPONENTS)
+_OURS = {comp: (ours,) for comp, ours in paper.TABLE1_COMPONENTS.items()}
 COMPONENT_MAPS = {
     "gated norm under RMSNorm": {**_OURS, "RMSNorm": ("rmsnorm", "gated_norm")},
     "gated norm under SSM": {**_OURS, "State Space": ("ssm", "gated_norm")},
