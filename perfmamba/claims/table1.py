@@ -15,6 +15,7 @@ batch 1) is shown beside, marked as a different setting.
 from __future__ import annotations
 
 import math
+from itertools import product
 
 import pandas as pd
 
@@ -200,49 +201,48 @@ def table1_flops(src=None) -> list[Claim]:
     reproduces all three cells (named), or one scale factor does (the ratio is constant in L); refuted: the
     printed values do not scale with L the way any count of this computation does."""
     out = []
-    for arch in ("mamba1", "mamba2"):
-        for comp in FIVE:
-            cells = {L: _paper_cells("flops", arch, L)[comp] for L in PAPER_SEQLENS}
-            p = {L: paper.number(v) for L, v in cells.items()}
-            tol = {L: max(FLOPS_REL, paper.half_unit(cells[L]) / p[L]) for L in PAPER_SEQLENS}
-            readings = _flops_readings(arch, comp)
-            matches = [name for name, r in readings.items() if all(abs(r[L] / p[L] - 1) <= tol[L]
-                                                                   for L in PAPER_SEQLENS)]
-            ours = readings["ours"]
-            ratio = {L: p[L] / ours[L] for L in PAPER_SEQLENS}
-            unit, size = _unit(arch, comp)
-            per = {L: p[L] * 1e9 / (PAPER_BATCH * L * size) for L in PAPER_SEQLENS}
-            ours_per = ours[max(PAPER_SEQLENS)] * 1e9 / (PAPER_BATCH * max(PAPER_SEQLENS) * size)
-            scaled = {}  # readings whose paper/reading ratio is one constant over L (within the printed precision)
-            for name, r in readings.items():
-                q = [p[L] / r[L] for L in PAPER_SEQLENS]
-                if max(q) / min(q) - 1 <= 2 * max(tol.values()):
-                    scaled[name] = sum(q) / len(q)
-            if "ours" in matches:
-                status, reading = CONFIRMED, "ours"
-            elif matches:
-                status, reading = PARTLY, matches[0]
-            elif scaled:
-                name = next(iter(scaled))
-                status, reading = PARTLY, f"{name} × {scaled[name]:.3g} (no named convention)"
-            else:
-                status, reading = REFUTED, "none: the paper's count scales with L unlike any of ours"
-            out.append(Claim(
-                id=f"table1_flops_{arch}_{paper.TABLE1_COMPONENTS[comp]}", section="Table 1, FLOPs",
-                asserts=f"FLOPs of {ARCH_NAME[arch]}'s {comp} at L = 64, 512, 2048",
-                paper={f"L = {L}": p[L] for L in PAPER_SEQLENS}, unit="GFLOP", precision="printed",
-                refs={("table1", str(L), comp, "flops", arch) for L in PAPER_SEQLENS},
-                ours=[flops_value(ours[L], "GFLOP", MODELS[arch], L) for L in PAPER_SEQLENS],
-                compared={**{f"paper/ours L = {L}": ratio[L] for L in PAPER_SEQLENS}, "reading": reading,
-                          "readings that match": "; ".join(matches) or "none",
-                          **{f"paper FLOPs per {unit} L = {L}": per[L] for L in PAPER_SEQLENS},
-                          f"ours FLOPs per {unit}": ours_per},
-                tolerance="within 1 % or half a printed unit, at all three lengths", why=FLOPS_WHY, status=status,
-                detail=(f"paper/ours = {', '.join(f'{ratio[L]:.3g}' for L in PAPER_SEQLENS)} at L = 64, 512, 2048; "
-                        f"reading: {reading}; the paper counts {per[max(PAPER_SEQLENS)]:.3g} FLOPs per {unit} of "
-                        f"every token (ours {ours_per:.3g})"),
-                setting=f"{MODELS[arch]} shape at batch 8, under which Mamba-1's Final Linear column is our count "
-                        "exactly"))
+    for arch, comp in product(MODELS, FIVE):
+        cells = {L: _paper_cells("flops", arch, L)[comp] for L in PAPER_SEQLENS}
+        p = {L: paper.number(v) for L, v in cells.items()}
+        tol = {L: max(FLOPS_REL, paper.half_unit(cells[L]) / p[L]) for L in PAPER_SEQLENS}
+        readings = _flops_readings(arch, comp)
+        matches = [name for name, r in readings.items()
+                   if all(abs(r[L] / p[L] - 1) <= tol[L] for L in PAPER_SEQLENS)]
+        ours = readings["ours"]
+        ratio = {L: p[L] / ours[L] for L in PAPER_SEQLENS}
+        unit, size = _unit(arch, comp)
+        per = {L: p[L] * 1e9 / (PAPER_BATCH * L * size) for L in PAPER_SEQLENS}
+        ours_per = ours[max(PAPER_SEQLENS)] * 1e9 / (PAPER_BATCH * max(PAPER_SEQLENS) * size)
+        scaled = {}  # readings whose paper/reading ratio is one constant over L (within the printed precision)
+        for name, r in readings.items():
+            q = [p[L] / r[L] for L in PAPER_SEQLENS]
+            if max(q) / min(q) - 1 <= 2 * max(tol.values()):
+                scaled[name] = sum(q) / len(q)
+        if "ours" in matches:
+            status, reading = CONFIRMED, "ours"
+        elif matches:
+            status, reading = PARTLY, matches[0]
+        elif scaled:
+            name = next(iter(scaled))
+            status, reading = PARTLY, f"{name} × {scaled[name]:.3g} (no named convention)"
+        else:
+            status, reading = REFUTED, "none: the paper's count scales with L unlike any of ours"
+        out.append(Claim(
+            id=f"table1_flops_{arch}_{paper.TABLE1_COMPONENTS[comp]}", section="Table 1, FLOPs",
+            asserts=f"FLOPs of {ARCH_NAME[arch]}'s {comp} at L = 64, 512, 2048",
+            paper={f"L = {L}": p[L] for L in PAPER_SEQLENS}, unit="GFLOP", precision="printed",
+            refs={("table1", str(L), comp, "flops", arch) for L in PAPER_SEQLENS},
+            ours=[flops_value(ours[L], "GFLOP", MODELS[arch], L) for L in PAPER_SEQLENS],
+            compared={**{f"paper/ours L = {L}": ratio[L] for L in PAPER_SEQLENS}, "reading": reading,
+                      "readings that match": "; ".join(matches) or "none",
+                      **{f"paper FLOPs per {unit} L = {L}": per[L] for L in PAPER_SEQLENS},
+                      f"ours FLOPs per {unit}": ours_per},
+            tolerance="within 1 % or half a printed unit, at all three lengths", why=FLOPS_WHY, status=status,
+            detail=(f"paper/ours = {', '.join(f'{ratio[L]:.3g}' for L in PAPER_SEQLENS)} at L = 64, 512, 2048; "
+                    f"reading: {reading}; the paper counts {per[max(PAPER_SEQLENS)]:.3g} FLOPs per {unit} of "
+                    f"every token (ours {ours_per:.3g})"),
+            setting=f"{MODELS[arch]} shape at batch 8, under which Mamba-1's Final Linear column is our count "
+                    "exactly"))
     return out
 
 
@@ -257,40 +257,39 @@ def table1_measured(src) -> list[Claim]:
     for metric, unit in (("memory", "GB"), ("io", "GB/s"), ("latency", "ms")):
         scale, readings = MEASURED[metric]
         reading = readings[0][2]
-        for arch in ("mamba1", "mamba2"):
-            for L in PAPER_SEQLENS:
-                cells = _paper_cells(metric, arch, L)
-                p = {c: paper.number(cells[c]) for c in FIVE}
-                o = measured(src.gpu_profile, metric, arch, L)
-                c = Claim(id=f"table1_{metric}_{arch}_L{L}", section=f"Table 1, {metric}",
-                          asserts=f"{metric} of {ARCH_NAME[arch]}'s five components at L = {L}",
-                          paper=p, unit=unit, precision="printed",
-                          refs={("table1", str(L), comp, metric, arch) for comp in FIVE},
-                          tolerance=f"the same largest component and Spearman ρ ≥ {RANK_MIN} over the five",
-                          why=RANK_WHY, command=GPU_COMMAND)
-                out.append(c)
-                if not o:
-                    continue
-                c.ours = [gpu_value(src, v * scale, unit, MODELS[arch], L, comp, path=f"triton; {reading}")
-                          for comp, v in o.items()]
-                c.status, rho = _rank_verdict(p, o)
-                oa = measured(src.gpu_profile, metric, arch, L, mapping=ALT_MAP)
-                alt = {ALT_MAP: _rank_verdict(p, oa)[0]} if oa else {}
-                c.compared = {"spearman": rho, "paper largest": top(p), "ours largest": top(o),
-                              **{f"paper share {k}": v for k, v in shares(p).items()},
-                              **{f"ours share {k}": v for k, v in shares(o).items()},
-                              **{f"status with {k}": v for k, v in alt.items()}}
-                for our_metric, method, what in readings[1:]:
-                    oa = component_values(src.gpu_profile, arch, L, our_metric, method)
-                    if oa:
-                        c.compared[f"status with {what}"] = _rank_verdict(p, oa)[0]
-                cpu = measured(src.sweep, metric, arch, L, batch=1)  # the 130M shapes at batch 1: shown beside
-                if cpu:
-                    c.compared["status on the CPU sweep (batch 1, float32)"] = _rank_verdict(p, cpu)[0]
-                    c.ours += [Value(v * scale, unit, src.machine(src.sweep), MODELS[arch], 1, L, phase="prefill",
-                                     dtype="float32", path=f"ref; {reading}", note=comp) for comp, v in cpu.items()]
-                c.detail = (f"largest: paper {top(p)}, ours {top(o)}; ρ = {rho:+.2f} ({reading})"
-                            + "".join(f"; {k}: {v}" for k, v in alt.items()))
+        for arch, L in product(MODELS, PAPER_SEQLENS):
+            cells = _paper_cells(metric, arch, L)
+            p = {c: paper.number(cells[c]) for c in FIVE}
+            o = measured(src.gpu_profile, metric, arch, L)
+            c = Claim(id=f"table1_{metric}_{arch}_L{L}", section=f"Table 1, {metric}",
+                      asserts=f"{metric} of {ARCH_NAME[arch]}'s five components at L = {L}",
+                      paper=p, unit=unit, precision="printed",
+                      refs={("table1", str(L), comp, metric, arch) for comp in FIVE},
+                      tolerance=f"the same largest component and Spearman ρ ≥ {RANK_MIN} over the five",
+                      why=RANK_WHY, command=GPU_COMMAND)
+            out.append(c)
+            if not o:
+                continue
+            c.ours = [gpu_value(src, v * scale, unit, MODELS[arch], L, comp, path=f"triton; {reading}")
+                      for comp, v in o.items()]
+            c.status, rho = _rank_verdict(p, o)
+            oa = measured(src.gpu_profile, metric, arch, L, mapping=ALT_MAP)
+            alt = {ALT_MAP: _rank_verdict(p, oa)[0]} if oa else {}
+            c.compared = {"spearman": rho, "paper largest": top(p), "ours largest": top(o),
+                          **{f"paper share {k}": v for k, v in shares(p).items()},
+                          **{f"ours share {k}": v for k, v in shares(o).items()},
+                          **{f"status with {k}": v for k, v in alt.items()}}
+            for our_metric, method, what in readings[1:]:
+                oa = component_values(src.gpu_profile, arch, L, our_metric, method)
+                if oa:
+                    c.compared[f"status with {what}"] = _rank_verdict(p, oa)[0]
+            cpu = measured(src.sweep, metric, arch, L, batch=1)  # the 130M shapes at batch 1: shown beside
+            if cpu:
+                c.compared["status on the CPU sweep (batch 1, float32)"] = _rank_verdict(p, cpu)[0]
+                c.ours += [Value(v * scale, unit, src.machine(src.sweep), MODELS[arch], 1, L, phase="prefill",
+                                 dtype="float32", path=f"ref; {reading}", note=comp) for comp, v in cpu.items()]
+            c.detail = (f"largest: paper {top(p)}, ours {top(o)}; ρ = {rho:+.2f} ({reading})"
+                        + "".join(f"; {k}: {v}" for k, v in alt.items()))
     return out
 
 
@@ -298,24 +297,23 @@ def table1_growth(src) -> list[Claim]:
     """How each architecture's memory and I/O totals grow from L = 64 to 2048: the paper's factor against ours
     (within GROWTH_REL: confirmed; both growing: partly)."""
     out = []
-    for metric, unit in (("memory", "GB"), ("io", "GB/s")):
-        for arch in ("mamba1", "mamba2"):
-            p = {L: sum(paper.number(v) for v in _paper_cells(metric, arch, L).values()) for L in PAPER_SEQLENS}
-            pg = p[2048] / p[64]
-            o = {L: measured(src.gpu_profile, metric, arch, L) for L in PAPER_SEQLENS}
-            c = Claim(id=f"table1_{metric}_growth_{arch}", section=f"Table 1, {metric}",
-                      asserts=f"growth of {ARCH_NAME[arch]}'s total {metric} over the five components from L = 64 "
-                              "to 2048", paper={"L = 64": p[64], "L = 2048": p[2048], "growth": pg}, unit=unit,
-                      precision="printed", refs=set(),
-                      tolerance=f"our growth factor within {GROWTH_REL:.0%} of the paper's", why=GROWTH_WHY,
-                      command=GPU_COMMAND)
-            if o[64] and o[2048]:
-                og = sum(o[2048].values()) / sum(o[64].values())
-                c.ours = [gpu_value(src, og, "x", MODELS[arch], None, "total at 2048 / at 64")]
-                c.compared = {"paper growth": pg, "ours growth": og}
-                c.status = grade(abs(og / pg - 1) <= GROWTH_REL, (og > 1) == (pg > 1))
-                c.detail = f"×{pg:.3g} in the paper, ×{og:.3g} here"
-            out.append(c)
+    for (metric, unit), arch in product((("memory", "GB"), ("io", "GB/s")), MODELS):
+        p = {L: sum(paper.number(v) for v in _paper_cells(metric, arch, L).values()) for L in PAPER_SEQLENS}
+        pg = p[2048] / p[64]
+        o = {L: measured(src.gpu_profile, metric, arch, L) for L in PAPER_SEQLENS}
+        c = Claim(id=f"table1_{metric}_growth_{arch}", section=f"Table 1, {metric}",
+                  asserts=f"growth of {ARCH_NAME[arch]}'s total {metric} over the five components from L = 64 "
+                          "to 2048", paper={"L = 64": p[64], "L = 2048": p[2048], "growth": pg}, unit=unit,
+                  precision="printed", refs=set(),
+                  tolerance=f"our growth factor within {GROWTH_REL:.0%} of the paper's", why=GROWTH_WHY,
+                  command=GPU_COMMAND)
+        if o[64] and o[2048]:
+            og = sum(o[2048].values()) / sum(o[64].values())
+            c.ours = [gpu_value(src, og, "x", MODELS[arch], None, "total at 2048 / at 64")]
+            c.compared = {"paper growth": pg, "ours growth": og}
+            c.status = grade(abs(og / pg - 1) <= GROWTH_REL, (og > 1) == (pg > 1))
+            c.detail = f"×{pg:.3g} in the paper, ×{og:.3g} here"
+        out.append(c)
     return out
 
 
