@@ -36,11 +36,11 @@ class Value:
     n: int | None = None           # sample size behind value and stderr
     note: str = ""
 
-    def setting(self) -> str:
-        bits = [self.model, f"B = {self.batch}" if self.batch is not None else "",
-                f"L = {self.seqlen}" if self.seqlen is not None else "",
-                f"r = {self.ratio:g}" if self.ratio is not None else "", self.phase, self.dtype, self.path]
-        return ", ".join(b for b in bits if b)
+    def setting(self, fields=("model", "batch", "seqlen", "ratio", "phase", "dtype", "path")) -> str:
+        """The given fields that are set, as the book writes them ("B = 8", "L = 2048", "r = 0.5", …)."""
+        form = {"batch": "B = {}", "seqlen": "L = {}", "ratio": "r = {:g}"}
+        return ", ".join(form.get(f, "{}").format(getattr(self, f)) for f in fields
+                         if getattr(self, f) not in (None, ""))
 
 
 @dataclass

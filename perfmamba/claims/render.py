@@ -36,13 +36,12 @@ def ours_text(r) -> str:
         key = (v.machine, v.model, v.batch, v.phase, v.dtype, v.path)
         groups.setdefault(key, []).append(v)
     parts = []
-    for (machine, model, batch, phase, dtype, path), vs in groups.items():
-        head = ", ".join(str(x) for x in (model, f"B = {batch}" if batch is not None else "", phase, dtype, path) if x)
+    for (machine, *_), vs in groups.items():
+        head = vs[0].setting(("model", "batch", "phase", "dtype", "path"))
         items = []
         for v in vs[:8]:
             se = f" ± {v.stderr:.2g}" if v.stderr is not None and not math.isnan(v.stderr) else ""
-            tag = ", ".join(x for x in (f"L = {v.seqlen}" if v.seqlen is not None else "",
-                                        f"r = {v.ratio:g}" if v.ratio is not None else "", v.note) if x)
+            tag = v.setting(("seqlen", "ratio", "note"))
             items.append(f"{_num(v.value)}{se} {v.unit}" + (f" ({tag})" if tag else ""))
         more = f"; +{len(vs) - 8} more" if len(vs) > 8 else ""
         parts.append(f"{machine} [{head}]: " + "; ".join(items) + more)

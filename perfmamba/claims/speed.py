@@ -177,11 +177,9 @@ def table2(src) -> list[Claim]:
                   paper={f"r = {r:g}": v for r, v in p_mem.items()}, unit="%", precision="printed",
                   refs=set(c.refs), tolerance=f"|ours − paper| ≤ {MEMORY_TOL_PP} percentage points",
                   why=MEMORY_WHY)
-        n_ok = 0
-        for r, pv in p_mem.items():
-            m.ours.append(_memory_value(r))
-            m.compared[f"r = {r:g}"] = m.ours[-1].value - pv
-            n_ok += abs(m.ours[-1].value - pv) <= MEMORY_TOL_PP
+        m.ours = [_memory_value(r) for r in p_mem]
+        m.compared = {f"r = {r:g}": v.value - pv for v, (r, pv) in zip(m.ours, p_mem.items())}
+        n_ok = sum(abs(d) <= MEMORY_TOL_PP for d in m.compared.values())
         for _, x in _peaks(src, L).iterrows():
             m.ours.append(Value(100 * x["peak_reduction"], "%", x["machine"], MODEL, int(x["batch"]), L,
                                 _r(x["ratio"]), x["phase"], "bfloat16", "triton", note="peak allocation of the call"))
@@ -189,8 +187,8 @@ def table2(src) -> list[Claim]:
         m.status = judge(n_ok, len(p_mem))
         m.detail = (f"{n_ok} of {len(p_mem)} within {MEMORY_TOL_PP} pp; weights + state falls by "
                     + ", ".join(f"{v.value:.1f} %" for v in m.ours if v.machine == "analytic")
-                    + " at r = 0.1 … 0.9 (independent of L), the "
-                    f"paper's by {', '.join(f'{v:g} %' for v in p_mem.values())}")
+                    + f" at r = 0.1 … 0.9 (independent of L), the paper's by "
+                    + ", ".join(f"{v:g} %" for v in p_mem.values()))
         out.append(m)
     return out
 
