@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import paper
 from .records import (CONFIRMED, INCONSISTENT, NOT_MEASURED, REFUTED, UNDECIDABLE, Claim, Value, decided, judge,
-                      n_to_decide, stated)
+                      judge_decided, n_to_decide, stated)
 from .speed import _r
 
 ZONES = {"r ≤ 0.3": (0.0, 0.3), "0.3 < r ≤ 0.7": (0.3, 0.7), "r > 0.7": (0.7, 1.0)}  # (low, high]
@@ -144,15 +144,8 @@ def accuracy(src) -> list[Claim]:
                 ok = abs(mean - text[z]) <= max(ZONE_TOL_PP, 2 * s)
                 statuses.append(CONFIRMED if ok else REFUTED)
                 c.compared[f"{m} {t} {z}"] = f"{mean:.1f} ± {s:.1f} %"
-    if not fig_ok:
-        c.status = INCONSISTENT
-    elif not statuses:
-        c.status = NOT_MEASURED
-    elif all(s == UNDECIDABLE for s in statuses):
-        c.status = UNDECIDABLE
-    else:
-        dec = [s for s in statuses if s != UNDECIDABLE]
-        c.status = judge(dec.count(CONFIRMED), len(dec))
+    n_dec = len(statuses) - statuses.count(UNDECIDABLE)
+    c.status = judge_decided(statuses.count(CONFIRMED), n_dec, len(statuses)) if fig_ok else INCONSISTENT
     c.detail = ("the text matches Fig. 4's mean relative loss (" + ", ".join(
         f"{z}: {text[z]:g} vs {from_fig[z][0]:.1f} %" for z in text) + ")") + (
         f"; ours: {statuses.count(CONFIRMED)} confirmed, {statuses.count(REFUTED)} refuted, "
@@ -229,7 +222,7 @@ def tradeoff(src) -> list[Claim]:
                 n_ok += bound_ok
     c.compared["ours: steps whose side of the bound is decided"] = n_dec
     c.compared["ours: of those, on the stated side"] = n_ok
-    c.status = INCONSISTENT if bad else (judge(n_ok, n_dec) if n_dec else (UNDECIDABLE if c.ours else NOT_MEASURED))
+    c.status = INCONSISTENT if bad else judge_decided(n_ok, n_dec, len(c.ours))
     c.detail = (("the paper's own points give |Δ_acc| of " + ", ".join(
         f"{abs(v):.2f} ({a:g} → {b_:g})" for (a, b_), v in drops.items())
         + f" with steps of {rs[1] - rs[0]:g}, against the stated {below:g} / {above:g}") if bad else

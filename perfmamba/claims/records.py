@@ -92,6 +92,11 @@ def grade(ok: bool, partly: bool) -> str:
     return CONFIRMED if ok else (PARTLY if partly else REFUTED)
 
 
+def judge_decided(n_ok: int, n_decided: int, n: int) -> str:
+    """`judge` over the n_decided of n results that are decided at their sample size; undecidable where none is."""
+    return judge(n_ok, n_decided) if n_decided else (UNDECIDABLE if n else NOT_MEASURED)
+
+
 def decided(effect: float, stderr: float, z: float = 2.0) -> bool:
     """An effect is decided at this sample size when it is at least z standard errors from zero."""
     return stderr is not None and not math.isnan(stderr) and abs(effect) >= z * stderr
