@@ -12,8 +12,8 @@ from ..profiling.flops import FLOPS
 from . import paper
 from .records import CONFIRMED, INCONSISTENT, NOT_MEASURED, REFUTED, Claim, Value, grade, judge, stated
 from .table1 import (ALT_MAP, ARCH_NAME, FIVE, GPU_COMMAND, MODELS, PAPER_BATCH, PAPER_SEQLENS, RANK_WHY,
-                     _paper_cells, _rows, analytic_flops, component_values, flops_value, gpu_value, measured, shares,
-                     top)
+                     _paper_cells, _rows, analytic_flops, component_values, flops_value, gpu_value, measured,
+                     shares, top)
 
 PAIR = "mamba2-130m / mamba-130m"
 
@@ -22,7 +22,8 @@ PAIR = "mamba2-130m / mamba-130m"
 # Fig. 2 and §4.1
 
 def _fig2_values(arch: str, phase: str, L: int) -> dict[str, float]:
-    """The paper's Fig. 2 values (midpoint of a read range; "others (each) ≤ x" gives x to each unnamed one)."""
+    """The paper's Fig. 2 values (midpoint of a read range; "others (each) ≤ x" gives x to each unnamed
+    one)."""
     f = paper.table("fig2_read")
     f = f[(f["arch"] == arch) & (f["phase"] == phase) & (f["seqlen"] == str(L))]
     named = {}
@@ -70,8 +71,8 @@ def fig2(src) -> list[Claim]:
                 c.compared[f"ours L = {L}"] = top(o)
         c.compared["paper's plot agrees with §4.1 at"] = f"{text_ok} of 3 lengths"
         c.status = judge(n_ok, len(c.ours))
-        c.detail = (f"largest here matches the paper's plot at {n_ok} of {len(c.ours)} lengths; the plot shows "
-                    f"§4.1's {named} largest at {text_ok} of 3")
+        c.detail = (f"largest here matches the paper's plot at {n_ok} of {len(c.ours)} lengths; the plot "
+                    f"shows §4.1's {named} largest at {text_ok} of 3")
         out.append(c)
     return out
 
@@ -99,8 +100,8 @@ def prose(src) -> list[Claim]:
     out = []
     gpu = src.machine(src.gpu_profile)
 
-    # SSM share: "more than half" (introduction, a lower bound) and "60–70 %" (§5), of computation / runtime and
-    # memory
+    # SSM share: "more than half" (introduction, a lower bound) and "60–70 %" (§5), of computation / runtime
+    # and memory
     for tid, metrics, band in (("ssm_share_intro", ("flops", "memory"), 0.0),
                                ("ssm_share_s5", ("latency", "memory"), 0.05)):
         rows = paper.prose(tid)
@@ -113,12 +114,13 @@ def prose(src) -> list[Claim]:
                    f"the SSM takes {'more than half' if hi == 1.0 else '60–70 %'} of the "
                    f"{' and '.join('computation' if m == 'flops' else m for m in metrics)}",
                    {"low": lo, "high": hi}, "share", tolerance=f"inside [{lo - band:.2f}, {hi + band:.2f}]",
-                   why="the paper gives a band with no model or length; 5 percentage points for reading it" if band
-                   else "a lower bound", command=GPU_COMMAND)
+                   why="the paper gives a band with no model or length; 5 percentage points for reading it"
+                   if band else "a lower bound", command=GPU_COMMAND)
         ours_ok = 0
         for m, a, L in cells:
             if m == "flops":
-                c.ours.append(flops_value(_flops_share(a, L, ("State Space",)), "share", MODELS[a], L, note=m))
+                share = _flops_share(a, L, ("State Space",))
+                c.ours.append(flops_value(share, "share", MODELS[a], L, note=m))
             else:
                 o = measured(src.gpu_profile, m, a, L)
                 if not o:
@@ -143,11 +145,12 @@ def prose(src) -> list[Claim]:
     mem = {a: measured(src.gpu_profile, "memory", a, 2048) for a in MODELS}
     m1, m2 = (paper.prose_value("ssm_memory_ratio", "SSM memory", arch=a) for a in MODELS)
     pct = paper.prose_value("ssm_memory_ratio", "SSM memory of")
-    c = stated("ssm_memory_ratio", "§4.2", "at L = 2048 Mamba-2's SSM uses about a third more memory than Mamba-1's",
+    c = stated("ssm_memory_ratio", "§4.2",
+               "at L = 2048 Mamba-2's SSM uses about a third more memory than Mamba-1's",
                {"Mamba-1 (GB)": m1, "Mamba-2 (GB)": m2, "more (%)": pct}, "ratio",
                tolerance="our Mamba-2/Mamba-1 ratio within 25 % of 1.335",
-               why="memory is undefined in the paper; the ratio of one reading between the two architectures is "
-                   "what can carry over", command=GPU_COMMAND)
+               why="memory is undefined in the paper; the ratio of one reading between the two architectures "
+                   "is what can carry over", command=GPU_COMMAND)
     consistent = abs(m2 / m1 - 1 - pct / 100) < 0.001 and _paper_pair("memory", "State Space") == (m1, m2)
     if mem["mamba1"] and mem["mamba2"]:
         r = mem["mamba2"]["State Space"] / mem["mamba1"]["State Space"]
@@ -157,8 +160,8 @@ def prose(src) -> list[Claim]:
         c.compared = {"paper ratio": m2 / m1, "ours ratio": r, "ours ratio, gated norm under SSM": ra,
                       "text agrees with Table 1": consistent}
         c.status = grade(abs(r / (m2 / m1) - 1) <= 0.25, r > 1)
-        c.detail = (f"Mamba-2/Mamba-1 = {m2 / m1:.3f} in the paper, {r:.3f} here ({ra:.3f} with the gated norm in "
-                    "the SSM)")
+        c.detail = (f"Mamba-2/Mamba-1 = {m2 / m1:.3f} in the paper, {r:.3f} here ({ra:.3f} with the gated "
+                    "norm in the SSM)")
     out.append(c)
 
     # §4.2 Gated MLP memory: text 11.6 % less for Mamba-2, with the two values swapped against Table 1
@@ -185,7 +188,8 @@ def prose(src) -> list[Claim]:
 
     # §4.2 RMSNorm memory of Mamba-2 from L = 64 to 2048
     r64, r2k = (paper.prose_value("rmsnorm_memory_growth", seqlen=L) for L in (64, 2048))
-    c = stated("rmsnorm_memory_growth", "§4.2", "Mamba-2's RMSNorm memory grows about 30-fold from L = 64 to 2048",
+    c = stated("rmsnorm_memory_growth", "§4.2",
+               "Mamba-2's RMSNorm memory grows about 30-fold from L = 64 to 2048",
                {"L = 64 (GB)": r64, "L = 2048 (GB)": r2k, "growth": r2k / r64}, "GB",
                tolerance="our growth factor within a factor 2 of the paper's",
                why="memory readings differ by implementation; the growth with L is the architecture's",
@@ -206,7 +210,8 @@ def prose(src) -> list[Claim]:
     ours_r = analytic_flops("mamba2", "State Space", 2048) / analytic_flops("mamba1", "State Space", 2048)
     rec_r = (FLOPS["ssm"](preset(MODELS["mamba2"]), PAPER_BATCH * 2048, 1, "decode")
              / analytic_flops("mamba1", "State Space", 2048))
-    c = stated("ssm_flops_ratio", "§4.3", "at L = 2048 Mamba-2's SSM needs about 29 % fewer FLOPs than Mamba-1's",
+    c = stated("ssm_flops_ratio", "§4.3",
+               "at L = 2048 Mamba-2's SSM needs about 29 % fewer FLOPs than Mamba-1's",
                {"Mamba-1 (G)": s1, "Mamba-2 (G)": s2, "fewer (%)": spct}, "%",
                tolerance="our reduction within 10 percentage points",
                why="both counts are analytic; the conventions differ (see the Table 1 FLOPs records)",
@@ -222,13 +227,14 @@ def prose(src) -> list[Claim]:
     ours_g = analytic_flops("mamba2", "Gated MLP", 2048) / analytic_flops("mamba1", "Gated MLP", 2048)
     out.append(stated(
         "gated_mlp_flops", "§4.3", "at L = 2048 Mamba-2's Gated MLP needs about 20 % fewer FLOPs",
-        {"fewer (%)": paper.prose_value("gated_mlp_flops"), "Table 1 Mamba-1 (G)": g1, "Table 1 Mamba-2 (G)": g2},
-        "%", tolerance="the text agrees with Table 1", why="the same comparison is printed twice",
+        {"fewer (%)": paper.prose_value("gated_mlp_flops"), "Table 1 Mamba-1 (G)": g1,
+         "Table 1 Mamba-2 (G)": g2}, "%", tolerance="the text agrees with Table 1",
+        why="the same comparison is printed twice",
         ours=[flops_value(100 * (1 - ours_g), "%", "mamba2-130m vs mamba-130m", 2048)],
         compared={"Table 1 m2/m1": g2 / g1, "ours m2/m1": ours_g},
         status=INCONSISTENT if g2 > g1 else CONFIRMED,
-        detail=f"Table 1 has Mamba-2's {g2 / g1:.1f}× Mamba-1's; here Mamba-2's in_proj is {ours_g:.2f}× Mamba-1's "
-               "(its extra B, C and Δ outputs)"))
+        detail=f"Table 1 has Mamba-2's {g2 / g1:.1f}× Mamba-1's; here Mamba-2's in_proj is {ours_g:.2f}× "
+               "Mamba-1's (its extra B, C and Δ outputs)"))
 
     lo, hi = (paper.number(v) / 100 for v in paper.prose("norm_conv_flops_share")["value"])
     own = {a: _paper_share("flops", a, 2048, ("RMSNorm", "Conv. Transform")) for a in MODELS}
@@ -238,7 +244,8 @@ def prose(src) -> list[Claim]:
         {"low": lo, "high": hi, **{f"Table 1 {ARCH_NAME[a]} L = 2048": v for a, v in own.items()}}, "share",
         tolerance="the text agrees with Table 1", why="the same FLOPs are printed in Table 1",
         ours=[flops_value(v, "share", MODELS[a], 2048) for a, v in ours.items()],
-        compared={**{f"paper Table 1 {a}": v for a, v in own.items()}, **{f"ours {a}": v for a, v in ours.items()}},
+        compared={**{f"paper Table 1 {a}": v for a, v in own.items()},
+                  **{f"ours {a}": v for a, v in ours.items()}},
         status=INCONSISTENT if any(not lo <= v <= hi for v in own.values()) else judge(
             sum(lo <= v <= hi for v in ours.values()), len(ours)),
         detail="Table 1 gives " + ", ".join(f"{ARCH_NAME[a]} {100 * v:.2f} %" for a, v in own.items())
@@ -248,7 +255,8 @@ def prose(src) -> list[Claim]:
     peak = paper.prose_value("ssm_io_peak")
     io = {(a, L): measured(src.gpu_profile, "io", a, L) for a in MODELS for L in (512, 2048)}
     o = io[("mamba2", 2048)]
-    c = stated("ssm_io_peak", "§4.4", "Mamba-2's SSM has the highest I/O of the components at L = 2048 (9.87 GB/s)",
+    c = stated("ssm_io_peak", "§4.4",
+               "Mamba-2's SSM has the highest I/O of the components at L = 2048 (9.87 GB/s)",
                {"SSM I/O (GB/s)": peak, "Table 1": _paper_pair("io", "State Space")[1]}, "GB/s",
                tolerance="the SSM is the component with the highest I/O", why=RANK_WHY, command=GPU_COMMAND)
     if o:
@@ -256,34 +264,40 @@ def prose(src) -> list[Claim]:
                             "analytic bytes / timed SSM time")]
         c.compared = {"ours largest": top(o), "ours SSM (GB/s)": o["State Space"] * 1e-9}
         c.status = CONFIRMED if top(o) == "State Space" else REFUTED
-        c.detail = (f"largest here: {top(o)}; the SSM moves {o['State Space'] * 1e-9:.0f} GB/s here against the "
-                    f"paper's {peak} GB/s, which is below 1 % of any A100's bandwidth")
+        c.detail = (f"largest here: {top(o)}; the SSM moves {o['State Space'] * 1e-9:.0f} GB/s here against "
+                    f"the paper's {peak} GB/s, which is below 1 % of any A100's bandwidth")
     out.append(c)
     out.append(stated(
         "ssm_io_layout", "§4.4", "the SSM's I/O is 26.3 % above that of a sequential layout",
         {"above (%)": paper.prose_value("ssm_io_layout")}, "%", status=NOT_MEASURED,
-        detail="the paper neither defines the sequential layout nor gives its value, so there is nothing to measure",
+        detail="the paper neither defines the sequential layout nor gives its value, so there is nothing to "
+               "measure",
         command="none: the reference layout is not defined in the paper"))
     grow = paper.prose_value("gated_mlp_io_growth")
-    own = {a: paper.number(_paper_cells("io", a, 2048)["Gated MLP"]) / paper.number(
-        _paper_cells("io", a, 512)["Gated MLP"]) - 1 for a in MODELS}
-    c = stated("gated_mlp_io_growth", "§4.4", "the Gated MLP's I/O grows by more than half for long sequences",
-               {"growth (%)": grow, **{f"Table 1 {ARCH_NAME[a]} 512 → 2048 (%)": 100 * v for a, v in own.items()}},
-               "%", tolerance="growth above 51 % from L = 512 to 2048", why="the paper's bound", command=GPU_COMMAND)
+    own = {a: long / short - 1 for a, long, short in
+           zip(MODELS, _paper_pair("io", "Gated MLP"), _paper_pair("io", "Gated MLP", 512))}
+    c = stated("gated_mlp_io_growth", "§4.4",
+               "the Gated MLP's I/O grows by more than half for long sequences",
+               {"growth (%)": grow,
+                **{f"Table 1 {ARCH_NAME[a]} 512 → 2048 (%)": 100 * v for a, v in own.items()}}, "%",
+               tolerance="growth above 51 % from L = 512 to 2048", why="the paper's bound",
+               command=GPU_COMMAND)
     n_ok = 0
     for a in MODELS:
         if io[(a, 512)] and io[(a, 2048)]:
             g = io[(a, 2048)]["Gated MLP"] / io[(a, 512)]["Gated MLP"] - 1
             n_ok += g > grow / 100
-            c.ours.append(gpu_value(src, 100 * g, "%", MODELS[a], None, "in_proj achieved bandwidth, L 512 → 2048"))
+            c.ours.append(gpu_value(src, 100 * g, "%", MODELS[a], None,
+                                    "in_proj achieved bandwidth, L 512 → 2048"))
     c.status = judge(n_ok, len(c.ours))
-    c.detail = (f"here: {', '.join(f'{v.model} {v.value:+.0f} %' for v in c.ours)}; a bandwidth that keeps growing "
-                "with L is not one a GPU reaches at these sizes" if c.ours else "")
+    c.detail = (f"here: {', '.join(f'{v.model} {v.value:+.0f} %' for v in c.ours)}; a bandwidth that keeps "
+                "growing with L is not one a GPU reaches at these sizes" if c.ours else "")
     out.append(c)
 
     # the abstract's length range
     lo, hi = (int(paper.number(v)) for v in paper.prose("length_range")["value"])
-    c = stated("length_range", "abstract", "both architectures are profiled at sequence lengths from 64 to 16384",
+    c = stated("length_range", "abstract",
+               "both architectures are profiled at sequence lengths from 64 to 16384",
                {"shortest": lo, "longest": hi}, "tokens", tolerance="every length of the range measured for both",
                why="a coverage claim", command=GPU_COMMAND)
     for rows, batch in ((src.gpu_profile, PAPER_BATCH), (src.sweep, None)):
@@ -291,8 +305,8 @@ def prose(src) -> list[Claim]:
             d = _rows(rows, a, batch=batch, method="timers", metric="time")
             if not d.empty:
                 Ls = sorted({int(x) for x in d["seqlen"]})
-                c.ours.append(Value(Ls[-1], "tokens", src.machine(rows), MODELS[a], int(d["batch"].iloc[0]), None,
-                                    phase="prefill", note="lengths " + ", ".join(map(str, Ls))))
+                c.ours.append(Value(Ls[-1], "tokens", src.machine(rows), MODELS[a], int(d["batch"].iloc[0]),
+                                    None, phase="prefill", note="lengths " + ", ".join(map(str, Ls))))
     ok = [v for v in c.ours if v.value >= hi and v.note.startswith(f"lengths {lo},")]
     c.status = judge(len({v.model for v in ok}), len(MODELS)) if c.ours else NOT_MEASURED
     c.detail = "; ".join(f"{v.machine}: {v.model} B = {v.batch}, {v.note}" for v in c.ours)
