@@ -36,10 +36,10 @@ def covered(records) -> set[tuple]:
 
 
 def section_table(*sections: str, results_root=None, sweep=None):
-    """The records of the paper's sections starting with any of `sections` ("Table 1", "Fig. 2", "§4", …) as the
-    claims page renders them (Markdown to display), for the notebook of that figure or table. results_root: where
-    committed GPU rows are read; this run's rows are read where the notebooks write them ($PERFMAMBA_RESULTS or
-    data/results)."""
+    """The records of the paper's sections starting with any of `sections` ("Table 1", "Fig. 2", "§4", …) as
+    the claims page renders them (Markdown to display), for the notebook of that figure or table.
+    results_root: where committed GPU rows are read; this run's rows are read where the notebooks write them
+    ($PERFMAMBA_RESULTS or data/results)."""
     from . import render
     from .sources import SWEEP
 

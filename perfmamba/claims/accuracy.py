@@ -120,11 +120,11 @@ def accuracy(src) -> list[Claim]:
                "mean accuracy loss: under 1 % for r ≤ 0.3, about 12 % for 0.3 < r ≤ 0.7, about 22 % beyond",
                dict(text), "% (relative)",
                tolerance=f"within {ZONE_TOL_PP} pp of the text, and at least two standard errors from zero",
-               why="the text's zones are reproduced by the mean relative loss of Fig. 4 within its reading error "
-                   "(±0.005 on accuracies near 0.3–0.6 is about ±1.5 % relative)",
+               why="the text's zones are reproduced by the mean relative loss of Fig. 4 within its reading "
+                   "error (±0.005 on accuracies near 0.3–0.6 is about ±1.5 % relative)",
                compared={f"Fig. 4 {z} (%)": v for z, (v, _) in from_fig.items()}, command=ACCURACY_COMMAND,
-               setting="ours: the trained small models on the offline corpus tasks (not Mamba2-130M on the paper's "
-                       "four tasks)")
+               setting="ours: the trained small models on the offline corpus tasks (not Mamba2-130M on the "
+                       "paper's four tasks)")
     fig_ok = all(abs(from_fig[z][0] - text[z]) <= ZONE_TOL_PP for z in text)
     ours = _our_accuracy(src)
     statuses, needs = [], []
@@ -194,7 +194,8 @@ def tradeoff(src) -> list[Claim]:
             off[f"{q} (r = {r:g})"] = (v, ref)
     out.append(stated(
         "tradeoff_text", "§6.4", "the text's two regimes of the trade-off, in Fig. 6's numbers", vals,
-        "accuracy / ms", tolerance="the text equals Fig. 6's labels", why="both are printed", compared={"differences": len(off)},
+        "accuracy / ms", tolerance="the text equals Fig. 6's labels", why="both are printed",
+        compared={"differences": len(off)},
         status=INCONSISTENT if off else NOT_MEASURED, command=ACCURACY_COMMAND,
         detail="; ".join(f"{k}: text {v:g}, Fig. 6 {f:g}" for k, (v, f) in off.items()) or "the text equals Fig. 6"))
 
@@ -205,9 +206,10 @@ def tradeoff(src) -> list[Claim]:
     rs = sorted(pts)
     drops = _slopes({r: a for r, (a, _) in pts.items()})
     bad = {k: v for k, v in drops.items() if (k[1] <= 0.5 and abs(v) >= below) or (k[0] >= 0.5 and abs(v) <= above)}
-    c = stated("marginal_drop", "§6.4", f"the marginal accuracy drop (δ = {delta:g}) stays below {below:g} up to "
-               f"r = 0.5 and exceeds {above:g} beyond", {"δ": delta, "bound r ≤ 0.5": below, "bound beyond": above},
-               "accuracy per unit r", compared={f"Fig. 6 {a:g} → {b_:g}": v for (a, b_), v in drops.items()},
+    c = stated("marginal_drop", "§6.4", f"the marginal accuracy drop (δ = {delta:g}) stays below {below:g} "
+               f"up to r = 0.5 and exceeds {above:g} beyond",
+               {"δ": delta, "bound r ≤ 0.5": below, "bound beyond": above}, "accuracy per unit r",
+               compared={f"Fig. 6 {a:g} → {b_:g}": v for (a, b_), v in drops.items()},
                tolerance="|Δ_acc| below the first bound for steps ending at r ≤ 0.5, above the second beyond",
                why="the bounds are the paper's", command=ACCURACY_COMMAND)
     n_ok = n_dec = 0
@@ -233,7 +235,8 @@ def tradeoff(src) -> list[Claim]:
 
     th = paper.prose_value("practical_threshold")
     knee = max(drops, key=lambda k: abs(drops[k]))
-    c = stated("practical_threshold", "§6.4", "r ≈ 0.5 is the practical threshold: beyond it accuracy falls faster",
+    c = stated("practical_threshold", "§6.4",
+               "r ≈ 0.5 is the practical threshold: beyond it accuracy falls faster",
                {"r": th}, "ratio", compared={"paper's steepest step": f"{knee[0]:g} → {knee[1]:g}"},
                tolerance="the steepest step of the curve ends at or starts from r = 0.5",
                why="a threshold is where the slope changes", command=ACCURACY_COMMAND,

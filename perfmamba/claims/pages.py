@@ -28,7 +28,7 @@ def _need(rows, what: str) -> None:
 
 
 def _points(rows, among=None):
-    """(label, rows) per machine, model, path and batch, the label naming only what varies `among` these rows."""
+    """(label, rows) per machine, model, path and batch; a label names only what varies `among` these rows."""
     several = {k: (rows if among is None else among)[k].nunique() > 1 for k in WHO}
     for key, g in rows.groupby(WHO, sort=True):
         yield experiments.point_label(dict(zip(WHO, key)), several), g
@@ -166,14 +166,16 @@ def activity(rows) -> dict:
     cv, rho = [], []
     for m, g in rows.groupby("model", sort=False):
         cvs = [float(x["activity"].std(ddof=0) / x["activity"].mean()) for _, x in g.groupby("layer")]
-        rhos = [spearman(x["state"], x["activity"]) for _, x in g.groupby("layer") if x["activity"].nunique() > 1]
+        rhos = [spearman(x["state"], x["activity"]) for _, x in g.groupby("layer")
+                if x["activity"].nunique() > 1]
         arch = g["arch"].iloc[0]
         cv.append(f"{m} ({arch}) {sum(cvs) / len(cvs):.2f}")
         rho.append(f"{m} {sum(rhos) / len(rhos):+.2f}" if rhos else f"{m} n/a (constant within layers)")
     uneven = [float(s.rsplit(" ", 1)[1]) > MIN_CV for s in cv]
     return {"fig3_cv": "; ".join(cv), "fig3_index_corr": "; ".join(rho),
-            "fig3_uneven_verdict": f"{judge(sum(uneven), len(uneven))} ({sum(uneven)} of {len(uneven)} models with a "
-                                   f"mean within-layer coefficient of variation above {MIN_CV})"}
+            "fig3_uneven_verdict": f"{judge(sum(uneven), len(uneven))} ({sum(uneven)} of {len(uneven)} "
+                                   "models with a mean within-layer coefficient of variation above "
+                                   f"{MIN_CV})"}
 
 
 def tradeoff(table) -> dict:
@@ -201,7 +203,8 @@ def tradeoff(table) -> dict:
         return {"fig6_monotone": "n/a (fewer than 3 ratios)", "fig6_trend_verdict": NOT_MEASURED}
     return {"fig6_monotone": "; ".join(parts),
             "fig6_trend_verdict": f"{judge(mono, len(parts))} ({mono} of {len(parts)} models with both rank "
-                                  "correlations > 0.8; speed judged on the phase with the longest dense call)"}
+                                  "correlations > 0.8; speed judged on the phase with the longest dense "
+                                  "call)"}
 
 
 def criteria(rows) -> dict:
@@ -223,8 +226,8 @@ def criteria(rows) -> dict:
         return {"criteria_delta_vs_random": "n/a (need delta and random)", "criteria_best": "n/a",
                 "criteria_verdict": NOT_MEASURED}
     return {"criteria_delta_vs_random": "; ".join(parts), "criteria_best": "; ".join(best),
-            "criteria_verdict": f"{judge(wins, len(parts))}: Δ beats every random seed in {wins} of {len(parts)} "
-                                "(model, ratio) cases"}
+            "criteria_verdict": f"{judge(wins, len(parts))}: Δ beats every random seed in {wins} of "
+                                f"{len(parts)} (model, ratio) cases"}
 
 
 def roofline(rows) -> dict:
@@ -300,8 +303,8 @@ def gpu_decode_speedups(kernels, traffic=None, model: str = "mamba2-130m", batch
 
 
 def recall(rows) -> dict:
-    """Recall accuracy of the pruned models at `experiments.recall_probe_pairs` pairs against the dense model's;
-    the verdict needs a dense accuracy of at least twice chance there."""
+    """Recall accuracy of the pruned models at `experiments.recall_probe_pairs` pairs against the dense
+    model's; the verdict needs a dense accuracy of at least twice chance there."""
     _need(rows, "recall")
     n = experiments.recall_probe_pairs(rows)
     d = rows[rows["n_pairs"].astype(int) == n]
@@ -364,8 +367,8 @@ def trace_gap(rows, results_root=None, max_other: float | None = None) -> dict:
     parts = []
     for label, h in _points(g):
         r = h.loc[h["seqlen"].idxmax()]
-        s = (f"{label} at L = {int(r['seqlen'])}: the trace sums {r['profiler total (ms)']:.1f} of the timers' "
-             f"{r['timers total (ms)']:.1f} ms")
+        s = (f"{label} at L = {int(r['seqlen'])}: the trace sums {r['profiler total (ms)']:.1f} of the "
+             f"timers' {r['timers total (ms)']:.1f} ms")
         if r["under-counted (timers vs profiler)"]:
             s += (f"; it under-counts {r['under-counted (timers vs profiler)']}, {r['under-counted (ms)']:.1f} ms "
                   f"together against a gap of {r['gap (ms)']:.1f} ms")

@@ -119,7 +119,8 @@ def prose_value(claim_id: str, quantity: str | None = None, *, arch: str | None 
 def keys(name: str, root=None) -> set[tuple]:
     """Every value of a paper file as a key (file, key columns…[, column for Table 1's two architectures])."""
     archs = [("mamba1",), ("mamba2",)] if name == "table1" else [()]
-    return {(name, *[r[c] for c in FILES[name][2]], *a) for _, r in table(name, root).iterrows() for a in archs}
+    return {(name, *[r[c] for c in FILES[name][2]], *a)
+            for _, r in table(name, root).iterrows() for a in archs}
 
 
 def all_keys(root=None) -> set[tuple]:

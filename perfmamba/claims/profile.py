@@ -298,7 +298,8 @@ def prose(src) -> list[Claim]:
     lo, hi = (int(paper.number(v)) for v in paper.prose("length_range")["value"])
     c = stated("length_range", "abstract",
                "both architectures are profiled at sequence lengths from 64 to 16384",
-               {"shortest": lo, "longest": hi}, "tokens", tolerance="every length of the range measured for both",
+               {"shortest": lo, "longest": hi}, "tokens",
+               tolerance="every length of the range measured for both",
                why="a coverage claim", command=GPU_COMMAND)
     for rows, batch in ((src.gpu_profile, PAPER_BATCH), (src.sweep, None)):
         for a in MODELS:

@@ -76,7 +76,8 @@ class Claim:
         return d
 
 
-def stated(tid: str, section: str, asserts: str, paper: dict, unit: str, precision="printed", **fields) -> Claim:
+def stated(tid: str, section: str, asserts: str, paper: dict, unit: str, precision="printed",
+           **fields) -> Claim:
     """The record of one quantitative sentence of the paper (statement `tid` of `prose.csv`)."""
     return Claim(id=tid, section=section, asserts=asserts, paper=paper, unit=unit, precision=precision,
                  refs={("prose", tid)}, **fields)
@@ -93,7 +94,7 @@ def grade(ok: bool, partly: bool) -> str:
 
 
 def judge_decided(n_ok: int, n_decided: int, n: int) -> str:
-    """`judge` over the n_decided of n results that are decided at their sample size; undecidable where none is."""
+    """`judge` over the n_decided of n results decided at their sample size; undecidable where none is."""
     return judge(n_ok, n_decided) if n_decided else (UNDECIDABLE if n else NOT_MEASURED)
 
 

@@ -35,7 +35,8 @@ RELATIVE_TOL_PP = 2.0
 CONTROL_TOL = 0.05
 TABLE2_COMMAND = ("papermill notebooks/table2_efficiency.ipynb out.ipynb -f notebooks/params/table2_efficiency.yaml "
                   "(on a CUDA machine)")
-COLUMNS = ["phase", "batch", "seqlen", "ratio", "dense_ms", "pruned_ms", "timing", "machine", "control", "speedup"]
+COLUMNS = ["phase", "batch", "seqlen", "ratio", "dense_ms", "pruned_ms", "timing", "machine", "control",
+           "speedup"]
 
 
 def _r(x) -> float:
@@ -107,8 +108,8 @@ def _speedups(src) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _timed(x, value: float, unit="x", note="") -> Value:
     """One number of ours from a row of `whole_call_speedups`."""
-    return Value(value, unit, x["machine"], MODEL, x["batch"], x["seqlen"], x["ratio"], x["phase"], "bfloat16",
-                 "triton", note=note or x["timing"])
+    return Value(value, unit, x["machine"], MODEL, x["batch"], x["seqlen"], x["ratio"], x["phase"],
+                 "bfloat16", "triton", note=note or x["timing"])
 
 
 @functools.lru_cache(maxsize=None)
@@ -312,8 +313,8 @@ def speed_prose(src) -> list[Claim]:
         consistent = (math.isclose(max(sps), max(t_sp)) and math.isclose(max(mems), max(t_mem))
                       and (len(sps) == 1 or math.isclose(min(sps), min(t_sp)))
                       and (len(mems) == 1 or math.isclose(min(mems), min(t_mem))))
-        c = stated(tid, "§6.3", f"at L = {Ls[0]}–{Ls[-1]} the largest pruning gives {min(sps):g}–{max(sps):g}× and "
-                   f"{min(mems):g}–{max(mems):g} % less memory", vals, "x / %",
+        c = stated(tid, "§6.3", f"at L = {Ls[0]}–{Ls[-1]} the largest pruning gives "
+                   f"{min(sps):g}–{max(sps):g}× and {min(mems):g}–{max(mems):g} % less memory", vals, "x / %",
                    tolerance=f"|ours − paper| ≤ {SPEEDUP_TOL}× at r = 0.9 at these lengths", why=SPEEDUP_WHY,
                    compared={"Table 2 speed-up at r = 0.9": f"{min(t_sp):g}–{max(t_sp):g}",
                              "Table 2 memory at r = 0.9": f"{min(t_mem):g}–{max(t_mem):g}",
@@ -336,9 +337,11 @@ def speed_prose(src) -> list[Claim]:
     at = [k for k, v in tab.items() if math.isclose(v[0], hs)], [k for k, v in tab.items() if math.isclose(v[1], hm)]
     speed = [_timed(x, x["speedup"]) for _, x in sp[sp["ratio"] == 0.9].iterrows()]
     mem9 = 100 * analytic_memory_reduction(0.9)
-    c = stated("headline", "abstract", "pruning SSM states gives up to 1.14× speed-up and 11.50 % less memory",
+    c = stated("headline", "abstract",
+               "pruning SSM states gives up to 1.14× speed-up and 11.50 % less memory",
                {"speed-up (x)": hs, "memory reduction (%)": hm,
-                "Table 2 cells of the maxima": "; ".join(f"L = {L} r = {r:g}" for L, r in at[0] + at[1])}, "x / %",
+                "Table 2 cells of the maxima": "; ".join(f"L = {L} r = {r:g}" for L, r in at[0] + at[1])},
+               "x / %",
                tolerance=f"speed-up within {SPEEDUP_TOL}× and memory within {MEMORY_TOL_PP} pp at r = 0.9",
                why=SPEEDUP_WHY, command=TABLE2_COMMAND, ours=[*speed, _memory_value(0.9)])
     safe = sp[sp["ratio"] <= 0.3]

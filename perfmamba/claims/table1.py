@@ -115,7 +115,8 @@ def component_values(rows, arch: str, L: int, metric: str, method: str, *, mappi
 # Table 1's measured metrics: (scale to the paper's unit, [(our metric, method, what the reading is)], the
 # primary reading first; the others are shown beside it)
 MEASURED = {
-    "memory": (1e-9, [("sum_of_allocations", "profiler", "sum of the allocations of each component's trace (GB)"),
+    "memory": (1e-9, [("sum_of_allocations", "profiler",
+                       "sum of the allocations of each component's trace (GB)"),
                       ("activation_peak", "timers", "activation peak of each component (GB)")]),
     "io": (1e-9, [("achieved_bandwidth", "timers", "analytic bytes over the timed component time (GB/s)")]),
     "latency": (1.0, [("time", "timers", "component time by CUDA-event timers around each module (ms)"),
@@ -123,7 +124,7 @@ MEASURED = {
 }
 
 
-def measured(rows, metric: str, arch: str, L: int, *, mapping=PRIMARY_MAP, batch=PAPER_BATCH) -> dict[str, float]:
+def measured(rows, metric: str, arch: str, L: int, *, mapping=PRIMARY_MAP, batch=PAPER_BATCH) -> dict:
     """`component_values` of one of Table 1's measured metrics by its primary reading (our unit)."""
     our_metric, method, _ = MEASURED[metric][1][0]
     return component_values(rows, arch, L, our_metric, method, mapping=mapping, batch=batch)
@@ -135,15 +136,15 @@ def analytic_flops(arch: str, comp: str, L: int) -> float:
     return sum(FLOPS[c](cfg, PAPER_BATCH, L, "prefill") for c in _OURS[comp])
 
 
-def gpu_value(src, value: float, unit: str, model: str, L, note: str, path="triton", phase="prefill") -> Value:
+def gpu_value(src, value: float, unit: str, model: str, L, note: str, path="triton", phase="prefill"):
     """One number of ours from the committed GPU profile (batch 8, bfloat16)."""
-    return Value(value, unit, src.machine(src.gpu_profile), model, PAPER_BATCH, L, phase=phase, dtype="bfloat16",
-                 path=path, note=note)
+    return Value(value, unit, src.machine(src.gpu_profile), model, PAPER_BATCH, L, phase=phase,
+                 dtype="bfloat16", path=path, note=note)
 
 
 def flops_value(value: float, unit: str, model: str, L, note="") -> Value:
-    return Value(value, unit, "analytic", model, PAPER_BATCH, L, phase="prefill", path="perfmamba.profiling.flops",
-                 note=note)
+    return Value(value, unit, "analytic", model, PAPER_BATCH, L, phase="prefill",
+                 path="perfmamba.profiling.flops", note=note)
 
 
 def shares(values: dict) -> dict:
@@ -180,7 +181,8 @@ def _flops_readings(arch: str, comp: str) -> dict[str, dict[int, float]]:
            "one layer": {L: v / n for L, v in ours.items()},
            "one layer, multiply-adds counted once": {L: v / (2 * n) for L, v in ours.items()}}
     if arch == "mamba2" and comp == "State Space":
-        out["recurrent form"] = {L: FLOPS["ssm"](cfg, PAPER_BATCH * L, 1, "decode") / 1e9 for L in PAPER_SEQLENS}
+        out["recurrent form"] = {L: FLOPS["ssm"](cfg, PAPER_BATCH * L, 1, "decode") / 1e9
+                                 for L in PAPER_SEQLENS}
     return out
 
 
@@ -213,7 +215,7 @@ def table1_flops(src=None) -> list[Claim]:
         unit, size = _unit(arch, comp)
         per = {L: p[L] * 1e9 / (PAPER_BATCH * L * size) for L in PAPER_SEQLENS}
         ours_per = ours[max(PAPER_SEQLENS)] * 1e9 / (PAPER_BATCH * max(PAPER_SEQLENS) * size)
-        scaled = {}  # readings whose paper/reading ratio is one constant over L (within the printed precision)
+        scaled = {}  # readings whose paper/reading ratio is one constant over L (within printed precision)
         for name, r in readings.items():
             q = [p[L] / r[L] for L in PAPER_SEQLENS]
             if max(q) / min(q) - 1 <= 2 * max(tol.values()):
@@ -238,11 +240,11 @@ def table1_flops(src=None) -> list[Claim]:
                       **{f"paper FLOPs per {unit} L = {L}": per[L] for L in PAPER_SEQLENS},
                       f"ours FLOPs per {unit}": ours_per},
             tolerance="within 1 % or half a printed unit, at all three lengths", why=FLOPS_WHY, status=status,
-            detail=(f"paper/ours = {', '.join(f'{ratio[L]:.3g}' for L in PAPER_SEQLENS)} at L = 64, 512, 2048; "
-                    f"reading: {reading}; the paper counts {per[max(PAPER_SEQLENS)]:.3g} FLOPs per {unit} of "
-                    f"every token (ours {ours_per:.3g})"),
-            setting=f"{MODELS[arch]} shape at batch 8, under which Mamba-1's Final Linear column is our count "
-                    "exactly"))
+            detail=(f"paper/ours = {', '.join(f'{ratio[L]:.3g}' for L in PAPER_SEQLENS)} at L = 64, 512, "
+                    f"2048; reading: {reading}; the paper counts {per[max(PAPER_SEQLENS)]:.3g} FLOPs per "
+                    f"{unit} of every token (ours {ours_per:.3g})"),
+            setting=f"{MODELS[arch]} shape at batch 8, under which Mamba-1's Final Linear column is our "
+                    "count exactly"))
     return out
 
 
@@ -287,7 +289,8 @@ def table1_measured(src) -> list[Claim]:
             if cpu:
                 c.compared["status on the CPU sweep (batch 1, float32)"] = _rank_verdict(p, cpu)[0]
                 c.ours += [Value(v * scale, unit, src.machine(src.sweep), MODELS[arch], 1, L, phase="prefill",
-                                 dtype="float32", path=f"ref; {reading}", note=comp) for comp, v in cpu.items()]
+                                 dtype="float32", path=f"ref; {reading}", note=comp)
+                           for comp, v in cpu.items()]
             c.detail = (f"largest: paper {top(p)}, ours {top(o)}; ρ = {rho:+.2f} ({reading})"
                         + "".join(f"; {k}: {v}" for k, v in alt.items()))
     return out
@@ -302,9 +305,9 @@ def table1_growth(src) -> list[Claim]:
         pg = p[2048] / p[64]
         o = {L: measured(src.gpu_profile, metric, arch, L) for L in PAPER_SEQLENS}
         c = Claim(id=f"table1_{metric}_growth_{arch}", section=f"Table 1, {metric}",
-                  asserts=f"growth of {ARCH_NAME[arch]}'s total {metric} over the five components from L = 64 "
-                          "to 2048", paper={"L = 64": p[64], "L = 2048": p[2048], "growth": pg}, unit=unit,
-                  precision="printed", refs=set(),
+                  asserts=f"growth of {ARCH_NAME[arch]}'s total {metric} over the five components from "
+                          "L = 64 to 2048", paper={"L = 64": p[64], "L = 2048": p[2048], "growth": pg},
+                  unit=unit, precision="printed", refs=set(),
                   tolerance=f"our growth factor within {GROWTH_REL:.0%} of the paper's", why=GROWTH_WHY,
                   command=GPU_COMMAND)
         if o[64] and o[2048]:
