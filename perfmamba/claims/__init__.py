@@ -14,10 +14,10 @@
 """
 from __future__ import annotations
 
-from . import accuracy, paper, profile, speed, table1
+from . import accuracy, paper, profile, render, speed, table1
 from .records import (CONFIRMED, INCONSISTENT, NOT_MEASURED, PARTLY, REFUTED, STATUSES, UNDECIDABLE, Claim, Value,
                       summary)
-from .sources import Sources, collect
+from .sources import SWEEP, Sources, collect
 
 __all__ = ["evaluate", "collect", "Sources", "Claim", "Value", "STATUSES", "CONFIRMED", "PARTLY", "REFUTED",
            "UNDECIDABLE", "NOT_MEASURED", "INCONSISTENT", "summary", "covered", "paper"]
@@ -40,10 +40,7 @@ def section_table(*sections: str, results_root=None, sweep=None):
     the claims page renders them (Markdown to display), for the notebook of that figure or table.
     results_root: where committed GPU rows are read; this run's rows are read where the notebooks write them
     ($PERFMAMBA_RESULTS or data/results)."""
-    from . import render
-    from .sources import SWEEP
-
-    from IPython.display import Markdown
+    from IPython.display import Markdown  # the book's extra
 
     records = evaluate(collect(results_root, sweep if sweep is not None else SWEEP))
     return Markdown(render.records_markdown(records, tuple(sections)))

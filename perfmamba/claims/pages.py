@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 from .. import experiments
+from ..profiling.attribution import AGREEMENT_PP, AGREEMENT_REL
+from ..profiling.flops import COMPONENTS, roofline_points
 from ..profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
 from .records import NOT_MEASURED, judge
 from .table1 import PAPER_BATCH, spearman
@@ -96,8 +100,6 @@ def _pct(x) -> str:
 def _one_batch(rows):
     """Per model, the rows of one batch size: the paper's (`PAPER_BATCH`) where it was measured, else the
     largest; and {model: that batch} when the rows hold more than one batch size (else {})."""
-    import pandas as pd
-
     if rows is None or rows.empty or "batch" not in rows or rows["batch"].nunique() <= 1:
         return rows, {}
     keep, chosen = [], {}
@@ -115,8 +117,6 @@ def _shares(rows, phase, max_other=None):
     only (eager calls; a CUDA-graph step has no components), at one batch size per model (`_one_batch`, whose
     {model: batch} comes back with them). With `max_other`, only the points whose "other" share (time outside
     every component) is at most that."""
-    from ..profiling.flops import COMPONENTS
-
     rows, batches = _one_batch(rows)
     d = rows[(rows["metric"] == "share") & (rows["phase"] == phase)]
     d = d[~experiments.graphed(d)]
@@ -231,8 +231,6 @@ def criteria(rows) -> dict:
 
 
 def roofline(rows) -> dict:
-    from ..profiling.flops import roofline_points
-
     _need(rows, "roofline")
     pk = rows[rows["component"] == "machine"]
     flops = float(pk.loc[pk["metric"] == "peak_flops", "value"].iloc[0])
@@ -381,8 +379,6 @@ def trace_gap(rows, results_root=None, max_other: float | None = None) -> dict:
 
 def method_agreement(rows, results_root=None) -> dict:
     """How many of the points measured with both attribution methods agree (`method_agreement`)."""
-    from ..profiling.attribution import AGREEMENT_PP, AGREEMENT_REL
-
     a = experiments.method_agreement(rows)
     ok = int((a["disagree"] == "").sum())
     return {"methods_agree": f"{ok} of {len(a)} points (within {AGREEMENT_PP * 100:.0f} percentage points or "

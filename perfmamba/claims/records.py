@@ -9,6 +9,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 CONFIRMED = "confirmed"          # the paper's value (or direction, where it gives no value) holds here
 PARTLY = "partly"                # holds for some of the cells, models or settings, or in direction but not size
 REFUTED = "refuted"              # the opposite, or no effect
@@ -112,8 +114,6 @@ def n_to_decide(effect: float, stderr: float, n: int, z: float = 2.0) -> int | N
 
 def summary(records):
     """Count of records per section (in the records' order) and status (the paper's claims only), with a total row."""
-    import pandas as pd
-
     rows = [(r.section.split(",")[0], r.status) for r in records if not r.beyond]
     df = pd.DataFrame(rows, columns=["section", "status"])
     order = list(dict.fromkeys(df["section"]))  # the order of the records, which follows the paper

@@ -10,7 +10,9 @@ import math
 
 import pandas as pd
 
+from ..io import atomic_write_text
 from .records import INCONSISTENT, NOT_MEASURED
+
 
 def _num(v) -> str:
     if isinstance(v, bool):
@@ -95,7 +97,5 @@ def inconsistencies(records) -> pd.DataFrame:
 
 def to_json(records, path) -> None:
     """All records, machine-readable (written atomically)."""
-    from ..io import atomic_write_text
-
     atomic_write_text(path, json.dumps([r.to_dict() for r in records], indent=1, ensure_ascii=False,
                                        default=str) + "\n")
