@@ -131,9 +131,7 @@ def _memory_value(ratio: float) -> Value:
 def _peaks(src, L: int) -> pd.DataFrame:
     """Reduction of a call's peak allocation (pruned vs dense, removed mode) in the GPU rows at length L."""
     e = src.gpu_efficiency
-    if e is None or e.empty:
-        return pd.DataFrame()
-    s = experiments.efficiency_summary(e)
+    s = experiments.efficiency_summary(e) if e is not None and not e.empty else pd.DataFrame()
     if "peak_reduction" not in s:
         return pd.DataFrame()
     s = s[(s["model"] == MODEL) & (s["seqlen"].astype(int) == L) & (s["ratio"].astype(float) > 0)]
@@ -241,11 +239,8 @@ def fig5(src) -> list[Claim]:
     b = paper.table("fig5b_read")
     for r, g in b.groupby("ratio", sort=False):
         red = {int(L): paper.number(v) for L, v in zip(g["seqlen"], g["latency_reduction_ms_approx"])}
-        diffs = {}
-        for L, v in red.items():
-            lat = lats.get(L, {})
-            if 0.0 in lat and _r(r) in lat:
-                diffs[L] = (lat[0.0] - lat[_r(r)], v)
+        diffs = {L: (lats[L][0.0] - lats[L][_r(r)], v) for L, v in red.items()
+                 if {0.0, _r(r)} <= set(lats.get(L, {}))}
         off = {L: x for L, x in diffs.items() if abs(x[0] - x[1]) > 4 + 0.1 * x[1]}
         c = Claim(id=f"fig5b_r{r}", section="Fig. 5b",
                   asserts=f"the latency saved by pruning at r = {r} grows with L",
@@ -278,16 +273,10 @@ def speed_prose(src) -> list[Claim]:
     out = []
     a = paper.table("fig5a_read")
     fig = {(int(L), _r(r)): paper.number(v) for L, r, v in zip(a["seqlen"], a["ratio"], a["latency_ms_approx"])}
-    rows = paper.prose("latency_text")
-    pairs, off = {}, {}
-    for _, r in rows.iterrows():
-        if r["unit"] != "ms":
-            continue
-        key = (int(r["seqlen"]), _r(r["ratio"]))
-        v = paper.number(r["value"])
-        pairs[key] = (v, fig.get(key, math.nan))
-        if key in fig and abs(v - fig[key]) > max(2.0, 0.1 * fig[key]):
-            off[key] = pairs[key]
+    rows = paper.prose("latency_text").query("unit == 'ms'")
+    text = {(int(L), _r(r)): paper.number(v) for L, r, v in zip(rows["seqlen"], rows["ratio"], rows["value"])}
+    pairs = {k: (v, fig.get(k, math.nan)) for k, v in text.items()}  # (text, Fig. 5a)
+    off = {k: (v, f) for k, (v, f) in pairs.items() if k in fig and abs(v - f) > max(2.0, 0.1 * f)}
     out.append(stated(
         "latency_text", "§6.3", "the text's dense and pruned latencies (ms) per length",
         {f"L = {L}, r = {r:g}": v for (L, r), (v, _) in pairs.items()}, "ms",
