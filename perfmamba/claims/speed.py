@@ -186,7 +186,7 @@ def table2(src) -> list[Claim]:
         m.status = judge(n_ok, len(p_mem))
         m.detail = (f"{n_ok} of {len(p_mem)} within {MEMORY_TOL_PP} pp; weights + state falls by "
                     + ", ".join(f"{v.value:.1f} %" for v in m.ours if v.machine == "analytic")
-                    + f" at r = 0.1 … 0.9 (independent of L), the paper's by "
+                    + " at r = 0.1 … 0.9 (independent of L), the paper's by "
                     + ", ".join(f"{v:g} %" for v in p_mem.values()))
         out.append(m)
     return out
