@@ -3,19 +3,21 @@
     paper      the paper's numbers (data/paper/), read only here
     records    Claim and Value, the fixed set of statuses, the summary by section
     sources    the rows claims are judged on (committed GPU rows, the CPU sweep, this run's quality rows)
-    profile    Table 1 cell by cell, Fig. 2, §4's sentences, the abstract's length range
-    pruning    Table 2, Fig. 5, Fig. 4, Fig. 6, §6's sentences, the abstract's headline
-    render     the one place that turns records into the book's tables, sentences and figures
+    table1     Table 1 cell by cell
+    profile    Fig. 2, §4's sentences, the abstract's length range
+    speed      Table 2, Fig. 5, §6.3's sentences, the abstract's headline
+    accuracy   Fig. 4, Fig. 6, §6.2 and §6.4's sentences
+    render     the one place that turns records into the book's tables and sentences
     pages      the numbers the notebooks glue beyond the paper's claims (E1–E5 and the GPU timing notes)
 
 `evaluate(collect())` gives every record; tests assert statuses and numbers on them.
 """
 from __future__ import annotations
 
-from . import accuracy, paper, profile, speed, table1
+from . import accuracy, paper, profile, render, speed, table1
 from .records import (CONFIRMED, INCONSISTENT, NOT_MEASURED, PARTLY, REFUTED, STATUSES, UNDECIDABLE, Claim, Value,
                       summary)
-from .sources import Sources, collect
+from .sources import SWEEP, Sources, collect
 
 __all__ = ["evaluate", "collect", "Sources", "Claim", "Value", "STATUSES", "CONFIRMED", "PARTLY", "REFUTED",
            "UNDECIDABLE", "NOT_MEASURED", "INCONSISTENT", "summary", "covered", "paper"]
@@ -34,13 +36,11 @@ def covered(records) -> set[tuple]:
 
 
 def section_table(*sections: str, results_root=None, sweep=None):
-    """The records of the paper's sections starting with any of `sections` ("Table 1", "Fig. 2", "§4", …), as
-    the claims page renders them (a Markdown table to display): for the notebook of that figure or table. results_root: where committed GPU
-    rows are read; this run's rows are read where the notebooks write them ($PERFMAMBA_RESULTS or data/results)."""
-    from . import render
-    from .sources import SWEEP
-
-    from IPython.display import Markdown
+    """The records of the paper's sections starting with any of `sections` ("Table 1", "Fig. 2", "§4", …) as
+    the claims page renders them (Markdown to display), for the notebook of that figure or table.
+    results_root: where committed GPU rows are read; this run's rows are read where the notebooks write them
+    ($PERFMAMBA_RESULTS or data/results)."""
+    from IPython.display import Markdown  # the book's extra
 
     records = evaluate(collect(results_root, sweep if sweep is not None else SWEEP))
     return Markdown(render.records_markdown(records, tuple(sections)))

@@ -10,13 +10,12 @@ trained small models are shown beside them with their standard errors.
 from __future__ import annotations
 
 import math
-import re
 
 import pandas as pd
 
 from . import paper
 from .records import (CONFIRMED, INCONSISTENT, NOT_MEASURED, REFUTED, UNDECIDABLE, Claim, Value, decided, judge,
-                      n_to_decide)
+                      judge_decided, n_to_decide, stated)
 from .speed import _r
 
 ZONES = {"r ≤ 0.3": (0.0, 0.3), "0.3 < r ≤ 0.7": (0.3, 0.7), "r > 0.7": (0.7, 1.0)}  # (low, high]
@@ -24,11 +23,15 @@ ZONE_TOL_PP = 1.5
 ACCURACY_COMMAND = ("perfmamba lm-eval --model perfmamba --model_args pretrained=<mamba2-130m>,prune_ratio=R "
                     "--tasks piqa,arc_easy,hellaswag,openbookqa (needs the checkpoint and the datasets from a hub)")
 
-# accuracy: Fig. 4, §6.2, Fig. 6, §6.4
-
 def _fig4() -> dict[tuple[str, float], float]:
     f = paper.table("fig4_read")
     return {(t, _r(r)): paper.number(v) for t, r, v in zip(f["task"], f["ratio"], f["accuracy_approx"])}
+
+
+def _slopes(acc: dict) -> dict:
+    """{(r, r'): (acc(r') − acc(r)) / (r' − r)} over consecutive ratios of {r: accuracy}."""
+    rs = sorted(acc)
+    return {(a, b): (acc[b] - acc[a]) / (b - a) for a, b in zip(rs, rs[1:])}
 
 
 def zone_losses(acc: dict, tasks, zones=ZONES, stderr: dict | None = None) -> dict:
@@ -99,11 +102,11 @@ def accuracy(src) -> list[Claim]:
             text.setdefault(task, []).append(paper.number(v) / 100)
         off = {t: (v, fig[(t, ratio)]) for t, v in text.items()
                if not min(v) - 0.01 <= fig[(t, ratio)] <= max(v) + 0.01}
-        out.append(Claim(
-            id=tid, section="§6.2", asserts=f"the text's accuracies at r = {ratio:g}",
-            paper={paper.TASKS[t]: "–".join(f"{x:.2f}" for x in v) for t, v in text.items()}, unit="accuracy",
-            precision="printed (whole percent)", refs={("prose", tid)},
-            tolerance="the text agrees with Fig. 4 within 0.01", why="whole percent in the text, ±0.005 on the plot",
+        out.append(stated(
+            tid, "§6.2", f"the text's accuracies at r = {ratio:g}",
+            {paper.TASKS[t]: "–".join(f"{x:.2f}" for x in v) for t, v in text.items()}, "accuracy",
+            precision="printed (whole percent)", tolerance="the text agrees with Fig. 4 within 0.01",
+            why="whole percent in the text, ±0.005 on the plot",
             compared={f"Fig. 4 {paper.TASKS[t]}": fig[(t, ratio)] for t in text},
             status=INCONSISTENT if off else NOT_MEASURED, command=ACCURACY_COMMAND,
             detail=("text against Fig. 4: " + ", ".join(f"{paper.TASKS[t]} {'–'.join(f'{x:.2f}' for x in v)} vs "
@@ -111,49 +114,38 @@ def accuracy(src) -> list[Claim]:
                     if off else "the text agrees with Fig. 4")))
 
     # zones: the paper's text against its own figure, and ours beside
-    rows = paper.prose("accuracy_zones")
-    text = dict(zip(ZONES, (paper.number(v) for v in rows["value"])))
+    text = dict(zip(ZONES, (paper.number(v) for v in paper.prose("accuracy_zones")["value"])))
     from_fig = zone_losses(fig, list(paper.TASKS))
-    c = Claim(id="accuracy_zones", section="§6.2",
-              asserts="mean accuracy loss: under 1 % for r ≤ 0.3, about 12 % for 0.3 < r ≤ 0.7, about 22 % beyond",
-              paper={z: v for z, v in text.items()}, unit="% (relative)", precision="printed",
-              refs={("prose", "accuracy_zones")},
-              tolerance=f"within {ZONE_TOL_PP} pp of the text, and at least two standard errors from zero",
-              why="the text's zones are reproduced by the mean relative loss of Fig. 4 within its reading error "
-                  "(±0.005 on accuracies near 0.3–0.6 is about ±1.5 % relative)",
-              compared={f"Fig. 4 {z} (%)": v for z, (v, _) in from_fig.items()}, command=ACCURACY_COMMAND,
-              setting="ours: the trained small models on the offline corpus tasks (not Mamba2-130M on the paper's "
-                      "four tasks)")
+    c = stated("accuracy_zones", "§6.2",
+               "mean accuracy loss: under 1 % for r ≤ 0.3, about 12 % for 0.3 < r ≤ 0.7, about 22 % beyond",
+               dict(text), "% (relative)",
+               tolerance=f"within {ZONE_TOL_PP} pp of the text, and at least two standard errors from zero",
+               why="the text's zones are reproduced by the mean relative loss of Fig. 4 within its reading "
+                   "error (±0.005 on accuracies near 0.3–0.6 is about ±1.5 % relative)",
+               compared={f"Fig. 4 {z} (%)": v for z, (v, _) in from_fig.items()}, command=ACCURACY_COMMAND,
+               setting="ours: the trained small models on the offline corpus tasks (not Mamba2-130M on the "
+                       "paper's four tasks)")
     fig_ok = all(abs(from_fig[z][0] - text[z]) <= ZONE_TOL_PP for z in text)
     ours = _our_accuracy(src)
-    statuses = []
+    statuses, needs = [], []
     for (m, t), accs in sorted(ours.items()):
         acc = {(t, r): v[0] for r, v in accs.items()}
         se = {(t, r): v[1] for r, v in accs.items()}
         n = max(v[2] for v in accs.values())
         for z, (mean, s) in zone_losses(acc, [t], stderr=se).items():
-            c.ours.append(Value(mean, "% (relative)", "any machine", m, stderr=s, n=n,
-                                path=t, note=z))
+            c.ours.append(Value(mean, "% (relative)", "any machine", m, stderr=s, n=n, path=t, note=z))
             if not decided(mean, s):
                 statuses.append(UNDECIDABLE)
                 need = n_to_decide(mean, s, n)
+                needs += [need] if need else []
                 c.compared[f"{m} {t} {z}"] = f"{mean:.1f} ± {s:.1f} %: undecidable at n = {n}" + (
                     f" (n ≈ {need} would decide it)" if need else "")
             else:
                 ok = abs(mean - text[z]) <= max(ZONE_TOL_PP, 2 * s)
                 statuses.append(CONFIRMED if ok else REFUTED)
                 c.compared[f"{m} {t} {z}"] = f"{mean:.1f} ± {s:.1f} %"
-    if not fig_ok:
-        c.status = INCONSISTENT
-    elif not statuses:
-        c.status = NOT_MEASURED
-    elif all(s == UNDECIDABLE for s in statuses):
-        c.status = UNDECIDABLE
-    else:
-        dec = [s for s in statuses if s != UNDECIDABLE]
-        c.status = judge(dec.count(CONFIRMED), len(dec))
-    needs = [int(m.group(1)) for v in c.compared.values() if isinstance(v, str)
-             for m in [re.search(r"n ≈ (\d+) would decide", v)] if m]
+    n_dec = len(statuses) - statuses.count(UNDECIDABLE)
+    c.status = judge_decided(statuses.count(CONFIRMED), n_dec, len(statuses)) if fig_ok else INCONSISTENT
     c.detail = ("the text matches Fig. 4's mean relative loss (" + ", ".join(
         f"{z}: {text[z]:g} vs {from_fig[z][0]:.1f} %" for z in text) + ")") + (
         f"; ours: {statuses.count(CONFIRMED)} confirmed, {statuses.count(REFUTED)} refuted, "
@@ -172,7 +164,8 @@ def tradeoff(src) -> list[Claim]:
            zip(f6["ratio"], f6["accuracy"], f6["latency_reduction_ms"])}
     fig = _fig4()
     b = paper.table("fig5b_read")
-    red = {(_r(r), int(L)): paper.number(v) for r, L, v in zip(b["ratio"], b["seqlen"], b["latency_reduction_ms_approx"])}
+    red = {(_r(r), int(L)): paper.number(v)
+           for r, L, v in zip(b["ratio"], b["seqlen"], b["latency_reduction_ms_approx"])}
     acc_task = min(paper.TASKS, key=lambda t: max(abs(fig[(t, r)] - a) for r, (a, _) in pts.items()))
     acc_off = max(abs(fig[(acc_task, r)] - a) for r, (a, _) in pts.items())
     lengths = sorted({L for _, L in red})
@@ -188,22 +181,21 @@ def tradeoff(src) -> list[Claim]:
         tolerance="points equal to one task of Fig. 4 (±0.01) and one length of Fig. 5b (±1 ms)",
         why="the labels are printed; the figures they come from are read to ±0.005 and ±1 ms",
         status=NOT_MEASURED if acc_off <= 0.01 and ms_off <= 1.0 else INCONSISTENT, command=ACCURACY_COMMAND,
-        detail=f"the accuracies are {paper.TASKS[acc_task]}'s (Fig. 4, within {acc_off:.3f}) and the savings Fig. 5b's "
-               f"at L = {L_match} (within {ms_off:.1f} ms): a single task, not the four-task mean")]
+        detail=f"the accuracies are {paper.TASKS[acc_task]}'s (Fig. 4, within {acc_off:.3f}) and the savings "
+               f"Fig. 5b's at L = {L_match} (within {ms_off:.1f} ms): a single task, not the four-task mean")]
 
     rows = paper.prose("tradeoff_text")
-    off = {}
-    vals = {}
+    vals, off = {}, {}
     for q, r, v in zip(rows["quantity"], rows["ratio"], rows["value"]):
         r, v = _r(r), paper.number(v)
         vals[f"{q} (r = {r:g})"] = v
         ref = pts[r][0] if q.startswith("accuracy") else pts[r][1]
-        if abs(ref - v) > (0.005 if q.startswith("accuracy") else 0.005):
+        if abs(ref - v) > 0.005:
             off[f"{q} (r = {r:g})"] = (v, ref)
-    out.append(Claim(
-        id="tradeoff_text", section="§6.4", asserts="the text's two regimes of the trade-off, in Fig. 6's numbers",
-        paper=vals, unit="accuracy / ms", precision="printed", refs={("prose", "tradeoff_text")},
-        tolerance="the text equals Fig. 6's labels", why="both are printed", compared={"differences": len(off)},
+    out.append(stated(
+        "tradeoff_text", "§6.4", "the text's two regimes of the trade-off, in Fig. 6's numbers", vals,
+        "accuracy / ms", tolerance="the text equals Fig. 6's labels", why="both are printed",
+        compared={"differences": len(off)},
         status=INCONSISTENT if off else NOT_MEASURED, command=ACCURACY_COMMAND,
         detail="; ".join(f"{k}: text {v:g}, Fig. 6 {f:g}" for k, (v, f) in off.items()) or "the text equals Fig. 6"))
 
@@ -212,20 +204,17 @@ def tradeoff(src) -> list[Claim]:
     below = paper.prose_value("marginal_drop", "marginal accuracy drop bound for r ≤ 0.5")
     above = paper.prose_value("marginal_drop", "marginal accuracy drop bound beyond")
     rs = sorted(pts)
-    drops = {(a, b_): (pts[b_][0] - pts[a][0]) / (b_ - a) for a, b_ in zip(rs, rs[1:])}
+    drops = _slopes({r: a for r, (a, _) in pts.items()})
     bad = {k: v for k, v in drops.items() if (k[1] <= 0.5 and abs(v) >= below) or (k[0] >= 0.5 and abs(v) <= above)}
-    c = Claim(id="marginal_drop", section="§6.4",
-              asserts=f"the marginal accuracy drop (δ = {delta:g}) stays below {below:g} up to r = 0.5 and exceeds "
-                      f"{above:g} beyond", paper={"δ": delta, "bound r ≤ 0.5": below, "bound beyond": above},
-              unit="accuracy per unit r", precision="printed", refs={("prose", "marginal_drop")},
-              compared={f"Fig. 6 {a:g} → {b_:g}": v for (a, b_), v in drops.items()},
-              tolerance="|Δ_acc| below the first bound for steps ending at r ≤ 0.5, above the second beyond",
-              why="the bounds are the paper's", command=ACCURACY_COMMAND)
+    c = stated("marginal_drop", "§6.4", f"the marginal accuracy drop (δ = {delta:g}) stays below {below:g} "
+               f"up to r = 0.5 and exceeds {above:g} beyond",
+               {"δ": delta, "bound r ≤ 0.5": below, "bound beyond": above}, "accuracy per unit r",
+               compared={f"Fig. 6 {a:g} → {b_:g}": v for (a, b_), v in drops.items()},
+               tolerance="|Δ_acc| below the first bound for steps ending at r ≤ 0.5, above the second beyond",
+               why="the bounds are the paper's", command=ACCURACY_COMMAND)
     n_ok = n_dec = 0
     for (m, t), accs in sorted(ours.items()):
-        rr = sorted(accs)
-        for a, b_ in zip(rr, rr[1:]):
-            d = (accs[b_][0] - accs[a][0]) / (b_ - a)
+        for (a, b_), d in _slopes({r: v[0] for r, v in accs.items()}).items():
             se = math.hypot(accs[a][1], accs[b_][1]) / (b_ - a)
             c.ours.append(Value(d, "accuracy per unit r", "any machine", m, ratio=b_, stderr=se,
                                 n=accs[b_][2], path=t, note=f"step {a:g} → {b_:g}"))
@@ -235,7 +224,7 @@ def tradeoff(src) -> list[Claim]:
                 n_ok += bound_ok
     c.compared["ours: steps whose side of the bound is decided"] = n_dec
     c.compared["ours: of those, on the stated side"] = n_ok
-    c.status = INCONSISTENT if bad else (judge(n_ok, n_dec) if n_dec else (UNDECIDABLE if c.ours else NOT_MEASURED))
+    c.status = INCONSISTENT if bad else judge_decided(n_ok, n_dec, len(c.ours))
     c.detail = (("the paper's own points give |Δ_acc| of " + ", ".join(
         f"{abs(v):.2f} ({a:g} → {b_:g})" for (a, b_), v in drops.items())
         + f" with steps of {rs[1] - rs[0]:g}, against the stated {below:g} / {above:g}") if bad else
@@ -246,17 +235,15 @@ def tradeoff(src) -> list[Claim]:
 
     th = paper.prose_value("practical_threshold")
     knee = max(drops, key=lambda k: abs(drops[k]))
-    c = Claim(id="practical_threshold", section="§6.4",
-              asserts="r ≈ 0.5 is the practical threshold: beyond it accuracy falls faster",
-              paper={"r": th}, unit="ratio", precision="printed", refs={("prose", "practical_threshold")},
-              compared={"paper's steepest step": f"{knee[0]:g} → {knee[1]:g}"},
-              tolerance="the steepest step of the curve ends at or starts from r = 0.5",
-              why="a threshold is where the slope changes", command=ACCURACY_COMMAND,
-              setting="ours: the trained small models on the offline corpus tasks")
+    c = stated("practical_threshold", "§6.4",
+               "r ≈ 0.5 is the practical threshold: beyond it accuracy falls faster",
+               {"r": th}, "ratio", compared={"paper's steepest step": f"{knee[0]:g} → {knee[1]:g}"},
+               tolerance="the steepest step of the curve ends at or starts from r = 0.5",
+               why="a threshold is where the slope changes", command=ACCURACY_COMMAND,
+               setting="ours: the trained small models on the offline corpus tasks")
     n_ok = n = 0
     for (m, t), accs in sorted(ours.items()):
-        rr = sorted(accs)
-        steps = {(a, b_): (accs[b_][0] - accs[a][0]) / (b_ - a) for a, b_ in zip(rr, rr[1:])}
+        steps = _slopes({r: v[0] for r, v in accs.items()})
         if not steps:
             continue
         k = min(steps, key=steps.get)

@@ -8,20 +8,34 @@ from __future__ import annotations
 
 import math
 
-from .. import experiments
-from ..profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
-from . import paper
-from .records import CONFIRMED, NOT_MEASURED, PARTLY, REFUTED
+import pandas as pd
 
-PAPER_BATCH = paper.setting("profile_batch")
+from .. import experiments
+from ..profiling.attribution import AGREEMENT_PP, AGREEMENT_REL
+from ..profiling.flops import COMPONENTS, roofline_points
+from ..profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
+from .records import NOT_MEASURED, judge
+from .table1 import PAPER_BATCH, spearman
+
 # "Uneven" activity (§5, Fig. 3): the mean over layers of std/mean of activity(l, ·) above this.
 MIN_CV = 0.05
-
-
 # On a GPU an eager call whose kernels are short is bound by the host launching them: the timers then see the
 # GPU idle between kernels ("other", time outside every component) and every component's time includes launch
 # gaps. GPU claims on component shares use only the points where "other" is at most this share of the call.
 GPU_MAX_OTHER = 0.15
+WHO = ["machine", "model", "path", "batch"]  # what tells points apart, named where the rows hold several
+
+
+def _need(rows, what: str) -> None:
+    if rows is None or rows.empty:
+        raise experiments.ExperimentError(f"no {what} rows")
+
+
+def _points(rows, among=None):
+    """(label, rows) per machine, model, path and batch; a label names only what varies `among` these rows."""
+    several = {k: (rows if among is None else among)[k].nunique() > 1 for k in WHO}
+    for key, g in rows.groupby(WHO, sort=True):
+        yield experiments.point_label(dict(zip(WHO, key)), several), g
 
 
 def host_bound(rows, results_root=None, max_other: float = GPU_MAX_OTHER) -> dict:
@@ -31,22 +45,17 @@ def host_bound(rows, results_root=None, max_other: float = GPU_MAX_OTHER) -> dic
     ("host_bound_decode"); and the time per output token of an eager decode step ("decode_eager_ms": the step
     timed whole where the rows have it, method "call", else the timers' total, which says so) against the step
     replayed as one CUDA graph ("decode_graph_ms")."""
-    if rows is None or rows.empty:
-        raise experiments.ExperimentError("no profiling rows")
+    _need(rows, "profiling")
     rows = rows.reset_index(drop=True).assign(**{k: "" for k in ("machine", "path") if k not in rows})
     rows = rows.assign(_graph=experiments.graphed(rows))
     t = rows[(rows["method"] == "timers") & ~rows["_graph"]]
-    who = ["machine", "model", "path", "batch"]
-    several = {k: t[k].nunique() > 1 for k in who}
     other = t[(t["metric"] == "share") & (t["component"] == "other")]
-    other = other.groupby(who + ["phase", "seqlen"])["value"].median().reset_index()
+    other = other.groupby(WHO + ["phase", "seqlen"])["value"].median().reset_index()
     if other.empty:
         raise experiments.ExperimentError("no timer rows with the share of 'other'")
     pre = other[(other["phase"] == "prefill") & (other["value"] > max_other)]
-    parts = []
-    for key, g in pre.groupby(who, sort=True):
-        label = experiments.point_label(dict(zip(who, key)), several)
-        parts.append(f"{label} L = {experiments.span_text([int(x) for x in g['seqlen']], 'd')}: {experiments.span_text(g['value'] * 100, '.0f')} %")
+    parts = [f"{label} L = {experiments.span_text([int(x) for x in g['seqlen']], 'd')}: "
+             f"{experiments.span_text(g['value'] * 100, '.0f')} %" for label, g in _points(pre, among=t)]
     dec = other[other["phase"] == "decode"]["value"]
     total = rows[(rows["metric"] == "time") & (rows["component"] == "total") & (rows["phase"] == "decode")]
     eager, how = total[(total["method"] == CALL_METHOD) & ~total["_graph"]]["value"], "timed whole"
@@ -62,10 +71,9 @@ def host_bound(rows, results_root=None, max_other: float = GPU_MAX_OTHER) -> dic
 def claims_on(claims_fn, rows, keys, prefix: str, what: str, results_root=None, **kwargs) -> dict:
     """`claims_fn` on `rows`, every key prefixed with `prefix`; where `rows` is empty, or the rows cannot support
     the claims, each of `keys` says why instead (`what` names the rows in that message)."""
-    why = None
     if rows is None or rows.empty:
         why = (rows.attrs.get("message") if rows is not None else None) or f"no {what}"
-    if why is None:
+    else:
         try:
             return {f"{prefix}{k}": v for k, v in claims_fn(rows, results_root=results_root, **kwargs).items()}
         except experiments.ExperimentError as e:
@@ -92,8 +100,6 @@ def _pct(x) -> str:
 def _one_batch(rows):
     """Per model, the rows of one batch size: the paper's (`PAPER_BATCH`) where it was measured, else the
     largest; and {model: that batch} when the rows hold more than one batch size (else {})."""
-    import pandas as pd
-
     if rows is None or rows.empty or "batch" not in rows or rows["batch"].nunique() <= 1:
         return rows, {}
     keep, chosen = [], {}
@@ -106,17 +112,11 @@ def _one_batch(rows):
     return pd.concat(keep), chosen
 
 
-def _label(model, batches: dict) -> str:
-    return f"{model} (B {batches[model]})" if model in batches else str(model)
-
-
 def _shares(rows, phase, max_other=None):
     """({(model, seqlen): {component: share}}, {model: batch}) of timer rows in `phase`, top-level components
     only (eager calls; a CUDA-graph step has no components), at one batch size per model (`_one_batch`, whose
     {model: batch} comes back with them). With `max_other`, only the points whose "other" share (time outside
     every component) is at most that."""
-    from ..profiling.flops import COMPONENTS
-
     rows, batches = _one_batch(rows)
     d = rows[(rows["metric"] == "share") & (rows["phase"] == phase)]
     d = d[~experiments.graphed(d)]
@@ -132,63 +132,50 @@ def _shares(rows, phase, max_other=None):
     return out, batches
 
 
-def _host_bound_note(max_other) -> str:
-    return "" if max_other is None else \
-        f"; only points where time outside every component is at most {max_other * 100:.0f} % of the call"
-
-
 def latency(rows, results_root=None, max_other=None) -> dict:
     """Beyond the paper: does the SSM's share of prefill time grow with L (from the shortest to the longest
     length measured; with `max_other`, among the points that are not host-bound, see `_shares`)? The paper
     plots it (Fig. 2) but states no trend."""
-    if rows is None or rows.empty:
-        raise experiments.ExperimentError("no latency rows")
+    _need(rows, "latency")
     Ls = sorted({int(x) for x in rows["seqlen"]})
-    gpu = experiments.is_gpu(rows)
     shares, batches = _shares(rows, "prefill", max_other)
-    trend, up, n = [], 0, 0
+    trend, up = [], 0
     for m in dict.fromkeys(k[0] for k in shares):
         ls = sorted(L for (mm, L) in shares if mm == m)
         if len(ls) < 2:
             continue
         a, b = shares[(m, ls[0])].get("ssm", math.nan), shares[(m, ls[-1])].get("ssm", math.nan)
-        trend.append(f"{_label(m, batches)} {_pct(a)} → {_pct(b)} (L {ls[0]} → {ls[-1]})")
-        n += 1
+        label = f"{m} (B {batches[m]})" if m in batches else str(m)
+        trend.append(f"{label} {_pct(a)} → {_pct(b)} (L {ls[0]} → {ls[-1]})")
         up += b > a
-    if n == 0:
+    if not trend:
         c3 = f"{NOT_MEASURED}: one sequence length only"
     else:
-        v = CONFIRMED if up == n else (PARTLY if up else REFUTED)
-        c3 = v + f" on this machine ({up} of {n} models{_host_bound_note(max_other)})" + \
-            ("" if gpu else "; on a CPU")
+        note = "" if max_other is None else \
+            f"; only points where time outside every component is at most {max_other * 100:.0f} % of the call"
+        c3 = (judge(up, len(trend)) + f" on this machine ({up} of {len(trend)} models{note})"
+              + ("" if experiments.is_gpu(rows) else "; on a CPU"))
     return {"fig2_machine": experiments.machine_label(rows, results_root), "fig2_seqlens": f"{Ls[0]}–{Ls[-1]}",
-            "fig2_ssm_trend": "; ".join(trend) if trend else "n/a",
-            "fig2_trend_verdict": c3}
-
-
-def _spearman(x, y) -> float:
-    import pandas as pd
-
-    return float(pd.Series(list(x)).rank().corr(pd.Series(list(y)).rank()))
+            "fig2_ssm_trend": "; ".join(trend) if trend else "n/a", "fig2_trend_verdict": c3}
 
 
 def activity(rows) -> dict:
     """C5: is activity uneven across states (coefficient of variation within a layer), and how much of the
     ranking is the state index (Spearman correlation of activity with s, per layer, averaged)."""
-    if rows is None or rows.empty:
-        raise experiments.ExperimentError("no activity rows")
+    _need(rows, "activity")
     cv, rho = [], []
     for m, g in rows.groupby("model", sort=False):
         cvs = [float(x["activity"].std(ddof=0) / x["activity"].mean()) for _, x in g.groupby("layer")]
-        rhos = [_spearman(x["state"], x["activity"]) for _, x in g.groupby("layer") if x["activity"].nunique() > 1]
+        rhos = [spearman(x["state"], x["activity"]) for _, x in g.groupby("layer")
+                if x["activity"].nunique() > 1]
         arch = g["arch"].iloc[0]
         cv.append(f"{m} ({arch}) {sum(cvs) / len(cvs):.2f}")
         rho.append(f"{m} {sum(rhos) / len(rhos):+.2f}" if rhos else f"{m} n/a (constant within layers)")
     uneven = [float(s.rsplit(" ", 1)[1]) > MIN_CV for s in cv]
-    v = CONFIRMED if all(uneven) else (PARTLY if any(uneven) else REFUTED)
     return {"fig3_cv": "; ".join(cv), "fig3_index_corr": "; ".join(rho),
-            "fig3_uneven_verdict": f"{v} ({sum(uneven)} of {len(uneven)} models with a mean within-layer coefficient "
-                               f"of variation above {MIN_CV})"}
+            "fig3_uneven_verdict": f"{judge(sum(uneven), len(uneven))} ({sum(uneven)} of {len(uneven)} "
+                                   "models with a mean within-layer coefficient of variation above "
+                                   f"{MIN_CV})"}
 
 
 def tradeoff(table) -> dict:
@@ -197,8 +184,7 @@ def tradeoff(table) -> dict:
     Speed is judged on the phase whose dense call is the longest (`dense_ms_<phase>`), the best resolved against
     timing noise: a small model's decode step takes a few milliseconds on a CPU, and its speed-ups there move by
     tens of percent from one run to the next. The correlations of every phase are reported."""
-    if table is None or table.empty:
-        raise experiments.ExperimentError("no trade-off rows")
+    _need(table, "trade-off")
     parts, mono = [], 0
     for m, g in table.groupby("model", sort=False):
         g = g.sort_values("ratio")
@@ -207,51 +193,45 @@ def tradeoff(table) -> dict:
         if qcol is None or not phases or len(g) < 3:
             continue
         judged = max(phases, key=lambda ph: g[f"dense_ms_{ph}"].max() if f"dense_ms_{ph}" in g else -1.0)
-        rq = _spearman(g["ratio"], g[qcol])
-        rs = {ph: _spearman(g["ratio"], g[f"speedup_{ph}"]) for ph in phases}
+        rq = spearman(g["ratio"], g[qcol])
+        rs = {ph: spearman(g["ratio"], g[f"speedup_{ph}"]) for ph in phases}
         speeds = ", ".join(f"ρ(r, speedup_{ph}) = {v:+.2f}{' (judged)' if ph == judged and len(rs) > 1 else ''}"
                            for ph, v in rs.items())
         parts.append(f"{m}: ρ(r, {qcol}) = {rq:+.2f}, {speeds}")
         mono += rq > 0.8 and rs[judged] > 0.8
     if not parts:
         return {"fig6_monotone": "n/a (fewer than 3 ratios)", "fig6_trend_verdict": NOT_MEASURED}
-    v = CONFIRMED if mono == len(parts) else (PARTLY if mono else REFUTED)
     return {"fig6_monotone": "; ".join(parts),
-            "fig6_trend_verdict": f"{v} ({mono} of {len(parts)} models with both rank correlations > 0.8; speed "
-                                f"judged on the phase with the longest dense call)"}
+            "fig6_trend_verdict": f"{judge(mono, len(parts))} ({mono} of {len(parts)} models with both rank "
+                                  "correlations > 0.8; speed judged on the phase with the longest dense "
+                                  "call)"}
 
 
 def criteria(rows) -> dict:
     """Does Δ beat random? Per model and ratio, Δ's perplexity against the mean (and range) over random seeds."""
-    if rows is None or rows.empty:
-        raise experiments.ExperimentError("no criteria rows")
+    _need(rows, "criteria")
     d = rows[(rows["task"] == "perplexity") & (rows["metric"] == "ppl") & (rows["ratio"].astype(float) > 0)]
-    parts, wins, total = [], 0, 0
-    best = []
+    parts, best, wins = [], [], 0
     for (m, r), g in d.groupby(["model", "ratio"]):
         rnd = g[g["criterion"] == "random"]["value"].astype(float)
         dl = g[g["criterion"] == "delta"]["value"].astype(float)
         if rnd.empty or dl.empty:
             continue
-        total += 1
         wins += float(dl.mean()) < float(rnd.min())
         parts.append(f"{m} r = {float(r):g}: Δ {float(dl.mean()):.1f} vs random {float(rnd.mean()):.1f} "
                      f"[{float(rnd.min()):.1f}–{float(rnd.max()):.1f}]")
         means = g.groupby("criterion")["value"].mean()
         best.append(f"{m} r = {float(r):g}: {means.idxmin()}")
-    if not total:
+    if not parts:
         return {"criteria_delta_vs_random": "n/a (need delta and random)", "criteria_best": "n/a",
                 "criteria_verdict": NOT_MEASURED}
-    v = CONFIRMED if wins == total else (PARTLY if wins else REFUTED)
     return {"criteria_delta_vs_random": "; ".join(parts), "criteria_best": "; ".join(best),
-            "criteria_verdict": f"{v}: Δ beats every random seed in {wins} of {total} (model, ratio) cases"}
+            "criteria_verdict": f"{judge(wins, len(parts))}: Δ beats every random seed in {wins} of "
+                                f"{len(parts)} (model, ratio) cases"}
 
 
 def roofline(rows) -> dict:
-    from ..profiling.flops import roofline_points
-
-    if rows is None or rows.empty:
-        raise experiments.ExperimentError("no roofline rows")
+    _need(rows, "roofline")
     pk = rows[rows["component"] == "machine"]
     flops = float(pk.loc[pk["metric"] == "peak_flops", "value"].iloc[0])
     bw = float(pk.loc[pk["metric"] == "peak_bandwidth", "value"].iloc[0])
@@ -259,16 +239,16 @@ def roofline(rows) -> dict:
     bound = "n/a"
     if not pts.empty:
         s = pts[pts["component"] == "ssm"]
-        bound = "; ".join(f"{ph}: {', '.join(sorted(set(g['bound'])))}-bound, {g['fraction_of_roof'].median() * 100:.0f} % "
-                          "of the roof (median)" for ph, g in s.groupby("phase")) or "n/a"
+        bound = "; ".join(f"{ph}: {', '.join(sorted(set(g['bound'])))}-bound, "
+                          f"{g['fraction_of_roof'].median() * 100:.0f} % of the roof (median)"
+                          for ph, g in s.groupby("phase")) or "n/a"
     return {"roofline_peaks": f"{flops / 1e9:.1f} GFLOP/s, {bw / 1e9:.1f} GB/s ({pk['method'].iloc[0]})",
             "roofline_ssm": bound}
 
 
 def decode_traffic(rows, model: str = "mamba2-130m", batch: int = 8, ratio: float = 0.5) -> dict:
     """The state's share of a decode step's bytes, and the bandwidth-bound ideal speed-up at `ratio`."""
-    if rows is None or rows.empty:
-        raise experiments.ExperimentError("no decode traffic rows")
+    _need(rows, "decode traffic")
     a = rows[rows["source"] == "analytic"]
     if model not in set(a["model"]):
         model = a["model"].iloc[0]
@@ -321,18 +301,16 @@ def gpu_decode_speedups(kernels, traffic=None, model: str = "mamba2-130m", batch
 
 
 def recall(rows) -> dict:
-    """Recall accuracy of the pruned models at `experiments.recall_probe_pairs` pairs against the dense model's; the verdict
-    needs a dense accuracy of at least twice chance there."""
-    if rows is None or rows.empty:
-        raise experiments.ExperimentError("no recall rows")
+    """Recall accuracy of the pruned models at `experiments.recall_probe_pairs` pairs against the dense
+    model's; the verdict needs a dense accuracy of at least twice chance there."""
+    _need(rows, "recall")
     n = experiments.recall_probe_pairs(rows)
     d = rows[rows["n_pairs"].astype(int) == n]
     dense = float(d[d["criterion"] == "none"]["value"].mean())
-    parts = []
-    for (r, c), g in d[d["criterion"] != "none"].groupby(["ratio", "criterion"]):
-        parts.append(f"r = {float(r):g} {c}: {float(g['value'].mean()):.2f}")
-    chance = float(rows["chance"].iloc[0])
     pruned = d[d["criterion"] != "none"]
+    parts = [f"r = {float(r):g} {c}: {float(g['value'].mean()):.2f}"
+             for (r, c), g in pruned.groupby(["ratio", "criterion"])]
+    chance = float(rows["chance"].iloc[0])
     if dense <= 2 * chance:
         verdict = f"{NOT_MEASURED}: the recall model is near chance ({dense:.2f} at {n} pairs); train it longer"
     elif pruned.empty:
@@ -384,13 +362,11 @@ def trace_gap(rows, results_root=None, max_other: float | None = None) -> dict:
     g = g[g["phase"] == "prefill"]
     if g.empty:
         raise experiments.ExperimentError("no prefill point was measured with both methods")
-    who = ["machine", "model", "path", "batch"]
-    several = {k: g[k].nunique() > 1 for k in who}
     parts = []
-    for key, h in g.groupby(who, sort=True):
+    for label, h in _points(g):
         r = h.loc[h["seqlen"].idxmax()]
-        s = (f"{experiments.point_label(dict(zip(who, key)), several)} at L = {int(r['seqlen'])}: the trace sums {r['profiler total (ms)']:.1f} of the timers' "
-             f"{r['timers total (ms)']:.1f} ms")
+        s = (f"{label} at L = {int(r['seqlen'])}: the trace sums {r['profiler total (ms)']:.1f} of the "
+             f"timers' {r['timers total (ms)']:.1f} ms")
         if r["under-counted (timers vs profiler)"]:
             s += (f"; it under-counts {r['under-counted (timers vs profiler)']}, {r['under-counted (ms)']:.1f} ms "
                   f"together against a gap of {r['gap (ms)']:.1f} ms")
@@ -403,8 +379,6 @@ def trace_gap(rows, results_root=None, max_other: float | None = None) -> dict:
 
 def method_agreement(rows, results_root=None) -> dict:
     """How many of the points measured with both attribution methods agree (`method_agreement`)."""
-    from ..profiling.attribution import AGREEMENT_PP, AGREEMENT_REL
-
     a = experiments.method_agreement(rows)
     ok = int((a["disagree"] == "").sum())
     return {"methods_agree": f"{ok} of {len(a)} points (within {AGREEMENT_PP * 100:.0f} percentage points or "

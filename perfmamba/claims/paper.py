@@ -1,5 +1,7 @@
 """The paper's own numbers, read from ``data/paper/`` (one CSV per table or figure, `prose.csv` for the
-quantitative sentences; `data/paper/README.md` cites the source and the precision of each file).
+quantitative sentences; `data/paper/README.md` cites the source and the precision of each file). The paper:
+PerfMamba: Performance Analysis and Pruning of Selective State Space Models, arXiv 2511.22849v1 (28 Nov 2025),
+CC BY 4.0.
 
 Every comparison of the claims table reads its paper value from here, never from a literal in the code.
 """
@@ -14,8 +16,6 @@ import pandas as pd
 from ..errors import PaperError
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "data" / "paper"
-CITATION = ("PerfMamba: Performance Analysis and Pruning of Selective State Space Models, arXiv 2511.22849v1 "
-            "(28 Nov 2025), CC BY 4.0")
 # file → (what it holds, how it was obtained, the key columns of one value)
 FILES = {
     "table1": ("Table 1, per-component FLOPs, memory, I/O and latency", "printed", ["seqlen", "component", "metric"]),
@@ -77,15 +77,11 @@ def number(text) -> float:
         return math.nan
 
 
-def decimals(text: str) -> int:
-    """Decimal places of a printed value ("0.0016" → 4, "12" → 0)."""
-    text = str(text).strip()
-    return len(text.split(".", 1)[1]) if "." in text else 0
-
-
 def half_unit(text: str) -> float:
-    """Half a unit of the last printed digit: how far a printed value can sit from the number it rounds."""
-    return 0.5 * 10 ** -decimals(text)
+    """Half a unit of the last printed digit ("0.06" → 0.005): how far a printed value can sit from the number
+    it rounds."""
+    text = str(text).strip()
+    return 0.5 * 10 ** -(len(text.split(".", 1)[1]) if "." in text else 0)
 
 
 def span(text: str) -> tuple[float, float]:
@@ -93,11 +89,8 @@ def span(text: str) -> tuple[float, float]:
     t = str(text).strip()
     if t.startswith("<="):
         return 0.0, float(t[2:])
-    if "-" in t[1:]:
-        lo, hi = t.split("-", 1) if not t.startswith("-") else ("-" + t[1:].split("-", 1)[0], t[1:].split("-", 1)[1])
-        return float(lo), float(hi)
-    v = float(t)
-    return v, v
+    dash = t.find("-", 1)  # a leading minus is a sign
+    return (float(t[:dash]), float(t[dash + 1:])) if dash > 0 else (float(t), float(t))
 
 
 def prose(claim_id: str, root=None) -> pd.DataFrame:
@@ -125,16 +118,9 @@ def prose_value(claim_id: str, quantity: str | None = None, *, arch: str | None 
 
 def keys(name: str, root=None) -> set[tuple]:
     """Every value of a paper file as a key (file, key columns…[, column for Table 1's two architectures])."""
-    t = table(name, root)
-    cols = FILES[name][2]
-    out = set()
-    for _, r in t.iterrows():
-        k = (name, *[r[c] for c in cols])
-        if name == "table1":
-            out |= {k + ("mamba1",), k + ("mamba2",)}
-        else:
-            out.add(k)
-    return out
+    archs = [("mamba1",), ("mamba2",)] if name == "table1" else [()]
+    return {(name, *[r[c] for c in FILES[name][2]], *a)
+            for _, r in table(name, root).iterrows() for a in archs}
 
 
 def all_keys(root=None) -> set[tuple]:

@@ -9,6 +9,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 CONFIRMED = "confirmed"          # the paper's value (or direction, where it gives no value) holds here
 PARTLY = "partly"                # holds for some of the cells, models or settings, or in direction but not size
 REFUTED = "refuted"              # the opposite, or no effect
@@ -36,11 +38,11 @@ class Value:
     n: int | None = None           # sample size behind value and stderr
     note: str = ""
 
-    def setting(self) -> str:
-        bits = [self.model, f"B = {self.batch}" if self.batch is not None else "",
-                f"L = {self.seqlen}" if self.seqlen is not None else "",
-                f"r = {self.ratio:g}" if self.ratio is not None else "", self.phase, self.dtype, self.path]
-        return ", ".join(b for b in bits if b)
+    def setting(self, fields=("model", "batch", "seqlen", "ratio", "phase", "dtype", "path")) -> str:
+        """The given fields that are set, as the book writes them ("B = 8", "L = 2048", "r = 0.5", …)."""
+        form = {"batch": "B = {}", "seqlen": "L = {}", "ratio": "r = {:g}"}
+        return ", ".join(form.get(f, "{}").format(getattr(self, f)) for f in fields
+                         if getattr(self, f) not in (None, ""))
 
 
 @dataclass
@@ -76,15 +78,26 @@ class Claim:
         return d
 
 
+def stated(tid: str, section: str, asserts: str, paper: dict, unit: str, precision="printed",
+           **fields) -> Claim:
+    """The record of one quantitative sentence of the paper (statement `tid` of `prose.csv`)."""
+    return Claim(id=tid, section=section, asserts=asserts, paper=paper, unit=unit, precision=precision,
+                 refs={("prose", tid)}, **fields)
+
+
 def judge(n_ok: int, n: int) -> str:
     """All of n → confirmed, some → partly, none → refuted; nothing to judge → not measured."""
-    if n == 0:
-        return NOT_MEASURED
-    return CONFIRMED if n_ok == n else (PARTLY if n_ok else REFUTED)
+    return grade(n_ok == n, n_ok > 0) if n else NOT_MEASURED
 
 
-def within(ours: float, paper: float, rel: float) -> bool:
-    return paper != 0 and abs(ours / paper - 1) <= rel
+def grade(ok: bool, partly: bool) -> str:
+    """Confirmed where `ok`, else partly where `partly`, else refuted."""
+    return CONFIRMED if ok else (PARTLY if partly else REFUTED)
+
+
+def judge_decided(n_ok: int, n_decided: int, n: int) -> str:
+    """`judge` over the n_decided of n results decided at their sample size; undecidable where none is."""
+    return judge(n_ok, n_decided) if n_decided else (UNDECIDABLE if n else NOT_MEASURED)
 
 
 def decided(effect: float, stderr: float, z: float = 2.0) -> bool:
@@ -101,8 +114,6 @@ def n_to_decide(effect: float, stderr: float, n: int, z: float = 2.0) -> int | N
 
 def summary(records):
     """Count of records per section (in the records' order) and status (the paper's claims only), with a total row."""
-    import pandas as pd
-
     rows = [(r.section.split(",")[0], r.status) for r in records if not r.beyond]
     df = pd.DataFrame(rows, columns=["section", "status"])
     order = list(dict.fromkeys(df["section"]))  # the order of the records, which follows the paper

@@ -10,7 +10,9 @@ import math
 
 import pandas as pd
 
+from ..io import atomic_write_text
 from .records import INCONSISTENT, NOT_MEASURED
+
 
 def _num(v) -> str:
     if isinstance(v, bool):
@@ -36,26 +38,25 @@ def ours_text(r) -> str:
         key = (v.machine, v.model, v.batch, v.phase, v.dtype, v.path)
         groups.setdefault(key, []).append(v)
     parts = []
-    for (machine, model, batch, phase, dtype, path), vs in groups.items():
-        head = ", ".join(str(x) for x in (model, f"B = {batch}" if batch is not None else "", phase, dtype, path) if x)
+    for (machine, *_), vs in groups.items():
+        head = vs[0].setting(("model", "batch", "phase", "dtype", "path"))
         items = []
         for v in vs[:8]:
             se = f" ± {v.stderr:.2g}" if v.stderr is not None and not math.isnan(v.stderr) else ""
-            tag = ", ".join(x for x in (f"L = {v.seqlen}" if v.seqlen is not None else "",
-                                        f"r = {v.ratio:g}" if v.ratio is not None else "", v.note) if x)
+            tag = v.setting(("seqlen", "ratio", "note"))
             items.append(f"{_num(v.value)}{se} {v.unit}" + (f" ({tag})" if tag else ""))
         more = f"; +{len(vs) - 8} more" if len(vs) > 8 else ""
         parts.append(f"{machine} [{head}]: " + "; ".join(items) + more)
     return " — ".join(parts)
 
 
-def sentence(r) -> str:
-    """The verdict of one record as the book says it."""
-    s = f"{r.status}: {r.detail}" if r.detail else r.status
+def sentence(r, table=False) -> str:
+    """The verdict of one record as the book says it (in a table: the status in bold)."""
+    s = (f"**{r.status}**" if table else r.status) + (f": {r.detail}" if r.detail else "")
     if r.setting:
         s += f" (setting: {r.setting})"
-    if r.status == "not measured here" and r.command:
-        s += f" — measure with `{r.command}`"
+    if r.status == NOT_MEASURED and r.command:
+        s += ("; " if table else " — ") + f"measure with `{r.command}`"
     return s
 
 
@@ -67,17 +68,13 @@ def records_markdown(records, section=None) -> str:
     for r in records:
         if section is not None and not r.section.startswith(section):
             continue
-        verdict = f"**{r.status}**" + (f": {r.detail}" if r.detail else "")
-        if r.setting:
-            verdict += f" (setting: {r.setting})"
-        if r.status == NOT_MEASURED and r.command:
-            verdict += f"; measure with `{r.command}`"
         tol = r.tolerance or "—"
         if r.why and r.why not in said:
             tol += f" ({r.why})"
             said.add(r.why)
         rows.append({"claim": f"{r.asserts} ({r.section}; `{r.id}`)", "the paper": paper_text(r),
-                     "ours (machine; setting)": ours_text(r), "verdict": verdict, "tolerance": tol})
+                     "ours (machine; setting)": ours_text(r), "verdict": sentence(r, table=True),
+                     "tolerance": tol})
     return markdown(pd.DataFrame(rows, columns=["claim", "the paper", "ours (machine; setting)", "verdict",
                                                 "tolerance"]))
 
@@ -100,7 +97,5 @@ def inconsistencies(records) -> pd.DataFrame:
 
 def to_json(records, path) -> None:
     """All records, machine-readable (written atomically)."""
-    from ..io import atomic_write_text
-
     atomic_write_text(path, json.dumps([r.to_dict() for r in records], indent=1, ensure_ascii=False,
                                        default=str) + "\n")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .. import experiments
 from . import paper
-from .records import CONFIRMED, INCONSISTENT, NOT_MEASURED, PARTLY, REFUTED, Claim, Value, judge
+from .records import CONFIRMED, INCONSISTENT, NOT_MEASURED, REFUTED, Claim, Value, grade, judge, stated
 
 MODEL = "mamba2-130m"
 SPEEDUP_TOL = 0.03
@@ -35,6 +35,9 @@ RELATIVE_TOL_PP = 2.0
 CONTROL_TOL = 0.05
 TABLE2_COMMAND = ("papermill notebooks/table2_efficiency.ipynb out.ipynb -f notebooks/params/table2_efficiency.yaml "
                   "(on a CUDA machine)")
+COLUMNS = ["phase", "batch", "seqlen", "ratio", "dense_ms", "pruned_ms", "timing", "machine", "control",
+           "speedup"]
+
 
 def _r(x) -> float:
     return round(float(x), 6)
@@ -71,7 +74,7 @@ def whole_call_speedups(src) -> pd.DataFrame:
                       & (s["seqlen"] == r["seqlen"])]["time_ms"]
             point = (r["phase"], int(r["batch"]), int(r["seqlen"]))
             if len(dense):
-                out.append(dict(phase=r["phase"], batch=int(r["batch"]), seqlen=int(r["seqlen"]), ratio=_r(r["ratio"]),
+                out.append(dict(phase=point[0], batch=point[1], seqlen=point[2], ratio=_r(r["ratio"]),
                                 dense_ms=float(dense.iloc[0]), pruned_ms=float(r["time_ms"]), timing=r["timing"],
                                 machine=src.machine(e), control=noisy.get(point, "")))
     df = pd.DataFrame(out)
@@ -96,8 +99,17 @@ def uncontrolled(rows) -> dict:
     return out
 
 
-def _controlled(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["control"] == ""] if not df.empty and "control" in df else df
+def _speedups(src) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`whole_call_speedups` (with its columns where there are no rows), and those the control keeps."""
+    every = whole_call_speedups(src)
+    every = every if not every.empty else pd.DataFrame(columns=COLUMNS)
+    return every, every[every["control"] == ""]
+
+
+def _timed(x, value: float, unit="x", note="") -> Value:
+    """One number of ours from a row of `whole_call_speedups`."""
+    return Value(value, unit, x["machine"], MODEL, x["batch"], x["seqlen"], x["ratio"], x["phase"],
+                 "bfloat16", "triton", note=note or x["timing"])
 
 
 @functools.lru_cache(maxsize=None)
@@ -111,12 +123,15 @@ def analytic_memory_reduction(ratio: float, batch: int = 8) -> float:
     return 1 - _weights_and_state(_r(ratio), batch) / _weights_and_state(0.0, batch)
 
 
+def _memory_value(ratio: float) -> Value:
+    return Value(100 * analytic_memory_reduction(ratio), "%", "analytic", MODEL, 8, None, ratio,
+                 dtype="bfloat16 weights, float32 state", path="weights + recurrent state")
+
+
 def _peaks(src, L: int) -> pd.DataFrame:
     """Reduction of a call's peak allocation (pruned vs dense, removed mode) in the GPU rows at length L."""
     e = src.gpu_efficiency
-    if e is None or e.empty:
-        return pd.DataFrame()
-    s = experiments.efficiency_summary(e)
+    s = experiments.efficiency_summary(e) if e is not None and not e.empty else pd.DataFrame()
     if "peak_reduction" not in s:
         return pd.DataFrame()
     s = s[(s["model"] == MODEL) & (s["seqlen"].astype(int) == L) & (s["ratio"].astype(float) > 0)]
@@ -130,8 +145,7 @@ def table2(src) -> list[Claim]:
     """Table 2 row by row (one length, five ratios): speed-up against our whole-call timings where measured,
     memory reduction against the analytic weights + state reading at every cell."""
     t = paper.table("table2")
-    every = whole_call_speedups(src)
-    sp = _controlled(every)
+    every, sp = _speedups(src)
     out = []
     for L, g in t.groupby("seqlen", sort=False):
         L = int(L)
@@ -142,23 +156,18 @@ def table2(src) -> list[Claim]:
                   paper={f"r = {r:g}": v for r, v in p_sp.items()}, unit="x", precision="printed",
                   refs={("table2", str(L), r) for r in g["ratio"]},
                   tolerance=f"|ours − paper| ≤ {SPEEDUP_TOL}×", why=SPEEDUP_WHY, command=TABLE2_COMMAND)
-        here = sp[sp["seqlen"] == L] if not sp.empty else sp
-        n_ok = n = 0
-        for _, r in here.iterrows() if not here.empty else []:
-            if r["ratio"] not in p_sp:
-                continue
-            n += 1
-            ok = abs(r["speedup"] - p_sp[r["ratio"]]) <= SPEEDUP_TOL
-            n_ok += ok
-            c.ours.append(Value(r["speedup"], "x", r["machine"], MODEL, r["batch"], L, r["ratio"], r["phase"],
-                                "bfloat16", "triton", note=r["timing"]))
+        here = sp[sp["seqlen"] == L]
+        n_ok = 0
+        for _, r in here[here["ratio"].isin(list(p_sp))].iterrows():
+            n_ok += abs(r["speedup"] - p_sp[r["ratio"]]) <= SPEEDUP_TOL
+            c.ours.append(_timed(r, r["speedup"]))
             c.compared[f"{r['phase']} B = {r['batch']} r = {r['ratio']:g}"] = r["speedup"] - p_sp[r["ratio"]]
-        skipped = every[(every["seqlen"] == L) & (every["control"] != "")] if not every.empty else every
-        for _, r in skipped.iterrows():
+        for _, r in every[(every["seqlen"] == L) & (every["control"] != "")].iterrows():
             c.compared[f"not used: {r['phase']} B = {r['batch']} r = {r['ratio']:g}"] = r["control"]
+        n = len(c.ours)
         c.status = judge(n_ok, n)
         c.detail = (f"{n_ok} of {n} measured cells within {SPEEDUP_TOL}×; not measured: r = "
-                    + ", ".join(f"{r:g}" for r in p_sp if here.empty or r not in set(here["ratio"]))
+                    + ", ".join(f"{r:g}" for r in p_sp if r not in set(here["ratio"]))
                     if n else "no whole-call timing at this length")
         out.append(c)
 
@@ -167,21 +176,18 @@ def table2(src) -> list[Claim]:
                   paper={f"r = {r:g}": v for r, v in p_mem.items()}, unit="%", precision="printed",
                   refs=set(c.refs), tolerance=f"|ours − paper| ≤ {MEMORY_TOL_PP} percentage points",
                   why=MEMORY_WHY)
-        n_ok = 0
-        for r, pv in p_mem.items():
-            ours = 100 * analytic_memory_reduction(r)
-            m.ours.append(Value(ours, "%", "analytic", MODEL, 8, None, r, dtype="bfloat16 weights, float32 state",
-                                path="weights + recurrent state"))
-            m.compared[f"r = {r:g}"] = ours - pv
-            n_ok += abs(ours - pv) <= MEMORY_TOL_PP
+        m.ours = [_memory_value(r) for r in p_mem]
+        m.compared = {f"r = {r:g}": v.value - pv for v, (r, pv) in zip(m.ours, p_mem.items())}
+        n_ok = sum(abs(d) <= MEMORY_TOL_PP for d in m.compared.values())
         for _, x in _peaks(src, L).iterrows():
             m.ours.append(Value(100 * x["peak_reduction"], "%", x["machine"], MODEL, int(x["batch"]), L,
                                 _r(x["ratio"]), x["phase"], "bfloat16", "triton", note="peak allocation of the call"))
             m.compared[f"peak of the call, {x['phase']} r = {x['ratio']:g} (%)"] = 100 * x["peak_reduction"]
         m.status = judge(n_ok, len(p_mem))
         m.detail = (f"{n_ok} of {len(p_mem)} within {MEMORY_TOL_PP} pp; weights + state falls by "
-                    + ", ".join(f"{v.value:.1f} %" for v in m.ours if v.machine == "analytic") + " at r = 0.1 … 0.9 (independent of L), the "
-                    f"paper's by {', '.join(f'{v:g} %' for v in p_mem.values())}")
+                    + ", ".join(f"{v.value:.1f} %" for v in m.ours if v.machine == "analytic")
+                    + " at r = 0.1 … 0.9 (independent of L), the paper's by "
+                    + ", ".join(f"{v:g} %" for v in p_mem.values()))
         out.append(m)
     return out
 
@@ -191,12 +197,12 @@ def fig5(src) -> list[Claim]:
     L), against our whole-call prefill timings; each also checked against Table 2 (5a) or 5a (5b)."""
     a = paper.table("fig5a_read")
     t2 = paper.table("table2")
-    sp = _controlled(whole_call_speedups(src))
-    pre = sp[(sp["phase"] == "prefill") & (sp["batch"] == 8)] if not sp.empty else sp
-    out = []
+    sp = _speedups(src)[1]
+    pre = sp[(sp["phase"] == "prefill") & (sp["batch"] == 8)]
+    out, lats = [], {}
     for L, g in a.groupby("seqlen", sort=False):
         L = int(L)
-        lat = {_r(r): paper.number(v) for r, v in zip(g["ratio"], g["latency_ms_approx"])}
+        lat = lats[L] = {_r(r): paper.number(v) for r, v in zip(g["ratio"], g["latency_ms_approx"])}
         rel = {r: 100 * (1 - v / lat[0.0]) for r, v in lat.items() if r > 0}
         tab = t2[t2["seqlen"] == str(L)]
         t_sp = {_r(r): paper.number(v) for r, v in zip(tab["ratio"], tab["speedup"])}
@@ -210,17 +216,15 @@ def fig5(src) -> list[Claim]:
                   tolerance=f"relative reduction within {RELATIVE_TOL_PP} percentage points",
                   why="absolute latency depends on the GPU (an A100 there, an H200 here); the relative reduction "
                       "does not as much", command=TABLE2_COMMAND)
-        here = pre[pre["seqlen"] == L] if not pre.empty else pre
-        n_ok = n = 0
-        for _, r in here.iterrows() if not here.empty else []:
-            if r["ratio"] in rel:
-                ours = 100 * (1 - r["pruned_ms"] / r["dense_ms"])
-                n += 1
-                n_ok += abs(ours - rel[r["ratio"]]) <= RELATIVE_TOL_PP
-                c.ours.append(Value(r["pruned_ms"], "ms", r["machine"], MODEL, 8, L, r["ratio"], "prefill",
-                                    "bfloat16", "triton", note=f"dense {r['dense_ms']:.1f} ms, {ours:.1f} % less; "
-                                                               f"{r['timing']}"))
-                c.compared[f"reduction r = {r['ratio']:g} (pp, ours − paper)"] = ours - rel[r["ratio"]]
+        here = pre[pre["seqlen"] == L]
+        n_ok = 0
+        for _, r in here[here["ratio"].isin(list(rel))].iterrows():
+            ours = 100 * (1 - r["pruned_ms"] / r["dense_ms"])
+            n_ok += abs(ours - rel[r["ratio"]]) <= RELATIVE_TOL_PP
+            c.ours.append(_timed(r, r["pruned_ms"], "ms", f"dense {r['dense_ms']:.1f} ms, {ours:.1f} % less; "
+                                                          f"{r['timing']}"))
+            c.compared[f"reduction r = {r['ratio']:g} (pp, ours − paper)"] = ours - rel[r["ratio"]]
+        n = len(c.ours)
         c.compared["cells off Table 2"] = len(off)
         if off:
             c.status = INCONSISTENT
@@ -235,12 +239,8 @@ def fig5(src) -> list[Claim]:
     b = paper.table("fig5b_read")
     for r, g in b.groupby("ratio", sort=False):
         red = {int(L): paper.number(v) for L, v in zip(g["seqlen"], g["latency_reduction_ms_approx"])}
-        diffs = {}
-        for L, v in red.items():
-            aa = a[a["seqlen"] == str(L)]
-            lat = {_r(x): paper.number(y) for x, y in zip(aa["ratio"], aa["latency_ms_approx"])}
-            if 0.0 in lat and _r(r) in lat:
-                diffs[L] = (lat[0.0] - lat[_r(r)], v)
+        diffs = {L: (lats[L][0.0] - lats[L][_r(r)], v) for L, v in red.items()
+                 if {0.0, _r(r)} <= set(lats.get(L, {}))}
         off = {L: x for L, x in diffs.items() if abs(x[0] - x[1]) > 4 + 0.1 * x[1]}
         c = Claim(id=f"fig5b_r{r}", section="Fig. 5b",
                   asserts=f"the latency saved by pruning at r = {r} grows with L",
@@ -249,10 +249,8 @@ def fig5(src) -> list[Claim]:
                   tolerance="our saving grows with L over the lengths measured",
                   why="the figure's message is the growth; absolute milliseconds depend on the GPU",
                   command=TABLE2_COMMAND)
-        here = pre[pre["ratio"] == _r(r)].sort_values("seqlen") if not pre.empty else pre
-        for _, x in here.iterrows() if not here.empty else []:
-            c.ours.append(Value(x["dense_ms"] - x["pruned_ms"], "ms", x["machine"], MODEL, 8, int(x["seqlen"]),
-                                _r(r), "prefill", "bfloat16", "triton", note=x["timing"]))
+        for _, x in pre[pre["ratio"] == _r(r)].sort_values("seqlen").iterrows():
+            c.ours.append(_timed(x, x["dense_ms"] - x["pruned_ms"], "ms"))
         c.compared["cells off Fig. 5a (differences of its read values)"] = len(off)
         if off:
             c.status = INCONSISTENT
@@ -275,31 +273,25 @@ def speed_prose(src) -> list[Claim]:
     out = []
     a = paper.table("fig5a_read")
     fig = {(int(L), _r(r)): paper.number(v) for L, r, v in zip(a["seqlen"], a["ratio"], a["latency_ms_approx"])}
-    rows = paper.prose("latency_text")
-    pairs, off = {}, {}
-    for _, r in rows.iterrows():
-        if r["unit"] != "ms":
-            continue
-        key = (int(r["seqlen"]), _r(r["ratio"]))
-        v = paper.number(r["value"])
-        pairs[key] = (v, fig.get(key, math.nan))
-        if key in fig and abs(v - fig[key]) > max(2.0, 0.1 * fig[key]):
-            off[key] = pairs[key]
-    c = Claim(id="latency_text", section="§6.3", asserts="the text's dense and pruned latencies (ms) per length",
-              paper={f"L = {L}, r = {r:g}": v for (L, r), (v, _) in pairs.items()}, unit="ms", precision="printed",
-              refs={("prose", "latency_text")}, tolerance="the text agrees with Fig. 5a within 10 % (or 2 ms)",
-              why="the text and the figure report the same runs", command=TABLE2_COMMAND)
-    c.compared = {f"Fig. 5a L = {L}, r = {r:g}": f for (L, r), (_, f) in pairs.items()}
-    c.status = INCONSISTENT if off else CONFIRMED
-    c.detail = ("text against Fig. 5a: " + ", ".join(f"L = {L} r = {r:g}: {v:g} vs {f:g} ms"
-                                                     for (L, r), (v, f) in off.items())
-                + f"; agree: {len(pairs) - len(off)} of {len(pairs)}")
-    out.append(c)
+    rows = paper.prose("latency_text").query("unit == 'ms'")
+    text = {(int(L), _r(r)): paper.number(v) for L, r, v in zip(rows["seqlen"], rows["ratio"], rows["value"])}
+    pairs = {k: (v, fig.get(k, math.nan)) for k, v in text.items()}  # (text, Fig. 5a)
+    off = {k: (v, f) for k, (v, f) in pairs.items() if k in fig and abs(v - f) > max(2.0, 0.1 * f)}
+    out.append(stated(
+        "latency_text", "§6.3", "the text's dense and pruned latencies (ms) per length",
+        {f"L = {L}, r = {r:g}": v for (L, r), (v, _) in pairs.items()}, "ms",
+        tolerance="the text agrees with Fig. 5a within 10 % (or 2 ms)",
+        why="the text and the figure report the same runs", command=TABLE2_COMMAND,
+        compared={f"Fig. 5a L = {L}, r = {r:g}": f for (L, r), (_, f) in pairs.items()},
+        status=INCONSISTENT if off else CONFIRMED,
+        detail="text against Fig. 5a: " + ", ".join(f"L = {L} r = {r:g}: {v:g} vs {f:g} ms"
+                                                    for (L, r), (v, f) in off.items())
+               + f"; agree: {len(pairs) - len(off)} of {len(pairs)}"))
 
     t2 = paper.table("table2")
     tab = {(int(L), _r(r)): (paper.number(s), paper.number(m)) for L, r, s, m in
            zip(t2["seqlen"], t2["ratio"], t2["speedup"], t2["memory_reduction_pct"])}
-    sp = _controlled(whole_call_speedups(src))
+    sp = _speedups(src)[1]
     for tid, Ls in (("speedup_text_mid", (512, 2048)), ("speedup_text_long", (4096, 8192, 16384))):
         rows = paper.prose(tid)
         vals = {q: paper.number(v) for q, v in zip(rows["quantity"], rows["value"])}
@@ -310,18 +302,14 @@ def speed_prose(src) -> list[Claim]:
         consistent = (math.isclose(max(sps), max(t_sp)) and math.isclose(max(mems), max(t_mem))
                       and (len(sps) == 1 or math.isclose(min(sps), min(t_sp)))
                       and (len(mems) == 1 or math.isclose(min(mems), min(t_mem))))
-        c = Claim(id=tid, section="§6.3",
-                  asserts=f"at L = {Ls[0]}–{Ls[-1]} the largest pruning gives {min(sps):g}–{max(sps):g}× and "
-                          f"{min(mems):g}–{max(mems):g} % less memory",
-                  paper=vals, unit="x / %", precision="printed", refs={("prose", tid)},
-                  tolerance=f"|ours − paper| ≤ {SPEEDUP_TOL}× at r = 0.9 at these lengths", why=SPEEDUP_WHY,
-                  compared={"Table 2 speed-up at r = 0.9": f"{min(t_sp):g}–{max(t_sp):g}",
-                            "Table 2 memory at r = 0.9": f"{min(t_mem):g}–{max(t_mem):g}",
-                            "text agrees with Table 2": consistent}, command=TABLE2_COMMAND)
-        here = sp[(sp["ratio"] == 0.9) & sp["seqlen"].isin(Ls)] if not sp.empty else sp
-        for _, x in here.iterrows() if not here.empty else []:
-            c.ours.append(Value(x["speedup"], "x", x["machine"], MODEL, x["batch"], x["seqlen"], 0.9, x["phase"],
-                                "bfloat16", "triton", note=x["timing"]))
+        c = stated(tid, "§6.3", f"at L = {Ls[0]}–{Ls[-1]} the largest pruning gives "
+                   f"{min(sps):g}–{max(sps):g}× and {min(mems):g}–{max(mems):g} % less memory", vals, "x / %",
+                   tolerance=f"|ours − paper| ≤ {SPEEDUP_TOL}× at r = 0.9 at these lengths", why=SPEEDUP_WHY,
+                   compared={"Table 2 speed-up at r = 0.9": f"{min(t_sp):g}–{max(t_sp):g}",
+                             "Table 2 memory at r = 0.9": f"{min(t_mem):g}–{max(t_mem):g}",
+                             "text agrees with Table 2": consistent}, command=TABLE2_COMMAND,
+                   ours=[_timed(x, x["speedup"]) for _, x in sp[(sp["ratio"] == 0.9) & sp["seqlen"].isin(Ls)]
+                         .iterrows()])
         if not consistent:
             c.status = INCONSISTENT
         else:
@@ -336,32 +324,25 @@ def speed_prose(src) -> list[Claim]:
     hs = paper.prose_value("headline", "speed-up")
     hm = paper.prose_value("headline", "memory")
     at = [k for k, v in tab.items() if math.isclose(v[0], hs)], [k for k, v in tab.items() if math.isclose(v[1], hm)]
-    c = Claim(id="headline", section="abstract",
-              asserts="pruning SSM states gives up to 1.14× speed-up and 11.50 % less memory",
-              paper={"speed-up (x)": hs, "memory reduction (%)": hm,
-                     "Table 2 cells of the maxima": "; ".join(f"L = {L} r = {r:g}" for L, r in at[0] + at[1])},
-              unit="x / %", precision="printed", refs={("prose", "headline")},
-              tolerance=f"speed-up within {SPEEDUP_TOL}× and memory within {MEMORY_TOL_PP} pp at r = 0.9",
-              why=SPEEDUP_WHY, command=TABLE2_COMMAND)
-    nine = sp[sp["ratio"] == 0.9] if not sp.empty else sp
-    for _, x in nine.iterrows() if not nine.empty else []:
-        c.ours.append(Value(x["speedup"], "x", x["machine"], MODEL, x["batch"], x["seqlen"], 0.9, x["phase"],
-                            "bfloat16", "triton", note=x["timing"]))
+    speed = [_timed(x, x["speedup"]) for _, x in sp[sp["ratio"] == 0.9].iterrows()]
     mem9 = 100 * analytic_memory_reduction(0.9)
-    c.ours.append(Value(mem9, "%", "analytic", MODEL, 8, None, 0.9, dtype="bfloat16 weights, float32 state",
-                        path="weights + recurrent state"))
-    safe = sp[sp["ratio"] <= 0.3] if not sp.empty else sp
+    c = stated("headline", "abstract",
+               "pruning SSM states gives up to 1.14× speed-up and 11.50 % less memory",
+               {"speed-up (x)": hs, "memory reduction (%)": hm,
+                "Table 2 cells of the maxima": "; ".join(f"L = {L} r = {r:g}" for L, r in at[0] + at[1])},
+               "x / %",
+               tolerance=f"speed-up within {SPEEDUP_TOL}× and memory within {MEMORY_TOL_PP} pp at r = 0.9",
+               why=SPEEDUP_WHY, command=TABLE2_COMMAND, ours=[*speed, _memory_value(0.9)])
+    safe = sp[sp["ratio"] <= 0.3]
     c.compared = {"ours memory at r = 0.9 (%)": mem9,
                   "safe zone r ≤ 0.3, ours": "; ".join(f"r = {x['ratio']:g} {x['phase']} B = {x['batch']}: "
                                                        f"{x['speedup']:.2f}×" for _, x in safe.iterrows()) or "none",
                   "safe zone r ≤ 0.3, paper's Table 2": f"{min(v[0] for k, v in tab.items() if k[1] <= 0.3):g}–"
                                                         f"{max(v[0] for k, v in tab.items() if k[1] <= 0.3):g}×"}
-    speed = [v for v in c.ours if v.unit == "x"]
     ok_mem = abs(mem9 - hm) <= MEMORY_TOL_PP
     if speed:
         best = max(speed, key=lambda v: v.value)
-        ok_sp = abs(best.value - hs) <= SPEEDUP_TOL
-        c.status = CONFIRMED if ok_sp and ok_mem else (PARTLY if best.value > 1 or ok_mem else REFUTED)
+        c.status = grade(abs(best.value - hs) <= SPEEDUP_TOL and ok_mem, best.value > 1 or ok_mem)
         c.detail = (f"r = 0.9: {best.value:.2f}× ({best.setting()}, {best.note}) against {hs}×; weights + state "
                     f"−{mem9:.1f} % against {hm} %")
     else:

@@ -15,24 +15,24 @@ batch 1) is shown beside, marked as a different setting.
 from __future__ import annotations
 
 import math
+from itertools import product
 
 import pandas as pd
 
 from ..config import preset
 from ..profiling.flops import FLOPS
 from . import paper
-from .records import CONFIRMED, INCONSISTENT, PARTLY, REFUTED, Claim, Value
+from .records import CONFIRMED, INCONSISTENT, PARTLY, REFUTED, Claim, Value, grade
 
 MODELS = {"mamba1": "mamba-130m", "mamba2": "mamba2-130m"}
 ARCH_NAME = {"mamba1": "Mamba-1", "mamba2": "Mamba-2"}
-FIVE = ("RMSNorm", "Gated MLP", "Conv. Transform", "State Space", "Final Linear")
-_OURS = {"RMSNorm": ("rmsnorm",), "Gated MLP": ("in_proj",), "Conv. Transform": ("conv1d",),
-         "State Space": ("ssm",), "Final Linear": ("out_proj",)}
+FIVE = tuple(paper.TABLE1_COMPONENTS)
+_OURS = {comp: (ours,) for comp, ours in paper.TABLE1_COMPONENTS.items()}
 COMPONENT_MAPS = {
     "gated norm under RMSNorm": {**_OURS, "RMSNorm": ("rmsnorm", "gated_norm")},
     "gated norm under SSM": {**_OURS, "State Space": ("ssm", "gated_norm")},
 }
-PRIMARY_MAP = "gated norm under RMSNorm"
+PRIMARY_MAP, ALT_MAP = COMPONENT_MAPS  # records are judged under the first; the second is shown beside
 PAPER_BATCH = paper.setting("profile_batch")
 PAPER_SEQLENS = paper.setting("table1_seqlens")
 
@@ -51,17 +51,14 @@ A100_GB = paper.setting("gpu_memory")
 # ------------------------------------------------------------------------------------------------------
 # helpers
 
-def _t1() -> pd.DataFrame:
-    return paper.table("table1")
-
-
 def _paper_cells(metric: str, arch: str, L: int) -> dict[str, str]:
-    t = _t1()
+    t = paper.table("table1")
     t = t[(t["metric"] == metric) & (t["seqlen"] == str(L))]
     return dict(zip(t["component"], t[arch]))
 
 
-def _spearman(a, b) -> float:
+def spearman(a, b) -> float:
+    """Rank correlation; NaN where either side is constant."""
     ra, rb = pd.Series(list(a)).rank(), pd.Series(list(b)).rank()
     return float(ra.corr(rb)) if ra.nunique() > 1 and rb.nunique() > 1 else math.nan
 
@@ -89,6 +86,8 @@ _MEDIANS: dict = {}
 
 def _medians(rows, arch, phase, batch, method, metric) -> dict:
     """{seqlen: {component: median value}} of one selection of rows (memoised per frame)."""
+    if rows is None or rows.empty:
+        return {}
     key = (id(rows), len(rows), arch, phase, batch, method, metric)
     if key not in _MEDIANS:
         d = _rows(rows, arch, phase=phase, batch=batch, method=method, metric=metric)
@@ -113,24 +112,54 @@ def component_values(rows, arch: str, L: int, metric: str, method: str, *, mappi
     return out
 
 
-def _shares(values: dict) -> dict:
+# Table 1's measured metrics: (scale to the paper's unit, [(our metric, method, what the reading is)], the
+# primary reading first; the others are shown beside it)
+MEASURED = {
+    "memory": (1e-9, [("sum_of_allocations", "profiler",
+                       "sum of the allocations of each component's trace (GB)"),
+                      ("activation_peak", "timers", "activation peak of each component (GB)")]),
+    "io": (1e-9, [("achieved_bandwidth", "timers", "analytic bytes over the timed component time (GB/s)")]),
+    "latency": (1.0, [("time", "timers", "component time by CUDA-event timers around each module (ms)"),
+                      ("time", "profiler", "kernel time from the torch.profiler trace (ms)")]),
+}
+
+
+def measured(rows, metric: str, arch: str, L: int, *, mapping=PRIMARY_MAP, batch=PAPER_BATCH) -> dict:
+    """`component_values` of one of Table 1's measured metrics by its primary reading (our unit)."""
+    our_metric, method, _ = MEASURED[metric][1][0]
+    return component_values(rows, arch, L, our_metric, method, mapping=mapping, batch=batch)
+
+
+def analytic_flops(arch: str, comp: str, L: int) -> float:
+    """Our FLOPs of one of the paper's components (130M shape, batch 8, prefill)."""
+    cfg = preset(MODELS[arch])
+    return sum(FLOPS[c](cfg, PAPER_BATCH, L, "prefill") for c in _OURS[comp])
+
+
+def gpu_value(src, value: float, unit: str, model: str, L, note: str, path="triton", phase="prefill"):
+    """One number of ours from the committed GPU profile (batch 8, bfloat16)."""
+    return Value(value, unit, src.machine(src.gpu_profile), model, PAPER_BATCH, L, phase=phase,
+                 dtype="bfloat16", path=path, note=note)
+
+
+def flops_value(value: float, unit: str, model: str, L, note="") -> Value:
+    return Value(value, unit, "analytic", model, PAPER_BATCH, L, phase="prefill",
+                 path="perfmamba.profiling.flops", note=note)
+
+
+def shares(values: dict) -> dict:
     tot = sum(values.values())
     return {k: v / tot for k, v in values.items()} if tot else {}
 
 
-def _top(values: dict) -> str:
+def top(values: dict) -> str:
     return max(values, key=values.get) if values else ""
 
 
-def _rank_verdict(p: dict, o: dict) -> tuple[str, float, bool]:
-    rho = _spearman([p[c] for c in FIVE], [o[c] for c in FIVE])
-    same_top = _top(p) == _top(o)
-    ok = same_top and rho >= RANK_MIN
-    return (CONFIRMED if ok else (PARTLY if same_top or rho >= RANK_MIN else REFUTED)), rho, same_top
-
-
-def _machine(src, rows) -> str:
-    return src.machine(rows) if rows is not None and not rows.empty else ""
+def _rank_verdict(p: dict, o: dict) -> tuple[str, float]:
+    rho = spearman([p[c] for c in FIVE], [o[c] for c in FIVE])
+    same_top = top(p) == top(o)
+    return grade(same_top and rho >= RANK_MIN, same_top or rho >= RANK_MIN), rho
 
 
 GPU_COMMAND = "bash benchmarks/gpu_book.sh (on a CUDA machine; writes data/results/<gpu>/profile.csv)"
@@ -145,15 +174,15 @@ def _flops_readings(arch: str, comp: str) -> dict[str, dict[int, float]]:
     layer with multiply-adds counted once. Mamba-2's SSM also in its recurrent form (the per-token decode count
     applied to every token), the form whose count is linear in L."""
     cfg = preset(MODELS[arch])
-    ours = {L: sum(FLOPS[c](cfg, PAPER_BATCH, L, "prefill") for c in _OURS[comp]) / 1e9 for L in PAPER_SEQLENS}
+    ours = {L: analytic_flops(arch, comp, L) / 1e9 for L in PAPER_SEQLENS}
     n = cfg.n_layer
     out = {"ours": ours,
            "multiply-adds counted once": {L: v / 2 for L, v in ours.items()},
            "one layer": {L: v / n for L, v in ours.items()},
            "one layer, multiply-adds counted once": {L: v / (2 * n) for L, v in ours.items()}}
     if arch == "mamba2" and comp == "State Space":
-        rec = {L: FLOPS["ssm"](cfg, PAPER_BATCH * L, 1, "decode") / 1e9 for L in PAPER_SEQLENS}
-        out["recurrent form"] = rec
+        out["recurrent form"] = {L: FLOPS["ssm"](cfg, PAPER_BATCH * L, 1, "decode") / 1e9
+                                 for L in PAPER_SEQLENS}
     return out
 
 
@@ -174,81 +203,53 @@ def table1_flops(src=None) -> list[Claim]:
     reproduces all three cells (named), or one scale factor does (the ratio is constant in L); refuted: the
     printed values do not scale with L the way any count of this computation does."""
     out = []
-    for arch in ("mamba1", "mamba2"):
-        for comp in FIVE:
-            cells = {L: _paper_cells("flops", arch, L)[comp] for L in PAPER_SEQLENS}
-            p = {L: paper.number(v) for L, v in cells.items()}
-            tol = {L: max(FLOPS_REL, paper.half_unit(cells[L]) / p[L]) for L in PAPER_SEQLENS}
-            readings = _flops_readings(arch, comp)
-            matches = [name for name, r in readings.items() if all(abs(r[L] / p[L] - 1) <= tol[L]
-                                                                   for L in PAPER_SEQLENS)]
-            ours = readings["ours"]
-            ratio = {L: p[L] / ours[L] for L in PAPER_SEQLENS}
-            unit, size = _unit(arch, comp)
-            per = {L: p[L] * 1e9 / (PAPER_BATCH * L * size) for L in PAPER_SEQLENS}
-            ours_per = ours[max(PAPER_SEQLENS)] * 1e9 / (PAPER_BATCH * max(PAPER_SEQLENS) * size)
-            scaled = {}  # readings whose paper/reading ratio is one constant over L (within the printed precision)
-            for name, r in readings.items():
-                q = [p[L] / r[L] for L in PAPER_SEQLENS]
-                if max(q) / min(q) - 1 <= 2 * max(tol.values()):
-                    scaled[name] = sum(q) / len(q)
-            if "ours" in matches:
-                status, reading = CONFIRMED, "ours"
-            elif matches:
-                status, reading = PARTLY, matches[0]
-            elif scaled:
-                name = next(iter(scaled))
-                status, reading = PARTLY, f"{name} × {scaled[name]:.3g} (no named convention)"
-            else:
-                status, reading = REFUTED, "none: the paper's count scales with L unlike any of ours"
-            out.append(Claim(
-                id=f"table1_flops_{arch}_{paper.TABLE1_COMPONENTS[comp]}", section="Table 1, FLOPs",
-                asserts=f"FLOPs of {ARCH_NAME[arch]}'s {comp} at L = 64, 512, 2048",
-                paper={f"L = {L}": p[L] for L in PAPER_SEQLENS}, unit="GFLOP", precision="printed",
-                refs={("table1", str(L), comp, "flops", arch) for L in PAPER_SEQLENS},
-                ours=[Value(ours[L], "GFLOP", "analytic", MODELS[arch], PAPER_BATCH, L, phase="prefill",
-                            path="perfmamba.profiling.flops") for L in PAPER_SEQLENS],
-                compared={**{f"paper/ours L = {L}": ratio[L] for L in PAPER_SEQLENS}, "reading": reading,
-                          "readings that match": "; ".join(matches) or "none",
-                          **{f"paper FLOPs per {unit} L = {L}": per[L] for L in PAPER_SEQLENS},
-                          f"ours FLOPs per {unit}": ours_per},
-                tolerance="within 1 % or half a printed unit, at all three lengths", why=FLOPS_WHY, status=status,
-                detail=(f"paper/ours = {', '.join(f'{ratio[L]:.3g}' for L in PAPER_SEQLENS)} at L = 64, 512, 2048; "
-                        f"reading: {reading}; the paper counts {per[max(PAPER_SEQLENS)]:.3g} FLOPs per {unit} of "
-                        f"every token (ours {ours_per:.3g})"),
-                setting=f"{MODELS[arch]} shape at batch 8, under which Mamba-1's Final Linear column is our count "
-                        "exactly"))
+    for arch, comp in product(MODELS, FIVE):
+        cells = {L: _paper_cells("flops", arch, L)[comp] for L in PAPER_SEQLENS}
+        p = {L: paper.number(v) for L, v in cells.items()}
+        tol = {L: max(FLOPS_REL, paper.half_unit(cells[L]) / p[L]) for L in PAPER_SEQLENS}
+        readings = _flops_readings(arch, comp)
+        matches = [name for name, r in readings.items()
+                   if all(abs(r[L] / p[L] - 1) <= tol[L] for L in PAPER_SEQLENS)]
+        ours = readings["ours"]
+        ratio = {L: p[L] / ours[L] for L in PAPER_SEQLENS}
+        unit, size = _unit(arch, comp)
+        per = {L: p[L] * 1e9 / (PAPER_BATCH * L * size) for L in PAPER_SEQLENS}
+        ours_per = ours[max(PAPER_SEQLENS)] * 1e9 / (PAPER_BATCH * max(PAPER_SEQLENS) * size)
+        scaled = {}  # readings whose paper/reading ratio is one constant over L (within printed precision)
+        for name, r in readings.items():
+            q = [p[L] / r[L] for L in PAPER_SEQLENS]
+            if max(q) / min(q) - 1 <= 2 * max(tol.values()):
+                scaled[name] = sum(q) / len(q)
+        if "ours" in matches:
+            status, reading = CONFIRMED, "ours"
+        elif matches:
+            status, reading = PARTLY, matches[0]
+        elif scaled:
+            name = next(iter(scaled))
+            status, reading = PARTLY, f"{name} × {scaled[name]:.3g} (no named convention)"
+        else:
+            status, reading = REFUTED, "none: the paper's count scales with L unlike any of ours"
+        out.append(Claim(
+            id=f"table1_flops_{arch}_{paper.TABLE1_COMPONENTS[comp]}", section="Table 1, FLOPs",
+            asserts=f"FLOPs of {ARCH_NAME[arch]}'s {comp} at L = 64, 512, 2048",
+            paper={f"L = {L}": p[L] for L in PAPER_SEQLENS}, unit="GFLOP", precision="printed",
+            refs={("table1", str(L), comp, "flops", arch) for L in PAPER_SEQLENS},
+            ours=[flops_value(ours[L], "GFLOP", MODELS[arch], L) for L in PAPER_SEQLENS],
+            compared={**{f"paper/ours L = {L}": ratio[L] for L in PAPER_SEQLENS}, "reading": reading,
+                      "readings that match": "; ".join(matches) or "none",
+                      **{f"paper FLOPs per {unit} L = {L}": per[L] for L in PAPER_SEQLENS},
+                      f"ours FLOPs per {unit}": ours_per},
+            tolerance="within 1 % or half a printed unit, at all three lengths", why=FLOPS_WHY, status=status,
+            detail=(f"paper/ours = {', '.join(f'{ratio[L]:.3g}' for L in PAPER_SEQLENS)} at L = 64, 512, "
+                    f"2048; reading: {reading}; the paper counts {per[max(PAPER_SEQLENS)]:.3g} FLOPs per "
+                    f"{unit} of every token (ours {ours_per:.3g})"),
+            setting=f"{MODELS[arch]} shape at batch 8, under which Mamba-1's Final Linear column is our "
+                    "count exactly"))
     return out
 
 
 # ------------------------------------------------------------------------------------------------------
 # Table 1: memory, I/O and latency, as shares and ranks
-
-MEASURED = {
-    # metric: (our metric, method, unit scale to the paper's unit, what the reading is)
-    "memory": ("sum_of_allocations", "profiler", 1e-9, "sum of the allocations of each component's trace (GB)",
-               "activation_peak", "timers", "activation peak of each component (GB)"),
-    "io": ("achieved_bandwidth", "timers", 1e-9, "analytic bytes over the timed component time (GB/s)",
-           None, None, None),
-    "latency": ("time", "timers", 1.0, "component time by CUDA-event timers around each module (ms)",
-                "time", "profiler", "kernel time from the torch.profiler trace (ms)"),
-}
-
-
-def _ours_table1(src, metric: str, arch: str, L: int, *, alt=False, mapping=PRIMARY_MAP):
-    spec = MEASURED[metric]
-    our_metric, method = (spec[4], spec[5]) if alt else (spec[0], spec[1])
-    if our_metric is None:
-        return {}, ""
-    return component_values(src.gpu_profile, arch, L, our_metric, method, mapping=mapping), \
-        (spec[6] if alt else spec[3])
-
-
-def _ours_cpu(src, metric: str, arch: str, L: int) -> dict:
-    """The same reading on the committed CPU sweep (the 130M shapes at batch 1): a different setting, shown beside."""
-    spec = MEASURED[metric]
-    return component_values(src.sweep, arch, L, spec[0], spec[1], batch=1) if src.sweep is not None else {}
-
 
 def table1_measured(src) -> list[Claim]:
     """Table 1's memory, I/O and latency columns: per metric, architecture and length, the ranking of the five
@@ -256,45 +257,42 @@ def table1_measured(src) -> list[Claim]:
     latency also as shares. Absolute values are shown, not judged (see RANK_WHY)."""
     out = []
     for metric, unit in (("memory", "GB"), ("io", "GB/s"), ("latency", "ms")):
-        for arch in ("mamba1", "mamba2"):
-            for L in PAPER_SEQLENS:
-                cells = _paper_cells(metric, arch, L)
-                p = {c: paper.number(cells[c]) for c in FIVE}
-                o, reading = _ours_table1(src, metric, arch, L)
-                c = Claim(id=f"table1_{metric}_{arch}_L{L}", section=f"Table 1, {metric}",
-                          asserts=f"{metric} of {ARCH_NAME[arch]}'s five components at L = {L}",
-                          paper=p, unit=unit, precision="printed",
-                          refs={("table1", str(L), comp, metric, arch) for comp in FIVE},
-                          tolerance=f"the same largest component and Spearman ρ ≥ {RANK_MIN} over the five",
-                          why=RANK_WHY, command=GPU_COMMAND)
-                if o:
-                    scale = MEASURED[metric][2]
-                    c.ours = [Value(v * scale, unit, _machine(src, src.gpu_profile), MODELS[arch], PAPER_BATCH, L,
-                                    phase="prefill", dtype="bfloat16", path=f"triton; {reading}", note=comp)
-                              for comp, v in o.items()]
-                    c.status, rho, same = _rank_verdict(p, o)
-                    alt = {}
-                    for mname in COMPONENT_MAPS:
-                        if mname != PRIMARY_MAP:
-                            oa, _ = _ours_table1(src, metric, arch, L, mapping=mname)
-                            if oa:
-                                alt[mname] = _rank_verdict(p, oa)[0]
-                    oalt, alt_reading = _ours_table1(src, metric, arch, L, alt=True)
-                    c.compared = {"spearman": rho, "paper largest": _top(p), "ours largest": _top(o),
-                                  **{f"paper share {k}": v for k, v in _shares(p).items()},
-                                  **{f"ours share {k}": v for k, v in _shares(o).items()},
-                                  **{f"status with {k}": v for k, v in alt.items()}}
-                    if oalt:
-                        c.compared[f"status with {alt_reading}"] = _rank_verdict(p, oalt)[0]
-                    cpu = _ours_cpu(src, metric, arch, L)
-                    if cpu:
-                        c.compared["status on the CPU sweep (batch 1, float32)"] = _rank_verdict(p, cpu)[0]
-                        c.ours += [Value(v * MEASURED[metric][2], unit, _machine(src, src.sweep), MODELS[arch], 1, L,
-                                         phase="prefill", dtype="float32", path=f"ref; {reading}", note=comp)
-                                   for comp, v in cpu.items()]
-                    c.detail = (f"largest: paper {_top(p)}, ours {_top(o)}; ρ = {rho:+.2f} ({reading})"
-                                + "".join(f"; {k}: {v}" for k, v in alt.items()))
-                out.append(c)
+        scale, readings = MEASURED[metric]
+        reading = readings[0][2]
+        for arch, L in product(MODELS, PAPER_SEQLENS):
+            cells = _paper_cells(metric, arch, L)
+            p = {c: paper.number(cells[c]) for c in FIVE}
+            o = measured(src.gpu_profile, metric, arch, L)
+            c = Claim(id=f"table1_{metric}_{arch}_L{L}", section=f"Table 1, {metric}",
+                      asserts=f"{metric} of {ARCH_NAME[arch]}'s five components at L = {L}",
+                      paper=p, unit=unit, precision="printed",
+                      refs={("table1", str(L), comp, metric, arch) for comp in FIVE},
+                      tolerance=f"the same largest component and Spearman ρ ≥ {RANK_MIN} over the five",
+                      why=RANK_WHY, command=GPU_COMMAND)
+            out.append(c)
+            if not o:
+                continue
+            c.ours = [gpu_value(src, v * scale, unit, MODELS[arch], L, comp, path=f"triton; {reading}")
+                      for comp, v in o.items()]
+            c.status, rho = _rank_verdict(p, o)
+            oa = measured(src.gpu_profile, metric, arch, L, mapping=ALT_MAP)
+            alt = {ALT_MAP: _rank_verdict(p, oa)[0]} if oa else {}
+            c.compared = {"spearman": rho, "paper largest": top(p), "ours largest": top(o),
+                          **{f"paper share {k}": v for k, v in shares(p).items()},
+                          **{f"ours share {k}": v for k, v in shares(o).items()},
+                          **{f"status with {k}": v for k, v in alt.items()}}
+            for our_metric, method, what in readings[1:]:
+                oa = component_values(src.gpu_profile, arch, L, our_metric, method)
+                if oa:
+                    c.compared[f"status with {what}"] = _rank_verdict(p, oa)[0]
+            cpu = measured(src.sweep, metric, arch, L, batch=1)  # the 130M shapes at batch 1: shown beside
+            if cpu:
+                c.compared["status on the CPU sweep (batch 1, float32)"] = _rank_verdict(p, cpu)[0]
+                c.ours += [Value(v * scale, unit, src.machine(src.sweep), MODELS[arch], 1, L, phase="prefill",
+                                 dtype="float32", path=f"ref; {reading}", note=comp)
+                           for comp, v in cpu.items()]
+            c.detail = (f"largest: paper {top(p)}, ours {top(o)}; ρ = {rho:+.2f} ({reading})"
+                        + "".join(f"; {k}: {v}" for k, v in alt.items()))
     return out
 
 
@@ -302,32 +300,29 @@ def table1_growth(src) -> list[Claim]:
     """How each architecture's memory and I/O totals grow from L = 64 to 2048: the paper's factor against ours
     (within GROWTH_REL: confirmed; both growing: partly)."""
     out = []
-    for metric, unit in (("memory", "GB"), ("io", "GB/s")):
-        for arch in ("mamba1", "mamba2"):
-            p = {L: sum(paper.number(v) for v in _paper_cells(metric, arch, L).values()) for L in PAPER_SEQLENS}
-            pg = p[2048] / p[64]
-            o = {L: _ours_table1(src, metric, arch, L)[0] for L in PAPER_SEQLENS}
-            c = Claim(id=f"table1_{metric}_growth_{arch}", section=f"Table 1, {metric}",
-                      asserts=f"growth of {ARCH_NAME[arch]}'s total {metric} over the five components from L = 64 "
-                              "to 2048", paper={"L = 64": p[64], "L = 2048": p[2048], "growth": pg}, unit=unit,
-                      precision="printed", refs=set(),
-                      tolerance=f"our growth factor within {GROWTH_REL:.0%} of the paper's", why=GROWTH_WHY,
-                      command=GPU_COMMAND)
-            if o[64] and o[2048]:
-                og = sum(o[2048].values()) / sum(o[64].values())
-                c.ours = [Value(og, "x", _machine(src, src.gpu_profile), MODELS[arch], PAPER_BATCH, None,
-                                phase="prefill", dtype="bfloat16", path="triton", note="total at 2048 / at 64")]
-                c.compared = {"paper growth": pg, "ours growth": og}
-                c.status = CONFIRMED if abs(og / pg - 1) <= GROWTH_REL else (PARTLY if (og > 1) == (pg > 1)
-                                                                             else REFUTED)
-                c.detail = f"×{pg:.3g} in the paper, ×{og:.3g} here"
-            out.append(c)
+    for (metric, unit), arch in product((("memory", "GB"), ("io", "GB/s")), MODELS):
+        p = {L: sum(paper.number(v) for v in _paper_cells(metric, arch, L).values()) for L in PAPER_SEQLENS}
+        pg = p[2048] / p[64]
+        o = {L: measured(src.gpu_profile, metric, arch, L) for L in PAPER_SEQLENS}
+        c = Claim(id=f"table1_{metric}_growth_{arch}", section=f"Table 1, {metric}",
+                  asserts=f"growth of {ARCH_NAME[arch]}'s total {metric} over the five components from "
+                          "L = 64 to 2048", paper={"L = 64": p[64], "L = 2048": p[2048], "growth": pg},
+                  unit=unit, precision="printed", refs=set(),
+                  tolerance=f"our growth factor within {GROWTH_REL:.0%} of the paper's", why=GROWTH_WHY,
+                  command=GPU_COMMAND)
+        if o[64] and o[2048]:
+            og = sum(o[2048].values()) / sum(o[64].values())
+            c.ours = [gpu_value(src, og, "x", MODELS[arch], None, "total at 2048 / at 64")]
+            c.compared = {"paper growth": pg, "ours growth": og}
+            c.status = grade(abs(og / pg - 1) <= GROWTH_REL, (og > 1) == (pg > 1))
+            c.detail = f"×{pg:.3g} in the paper, ×{og:.3g} here"
+        out.append(c)
     return out
 
 
 def table1_consistency() -> list[Claim]:
     """Table 1 against physics and against Fig. 2."""
-    t = _t1()
+    t = paper.table("table1")
     mem = t[t["metric"] == "memory"]
     over = [(r["seqlen"], r["component"], a, paper.number(r[a])) for _, r in mem.iterrows()
             for a in ("mamba1", "mamba2") if paper.number(r[a]) > A100_GB]
