@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from .perplexity import EvaluationError
@@ -37,10 +38,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 
 
 def task_manager(*, include_defaults: bool = True, include_path=None, metadata: dict | None = None):
-    """An lm-eval TaskManager that also knows our offline tasks (perfmamba/evaluation/tasks).
-
-    include_defaults=False skips indexing lm-eval's ~15k stock task files (5 s) when only ours are needed.
-    """
+    """An lm-eval TaskManager that also knows our offline tasks (perfmamba/evaluation/tasks); include_defaults=False
+    skips indexing lm-eval's ~15k stock task files (5 s) when only ours are needed."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=_with_our_tasks(include_path), include_defaults=include_defaults,
@@ -70,7 +69,7 @@ def _parse_batch_size(batch_size) -> int:
     try:
         n = int(s)
     except ValueError:
-        raise EvaluationError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}") from None
+        n = 0
     if n < 1:
         raise EvaluationError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     return n
@@ -85,24 +84,13 @@ def _resolve_device(device) -> str:
 
 
 def resolve_tokenizer(model, tokenizer=None):
-    """The tokenizer of `model` (`perfmamba.data.model_tokenizer`), required: evaluation cannot run without one."""
+    """`data.model_tokenizer`, required: evaluation cannot run without one."""
     from ..data import CorpusError, model_tokenizer
 
     try:
         return model_tokenizer(model, tokenizer, required=True)
     except CorpusError as e:
         raise EvaluationError(str(e)) from None
-
-
-def calibration_tokens(tokenizer, calibration=None, max_tokens: int = 65536) -> torch.Tensor:
-    """Token ids for pruning statistics: a text file, else the corpus validation split; at most max_tokens."""
-    from ..data import documents, encode_documents, load_corpus, read_text_file
-
-    text = read_text_file(calibration) if calibration else load_corpus()["validation"]
-    ids = encode_documents(documents(text), tokenizer)
-    if ids.numel() < 2:
-        raise EvaluationError("calibration text is empty")
-    return ids[:max_tokens]
 
 
 @register_model("perfmamba")
@@ -130,27 +118,24 @@ class PerfmambaLM(TemplateLM):
             model = model.to(device=device, dtype=dt) if dt is not None else model.to(device=device)
         self.tokenizer = resolve_tokenizer(model, tokenizer)
         if prune_ratio not in (None, "", 0, 0.0, "0"):
-            model = self._prune(model, float(prune_ratio), criterion, mode, calibration, int(calibration_tokens))
+            from ..pruning import NEEDS, prune
+            from ..pruning.activity import calibration_tokens as tokens
+
+            ids = None
+            if NEEDS.get(criterion):  # a text file, else the corpus validation split
+                ids = tokens(model, Path(calibration) if calibration else None, tokenizer=self.tokenizer,
+                             n_tokens=int(calibration_tokens))
+            model = prune(model, float(prune_ratio), criterion=criterion, mode=mode, calibration=ids)
         if backend:
             model.backend = backend
         self.model = model.eval()
         self._device = torch.device(device)
-        self.batch_size_per_gpu = _parse_batch_size(batch_size)
+        self.batch_size = _parse_batch_size(batch_size)
         self._max_length = int(max_length) if max_length else None
-        self._max_gen_toks = int(max_gen_toks)
+        self.max_gen_toks = int(max_gen_toks)
         self.add_bos_token = add_bos_token
         self.custom_prefix_token_id = prefix_token_id
         self.ignored_args = kwargs  # e.g. lm-eval's trust_remote_code / parallelize: meaningless here
-
-    def _prune(self, model, ratio, criterion, mode, calibration, n_tokens):
-        try:
-            from ..pruning import prune
-        except ImportError as e:  # pragma: no cover - the pruning package ships with perfmamba
-            raise EvaluationError(f"prune_ratio needs perfmamba.pruning ({e})") from None
-        from ..pruning import NEEDS
-
-        tokens = calibration_tokens(self.tokenizer, calibration, n_tokens) if NEEDS.get(criterion) else None
-        return prune(model, ratio, criterion=criterion, mode=mode, calibration=tokens)
 
     # ---- what lm-eval asks of a model ---------------------------------------------------------------
     @property
@@ -161,9 +146,8 @@ class PerfmambaLM(TemplateLM):
     def prefix_token_id(self) -> int:
         if self.custom_prefix_token_id is not None:
             return int(self.custom_prefix_token_id)
-        if self.tokenizer.bos_token_id is not None:
-            return self.tokenizer.bos_token_id
-        return self.tokenizer.eos_token_id
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None else self.tokenizer.eos_token_id
 
     @property
     def max_length(self) -> int:
@@ -171,18 +155,6 @@ class PerfmambaLM(TemplateLM):
             return self._max_length
         n = getattr(self.tokenizer, "model_max_length", None)
         return n if n and n < 1_000_000_000 else DEFAULT_MAX_LENGTH
-
-    @property
-    def max_gen_toks(self) -> int:
-        return self._max_gen_toks
-
-    @property
-    def batch_size(self) -> int:
-        return self.batch_size_per_gpu
-
-    @property
-    def device(self):
-        return self._device
 
     def tok_encode(self, string: str, add_special_tokens=None, left_truncate_len=None, **kwargs) -> list[int]:
         """HFLM.tok_encode: the tokenizer's own special-token default unless told otherwise."""
@@ -222,10 +194,7 @@ class PerfmambaLM(TemplateLM):
                     raise EvaluationError("empty context or continuation after tokenization")
                 inps.append((ctx + cont)[-(self.max_length + 1):][:-1])
                 conts.append(cont)
-            width = max(len(x) for x in inps)
-            batch = torch.zeros(len(inps), width, dtype=torch.long)
-            for r, x in enumerate(inps):
-                batch[r, :len(x)] = torch.tensor(x, dtype=torch.long)
+            batch = pad_sequence([torch.tensor(x, dtype=torch.long) for x in inps], batch_first=True)  # right-padded
             logp = F.log_softmax(self._model_call(batch).float(), dim=-1)  # (b, width, vocab)
             for r, (i, x, cont) in enumerate(zip(idx, inps, conts)):
                 lp = logp[r, len(x) - len(cont):len(x)]  # (len(cont), vocab)

@@ -4,8 +4,7 @@
     small = prune(model, 0.5, calibration=tokens)      # keep k = ⌊N(1 − r)⌋ ≥ 1 states per layer
 
 Modules: activity (statistics from forward hooks), criteria (scores per state), selection (uniform top-k,
-global budget), surgery (zeroed / removed / bridge), plots (Fig. 3 heatmap), cli (`perfmamba activity`,
-`perfmamba prune`).
+global budget), surgery (zeroed / removed / bridge), cli (`perfmamba activity`, `perfmamba prune`).
 """
 from __future__ import annotations
 
@@ -15,8 +14,8 @@ import torch
 
 from .activity import Activity, activity_rows, calibration_tokens, collect_activity, spread_heads
 from .criteria import CRITERIA, NEEDS, scores
-from .selection import (ALIGN_ROUNDING, SELECTIONS, PruningError, align_count, check_align, check_ratio, n_keep, select,
-                        select_global, select_uniform)
+from .selection import (ALIGN_ROUNDING, SELECTIONS, PruningError, align_count, check_align, check_choice, check_ratio,
+                        n_keep, select, select_global, select_uniform)
 from .surgery import MODES, apply, bridge, removed, zeroed
 
 __all__ = ["prune", "collect_activity", "activity_rows", "Activity", "CRITERIA", "MODES", "SELECTIONS",
@@ -39,20 +38,16 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
         aligned count, the extra states zeroed (their B/C rows, and Mamba-2's conv channels, are zero, so they
         stay 0 and add nothing). Same logits as the exact model, same shapes (and speed) as the aligned one.
     criterion: a name in CRITERIA (the paper's is "delta"). mode: "removed" | "zeroed" | "bridge".
-    calibration: token ids (b, l) / (l,) or text (tokenized with `tokenizer`, a tokenizer or a path, or the
-        tokenizer beside `model.source`); needed by the data-driven criteria. `stats`: a precomputed
-        `collect_activity(...)` result to reuse instead (sweeps).
+    calibration: what `calibration_tokens` takes (token ids, text with `tokenizer`, ...), cut into rows of
+        `seq_len`; needed by the data-driven criteria. `stats`: a precomputed `collect_activity(...)` to reuse (sweeps).
     seed: for criterion="random".
 
     The kept indices and settings are recorded in `new.config.extra["pruning"]`, so checkpoints carry them.
     """
     r = check_ratio(ratio)
-    if criterion not in CRITERIA:
-        raise PruningError(f"unknown criterion {criterion!r}; expected one of {', '.join(CRITERIA)}")
-    if mode not in MODES:
-        raise PruningError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    if selection not in SELECTIONS:
-        raise PruningError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
+    check_choice("criterion", criterion, CRITERIA)
+    check_choice("mode", mode, MODES)
+    check_choice("selection", selection, SELECTIONS)
     align = check_align(align, align_rounding)
     if pad and (align is None or align_rounding != "up" or mode != "removed"):
         raise PruningError("pad needs align=M with align_rounding 'up' and mode 'removed' (it pads the removed "
@@ -73,7 +68,7 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
         kept = select(s, r, selection, align=None if pad else align, align_rounding=align_rounding)
         layout = select(s, r, selection, align=align, align_rounding="up") if pad else kept
     if pad:  # the aligned layout, then its states outside the exact selection zeroed
-        new = zeroed(apply(model, layout, "removed"), [torch.searchsorted(lay, k) for lay, k in zip(layout, kept)])
+        new = zeroed(removed(model, layout), [torch.searchsorted(lay, k) for lay, k in zip(layout, kept)])
     else:
         new = apply(model, kept, mode)
     info = {"ratio": r, "criterion": criterion, "mode": mode, "selection": selection, "seed": seed,
@@ -83,8 +78,7 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
         info.update(align=align, align_rounding=align_rounding)
     if pad:
         info.update(pad=True, layout=[lay.tolist() for lay in layout])
-    previous = model.config.extra.get("pruning")
-    if previous is not None:
-        info["previous"] = copy.deepcopy(previous)
+    if "pruning" in model.config.extra:
+        info["previous"] = copy.deepcopy(model.config.extra["pruning"])
     new.config.extra = {**copy.deepcopy(model.config.extra), "pruning": info}
     return new

@@ -20,10 +20,12 @@ from __future__ import annotations
 import torch
 
 from .activity import Activity
-from .selection import PruningError, n_keep
+from .selection import PruningError, check_choice, n_keep
+from .surgery import bc_rows
 
 
 def _need(name: str, model, stats, attr: str) -> list[torch.Tensor]:
+    """A copy of the statistic `attr` of `stats`, checked to be there and to describe `model`."""
     if not isinstance(stats, Activity):
         raise PruningError(f"criterion {name!r} needs calibration statistics (pass calibration data)")
     value = getattr(stats, attr)
@@ -35,9 +37,11 @@ def _need(name: str, model, stats, attr: str) -> list[torch.Tensor]:
     return [v.clone() for v in value]
 
 
-def delta_scores(model, stats, **_) -> list[torch.Tensor]:
-    """The paper's activity(l, s) = E[Δ_t] (PerfMamba §5)."""
-    return _need("delta", model, stats, "activity")
+def _statistic(name: str, attr: str):
+    """The criterion that reads one field of the statistics: delta (the paper's activity), energy, decay."""
+    def score(model, stats, **_) -> list[torch.Tensor]:
+        return _need(name, model, stats, attr)
+    return score
 
 
 def random_scores(model, stats=None, *, seed: int = 0, **_) -> list[torch.Tensor]:
@@ -48,8 +52,6 @@ def random_scores(model, stats=None, *, seed: int = 0, **_) -> list[torch.Tensor
 
 def magnitude_scores(model, stats=None, **_) -> list[torch.Tensor]:
     """L2 norm of the projection rows that produce B_s and C_s (all groups for Mamba-2)."""
-    from .surgery import bc_rows
-
     out = []
     for layer in model.backbone.layers:
         m = layer.mixer
@@ -58,16 +60,6 @@ def magnitude_scores(model, stats=None, **_) -> list[torch.Tensor]:
         rows = bc_rows(m, torch.arange(m.d_state))  # (2g, n) or (2, n): rows of B_s / C_s
         out.append(w[rows].square().sum(-1).sum(0).sqrt())  # (n,)
     return out
-
-
-def energy_scores(model, stats, **_) -> list[torch.Tensor]:
-    """E|C_s h_s ⊙ silu(z)| over calibration tokens and channels (scan statistics)."""
-    return _need("energy", model, stats, "energy")
-
-
-def decay_scores(model, stats, **_) -> list[torch.Tensor]:
-    """E|1 − exp(Δ_t A_s)| over calibration tokens and channels (Mamba-2: per head, spread over states)."""
-    return _need("decay", model, stats, "decay")
 
 
 def sparsessm_scores(model, stats, *, ratio: float | None = None, **_) -> list[torch.Tensor]:
@@ -112,11 +104,11 @@ def sparsessm_scores(model, stats, *, ratio: float | None = None, **_) -> list[t
 
 
 CRITERIA = {
-    "delta": delta_scores,
+    "delta": _statistic("delta", "activity"),
     "random": random_scores,
     "magnitude": magnitude_scores,
-    "energy": energy_scores,
-    "decay": decay_scores,
+    "energy": _statistic("energy", "energy"),
+    "decay": _statistic("decay", "decay"),
     "sparsessm": sparsessm_scores,
 }
 NEEDS = {"delta": "calibration", "random": None, "magnitude": None, "energy": "scan", "decay": "calibration",
@@ -125,7 +117,6 @@ NEEDS = {"delta": "calibration", "random": None, "magnitude": None, "energy": "s
 
 def scores(name: str, model, stats=None, *, ratio: float | None = None, seed: int = 0) -> list[torch.Tensor]:
     """Per-layer scores (float64, CPU) of criterion `name`."""
-    if name not in CRITERIA:
-        raise PruningError(f"unknown criterion {name!r}; expected one of {', '.join(CRITERIA)}")
+    check_choice("criterion", name, CRITERIA)
     out = CRITERIA[name](model, stats, ratio=ratio, seed=seed)
     return [o.detach().to("cpu", torch.float64) for o in out]

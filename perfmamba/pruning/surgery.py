@@ -32,7 +32,7 @@ import torch
 from ..models.lm import MambaLM
 from ..models.mamba1 import Mamba1Mixer
 from ..models.mamba2 import Mamba2Mixer
-from .selection import PruningError
+from .selection import PruningError, check_choice
 
 MODES = ("removed", "zeroed", "bridge")
 
@@ -156,15 +156,15 @@ class _BridgeMixin:
         self.register_state_dict_post_hook(_scatter_state_dict)
         self.register_load_state_dict_pre_hook(_gather_state_dict)
 
-    def _bridged_forward(self, forward, hidden, conv_state, ssm_state):
+    def forward(self, hidden, conv_state=None, ssm_state=None):
         if ssm_state is None:
-            return forward(hidden, conv_state, None)
+            return super().forward(hidden, conv_state, None)
         W = self.bridge.to(ssm_state.dtype)
         inner = ssm_state @ W  # (..., N′): gather the kept states
         conv = conv_state
         if conv_state is not None and self.conv_keep is not None:
             conv = conv_state.index_select(1, self.conv_keep)  # (b, conv_dim′, w)
-        out = forward(hidden, conv, inner)
+        out = super().forward(hidden, conv, inner)
         ssm_state.copy_(inner @ W.t())  # (..., N): scatter back, pruned states read 0
         if conv is not conv_state:
             conv_state.zero_().index_copy_(1, self.conv_keep, conv)
@@ -172,13 +172,11 @@ class _BridgeMixin:
 
 
 class BridgedMamba1Mixer(_BridgeMixin, Mamba1Mixer):
-    def forward(self, hidden, conv_state=None, ssm_state=None):
-        return self._bridged_forward(super().forward, hidden, conv_state, ssm_state)
+    pass
 
 
 class BridgedMamba2Mixer(_BridgeMixin, Mamba2Mixer):
-    def forward(self, hidden, conv_state=None, ssm_state=None):
-        return self._bridged_forward(super().forward, hidden, conv_state, ssm_state)
+    pass
 
 
 def _scatter_state_dict(module, state_dict, prefix, local_metadata):
@@ -215,10 +213,9 @@ def bridge(model: MambaLM, kept) -> MambaLM:
         b.load_state_dict(m.state_dict(), assign=True)
         b.backend, b.fused_decode = m.backend, m.fused_decode
         sizes = {name: t.shape for name, t in full.state_dict().items()}
-        maps = {name: (dim, idx, sizes[name][dim]) for name, (dim, idx) in keep_maps(full, k).items()}
-        conv_keep = bc_channels(full, k).flatten() if isinstance(full, Mamba2Mixer) else None
-        if conv_keep is not None:
-            conv_keep = torch.cat([torch.arange(full.d_inner), conv_keep])
+        maps = keep_maps(full, k)
+        conv_keep = maps["conv1d.weight"][1] if isinstance(full, Mamba2Mixer) else None  # x, kept B/C channels
+        maps = {name: (dim, idx, sizes[name][dim]) for name, (dim, idx) in maps.items()}
         p = m.in_proj.weight
         b._attach_bridge(k, full.d_state, maps, conv_keep, p.device, p.dtype)
         small_layer.mixer = b
@@ -227,10 +224,5 @@ def bridge(model: MambaLM, kept) -> MambaLM:
 
 
 def apply(model: MambaLM, kept, mode: str) -> MambaLM:
-    if mode == "zeroed":
-        return zeroed(model, kept)
-    if mode == "removed":
-        return removed(model, kept)
-    if mode == "bridge":
-        return bridge(model, kept)
-    raise PruningError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    check_choice("mode", mode, MODES)
+    return {"removed": removed, "zeroed": zeroed, "bridge": bridge}[mode](model, kept)
