@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 
 from ..io import atomic_path
+from .local_tasks import TASKS_DIR
 from .perplexity import EvaluationError, perplexity, perplexity_rows, token_nlls, windows
 from .recall import recall_accuracy, recall_batch, recall_rows, train_recall_model
 
@@ -24,8 +25,6 @@ ROW_KEYS = ("split", "task", "metric", "value", "stderr", "n", "n_pairs")
 
 def local_task_names() -> list[str]:
     """The offline tasks shipped in perfmamba/evaluation/tasks."""
-    from .lm_eval_model import TASKS_DIR
-
     return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
 
 
@@ -98,18 +97,16 @@ def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"), task
     rows: list[dict] = []
     tok = resolve_tokenizer(model, tokenizer) if (splits or tasks) else None
     if splits:
-        from ..data import SPLITS, documents, encode_documents, load_corpus
+        from ..data import SPLITS, encode_splits, load_corpus
 
         bad = [s for s in splits if s not in SPLITS and (corpus is None or s not in corpus)]
         if bad:
             raise EvaluationError(f"unknown split {bad[0]!r}; expected one of {', '.join(SPLITS)}")
         corpus = load_corpus() if corpus is None else corpus
-        toks = {}
-        for s in splits:
-            ids = encode_documents(documents(corpus[s]), tok)
-            if ids.numel() < 2:
-                raise EvaluationError(f"split {s!r} is empty or too short to score")
-            toks[s] = ids
+        toks = encode_splits({s: corpus[s] for s in splits}, tok)
+        short = [s for s, ids in toks.items() if ids.numel() < 2]
+        if short:
+            raise EvaluationError(f"split {short[0]!r} is empty or too short to score")
         for r in perplexity_rows(model, toks, seq_len=seq_len, stride=stride, batch_size=batch_size,
                                  max_tokens=max_tokens, progress=progress):
             rows.append(_row(split=r["split"], task="perplexity", metric=r["metric"], value=r["value"]))

@@ -30,9 +30,9 @@ from lm_eval.api.registry import register_model
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
+from .local_tasks import TASKS_DIR
 from .perplexity import EvaluationError
 
-TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 DEFAULT_MAX_LENGTH = 2048  # HFLM._DEFAULT_MAX_LENGTH: used when nothing else sets a context length
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -24,6 +24,7 @@ from ..io import atomic_write_text
 from .perplexity import EvaluationError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"  # the lm-eval task YAMLs
 
 # task → (environment variable, default file, the split name the task YAML evaluates)
 TASK_FILES = {
@@ -88,26 +89,26 @@ def choice_items(test_text: str, n: int, seed: int = 0) -> list[dict]:
 
 
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_TRAILING = re.compile(r"[^\w']+$")  # punctuation after the last word
+
+
+def _cloze_target(line: str) -> bool:
+    words = _TRAILING.sub("", line).split()
+    return len(words) >= 3 and _WORD.fullmatch(words[-1]) is not None
 
 
 def cloze_items(test_text: str, n: int, seed: int = 0, n_lines: int = 4) -> list[dict]:
     """n LAMBADA-style passages: up to n_lines lines ending in a line whose last word is the target."""
     docs = _doc_lines(test_text)
-    cands = []
-    for d, lines in enumerate(docs):
-        for i, ln in enumerate(lines):
-            if i < 1:
-                continue  # at least one full line of context
-            last = re.sub(r"[^\w']+$", "", ln).split()
-            if len(last) >= 3 and _WORD.fullmatch(last[-1]):
-                cands.append((d, i))
+    # lines after at least one full line of context
+    cands = [(d, i) for d, lines in enumerate(docs) for i, ln in enumerate(lines) if i >= 1 and _cloze_target(ln)]
     if not cands:
         raise EvaluationError("text too short to build cloze items: no line of at least 3 words after another line")
     rng = random.Random(seed)
     items = []
     for d, i in rng.sample(cands, min(n, len(cands))):
         lines = docs[d][max(0, i - n_lines + 1):i + 1]
-        lines[-1] = re.sub(r"[^\w']+$", "", lines[-1])  # end on the target word, as LAMBADA does
+        lines[-1] = _TRAILING.sub("", lines[-1])  # end on the target word, as LAMBADA does
         items.append({"text": "\n".join(lines), "source": f"doc{d}:line{i}"})
     return items
 

@@ -40,9 +40,7 @@ def windows(n_tokens: int, seq_len: int, stride: int) -> list[tuple[int, int]]:
 def token_nlls(model, tokens: torch.Tensor, *, seq_len: int = 512, stride: int | None = None, batch_size: int = 8,
                progress: bool = False) -> torch.Tensor:
     """−log p(t_i | context) for i = 1 … n − 1 (float64), context as described in the module docstring."""
-    if not isinstance(tokens, torch.Tensor):
-        tokens = torch.as_tensor(tokens)
-    tokens = tokens.reshape(-1).long()
+    tokens = torch.as_tensor(tokens).reshape(-1).long()
     n = tokens.numel()
     if n < 2:
         raise EvaluationError(f"need at least 2 tokens to compute a perplexity, got {n}")
@@ -69,8 +67,7 @@ def token_nlls(model, tokens: torch.Tensor, *, seq_len: int = 512, stride: int |
         logp = F.log_softmax(logits.double(), dim=-1)
         nll = -logp.gather(-1, seqs[:, 1:, None])[..., 0]  # (b, L): target start + 1 + j
         for (s, first), row in zip(chunk, nll):
-            j0 = first - (s + 1)
-            out[first - 1:s + L] = row[j0:]
+            out[first - 1:s + L] = row[first - s - 1:]
     return out
 
 
@@ -94,6 +91,5 @@ def perplexity_rows(model, tokens_by_split: dict, *, seq_len: int = 512, stride:
     for split, toks in tokens_by_split.items():
         toks = toks[:max_tokens] if max_tokens else toks
         r = perplexity(model, toks, seq_len=seq_len, stride=stride, batch_size=batch_size, progress=progress)
-        rows += [{"split": split, "task": "perplexity", "metric": m, "value": r[k]}
-                 for m, k in (("ppl", "ppl"), ("nll", "nll"), ("n_tokens", "n_tokens"))]
+        rows += [{"split": split, "task": "perplexity", "metric": m, "value": r[m]} for m in ("ppl", "nll", "n_tokens")]
     return rows

@@ -113,7 +113,8 @@ def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8,
     at 16 (chance 1/32), so pruning its states has capacity to take away. `threads`: torch threads while
     training (restored afterwards); a model this small runs best on one.
     """
-    from ..train import TrainError, num_threads
+    from ..models.lm import MambaLM
+    from ..train import TrainError, lr_at, num_threads, param_groups
 
     config = RECALL_CONFIG if config is None else config
     vocab_range = (0, config.vocab_size) if vocab_range is None else vocab_range
@@ -123,34 +124,25 @@ def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8,
     if not 1 <= max_pairs <= mid - lo:
         raise TrainError(f"max_pairs must lie in [1, {mid - lo}], got {max_pairs}")
     with num_threads(threads):
-        return _train_recall(config.replace(seed=seed), max_pairs, steps, batch_size, lr, warmup, seed, vocab_range,
-                             progress)
-
-
-def _train_recall(config, max_pairs, steps, batch_size, lr, warmup, seed, vocab_range, progress):
-    from ..models.lm import MambaLM
-    from ..train import lr_at, param_groups
-
-    model = MambaLM.from_config(config)
-    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=lr, betas=(0.9, 0.95))
-    g = torch.Generator().manual_seed(seed)
-    history = []
-    model.train()
-    bar = tqdm(range(steps), desc="train recall", disable=not progress, dynamic_ncols=True)
-    for step in bar:
-        cur = lr_at(step, lr=lr, warmup=warmup, steps=steps)
-        for group in opt.param_groups:
-            group["lr"] = cur
-        n = int(torch.randint(1, max_pairs + 1, (1,), generator=g))
-        x, y = recall_batch(batch_size, n, vocab_range=vocab_range, generator=g)
-        logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), ignore_index=-100)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        history.append({"step": step + 1, "n_pairs": n, "loss": loss.item(), "lr": cur})
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
-    return model, history
+        model = MambaLM.from_config(config.replace(seed=seed))
+        opt = torch.optim.AdamW(param_groups(model, 0.1), lr=lr, betas=(0.9, 0.95))
+        g = torch.Generator().manual_seed(seed)
+        history = []
+        model.train()
+        bar = tqdm(range(steps), desc="train recall", disable=not progress, dynamic_ncols=True)
+        for step in bar:
+            cur = lr_at(step, lr=lr, warmup=warmup, steps=steps)
+            for group in opt.param_groups:
+                group["lr"] = cur
+            n = int(torch.randint(1, max_pairs + 1, (1,), generator=g))
+            x, y = recall_batch(batch_size, n, vocab_range=vocab_range, generator=g)
+            logits = model(x)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), ignore_index=-100)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            history.append({"step": step + 1, "n_pairs": n, "loss": loss.item(), "lr": cur})
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    return model.eval(), history
