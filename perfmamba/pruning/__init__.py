@@ -30,19 +30,17 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
     """A new model with a fraction `ratio` of the SSM states of every layer pruned; `model` is untouched.
 
     ratio: r in [0, 1); each layer keeps k = max(1, ⌊N(1 − r)⌋) states (selection="uniform", the paper's
-        Algorithm 1) or the same total spread across layers by normalised score (selection="global").
-    align: round each layer's kept count to a multiple of `align` that the kernels run fast (None: the exact
-        counts); align_rounding "up" (default), "down" or "nearest"; the result is clamped to [1, N]
-        (`perfmamba.pruning.selection.align_count` states the rule).
-    pad: with align (rounding "up") and mode "removed": keep exactly k states, but lay each layer out with the
-        aligned count, the extra states zeroed (their B/C rows, and Mamba-2's conv channels, are zero, so they
-        stay 0 and add nothing). Same logits as the exact model, same shapes (and speed) as the aligned one.
+        Algorithm 1), or the same total spread across layers by normalised score (selection="global").
+    align: round each layer's kept count to a multiple of `align` that the kernels run fast (None: exact),
+        by align_rounding "up", "down" or "nearest", clamped to [1, N] (`selection.align_count`).
+    pad: with align (rounding "up") and mode "removed": keep exactly k states, laid out with the aligned
+        count, the extra states zero (zero B/C rows and Mamba-2 conv channels: they stay 0 and add nothing).
+        The exact model's logits at the aligned model's shapes (and speed).
     criterion: a name in CRITERIA (the paper's is "delta"). mode: "removed" | "zeroed" | "bridge".
     calibration: what `calibration_tokens` takes (token ids, text with `tokenizer`, ...), cut into rows of
-        `seq_len`; needed by the data-driven criteria. `stats`: a precomputed `collect_activity(...)` to reuse (sweeps).
-    seed: for criterion="random".
-
-    The kept indices and settings are recorded in `new.config.extra["pruning"]`, so checkpoints carry them.
+        `seq_len`; needed by the data-driven criteria; or `stats`, a `collect_activity` result to reuse.
+    seed: for criterion="random". The kept indices and settings go to `new.config.extra["pruning"]`, so
+    checkpoints carry them.
     """
     r = check_ratio(ratio)
     check_choice("criterion", criterion, CRITERIA)

@@ -1,28 +1,24 @@
 """State activity statistics over calibration data (paper §5, Fig. 3), collected with forward hooks.
 
-The paper scores state s of layer l by how strongly the selective SSM steps:
+The paper scores state s of layer l by how strongly the selective SSM steps, averaged over calibration
+tokens (and the channels / heads that share the state):
 
     activity(l, s) = E[Δ_t],   Δ_t = softplus(dt_t + dt_bias)
 
-averaged over calibration tokens (and over the channels / heads that share the state). Δ is not indexed
-by the state, so a per-state reading needs a convention:
+Δ is not indexed by the state, so a per-state reading needs a convention:
 
 - Mamba-2: Δ is per head; each head's mean is spread over a block of contiguous states (`spread_heads`),
   which is what the paper's Fig. 3 heatmap shows.
-- Mamba-1: Δ is per channel, shared by all N states of the channel, so E[Δ_t] alone is constant across
-  states. The default reading (`mamba1_reading="delta_A"`) is E_{t,d}[Δ_{t,d}·|A_{d,s}|]: the exponent of
-  state s's per-token decay exp(−Δ|A_s|), i.e. how much the state moves per token, the closest quantity
-  to "activity" that depends on s. `mamba1_reading="mean"` gives the literal channel mean, constant across
-  states (selection then keeps the first k states: ties go to the lower index).
+- Mamba-1: Δ is per channel, shared by the channel's N states, so E[Δ_t] is constant across states. The
+  default reading (`mamba1_reading="delta_A"`) is E_{t,d}[Δ_{t,d}·|A_{d,s}|], the exponent of state s's
+  per-token decay exp(−Δ|A_s|): how much the state moves per token, the closest quantity to "activity"
+  that depends on s. "mean" gives the literal channel mean (selection then keeps the first k states).
 
-Δ, B, C, x and z are recomputed from the inputs/outputs of submodules that the mixers call as modules,
-so the model code is unchanged: Mamba-2 from the `in_proj` output ([z, xBC, dt]; the causal conv and silu
-are re-applied to xBC), Mamba-1 from the `in_proj` output (z) and the `x_proj` input (the conv output u)
-and output (dt_low, B, C), with Δ = softplus(dt_proj(dt_low)).
-
-With `scan=True` the hooks also run the recurrence (float64, token by token) to collect what the data-driven
-criteria need: the output energy E|C_s h_s ⊙ silu(z)| of each state and SparseSSM's per-position saliency
-Σ A_log² h_{t−1}² (see `criteria.py`).
+Δ, B, C, x and z are recomputed from submodules the mixers call, so the model code is unchanged: Mamba-2
+from the `in_proj` output ([z, xBC, dt], conv and silu re-applied to xBC), Mamba-1 from the `in_proj`
+output (z) and the `x_proj` input (conv output u) and output (dt_low, B, C), Δ = softplus(dt_proj(dt_low)).
+With `scan=True` the hooks also run the recurrence (float64, token by token) for the data-driven criteria:
+each state's output energy E|C_s h_s ⊙ silu(z)| and SparseSSM's per-position saliency Σ A_log² h_{t−1}².
 """
 from __future__ import annotations
 
@@ -95,78 +91,81 @@ _CORPUS_TOKENS: dict[tuple, tuple] = {}
 
 
 def corpus_tokens(tokenizer, split: str, artifacts="artifacts") -> torch.Tensor:
-    """A whole corpus split as one token stream (documents each led by eos), cached per process. `artifacts`: the
-    folder holding corpus/ (None: `data.default_root()`)."""
+    """A whole corpus split as one token stream (documents each led by eos), cached per process.
+    `artifacts`: the folder holding corpus/ (None: `data.default_root()`'s)."""
     from ..data import SPLITS, default_root, documents, encode_documents, load_corpus
 
     check_choice("split", split, SPLITS)
     root = default_root() if artifacts is None else Path(artifacts) / "corpus"
     key = (id(tokenizer), len(tokenizer), str(root.resolve()), split)
-    if key not in _CORPUS_TOKENS:  # the tokenizer is kept with its tokens, so its id is not reused meanwhile
+    if key not in _CORPUS_TOKENS:  # kept with its tokens, the tokenizer's id cannot be reused meanwhile
         _CORPUS_TOKENS[key] = (tokenizer, encode_documents(documents(load_corpus(root)[split]), tokenizer))
     return _CORPUS_TOKENS[key][1]
 
 
 def _token_stream(model, calibration, tokenizer, n_tokens, seed, split, artifacts) -> torch.Tensor:
-    """The 1-D ids of a calibration source that is not ids already (see `calibration_tokens`)."""
+    """The 1-D ids of a calibration source other than ids (see `calibration_tokens`)."""
     from ..data import documents, encode_documents, model_tokenizer, read_text_file
 
     if isinstance(calibration, str):
         tok = model_tokenizer(model, tokenizer, check_vocab=False)
         if tok is None:
-            raise PruningError(f"calibration text needs a tokenizer: {getattr(model, 'source', 'the model')} has "
-                               "none beside it; pass tokenizer=PATH")
+            raise PruningError(f"calibration text needs a tokenizer: {getattr(model, 'source', 'the model')} "
+                               "has none beside it; pass tokenizer=PATH")
         if not calibration.strip():
             raise PruningError("calibration text is empty")
-        return torch.tensor(tok(calibration, add_special_tokens=False, verbose=False)["input_ids"], dtype=torch.long)
+        ids = tok(calibration, add_special_tokens=False, verbose=False)["input_ids"]
+        return torch.tensor(ids, dtype=torch.long)
     if isinstance(calibration, os.PathLike):
-        return encode_documents(documents(read_text_file(calibration)), model_tokenizer(model, tokenizer, required=True))
+        tok = model_tokenizer(model, tokenizer, required=True)
+        return encode_documents(documents(read_text_file(calibration)), tok)
     if calibration is None:
         tok = tokenizer_or_none(model, tokenizer)
         if tok is not None:
             return corpus_tokens(tok, split, artifacts)
         calibration = n_tokens
     if isinstance(calibration, int) and not isinstance(calibration, bool):
-        return torch.randint(0, model.config.vocab_size, (calibration,), generator=torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        return torch.randint(0, model.config.vocab_size, (calibration,), generator=g)
     raise PruningError(f"calibration must be token ids (a LongTensor) or text, got {type(calibration).__name__}")
 
 
 def calibration_tokens(model, calibration=None, *, tokenizer=None, seq_len: int = DEFAULT_SEQ_LEN,
                        n_tokens: int | None = None, seed: int = 0, split: str = "validation",
                        artifacts=None) -> torch.LongTensor:
-    """Calibration data as a (b, l) LongTensor of ids checked against the model's vocabulary: the one way the
-    pruning functions, the CLI, the lm-eval model type and the experiments get it.
+    """Calibration data as (b, l) ids checked against the model's vocabulary: the one way the pruning
+    functions, the CLI, the lm-eval model type and the experiments get it.
 
-    calibration: token ids, (b, l) or (l,); text, tokenized as it is; a text file (a Path), or None for the
-    corpus `split` (under `artifacts`, see `corpus_tokens`): documents each led by eos, as in training; an int n:
-    n random ids seeded by `seed` (also what None gives for a model without a tokenizer, n = n_tokens).
+    calibration: token ids, (b, l) or (l,); text, tokenized as it is; a text file (a Path) or None (the
+    corpus `split`, see `corpus_tokens`): documents each led by eos, as in training; an int n: n random ids
+    seeded by `seed`, which is also what None gives for a model without a tokenizer (n = n_tokens).
     tokenizer: an object or a path, default the one beside `model.source` (`data.model_tokenizer`).
-    A stream (1-D) keeps its first `n_tokens` (None: all) and is cut into rows of `seq_len` tokens; a shorter
-    tail is dropped unless it is the only row.
+    A stream (1-D) keeps its first `n_tokens` (None: all) and is cut into rows of `seq_len` tokens; a
+    shorter tail is dropped unless it is the only row.
     """
-    if not isinstance(calibration, torch.Tensor):
-        calibration = _token_stream(model, calibration, tokenizer, n_tokens, seed, split, artifacts)
-    if calibration.dtype.is_floating_point or calibration.dtype in (torch.bool, torch.complex64, torch.complex128):
-        raise PruningError(f"calibration token ids must be integers, got {calibration.dtype}")
-    if calibration.dim() == 1:
-        calibration = calibration[:n_tokens]
-    if calibration.numel() == 0:
+    ids = calibration
+    if not isinstance(ids, torch.Tensor):
+        ids = _token_stream(model, calibration, tokenizer, n_tokens, seed, split, artifacts)
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise PruningError(f"calibration token ids must be integers, got {ids.dtype}")
+    if ids.dim() == 1:
+        ids = ids[:n_tokens]
+    if ids.numel() == 0:
         raise PruningError("calibration data is empty (no tokens)")
-    if calibration.dim() == 1:
-        n = calibration.numel()
+    if ids.dim() == 1:
         if seq_len < 1:
             raise PruningError(f"seq_len must be positive, got {seq_len}")
-        rows = max(1, n // seq_len)
-        calibration = calibration[: rows * seq_len].view(rows, -1) if n >= seq_len else calibration[None]
-    elif calibration.dim() != 2:
-        raise PruningError("calibration token ids must be (batch, length) or (length,), "
-                           f"got shape {tuple(calibration.shape)}")
+        rows = max(1, ids.numel() // seq_len)
+        ids = ids[:rows * seq_len].view(rows, -1) if ids.numel() >= seq_len else ids[None]
+    elif ids.dim() != 2:
+        raise PruningError(f"calibration token ids must be (batch, length) or (length,), got shape "
+                           f"{tuple(ids.shape)}")
     vocab = model.config.vocab_size
-    lo, hi = int(calibration.min()), int(calibration.max())
+    lo, hi = int(ids.min()), int(ids.max())
     if lo < 0 or hi >= vocab:
         raise PruningError(f"calibration token ids must lie in [0, {vocab}) (the model's vocabulary), got "
                            f"[{lo}, {hi}]; is the tokenizer the model's?")
-    return calibration.long()
+    return ids.long()
 
 
 # recovering the SSM inputs from submodule hooks -----------------------------------------------------------

@@ -1,8 +1,8 @@
 """Pruning criteria: per layer, one score per state (higher = keep).
 
-Every criterion is `fn(model, stats, *, ratio=None, seed=0) -> list[Tensor (N_l,)]`, with `stats` an
-`Activity` from `collect_activity` (None is fine for the ones that read weights only). `NEEDS` says what
-each one needs: None (weights), "calibration" (a plain pass), "scan" (`collect_activity(..., scan=True)`).
+Every criterion is `fn(model, stats, *, ratio=None, seed=0) -> list[Tensor (N_l,)]`, `stats` an `Activity`
+(None for those that read weights only). `NEEDS` says what each needs: None (weights), "calibration" (a
+plain pass) or "scan" (`collect_activity(..., scan=True)`).
 
     delta      E[Δ_t]: the paper's activity (§5); see activity.py for the per-state reading
     random     uniform noise from a seeded generator: the floor any criterion must beat
@@ -66,25 +66,22 @@ def sparsessm_scores(model, stats, *, ratio: float | None = None, **_) -> list[t
     """SparseSSM (Tuo & Wang 2025, "SparseSSM: Efficient Selective Structured State Space Models Can Be
     Pruned in One-Shot", arXiv 2506.09613), structured (whole-state) variant.
 
-    SparseSSM extends Optimal Brain Surgeon to the time-shared A matrix. Its saliency of A_log[d, s] at
+    SparseSSM extends Optimal Brain Surgeon to the time-shared A matrix: the saliency of A_log[d, s] at
     position t uses the diagonal Hessian approximated by the squared previous state (Theorem 1; reference
     code github.com/CFinTech/SparseSSM, prune/sparsessm.py):
 
         I_t(d, s) = A_log[d, s]² · E_b[h_{t−1}[d, s]²]
 
-    The structured variant (prune/structure_ts.py) sums I_t over channels for each state, marks at every
-    position t the states of lowest saliency, and removes the states marked at the most positions (a vote
-    across time rather than one time-summed Hessian). Here: the number marked per position is
-    N − n_keep(N, r) (the reference rounds r·N; ours matches the state budget of `select_uniform`), the
-    keep-score is the number of positions at which a state was not marked, and ties are broken by the
-    time-summed saliency (added, scaled into [0, 0.5], so it never outweighs one vote). Position 0, where
-    h_{−1} = 0 for every state, is left out (the reference votes on it with arbitrary ties). Without a
-    ratio (or when it removes nothing) the score is the time-summed saliency Σ_t Σ_d I_t(d, s).
+    The structured variant (prune/structure_ts.py) sums I_t over channels, marks at every position the
+    states of lowest saliency and removes those marked most often (a vote across time). Here N − n_keep(N, r)
+    are marked per position (the reference rounds r·N; ours matches `select_uniform`'s budget), the score is
+    the number of positions where a state was not marked, and ties are broken by the time-summed saliency
+    (scaled into [0, 0.5], so it never outweighs a vote). Position 0 (h_{−1} = 0 for every state) is left
+    out. Without a ratio, or when it removes nothing, the score is the time-summed Σ_t Σ_d I_t(d, s).
 
-    Mamba-2 (an extension, the paper treats Mamba-1): A_log is per head, h is (h, p, n), and the sum runs
-    over heads and head channels, I_t(s) = Σ_{h,p} A_log[h]² E_b[h_{t−1}[h, p, s]²]. Fine-tuning-free
-    weight reconstruction (the OBS update of the remaining weights) is not applied: states are only kept
-    or dropped, like every other criterion here.
+    Mamba-2 (an extension; the paper treats Mamba-1): A_log is per head and h is (h, p, n), so
+    I_t(s) = Σ_{h,p} A_log[h]² E_b[h_{t−1}[h, p, s]²]. The OBS update of the remaining weights is not
+    applied: states are only kept or dropped, like every other criterion here.
     """
     sal = _need("sparsessm", model, stats, "saliency")  # per layer (l, N)
     out = []

@@ -9,19 +9,16 @@ Where the states live (mamba-ssm @ v2.2.4 layouts, the same in our mixers and in
 
 Modes (all give the same logits for the same kept states; the tests check it in float64):
 
-- ``zeroed``: shapes unchanged. The B and C rows of pruned states are zeroed, so B_s = C_s = 0 and the
-  state neither receives input (h_s stays 0) nor contributes to y. For Mamba-2 B and C pass through the
-  conv and a silu; silu(0) = 0 only if the conv output is 0, so the conv weights and bias of those
-  channels are zeroed too (and the in_proj bias rows, when there is one).
-- ``removed``: physically smaller. The rows, conv channels and A_log columns of pruned states are cut;
-  `config.d_state` becomes the per-layer list of kept counts, so the state cache shrinks with it.
+- ``zeroed``: shapes unchanged; the B and C rows of pruned states are zeroed, so h_s stays 0 and adds
+  nothing to y. Mamba-2's B and C pass through the conv and a silu (silu(0) = 0 needs a zero conv output),
+  so those channels' conv weights and bias are zeroed too (and the in_proj bias rows, when there is one).
+- ``removed``: physically smaller: the rows, conv channels and A_log columns of pruned states are cut;
+  `config.d_state` becomes the per-layer kept counts, so the state cache shrinks with it.
 - ``bridge``: the paper's W_bridge ∈ R^{N×N′}, here one-hot: W[kept[j], j] = 1. The mixers compute with
-  the N′ kept states (the ``removed`` weights), while everything outside them stays N-sized: the config
-  keeps d_state = N, `allocate_cache` gives N-state caches, and at every cached call the mixer gathers
-  h′ = h W_bridge (and the kept conv channels), runs, and scatters h = h′ W_bridgeᵀ back (pruned states
-  and channels read 0). Saving applies the same scatter to the weights: the checkpoint is the N-state
-  model whose pruned rows are zero, i.e. exactly ``zeroed`` (loadable by anything that loads the
-  original shape). A scatter bridge is therefore ``zeroed`` computed with N′ states.
+  the N′ kept states (the ``removed`` weights); all else stays N-sized (config, `allocate_cache`). At every
+  cached call the mixer gathers h′ = h W_bridge (and the kept conv channels), runs, and scatters
+  h = h′ W_bridgeᵀ back (pruned states and channels read 0). Saving scatters the weights the same way: the
+  checkpoint is exactly the ``zeroed`` model, loadable by anything that loads the original shape.
 """
 from __future__ import annotations
 
@@ -145,14 +142,17 @@ def removed(model: MambaLM, kept) -> MambaLM:
 class _BridgeMixin:
     """Adds W_bridge to a mixer built with the N′ kept states (see the module docstring)."""
 
-    def _attach_bridge(self, kept: torch.Tensor, n_full: int, full_maps: dict, conv_keep, device, dtype):
-        self.n_full = n_full
-        w = torch.zeros(n_full, kept.numel(), device=device, dtype=dtype)
-        w[kept.to(device), torch.arange(kept.numel(), device=device)] = 1
-        self.register_buffer("bridge", w, persistent=False)  # W_bridge (N, N′)
-        self.register_buffer("kept", kept.to(device), persistent=False)
-        self.register_buffer("conv_keep", conv_keep.to(device) if conv_keep is not None else None, persistent=False)
-        self._full_maps = full_maps  # name -> (dim, positions, full size)
+    def _attach_bridge(self, full, kept: torch.Tensor):
+        """W_bridge and the index maps into `full`, the N-state mixer whose `kept` states this one computes with."""
+        p = self.in_proj.weight
+        maps = keep_maps(full, kept)
+        sizes = {name: t.shape for name, t in full.state_dict().items()}
+        self._full_maps = {name: (dim, idx, sizes[name][dim]) for name, (dim, idx) in maps.items()}
+        conv_keep = maps["conv1d.weight"][1].to(p.device) if isinstance(full, Mamba2Mixer) else None  # x, kept B/C
+        # W_bridge (N, N′), one-hot: W[kept[j], j] = 1
+        self.register_buffer("bridge", torch.eye(full.d_state, dtype=p.dtype, device=p.device)[:, kept.to(p.device)],
+                             persistent=False)
+        self.register_buffer("conv_keep", conv_keep, persistent=False)
         self.register_state_dict_post_hook(_scatter_state_dict)
         self.register_load_state_dict_pre_hook(_gather_state_dict)
 
@@ -212,12 +212,7 @@ def bridge(model: MambaLM, kept) -> MambaLM:
             b = cls(small.config, m.layer_idx)
         b.load_state_dict(m.state_dict(), assign=True)
         b.backend, b.fused_decode = m.backend, m.fused_decode
-        sizes = {name: t.shape for name, t in full.state_dict().items()}
-        maps = keep_maps(full, k)
-        conv_keep = maps["conv1d.weight"][1] if isinstance(full, Mamba2Mixer) else None  # x, kept B/C channels
-        maps = {name: (dim, idx, sizes[name][dim]) for name, (dim, idx) in maps.items()}
-        p = m.in_proj.weight
-        b._attach_bridge(k, full.d_state, maps, conv_keep, p.device, p.dtype)
+        b._attach_bridge(full, k)
         small_layer.mixer = b
     small.config = copy.deepcopy(model.config)
     return small
