@@ -2,9 +2,9 @@
 
     rows = evaluate_model(model, tokenizer, splits=["test"], tasks=["corpus_choice"], recall=[4, 16])
 
-Modules: perplexity (sliding-window perplexity), lm_eval_model (lm-eval model type and CLI), local_tasks (tasks
-built from the corpus, local data files for lm-eval's tasks), recall (associative-recall probe and a tiny model
-trained on it), tasks/ (lm-eval task YAMLs).
+Modules: perplexity (sliding-window perplexity), lm_eval_model (lm-eval model type and CLI), local_tasks
+(tasks built from the corpus, local data files for lm-eval's tasks), recall (associative-recall probe and a
+tiny model trained on it), tasks/ (lm-eval task YAMLs).
 """
 from __future__ import annotations
 
@@ -76,17 +76,20 @@ def run_tasks(model, tokenizer, tasks, *, limit=None, batch_size: int = 8, boots
                               "(or a stock lm-eval task name where its dataset is available)")
     lm = PerfmambaLM(model=model, tokenizer=tokenizer, batch_size=batch_size,
                      device=str(next(model.parameters()).device))
-    return lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, log_samples=log_samples,
-                                   bootstrap_iters=bootstrap_iters, verbosity="ERROR")
+    return lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit,
+                                   log_samples=log_samples, bootstrap_iters=bootstrap_iters,
+                                   verbosity="ERROR")
 
 
-def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"), tasks=("corpus_choice", "corpus_cloze"),
-                   recall=None, corpus: dict | None = None, seq_len: int = 512, stride: int | None = None,
-                   batch_size: int = 8, max_tokens: int | None = None, limit: int | None = None,
-                   recall_kwargs: dict | None = None, progress: bool = False) -> list[dict]:
+def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"),
+                   tasks=("corpus_choice", "corpus_cloze"), recall=None, corpus: dict | None = None,
+                   seq_len: int = 512, stride: int | None = None, batch_size: int = 8,
+                   max_tokens: int | None = None, limit: int | None = None, recall_kwargs: dict | None = None,
+                   progress: bool = False) -> list[dict]:
     """Tidy rows {split, task, metric, value, stderr, n, n_pairs} for the notebooks and the pruning sweeps.
 
-    splits: corpus splits scored by sliding-window perplexity (`corpus`: {split: text}, default load_corpus()).
+    splits: corpus splits scored by sliding-window perplexity (`corpus`: {split: text}, default
+        load_corpus()).
     tasks: lm-eval task names (our offline tasks, or stock ones where their datasets are available).
     recall: n_pairs values for the associative-recall probe (`recall_kwargs` passed on), or None.
     tokenizer: object or path; default the tokenizer files beside `model.source`. Needed for splits and tasks.

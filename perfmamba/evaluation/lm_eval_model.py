@@ -34,12 +34,13 @@ from .local_tasks import TASKS_DIR
 from .perplexity import EvaluationError
 
 DEFAULT_MAX_LENGTH = 2048  # HFLM._DEFAULT_MAX_LENGTH: used when nothing else sets a context length
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}
 
 
 def task_manager(*, include_defaults: bool = True, include_path=None, metadata: dict | None = None):
-    """An lm-eval TaskManager that also knows our offline tasks (perfmamba/evaluation/tasks); include_defaults=False
-    skips indexing lm-eval's ~15k stock task files (5 s) when only ours are needed."""
+    """An lm-eval TaskManager that also knows our offline tasks (perfmamba/evaluation/tasks);
+    include_defaults=False skips indexing lm-eval's ~15k stock task files (5 s) when only ours are needed."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=_with_our_tasks(include_path), include_defaults=include_defaults,
@@ -99,9 +100,10 @@ class PerfmambaLM(TemplateLM):
 
     backend = "causal"
 
-    def __init__(self, pretrained=None, tokenizer=None, *, model=None, prune_ratio=None, criterion: str = "delta",
-                 mode: str = "removed", calibration=None, calibration_tokens: int = 65536, device: str | None = None,
-                 dtype=None, batch_size=1, max_batch_size=None, max_length=None, max_gen_toks: int = 256,
+    def __init__(self, pretrained=None, tokenizer=None, *, model=None, prune_ratio=None,
+                 criterion: str = "delta", mode: str = "removed", calibration=None,
+                 calibration_tokens: int = 65536, device: str | None = None, dtype=None, batch_size=1,
+                 max_batch_size=None, max_length=None, max_gen_toks: int = 256,
                  backend: str | None = None, add_bos_token=None, prefix_token_id=None, **kwargs):
         super().__init__()
         from ..checkpoints import load
@@ -111,7 +113,8 @@ class PerfmambaLM(TemplateLM):
             model, pretrained = pretrained, None
         if model is None:
             if pretrained is None:
-                raise EvaluationError("model_args needs pretrained=DIR (a checkpoint directory or a preset name)")
+                raise EvaluationError("model_args needs pretrained=DIR (a checkpoint directory or a preset "
+                                      "name)")
             model = load(str(pretrained), device=device, dtype=_parse_dtype(dtype))
         else:
             dt = _parse_dtype(dtype)
@@ -175,7 +178,8 @@ class PerfmambaLM(TemplateLM):
 
     @torch.no_grad()
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
-        """[(request, context ids, continuation ids)] → [(sum log p(continuation), is greedy)], in input order.
+        """[(request, context ids, continuation ids)] → [(sum log p(continuation), is greedy)], in input
+        order.
 
         Longest first, right-padded batches; continuation logits are the last len(continuation) positions of
         (context + continuation)[-(max_length + 1):][:-1], as in HFLM._loglikelihood_tokens.
@@ -194,7 +198,7 @@ class PerfmambaLM(TemplateLM):
                     raise EvaluationError("empty context or continuation after tokenization")
                 inps.append((ctx + cont)[-(self.max_length + 1):][:-1])
                 conts.append(cont)
-            batch = pad_sequence([torch.tensor(x, dtype=torch.long) for x in inps], batch_first=True)  # right-padded
+            batch = pad_sequence([torch.tensor(x, dtype=torch.long) for x in inps], batch_first=True)
             logp = F.log_softmax(self._model_call(batch).float(), dim=-1)  # (b, width, vocab)
             for r, (i, x, cont) in enumerate(zip(idx, inps, conts)):
                 lp = logp[r, len(x) - len(cont):len(x)]  # (len(cont), vocab)
@@ -215,8 +219,9 @@ class PerfmambaLM(TemplateLM):
         windows, owner = [], []
         for k, (string,) in enumerate(tqdm([r.args for r in requests], disable=disable_tqdm)):
             toks = self.tok_encode(string)
-            for ctx, cont in map(utils.make_disjoint_window, utils.get_rolling_token_windows(
-                    token_list=toks, prefix_token=self.prefix_token_id, max_seq_len=self.max_length, context_len=1)):
+            rolling = utils.get_rolling_token_windows(token_list=toks, prefix_token=self.prefix_token_id,
+                                                      max_seq_len=self.max_length, context_len=1)
+            for ctx, cont in map(utils.make_disjoint_window, rolling):
                 windows.append((None, ctx, cont))
                 owner.append(k)
         scores = self._loglikelihood_tokens(windows, disable_tqdm=True) if windows else []
@@ -243,7 +248,8 @@ class PerfmambaLM(TemplateLM):
             temperature = float(kwargs.get("temperature", 0.0) or 0.0) if kwargs.get("do_sample") else 0.0
             if max_new >= self.max_length:
                 raise EvaluationError(f"max_gen_toks {max_new} must be below max_length {self.max_length}")
-            ids = self.tok_encode(context, left_truncate_len=self.max_length - max_new) or [self.prefix_token_id]
+            ids = self.tok_encode(context, left_truncate_len=self.max_length - max_new)
+            ids = ids or [self.prefix_token_id]
             cache = self.model.allocate_cache(1)
             logits = self.model(torch.tensor([ids], device=self.device), cache)[:, -1]
             new: list[int] = []
@@ -278,7 +284,8 @@ def run_lm_eval_cli(argv) -> int:
     setup_logging()
     cli = HarnessCLI()
     saved = sys.argv
-    sys.argv = ["lm-eval", *[str(a) for a in argv]]  # HarnessCLI.parse_args reads sys.argv (legacy `run` insertion)
+    # HarnessCLI.parse_args reads sys.argv (legacy `run` insertion)
+    sys.argv = ["lm-eval", *[str(a) for a in argv]]
     try:
         try:
             args = cli.parse_args()

@@ -28,7 +28,8 @@ TASKS_DIR = Path(__file__).resolve().parent / "tasks"  # the lm-eval task YAMLs
 
 # task → (environment variable, default file, the split name the task YAML evaluates)
 TASK_FILES = {
-    "lambada_local": ("PERFMAMBA_LAMBADA", REPO_ROOT.parent / "shared" / "data" / "lambada_openai_test.jsonl", "test"),
+    "lambada_local": ("PERFMAMBA_LAMBADA", REPO_ROOT.parent / "shared" / "data" / "lambada_openai_test.jsonl",
+                      "test"),
     "corpus_choice": ("PERFMAMBA_CORPUS_CHOICE", None, "test"),
     "corpus_cloze": ("PERFMAMBA_CORPUS_CLOZE", None, "test"),
     "piqa_local": ("PERFMAMBA_PIQA", None, "validation"),
@@ -101,9 +102,11 @@ def cloze_items(test_text: str, n: int, seed: int = 0, n_lines: int = 4) -> list
     """n LAMBADA-style passages: up to n_lines lines ending in a line whose last word is the target."""
     docs = _doc_lines(test_text)
     # lines after at least one full line of context
-    cands = [(d, i) for d, lines in enumerate(docs) for i, ln in enumerate(lines) if i >= 1 and _cloze_target(ln)]
+    cands = [(d, i) for d, lines in enumerate(docs) for i, ln in enumerate(lines)
+             if i >= 1 and _cloze_target(ln)]
     if not cands:
-        raise EvaluationError("text too short to build cloze items: no line of at least 3 words after another line")
+        raise EvaluationError("text too short to build cloze items: no line of at least 3 words after "
+                              "another line")
     rng = random.Random(seed)
     items = []
     for d, i in rng.sample(cands, min(n, len(cands))):
@@ -113,7 +116,8 @@ def cloze_items(test_text: str, n: int, seed: int = 0, n_lines: int = 4) -> list
     return items
 
 
-def build_local_tasks(corpus_test_text: str, out_dir, *, n: int = DEFAULT_N, seed: int = 0) -> dict[str, Path]:
+def build_local_tasks(corpus_test_text: str, out_dir, *, n: int = DEFAULT_N,
+                      seed: int = 0) -> dict[str, Path]:
     """Write corpus_choice.jsonl and corpus_cloze.jsonl (n items each) into out_dir; returns their paths."""
     if not corpus_test_text or not corpus_test_text.strip():
         raise EvaluationError("cannot build tasks from empty text")
@@ -177,7 +181,8 @@ def load_task_dataset(task: str, data_files=None, **_ignored):
     split = TASK_FILES[task][2]
     spec = dict(files) if isinstance(files, dict) else {split: files}
     if split not in spec:
-        raise EvaluationError(f"task {task}: data_files must provide the split {split!r}, got {', '.join(spec)}")
+        raise EvaluationError(f"task {task}: data_files must provide the split {split!r}, got "
+                              f"{', '.join(spec)}")
     try:
         return datasets.DatasetDict({k: datasets.Dataset.from_list(read_jsonl(v)) for k, v in spec.items()})
     except EvaluationError as e:

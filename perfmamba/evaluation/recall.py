@@ -23,8 +23,8 @@ from .perplexity import EvaluationError
 # A tiny Mamba-2 trained on the task in a couple of minutes on 2 CPU cores (`train_recall_model`):
 # 32 keys, 32 values, chance 1/32.
 RECALL_VOCAB = 64
-RECALL_CONFIG = ModelConfig(arch="mamba2", d_model=64, n_layer=2, vocab_size=RECALL_VOCAB, d_state=32, headdim=16,
-                            chunk_size=16)
+RECALL_CONFIG = ModelConfig(arch="mamba2", d_model=64, n_layer=2, vocab_size=RECALL_VOCAB, d_state=32,
+                            headdim=16, chunk_size=16)
 
 
 def _split_range(vocab_range) -> tuple[int, int, int]:
@@ -43,7 +43,8 @@ def recall_batch(n_seqs: int, n_pairs: int, *, vocab_range=(0, RECALL_VOCAB), n_
     lo, mid, hi = _split_range(vocab_range)
     n_keys = mid - lo
     if not 1 <= n_pairs <= n_keys:
-        raise EvaluationError(f"n_pairs must lie in [1, {n_keys}] for vocab_range {tuple(vocab_range)}, got {n_pairs}")
+        raise EvaluationError(f"n_pairs must lie in [1, {n_keys}] for vocab_range {tuple(vocab_range)}, "
+                              f"got {n_pairs}")
     q = n_pairs if n_queries is None else n_queries
     if not 1 <= q <= n_pairs:
         raise EvaluationError(f"n_queries must lie in [1, n_pairs={n_pairs}], got {q}")
@@ -98,8 +99,8 @@ def recall_accuracy(model, *, n_pairs: int, vocab_range=None, n_seqs: int = 256,
 
 def recall_rows(model, n_pairs_list=(1, 2, 4, 8, 16), **kwargs) -> list[dict]:
     """Tidy rows (task "recall", metric "acc", n_pairs, value) over a range of n_pairs."""
-    return [{"task": "recall", "metric": "acc", "n_pairs": n, "value": recall_accuracy(model, n_pairs=n, **kwargs)}
-            for n in n_pairs_list]
+    return [{"task": "recall", "metric": "acc", "n_pairs": n,
+             "value": recall_accuracy(model, n_pairs=n, **kwargs)} for n in n_pairs_list]
 
 
 def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8, steps: int = 1500,
@@ -120,7 +121,8 @@ def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8,
     vocab_range = (0, config.vocab_size) if vocab_range is None else vocab_range
     lo, mid, hi = _split_range(vocab_range)
     if hi > config.padded_vocab_size:
-        raise TrainError(f"vocab_range {tuple(vocab_range)} exceeds the model's vocabulary ({config.padded_vocab_size})")
+        raise TrainError(f"vocab_range {tuple(vocab_range)} exceeds the model's vocabulary "
+                         f"({config.padded_vocab_size})")
     if not 1 <= max_pairs <= mid - lo:
         raise TrainError(f"max_pairs must lie in [1, {mid - lo}], got {max_pairs}")
     with num_threads(threads):
@@ -137,7 +139,7 @@ def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8,
             n = int(torch.randint(1, max_pairs + 1, (1,), generator=g))
             x, y = recall_batch(batch_size, n, vocab_range=vocab_range, generator=g)
             logits = model(x)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -99,10 +99,11 @@ def _artifacts_env(artifacts):
 
 def calibration_batch(model, n_tokens: int, seq_len: int, *, artifacts="artifacts", split="validation",
                       seed: int = 0) -> torch.LongTensor:
-    """(n_tokens // seq_len, seq_len) calibration ids (one row of n_tokens when n_tokens < seq_len): the corpus
-    split, or seeded random ids for a model without a tokenizer (`pruning.activity.calibration_tokens`)."""
+    """(n_tokens // seq_len, seq_len) calibration ids (one row of n_tokens when n_tokens < seq_len): the
+    corpus split, or seeded random ids for a model without a tokenizer (`pruning.calibration_tokens`)."""
     if n_tokens < 1 or seq_len < 1:
-        raise ExperimentError(f"need n_tokens ≥ 1 and seq_len ≥ 1, got n_tokens={n_tokens}, seq_len={seq_len}")
+        raise ExperimentError(f"need n_tokens ≥ 1 and seq_len ≥ 1, got n_tokens={n_tokens}, "
+                              f"seq_len={seq_len}")
     ids = calibration_tokens(model, None, seq_len=seq_len, n_tokens=n_tokens, seed=seed, split=split,
                              artifacts=artifacts)
     asked = n_tokens // min(seq_len, n_tokens) * min(seq_len, n_tokens)

@@ -14,19 +14,19 @@ import torch
 
 from .activity import Activity, activity_rows, calibration_tokens, collect_activity, spread_heads
 from .criteria import CRITERIA, NEEDS, scores
-from .selection import (ALIGN_ROUNDING, SELECTIONS, PruningError, align_count, check_align, check_choice, check_ratio,
-                        n_keep, select, select_global, select_uniform)
+from .selection import (ALIGN_ROUNDING, SELECTIONS, PruningError, align_count, check_align, check_choice,
+                        check_ratio, n_keep, select, select_global, select_uniform)
 from .surgery import MODES, apply, bridge, removed, zeroed
 
 __all__ = ["prune", "collect_activity", "activity_rows", "Activity", "CRITERIA", "MODES", "SELECTIONS",
-           "PruningError", "select_uniform", "select_global", "n_keep", "align_count", "ALIGN_ROUNDING", "spread_heads",
-           "scores"]
+           "PruningError", "select_uniform", "select_global", "n_keep", "align_count", "ALIGN_ROUNDING",
+           "spread_heads", "scores"]
 
 
 def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str = "removed",
           selection: str = "uniform", align: int | None = None, align_rounding: str = "up", pad: bool = False,
-          seed: int = 0, tokenizer=None, stats: Activity | None = None, batch_size: int = 8, seq_len: int = 512,
-          progress: bool = False):
+          seed: int = 0, tokenizer=None, stats: Activity | None = None, batch_size: int = 8,
+          seq_len: int = 512, progress: bool = False):
     """A new model with a fraction `ratio` of the SSM states of every layer pruned; `model` is untouched.
 
     ratio: r in [0, 1); each layer keeps k = max(1, ⌊N(1 − r)⌋) states (selection="uniform", the paper's
@@ -48,8 +48,8 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
     check_choice("selection", selection, SELECTIONS)
     align = check_align(align, align_rounding)
     if pad and (align is None or align_rounding != "up" or mode != "removed"):
-        raise PruningError("pad needs align=M with align_rounding 'up' and mode 'removed' (it pads the removed "
-                           "model's states with zero states up to a multiple of M)")
+        raise PruningError("pad needs align=M with align_rounding 'up' and mode 'removed' (it pads the "
+                           "removed model's states with zero states up to a multiple of M)")
     need = NEEDS[criterion]
     tokens = None
     if calibration is not None:
@@ -61,7 +61,8 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
         if need is not None and (stats is None or (need == "scan" and stats.energy is None)):
             if tokens is None:
                 raise PruningError(f"criterion {criterion!r} needs calibration data (token ids or text)")
-            stats = collect_activity(model, tokens, batch_size=batch_size, scan=need == "scan", progress=progress)
+            stats = collect_activity(model, tokens, batch_size=batch_size, scan=need == "scan",
+                                     progress=progress)
         s = scores(criterion, model, stats, ratio=r, seed=seed)
         kept = select(s, r, selection, align=None if pad else align, align_rounding=align_rounding)
         layout = select(s, r, selection, align=align, align_rounding="up") if pad else kept
@@ -71,7 +72,7 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
         new = apply(model, kept, mode)
     info = {"ratio": r, "criterion": criterion, "mode": mode, "selection": selection, "seed": seed,
             "d_state_before": list(n), "kept": [k.tolist() for k in kept],
-            "calibration_tokens": int(tokens.numel()) if tokens is not None else (stats.n_tokens if stats else 0)}
+            "calibration_tokens": tokens.numel() if tokens is not None else stats.n_tokens if stats else 0}
     if align is not None:
         info.update(align=align, align_rounding=align_rounding)
     if pad:

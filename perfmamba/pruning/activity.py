@@ -127,7 +127,8 @@ def _token_stream(model, calibration, tokenizer, n_tokens, seed, split, artifact
     if isinstance(calibration, int) and not isinstance(calibration, bool):
         g = torch.Generator().manual_seed(seed)
         return torch.randint(0, model.config.vocab_size, (calibration,), generator=g)
-    raise PruningError(f"calibration must be token ids (a LongTensor) or text, got {type(calibration).__name__}")
+    raise PruningError("calibration must be token ids (a LongTensor) or text, got "
+                       f"{type(calibration).__name__}")
 
 
 def calibration_tokens(model, calibration=None, *, tokenizer=None, seq_len: int = DEFAULT_SEQ_LEN,
@@ -180,8 +181,10 @@ def mamba2_ssm_inputs(mixer, zxbcdt: torch.Tensor) -> dict:
     xBC = causal_conv1d_ref(xBC.transpose(1, 2), w, cb, activation="silu").transpose(1, 2)  # (b, l, conv_dim)
     x, B, C = torch.split(xBC, [d, g * n, g * n], dim=-1)
     A_log = mixer.A_log.detach().double()  # (h,)
-    return dict(x=x.reshape(b, l, h, p), z=z.reshape(b, l, h, p), B=B.reshape(b, l, g, n), C=C.reshape(b, l, g, n),
-                delta=F.softplus(dt + mixer.dt_bias.detach().double()), A=-torch.exp(A_log), A_log=A_log)  # Δ (b, l, h)
+    # x, z (b, l, h, p); B, C (b, l, g, n); Δ (b, l, h)
+    return dict(x=x.reshape(b, l, h, p), z=z.reshape(b, l, h, p), B=B.reshape(b, l, g, n),
+                C=C.reshape(b, l, g, n), delta=F.softplus(dt + mixer.dt_bias.detach().double()),
+                A=-torch.exp(A_log), A_log=A_log)
 
 
 def mamba1_ssm_inputs(mixer, z: torch.Tensor, u: torch.Tensor, x_dbl: torch.Tensor) -> dict:
@@ -196,7 +199,7 @@ def mamba1_ssm_inputs(mixer, z: torch.Tensor, u: torch.Tensor, x_dbl: torch.Tens
 
 
 class _LayerStats:
-    """Running sums for one layer (float64, CPU): delta (units,), decay (units or N,), energy (N,), saliency (l, N)."""
+    """Running sums of one layer (float64, CPU): delta (h | d), decay (h | N), energy (N), saliency (l, N)."""
 
     def __init__(self, arch: str, mixer, scan: bool):
         self.arch, self.scan, self.n_state, self.width = arch, scan, mixer.d_state, mixer.d_inner
@@ -213,9 +216,10 @@ class _LayerStats:
             new["decay"] = (1 - torch.exp(delta * s["A"])).abs().sum((0, 1))  # (h,)
         else:
             A = s["A"]  # (d, n)
-            step = max(1, (1 << 22) // max(1, delta.numel()))  # states per slice: bounds memory to ~4M elements
-            new["decay"] = torch.cat([(1 - torch.exp(delta[..., None] * A[:, j:j + step])).abs().sum((0, 1, 2))
-                                      for j in range(0, self.n_state, step)])  # (n,)
+            step = max(1, (1 << 22) // max(1, delta.numel()))  # states per slice: memory ~4M elements
+            decay = [(1 - torch.exp(delta[..., None] * A[:, j:j + step])).abs().sum((0, 1, 2))
+                     for j in range(0, self.n_state, step)]
+            new["decay"] = torch.cat(decay)  # (n,)
         if self.scan:
             new["energy"], new["saliency"] = (_scan_mamba2 if self.arch == "mamba2" else _scan_mamba1)(s)
         for k, v in new.items():
@@ -240,7 +244,8 @@ def _scan_mamba1(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _scan_mamba2(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-by-token SSD (as `ssd_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,) and Σ_{b,h,p} A_log_h² h_{t−1}² (l, n)."""
+    """Token-by-token SSD (as `ssd_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,) and Σ_{b,h,p} A_log_h² h_{t−1}²
+    (l, n)."""
     x, delta, A, B, C, z = s["x"], s["delta"], s["A"], s["B"], s["C"], s["z"]
     b, l, h, p = x.shape
     g, n = B.shape[2], B.shape[3]
@@ -330,11 +335,13 @@ def collect_activity(model, tokens, *, batch_size: int = 8, tokenizer=None, seq_
             saliency.append(st.sums["saliency"] / st.sequences)
     return Activity(arch=arch, d_states=[m.d_state for m in mixers], activity=act, delta_mean=delta_mean,
                     decay=decay, energy=energy if scan else None, saliency=saliency if scan else None,
-                    n_tokens=int(tokens.numel()), n_sequences=int(tokens.shape[0]), mamba1_reading=mamba1_reading)
+                    n_tokens=int(tokens.numel()), n_sequences=int(tokens.shape[0]),
+                    mamba1_reading=mamba1_reading)
 
 
 def activity_rows(act: Activity, model_name: str) -> list[dict]:
-    """Tidy rows, one per (layer, state): model, arch, layer, state, d_state, activity, decay[, energy], n_tokens."""
+    """Tidy rows, one per (layer, state): model, arch, layer, state, d_state, activity, decay[, energy],
+    n_tokens."""
     rows = []
     for i, a in enumerate(act.activity):
         for s in range(a.numel()):

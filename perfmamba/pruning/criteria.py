@@ -32,8 +32,9 @@ def _need(name: str, model, stats, attr: str) -> list[torch.Tensor]:
     if value is None:
         raise PruningError(f"criterion {name!r} needs statistics collected with scan=True")
     if stats.d_states != model.config.d_states or stats.arch != model.config.arch:
-        raise PruningError(f"calibration statistics describe a {stats.arch} model with d_state {stats.d_states}, "
-                           f"not this {model.config.arch} model with {model.config.d_states}")
+        raise PruningError(f"calibration statistics describe a {stats.arch} model with d_state "
+                           f"{stats.d_states}, not this {model.config.arch} model with "
+                           f"{model.config.d_states}")
     return [v.clone() for v in value]
 
 

@@ -2,19 +2,19 @@
 
     k = n_keep(N, r) = max(1, ⌊N(1 − r)⌋)
 
-r is read as the decimal the user wrote (0.8 means 8/10), so ⌊10 · (1 − 0.8)⌋ is 2, not the 1 of binary floating
-point (1.9999999999999996). Every layer keeps at least one state; ratios outside [0, 1), NaN and non-numbers are
-rejected. Kept indices are sorted ascending, one LongTensor per layer; ties in the scores go to the lower state
-index, so a constant score keeps the first k states.
+r is read as the decimal the user wrote (0.8 means 8/10), so ⌊10 · (1 − 0.8)⌋ is 2, not the 1 of binary
+floating point (1.9999999999999996). Every layer keeps at least one state; ratios outside [0, 1), NaN and
+non-numbers are rejected. Kept indices are sorted ascending, one LongTensor per layer; ties in the scores go
+to the lower state index, so a constant score keeps the first k states.
 
-Hardware-aware counts (`align`): the paper's k = ⌊128(1 − r)⌋ gives N′ = 115, 89, 38, 12, widths off the aligned
-fast paths of the GEMMs and kernels (Mamba-2's in_proj has 2d + 2gN′ + h outputs, and B, C start at odd offsets of
-its rows), which made such models slower than dense on an H200. `align_count(k, N, M)` rounds each layer's count
-to a multiple of M: "up" (default; never fewer states, so never less accurate, than the exact count), "down"
-(faster) or "nearest" (ties up); then clamps to [1, N]: above N → N (N needs no alignment: it is the dense
-width), 0 → min(M, N). M = 8 makes 2gN′ a multiple of 16, so in_proj's output stays 16-byte aligned in bf16;
-16 or 32 also match the kernels' tile widths. The states kept are the best `align_count(k)` of the same ranking
-(for both selections a layer's kept set is a prefix of its ranking).
+Hardware-aware counts (`align`): the paper's k = ⌊128(1 − r)⌋ gives N′ = 115, 89, 38, 12, widths off the
+aligned fast paths of the GEMMs and kernels (Mamba-2's in_proj has 2d + 2gN′ + h outputs, and B, C start at
+odd offsets of its rows), which made such models slower than dense on an H200. `align_count(k, N, M)` rounds
+each layer's count to a multiple of M: "up" (default; never fewer states, so never less accurate, than the
+exact count), "down" (faster) or "nearest" (ties up); then clamps to [1, N]: above N → N (N needs no
+alignment: it is the dense width), 0 → min(M, N). M = 8 makes 2gN′ a multiple of 16, so in_proj's output
+stays 16-byte aligned in bf16; 16 or 32 also match the kernels' tile widths. The states kept are the best
+`align_count(k)` of the same ranking (for both selections a layer's kept set is a prefix of its ranking).
 """
 from __future__ import annotations
 
@@ -74,9 +74,9 @@ def select_uniform(scores: list[torch.Tensor], ratio: float) -> list[torch.Tenso
 
 
 def normalise(score: torch.Tensor) -> torch.Tensor:
-    """A layer's scores, shifted to be non-negative, over their mean (all equal: 1.0 everywhere). 1.0 reads "as
-    important as the layer's average state", so layers of different sizes and scales (Δ grows with depth in
-    trained models) compete on equal terms."""
+    """A layer's scores, shifted to be non-negative, over their mean (all equal: 1.0 everywhere). 1.0 reads
+    "as important as the layer's average state", so layers of different sizes and scales (Δ grows with depth
+    in trained models) compete on equal terms."""
     s = score.detach().to("cpu", torch.float64).flatten()
     s = s - s.min().clamp(max=0.0)
     m = s.mean()
@@ -89,7 +89,8 @@ def select_global(scores: list[torch.Tensor], ratio: float) -> list[torch.Tensor
     best = [int(_ranked(s)[0]) for s in scores]
     chosen = [[b] for b in best]
     # candidates in (layer, state) order, so that the stable sort breaks ties by lower layer, then lower index
-    rest = [(i, j, v) for i, s in enumerate(scores) for j, v in enumerate(normalise(s).tolist()) if j != best[i]]
+    rest = [(i, j, v) for i, s in enumerate(scores) for j, v in enumerate(normalise(s).tolist())
+            if j != best[i]]
     budget = sum(n_keep(s.numel(), ratio) for s in scores) - len(scores)
     for i, j, _ in sorted(rest, key=lambda c: -c[2])[:budget]:
         chosen[i].append(j)
@@ -112,8 +113,8 @@ def check_align(align, rounding: str = "up") -> int | None:
 
 
 def align_count(k: int, n_state: int, align: int | None, rounding: str = "up") -> int:
-    """k kept states rounded to a multiple of `align` by `rounding` ("up", "down", "nearest": ties up), then clamped
-    to [1, N]: above N → N, 0 → min(align, N). align None or 1 returns k unchanged."""
+    """k kept states rounded to a multiple of `align` by `rounding` ("up", "down", "nearest": ties up), then
+    clamped to [1, N]: above N → N, 0 → min(align, N). align None or 1 returns k unchanged."""
     align = check_align(align, rounding)
     if align is None or align == 1:
         return k

@@ -55,12 +55,13 @@ def bc_channels(mixer, states: torch.Tensor) -> torch.Tensor:
 
 
 def keep_maps(mixer, kept: torch.Tensor) -> dict[str, tuple[int, torch.Tensor]]:
-    """For each tensor that holds states: (dim, positions in the full tensor of the reduced tensor's entries)."""
+    """For each tensor that holds states: (dim, positions in the full tensor of the reduced one's entries)."""
     kept = torch.as_tensor(kept, dtype=torch.long)
     if isinstance(mixer, Mamba2Mixer):
         d, h = mixer.d_inner, mixer.nheads
         full_bc = 2 * mixer.ngroups * mixer.d_state
-        rows = torch.cat([torch.arange(2 * d), bc_rows(mixer, kept).flatten(), 2 * d + full_bc + torch.arange(h)])
+        rows = torch.cat([torch.arange(2 * d), bc_rows(mixer, kept).flatten(),
+                          2 * d + full_bc + torch.arange(h)])  # z, x | kept B, C | dt
         ch = torch.cat([torch.arange(d), bc_channels(mixer, kept).flatten()])
         maps = {"in_proj.weight": (0, rows), "conv1d.weight": (0, ch)}
         if mixer.in_proj.bias is not None:
@@ -143,15 +144,17 @@ class _BridgeMixin:
     """Adds W_bridge to a mixer built with the N′ kept states (see the module docstring)."""
 
     def _attach_bridge(self, full, kept: torch.Tensor):
-        """W_bridge and the index maps into `full`, the N-state mixer whose `kept` states this one computes with."""
+        """W_bridge and the index maps into `full`, the N-state mixer whose `kept` states this one runs."""
         p = self.in_proj.weight
         maps = keep_maps(full, kept)
         sizes = {name: t.shape for name, t in full.state_dict().items()}
         self._full_maps = {name: (dim, idx, sizes[name][dim]) for name, (dim, idx) in maps.items()}
-        conv_keep = maps["conv1d.weight"][1].to(p.device) if isinstance(full, Mamba2Mixer) else None  # x, kept B/C
+        conv_keep = None
+        if isinstance(full, Mamba2Mixer):  # the x channels, then the kept B, C channels
+            conv_keep = maps["conv1d.weight"][1].to(p.device)
         # W_bridge (N, N′), one-hot: W[kept[j], j] = 1
-        self.register_buffer("bridge", torch.eye(full.d_state, dtype=p.dtype, device=p.device)[:, kept.to(p.device)],
-                             persistent=False)
+        bridge = torch.eye(full.d_state, dtype=p.dtype, device=p.device)[:, kept.to(p.device)]
+        self.register_buffer("bridge", bridge, persistent=False)
         self.register_buffer("conv_keep", conv_keep, persistent=False)
         self.register_state_dict_post_hook(_scatter_state_dict)
         self.register_load_state_dict_pre_hook(_gather_state_dict)
