@@ -60,8 +60,7 @@ def _task_rows(results: dict, tasks) -> list[dict]:
     return rows
 
 
-def run_tasks(model, tokenizer, tasks, *, limit=None, batch_size: int = 8, bootstrap_iters: int = 1000,
-              log_samples: bool = False) -> dict:
+def run_tasks(model, tokenizer, tasks, *, limit=None, batch_size: int = 8) -> dict:
     """lm-eval's `simple_evaluate` on `tasks` with our model type wrapped around an in-memory model."""
     import lm_eval
 
@@ -76,9 +75,8 @@ def run_tasks(model, tokenizer, tasks, *, limit=None, batch_size: int = 8, boots
                               "(or a stock lm-eval task name where its dataset is available)")
     lm = PerfmambaLM(model=model, tokenizer=tokenizer, batch_size=batch_size,
                      device=str(next(model.parameters()).device))
-    return lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit,
-                                   log_samples=log_samples, bootstrap_iters=bootstrap_iters,
-                                   verbosity="ERROR")
+    return lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, log_samples=False,
+                                   bootstrap_iters=1000, verbosity="ERROR")
 
 
 def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"),
@@ -110,14 +108,13 @@ def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"),
         short = [s for s, ids in toks.items() if ids.numel() < 2]
         if short:
             raise EvaluationError(f"split {short[0]!r} is empty or too short to score")
-        for r in perplexity_rows(model, toks, seq_len=seq_len, stride=stride, batch_size=batch_size,
-                                 max_tokens=max_tokens, progress=progress):
-            rows.append(_row(split=r["split"], task="perplexity", metric=r["metric"], value=r["value"]))
+        rows += [_row(**r) for r in perplexity_rows(model, toks, seq_len=seq_len, stride=stride,
+                                                    batch_size=batch_size, max_tokens=max_tokens,
+                                                    progress=progress)]
     if tasks:
         rows += _task_rows(run_tasks(model, tok, tasks, limit=limit, batch_size=batch_size), tasks)
     if recall:
-        for r in recall_rows(model, list(recall), **(recall_kwargs or {})):
-            rows.append(_row(task="recall", metric=r["metric"], value=r["value"], n_pairs=r["n_pairs"]))
+        rows += [_row(**r) for r in recall_rows(model, list(recall), **(recall_kwargs or {}))]
     return rows
 
 
@@ -126,7 +123,6 @@ def write_rows(rows: list[dict], path, **context) -> Path:
     import pandas as pd
 
     path = Path(path)
-    df = pd.DataFrame([{**context, **r} for r in rows])
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+        pd.DataFrame([{**context, **r} for r in rows]).to_csv(tmp, index=False)
     return path

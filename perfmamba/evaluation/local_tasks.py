@@ -41,10 +41,6 @@ CORPUS_TASKS = ("corpus_choice", "corpus_cloze")
 DEFAULT_N = 500
 
 
-def artifacts_tasks_dir() -> Path:
-    return Path(os.environ.get("PERFMAMBA_ARTIFACTS", "artifacts")) / "tasks"
-
-
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
@@ -141,10 +137,10 @@ def task_file(task: str, data_files=None) -> Path | dict:
     if os.environ.get(env):
         return Path(os.environ[env])
     if task in CORPUS_TASKS:
-        path = artifacts_tasks_dir() / f"{task}.jsonl"
-        if not path.is_file():
-            from ..data import load_corpus
+        from ..data import default_root, load_corpus
 
+        path = default_root().parent / "tasks" / f"{task}.jsonl"  # $PERFMAMBA_ARTIFACTS/tasks
+        if not path.is_file():
             build_local_tasks(load_corpus()["test"], path.parent)
         return path
     if default is None:
