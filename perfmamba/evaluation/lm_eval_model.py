@@ -121,14 +121,13 @@ class PerfmambaLM(TemplateLM):
             model = model.to(device=device, dtype=dt) if dt is not None else model.to(device=device)
         self.tokenizer = resolve_tokenizer(model, tokenizer)
         if prune_ratio not in (None, "", 0, 0.0, "0"):
-            from ..pruning import NEEDS, prune
-            from ..pruning.activity import calibration_tokens as tokens
+            from .. import pruning
 
             ids = None
-            if NEEDS.get(criterion):  # a text file, else the corpus validation split
-                ids = tokens(model, Path(calibration) if calibration else None, tokenizer=self.tokenizer,
-                             n_tokens=int(calibration_tokens))
-            model = prune(model, float(prune_ratio), criterion=criterion, mode=mode, calibration=ids)
+            if pruning.NEEDS.get(criterion):  # a text file, else the corpus validation split
+                ids = pruning.calibration_tokens(model, Path(calibration) if calibration else None,
+                                                 tokenizer=self.tokenizer, n_tokens=int(calibration_tokens))
+            model = pruning.prune(model, float(prune_ratio), criterion=criterion, mode=mode, calibration=ids)
         if backend:
             model.backend = backend
         self.model = model.eval()
@@ -246,10 +245,10 @@ class PerfmambaLM(TemplateLM):
             until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
             max_new = int(kwargs.pop("max_gen_toks"))
             temperature = float(kwargs.get("temperature", 0.0) or 0.0) if kwargs.get("do_sample") else 0.0
-            if max_new >= self.max_length:
+            room = self.max_length - max_new  # context tokens kept
+            if room <= 0:
                 raise EvaluationError(f"max_gen_toks {max_new} must be below max_length {self.max_length}")
-            ids = self.tok_encode(context, left_truncate_len=self.max_length - max_new)
-            ids = ids or [self.prefix_token_id]
+            ids = self.tok_encode(context, left_truncate_len=room) or [self.prefix_token_id]
             cache = self.model.allocate_cache(1)
             logits = self.model(torch.tensor([ids], device=self.device), cache)[:, -1]
             new: list[int] = []

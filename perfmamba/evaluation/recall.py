@@ -27,10 +27,14 @@ RECALL_CONFIG = ModelConfig(arch="mamba2", d_model=64, n_layer=2, vocab_size=REC
                             headdim=16, chunk_size=16)
 
 
-def _split_range(vocab_range) -> tuple[int, int, int]:
+def _split_range(vocab_range, config: ModelConfig | None = None, error=EvaluationError):
+    """(lo, mid, hi): keys from [lo, mid), values from [mid, hi); within `config`'s vocabulary if given."""
     lo, hi = (int(v) for v in vocab_range)
     if hi - lo < 4:
         raise EvaluationError(f"vocab_range {vocab_range} is too small: need at least 4 token ids")
+    if config is not None and hi > config.padded_vocab_size:
+        raise error(f"vocab_range {tuple(vocab_range)} exceeds the model's vocabulary "
+                    f"({config.padded_vocab_size})")
     return lo, lo + (hi - lo) // 2, hi
 
 
@@ -72,10 +76,7 @@ def recall_accuracy(model, *, n_pairs: int, vocab_range=None, n_seqs: int = 256,
     whole (unpadded) vocabulary, which is the range `train_recall_model` trains on.
     """
     vocab_range = (0, model.config.vocab_size) if vocab_range is None else vocab_range
-    lo, mid, hi = _split_range(vocab_range)
-    if hi > model.config.padded_vocab_size:
-        raise EvaluationError(f"vocab_range {tuple(vocab_range)} exceeds the model's vocabulary "
-                              f"({model.config.padded_vocab_size})")
+    lo, mid, hi = _split_range(vocab_range, model.config)
     if n_seqs < 1:
         raise EvaluationError(f"n_seqs must be positive, got {n_seqs}")
     g = torch.Generator().manual_seed(seed)
@@ -119,10 +120,7 @@ def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8,
 
     config = RECALL_CONFIG if config is None else config
     vocab_range = (0, config.vocab_size) if vocab_range is None else vocab_range
-    lo, mid, hi = _split_range(vocab_range)
-    if hi > config.padded_vocab_size:
-        raise TrainError(f"vocab_range {tuple(vocab_range)} exceeds the model's vocabulary "
-                         f"({config.padded_vocab_size})")
+    lo, mid, hi = _split_range(vocab_range, config, TrainError)
     if not 1 <= max_pairs <= mid - lo:
         raise TrainError(f"max_pairs must lie in [1, {mid - lo}], got {max_pairs}")
     with num_threads(threads):

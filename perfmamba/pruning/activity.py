@@ -127,8 +127,8 @@ def _token_stream(model, calibration, tokenizer, n_tokens, seed, split, artifact
     if isinstance(calibration, int) and not isinstance(calibration, bool):
         g = torch.Generator().manual_seed(seed)
         return torch.randint(0, model.config.vocab_size, (calibration,), generator=g)
-    raise PruningError("calibration must be token ids (a LongTensor) or text, got "
-                       f"{type(calibration).__name__}")
+    raise PruningError("calibration must be token ids (a LongTensor), text, a text file (a Path), None or a "
+                       f"number of random ids, got {type(calibration).__name__}")
 
 
 def calibration_tokens(model, calibration=None, *, tokenizer=None, seq_len: int = DEFAULT_SEQ_LEN,

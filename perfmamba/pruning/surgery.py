@@ -148,6 +148,7 @@ class _BridgeMixin:
         p = self.in_proj.weight
         maps = keep_maps(full, kept)
         sizes = {name: t.shape for name, t in full.state_dict().items()}
+        # name -> (dim, positions, full size)
         self._full_maps = {name: (dim, idx, sizes[name][dim]) for name, (dim, idx) in maps.items()}
         conv_keep = None
         if isinstance(full, Mamba2Mixer):  # the x channels, then the kept B, C channels
