@@ -108,16 +108,14 @@ def zeroed(model: MambaLM, kept) -> MambaLM:
         pruned = torch.tensor(sorted(set(range(m.d_state)) - set(k.tolist())), dtype=torch.long)
         if pruned.numel() == 0:
             continue
-        rows = bc_rows(m, pruned).flatten()
-        proj = m.in_proj if isinstance(m, Mamba2Mixer) else m.x_proj
-        proj.weight[rows.to(proj.weight.device)] = 0
-        if proj.bias is not None:
-            proj.bias[rows.to(proj.bias.device)] = 0
-        if isinstance(m, Mamba2Mixer):
-            ch = bc_channels(m, pruned).flatten().to(m.conv1d.weight.device)
-            m.conv1d.weight[ch] = 0
-            if m.conv1d.bias is not None:
-                m.conv1d.bias[ch] = 0
+        mamba2 = isinstance(m, Mamba2Mixer)
+        targets = [(m.in_proj if mamba2 else m.x_proj, bc_rows(m, pruned))]
+        if mamba2:  # B and C also pass through the conv
+            targets.append((m.conv1d, bc_channels(m, pruned)))
+        for module, idx in targets:
+            for t in (module.weight, module.bias):
+                if t is not None:
+                    t[idx.flatten().to(t.device)] = 0
     return new
 
 
