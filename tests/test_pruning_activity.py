@@ -145,6 +145,22 @@ def test_calibration_tokens_shapes_and_errors():
         calibration_tokens(model, "some text")  # a preset has no tokenizer beside it
 
 
+def test_calibration_tokens_sources(tmp_path):
+    """Seeded random ids (asked for, or for a model without a tokenizer), and a text file as eos-led documents."""
+    from perfmamba.data import DOC_SEP, encode_documents, train_tokenizer
+
+    model = tiny("mamba2-tiny")
+    want = torch.randint(0, 251, (300,), generator=torch.Generator().manual_seed(7))[:256].view(4, 64)
+    assert torch.equal(calibration_tokens(model, 300, seq_len=64, seed=7), want)
+    assert torch.equal(calibration_tokens(model, None, n_tokens=300, seq_len=64, seed=7), want)
+    docs = ["the cat sat on the mat " * 20, "a dog ran in the park " * 20]
+    tok = train_tokenizer(" ".join(docs), vocab_size=300)
+    (tmp_path / "calib.txt").write_text(DOC_SEP.join(docs))
+    ids = calibration_tokens(tiny("mamba2-tiny", vocab_size=300), tmp_path / "calib.txt", tokenizer=tok,
+                             seq_len=1000, n_tokens=50)
+    assert torch.equal(ids, encode_documents(docs, tok)[None, :50])
+
+
 def test_activity_rows_and_fig3_plot():
     import matplotlib
 

@@ -2,9 +2,9 @@
 
     rows = evaluate_model(model, tokenizer, splits=["test"], tasks=["corpus_choice"], recall=[4, 16])
 
-Modules: perplexity (sliding-window perplexity), lm_eval_model (lm-eval model type and CLI), local_tasks (tasks
-built from the corpus, local data files for lm-eval's tasks), recall (associative-recall probe and a tiny model
-trained on it), tasks/ (lm-eval task YAMLs).
+Modules: perplexity (sliding-window perplexity), lm_eval_model (lm-eval model type and CLI), local_tasks
+(tasks built from the corpus, local data files for lm-eval's tasks), recall (associative-recall probe and a
+tiny model trained on it), tasks/ (lm-eval task YAMLs).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 
 from ..io import atomic_path
+from .local_tasks import TASKS_DIR
 from .perplexity import EvaluationError, perplexity, perplexity_rows, token_nlls, windows
 from .recall import recall_accuracy, recall_batch, recall_rows, train_recall_model
 
@@ -24,8 +25,6 @@ ROW_KEYS = ("split", "task", "metric", "value", "stderr", "n", "n_pairs")
 
 def local_task_names() -> list[str]:
     """The offline tasks shipped in perfmamba/evaluation/tasks."""
-    from .lm_eval_model import TASKS_DIR
-
     return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
 
 
@@ -61,8 +60,7 @@ def _task_rows(results: dict, tasks) -> list[dict]:
     return rows
 
 
-def run_tasks(model, tokenizer, tasks, *, limit=None, batch_size: int = 8, bootstrap_iters: int = 1000,
-              log_samples: bool = False) -> dict:
+def run_tasks(model, tokenizer, tasks, *, limit=None, batch_size: int = 8) -> dict:
     """lm-eval's `simple_evaluate` on `tasks` with our model type wrapped around an in-memory model."""
     import lm_eval
 
@@ -77,17 +75,19 @@ def run_tasks(model, tokenizer, tasks, *, limit=None, batch_size: int = 8, boots
                               "(or a stock lm-eval task name where its dataset is available)")
     lm = PerfmambaLM(model=model, tokenizer=tokenizer, batch_size=batch_size,
                      device=str(next(model.parameters()).device))
-    return lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, log_samples=log_samples,
-                                   bootstrap_iters=bootstrap_iters, verbosity="ERROR")
+    return lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, log_samples=False,
+                                   bootstrap_iters=1000, verbosity="ERROR")
 
 
-def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"), tasks=("corpus_choice", "corpus_cloze"),
-                   recall=None, corpus: dict | None = None, seq_len: int = 512, stride: int | None = None,
-                   batch_size: int = 8, max_tokens: int | None = None, limit: int | None = None,
-                   recall_kwargs: dict | None = None, progress: bool = False) -> list[dict]:
+def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"),
+                   tasks=("corpus_choice", "corpus_cloze"), recall=None, corpus: dict | None = None,
+                   seq_len: int = 512, stride: int | None = None, batch_size: int = 8,
+                   max_tokens: int | None = None, limit: int | None = None, recall_kwargs: dict | None = None,
+                   progress: bool = False) -> list[dict]:
     """Tidy rows {split, task, metric, value, stderr, n, n_pairs} for the notebooks and the pruning sweeps.
 
-    splits: corpus splits scored by sliding-window perplexity (`corpus`: {split: text}, default load_corpus()).
+    splits: corpus splits scored by sliding-window perplexity (`corpus`: {split: text}, default
+        load_corpus()).
     tasks: lm-eval task names (our offline tasks, or stock ones where their datasets are available).
     recall: n_pairs values for the associative-recall probe (`recall_kwargs` passed on), or None.
     tokenizer: object or path; default the tokenizer files beside `model.source`. Needed for splits and tasks.
@@ -98,26 +98,23 @@ def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"), task
     rows: list[dict] = []
     tok = resolve_tokenizer(model, tokenizer) if (splits or tasks) else None
     if splits:
-        from ..data import SPLITS, documents, encode_documents, load_corpus
+        from ..data import SPLITS, encode_splits, load_corpus
 
         bad = [s for s in splits if s not in SPLITS and (corpus is None or s not in corpus)]
         if bad:
             raise EvaluationError(f"unknown split {bad[0]!r}; expected one of {', '.join(SPLITS)}")
         corpus = load_corpus() if corpus is None else corpus
-        toks = {}
-        for s in splits:
-            ids = encode_documents(documents(corpus[s]), tok)
-            if ids.numel() < 2:
-                raise EvaluationError(f"split {s!r} is empty or too short to score")
-            toks[s] = ids
-        for r in perplexity_rows(model, toks, seq_len=seq_len, stride=stride, batch_size=batch_size,
-                                 max_tokens=max_tokens, progress=progress):
-            rows.append(_row(split=r["split"], task="perplexity", metric=r["metric"], value=r["value"]))
+        toks = encode_splits({s: corpus[s] for s in splits}, tok)
+        short = [s for s, ids in toks.items() if ids.numel() < 2]
+        if short:
+            raise EvaluationError(f"split {short[0]!r} is empty or too short to score")
+        rows += [_row(**r) for r in perplexity_rows(model, toks, seq_len=seq_len, stride=stride,
+                                                    batch_size=batch_size, max_tokens=max_tokens,
+                                                    progress=progress)]
     if tasks:
         rows += _task_rows(run_tasks(model, tok, tasks, limit=limit, batch_size=batch_size), tasks)
     if recall:
-        for r in recall_rows(model, list(recall), **(recall_kwargs or {})):
-            rows.append(_row(task="recall", metric=r["metric"], value=r["value"], n_pairs=r["n_pairs"]))
+        rows += [_row(**r) for r in recall_rows(model, list(recall), **(recall_kwargs or {}))]
     return rows
 
 
@@ -126,7 +123,6 @@ def write_rows(rows: list[dict], path, **context) -> Path:
     import pandas as pd
 
     path = Path(path)
-    df = pd.DataFrame([{**context, **r} for r in rows])
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+        pd.DataFrame([{**context, **r} for r in rows]).to_csv(tmp, index=False)
     return path

@@ -27,20 +27,20 @@ import torch
 import torch.nn.functional as F
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
+from .local_tasks import TASKS_DIR
 from .perplexity import EvaluationError
 
-TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 DEFAULT_MAX_LENGTH = 2048  # HFLM._DEFAULT_MAX_LENGTH: used when nothing else sets a context length
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}
 
 
 def task_manager(*, include_defaults: bool = True, include_path=None, metadata: dict | None = None):
-    """An lm-eval TaskManager that also knows our offline tasks (perfmamba/evaluation/tasks).
-
-    include_defaults=False skips indexing lm-eval's ~15k stock task files (5 s) when only ours are needed.
-    """
+    """An lm-eval TaskManager that also knows our offline tasks (perfmamba/evaluation/tasks);
+    include_defaults=False skips indexing lm-eval's ~15k stock task files (5 s) when only ours are needed."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=_with_our_tasks(include_path), include_defaults=include_defaults,
@@ -70,7 +70,7 @@ def _parse_batch_size(batch_size) -> int:
     try:
         n = int(s)
     except ValueError:
-        raise EvaluationError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}") from None
+        n = 0
     if n < 1:
         raise EvaluationError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     return n
@@ -85,7 +85,7 @@ def _resolve_device(device) -> str:
 
 
 def resolve_tokenizer(model, tokenizer=None):
-    """The tokenizer of `model` (`perfmamba.data.model_tokenizer`), required: evaluation cannot run without one."""
+    """`data.model_tokenizer`, required: evaluation cannot run without one."""
     from ..data import CorpusError, model_tokenizer
 
     try:
@@ -94,26 +94,16 @@ def resolve_tokenizer(model, tokenizer=None):
         raise EvaluationError(str(e)) from None
 
 
-def calibration_tokens(tokenizer, calibration=None, max_tokens: int = 65536) -> torch.Tensor:
-    """Token ids for pruning statistics: a text file, else the corpus validation split; at most max_tokens."""
-    from ..data import documents, encode_documents, load_corpus, read_text_file
-
-    text = read_text_file(calibration) if calibration else load_corpus()["validation"]
-    ids = encode_documents(documents(text), tokenizer)
-    if ids.numel() < 2:
-        raise EvaluationError("calibration text is empty")
-    return ids[:max_tokens]
-
-
 @register_model("perfmamba")
 class PerfmambaLM(TemplateLM):
     """lm-eval model type for perfmamba models (any checkpoint format `perfmamba.load` reads)."""
 
     backend = "causal"
 
-    def __init__(self, pretrained=None, tokenizer=None, *, model=None, prune_ratio=None, criterion: str = "delta",
-                 mode: str = "removed", calibration=None, calibration_tokens: int = 65536, device: str | None = None,
-                 dtype=None, batch_size=1, max_batch_size=None, max_length=None, max_gen_toks: int = 256,
+    def __init__(self, pretrained=None, tokenizer=None, *, model=None, prune_ratio=None,
+                 criterion: str = "delta", mode: str = "removed", calibration=None,
+                 calibration_tokens: int = 65536, device: str | None = None, dtype=None, batch_size=1,
+                 max_batch_size=None, max_length=None, max_gen_toks: int = 256,
                  backend: str | None = None, add_bos_token=None, prefix_token_id=None, **kwargs):
         super().__init__()
         from ..checkpoints import load
@@ -123,34 +113,31 @@ class PerfmambaLM(TemplateLM):
             model, pretrained = pretrained, None
         if model is None:
             if pretrained is None:
-                raise EvaluationError("model_args needs pretrained=DIR (a checkpoint directory or a preset name)")
+                raise EvaluationError("model_args needs pretrained=DIR (a checkpoint directory or a preset "
+                                      "name)")
             model = load(str(pretrained), device=device, dtype=_parse_dtype(dtype))
         else:
             dt = _parse_dtype(dtype)
             model = model.to(device=device, dtype=dt) if dt is not None else model.to(device=device)
         self.tokenizer = resolve_tokenizer(model, tokenizer)
         if prune_ratio not in (None, "", 0, 0.0, "0"):
-            model = self._prune(model, float(prune_ratio), criterion, mode, calibration, int(calibration_tokens))
+            from .. import pruning
+
+            ids = None
+            if pruning.NEEDS.get(criterion):  # a text file, else the corpus validation split
+                ids = pruning.calibration_tokens(model, Path(calibration) if calibration else None,
+                                                 tokenizer=self.tokenizer, n_tokens=int(calibration_tokens))
+            model = pruning.prune(model, float(prune_ratio), criterion=criterion, mode=mode, calibration=ids)
         if backend:
             model.backend = backend
         self.model = model.eval()
         self._device = torch.device(device)
-        self.batch_size_per_gpu = _parse_batch_size(batch_size)
+        self.batch_size = _parse_batch_size(batch_size)
         self._max_length = int(max_length) if max_length else None
-        self._max_gen_toks = int(max_gen_toks)
+        self.max_gen_toks = int(max_gen_toks)
         self.add_bos_token = add_bos_token
         self.custom_prefix_token_id = prefix_token_id
         self.ignored_args = kwargs  # e.g. lm-eval's trust_remote_code / parallelize: meaningless here
-
-    def _prune(self, model, ratio, criterion, mode, calibration, n_tokens):
-        try:
-            from ..pruning import prune
-        except ImportError as e:  # pragma: no cover - the pruning package ships with perfmamba
-            raise EvaluationError(f"prune_ratio needs perfmamba.pruning ({e})") from None
-        from ..pruning import NEEDS
-
-        tokens = calibration_tokens(self.tokenizer, calibration, n_tokens) if NEEDS.get(criterion) else None
-        return prune(model, ratio, criterion=criterion, mode=mode, calibration=tokens)
 
     # ---- what lm-eval asks of a model ---------------------------------------------------------------
     @property
@@ -161,9 +148,8 @@ class PerfmambaLM(TemplateLM):
     def prefix_token_id(self) -> int:
         if self.custom_prefix_token_id is not None:
             return int(self.custom_prefix_token_id)
-        if self.tokenizer.bos_token_id is not None:
-            return self.tokenizer.bos_token_id
-        return self.tokenizer.eos_token_id
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None else self.tokenizer.eos_token_id
 
     @property
     def max_length(self) -> int:
@@ -171,18 +157,6 @@ class PerfmambaLM(TemplateLM):
             return self._max_length
         n = getattr(self.tokenizer, "model_max_length", None)
         return n if n and n < 1_000_000_000 else DEFAULT_MAX_LENGTH
-
-    @property
-    def max_gen_toks(self) -> int:
-        return self._max_gen_toks
-
-    @property
-    def batch_size(self) -> int:
-        return self.batch_size_per_gpu
-
-    @property
-    def device(self):
-        return self._device
 
     def tok_encode(self, string: str, add_special_tokens=None, left_truncate_len=None, **kwargs) -> list[int]:
         """HFLM.tok_encode: the tokenizer's own special-token default unless told otherwise."""
@@ -203,7 +177,8 @@ class PerfmambaLM(TemplateLM):
 
     @torch.no_grad()
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
-        """[(request, context ids, continuation ids)] → [(sum log p(continuation), is greedy)], in input order.
+        """[(request, context ids, continuation ids)] → [(sum log p(continuation), is greedy)], in input
+        order.
 
         Longest first, right-padded batches; continuation logits are the last len(continuation) positions of
         (context + continuation)[-(max_length + 1):][:-1], as in HFLM._loglikelihood_tokens.
@@ -222,10 +197,7 @@ class PerfmambaLM(TemplateLM):
                     raise EvaluationError("empty context or continuation after tokenization")
                 inps.append((ctx + cont)[-(self.max_length + 1):][:-1])
                 conts.append(cont)
-            width = max(len(x) for x in inps)
-            batch = torch.zeros(len(inps), width, dtype=torch.long)
-            for r, x in enumerate(inps):
-                batch[r, :len(x)] = torch.tensor(x, dtype=torch.long)
+            batch = pad_sequence([torch.tensor(x, dtype=torch.long) for x in inps], batch_first=True)
             logp = F.log_softmax(self._model_call(batch).float(), dim=-1)  # (b, width, vocab)
             for r, (i, x, cont) in enumerate(zip(idx, inps, conts)):
                 lp = logp[r, len(x) - len(cont):len(x)]  # (len(cont), vocab)
@@ -246,8 +218,9 @@ class PerfmambaLM(TemplateLM):
         windows, owner = [], []
         for k, (string,) in enumerate(tqdm([r.args for r in requests], disable=disable_tqdm)):
             toks = self.tok_encode(string)
-            for ctx, cont in map(utils.make_disjoint_window, utils.get_rolling_token_windows(
-                    token_list=toks, prefix_token=self.prefix_token_id, max_seq_len=self.max_length, context_len=1)):
+            rolling = utils.get_rolling_token_windows(token_list=toks, prefix_token=self.prefix_token_id,
+                                                      max_seq_len=self.max_length, context_len=1)
+            for ctx, cont in map(utils.make_disjoint_window, rolling):
                 windows.append((None, ctx, cont))
                 owner.append(k)
         scores = self._loglikelihood_tokens(windows, disable_tqdm=True) if windows else []
@@ -272,9 +245,10 @@ class PerfmambaLM(TemplateLM):
             until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
             max_new = int(kwargs.pop("max_gen_toks"))
             temperature = float(kwargs.get("temperature", 0.0) or 0.0) if kwargs.get("do_sample") else 0.0
-            if max_new >= self.max_length:
+            room = self.max_length - max_new  # context tokens kept
+            if room <= 0:
                 raise EvaluationError(f"max_gen_toks {max_new} must be below max_length {self.max_length}")
-            ids = self.tok_encode(context, left_truncate_len=self.max_length - max_new) or [self.prefix_token_id]
+            ids = self.tok_encode(context, left_truncate_len=room) or [self.prefix_token_id]
             cache = self.model.allocate_cache(1)
             logits = self.model(torch.tensor([ids], device=self.device), cache)[:, -1]
             new: list[int] = []
@@ -309,7 +283,8 @@ def run_lm_eval_cli(argv) -> int:
     setup_logging()
     cli = HarnessCLI()
     saved = sys.argv
-    sys.argv = ["lm-eval", *[str(a) for a in argv]]  # HarnessCLI.parse_args reads sys.argv (legacy `run` insertion)
+    # HarnessCLI.parse_args reads sys.argv (legacy `run` insertion)
+    sys.argv = ["lm-eval", *[str(a) for a in argv]]
     try:
         try:
             args = cli.parse_args()

@@ -24,10 +24,12 @@ from ..io import atomic_write_text
 from .perplexity import EvaluationError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"  # the lm-eval task YAMLs
 
 # task → (environment variable, default file, the split name the task YAML evaluates)
 TASK_FILES = {
-    "lambada_local": ("PERFMAMBA_LAMBADA", REPO_ROOT.parent / "shared" / "data" / "lambada_openai_test.jsonl", "test"),
+    "lambada_local": ("PERFMAMBA_LAMBADA", REPO_ROOT.parent / "shared" / "data" / "lambada_openai_test.jsonl",
+                      "test"),
     "corpus_choice": ("PERFMAMBA_CORPUS_CHOICE", None, "test"),
     "corpus_cloze": ("PERFMAMBA_CORPUS_CLOZE", None, "test"),
     "piqa_local": ("PERFMAMBA_PIQA", None, "validation"),
@@ -37,10 +39,6 @@ TASK_FILES = {
 }
 CORPUS_TASKS = ("corpus_choice", "corpus_cloze")
 DEFAULT_N = 500
-
-
-def artifacts_tasks_dir() -> Path:
-    return Path(os.environ.get("PERFMAMBA_ARTIFACTS", "artifacts")) / "tasks"
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -88,31 +86,34 @@ def choice_items(test_text: str, n: int, seed: int = 0) -> list[dict]:
 
 
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_TRAILING = re.compile(r"[^\w']+$")  # punctuation after the last word
+
+
+def _cloze_target(line: str) -> bool:
+    words = _TRAILING.sub("", line).split()
+    return len(words) >= 3 and _WORD.fullmatch(words[-1]) is not None
 
 
 def cloze_items(test_text: str, n: int, seed: int = 0, n_lines: int = 4) -> list[dict]:
     """n LAMBADA-style passages: up to n_lines lines ending in a line whose last word is the target."""
     docs = _doc_lines(test_text)
-    cands = []
-    for d, lines in enumerate(docs):
-        for i, ln in enumerate(lines):
-            if i < 1:
-                continue  # at least one full line of context
-            last = re.sub(r"[^\w']+$", "", ln).split()
-            if len(last) >= 3 and _WORD.fullmatch(last[-1]):
-                cands.append((d, i))
+    # lines after at least one full line of context
+    cands = [(d, i) for d, lines in enumerate(docs) for i, ln in enumerate(lines)
+             if i >= 1 and _cloze_target(ln)]
     if not cands:
-        raise EvaluationError("text too short to build cloze items: no line of at least 3 words after another line")
+        raise EvaluationError("text too short to build cloze items: no line of at least 3 words after "
+                              "another line")
     rng = random.Random(seed)
     items = []
     for d, i in rng.sample(cands, min(n, len(cands))):
         lines = docs[d][max(0, i - n_lines + 1):i + 1]
-        lines[-1] = re.sub(r"[^\w']+$", "", lines[-1])  # end on the target word, as LAMBADA does
+        lines[-1] = _TRAILING.sub("", lines[-1])  # end on the target word, as LAMBADA does
         items.append({"text": "\n".join(lines), "source": f"doc{d}:line{i}"})
     return items
 
 
-def build_local_tasks(corpus_test_text: str, out_dir, *, n: int = DEFAULT_N, seed: int = 0) -> dict[str, Path]:
+def build_local_tasks(corpus_test_text: str, out_dir, *, n: int = DEFAULT_N,
+                      seed: int = 0) -> dict[str, Path]:
     """Write corpus_choice.jsonl and corpus_cloze.jsonl (n items each) into out_dir; returns their paths."""
     if not corpus_test_text or not corpus_test_text.strip():
         raise EvaluationError("cannot build tasks from empty text")
@@ -136,10 +137,10 @@ def task_file(task: str, data_files=None) -> Path | dict:
     if os.environ.get(env):
         return Path(os.environ[env])
     if task in CORPUS_TASKS:
-        path = artifacts_tasks_dir() / f"{task}.jsonl"
-        if not path.is_file():
-            from ..data import load_corpus
+        from ..data import default_root, load_corpus
 
+        path = default_root().parent / "tasks" / f"{task}.jsonl"  # $PERFMAMBA_ARTIFACTS/tasks
+        if not path.is_file():
             build_local_tasks(load_corpus()["test"], path.parent)
         return path
     if default is None:
@@ -176,7 +177,8 @@ def load_task_dataset(task: str, data_files=None, **_ignored):
     split = TASK_FILES[task][2]
     spec = dict(files) if isinstance(files, dict) else {split: files}
     if split not in spec:
-        raise EvaluationError(f"task {task}: data_files must provide the split {split!r}, got {', '.join(spec)}")
+        raise EvaluationError(f"task {task}: data_files must provide the split {split!r}, got "
+                              f"{', '.join(spec)}")
     try:
         return datasets.DatasetDict({k: datasets.Dataset.from_list(read_jsonl(v)) for k, v in spec.items()})
     except EvaluationError as e:

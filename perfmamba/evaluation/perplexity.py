@@ -19,7 +19,7 @@ from ..errors import EvaluationError
 
 
 def windows(n_tokens: int, seq_len: int, stride: int) -> list[tuple[int, int]]:
-    """(start, first scored target) per window over a stream of n_tokens, targets at positions 1 … n_tokens − 1.
+    """(start, first scored target) per window over a stream of n_tokens (targets at 1 … n_tokens − 1).
 
     Window k feeds tokens [start, start + L) and predicts targets start + 1 … start + L, L = min(seq_len,
     n_tokens − 1); it scores targets from `first` on.
@@ -37,12 +37,10 @@ def windows(n_tokens: int, seq_len: int, stride: int) -> list[tuple[int, int]]:
 
 
 @torch.no_grad()
-def token_nlls(model, tokens: torch.Tensor, *, seq_len: int = 512, stride: int | None = None, batch_size: int = 8,
-               progress: bool = False) -> torch.Tensor:
+def token_nlls(model, tokens: torch.Tensor, *, seq_len: int = 512, stride: int | None = None,
+               batch_size: int = 8, progress: bool = False) -> torch.Tensor:
     """−log p(t_i | context) for i = 1 … n − 1 (float64), context as described in the module docstring."""
-    if not isinstance(tokens, torch.Tensor):
-        tokens = torch.as_tensor(tokens)
-    tokens = tokens.reshape(-1).long()
+    tokens = torch.as_tensor(tokens).reshape(-1).long()
     n = tokens.numel()
     if n < 2:
         raise EvaluationError(f"need at least 2 tokens to compute a perplexity, got {n}")
@@ -53,8 +51,8 @@ def token_nlls(model, tokens: torch.Tensor, *, seq_len: int = 512, stride: int |
         raise EvaluationError(f"stride must lie in [1, seq_len={seq_len}], got {stride}")
     vocab = model.config.padded_vocab_size
     if int(tokens.min()) < 0 or int(tokens.max()) >= vocab:
-        raise EvaluationError(f"token ids must lie in [0, {vocab}) for this model, found [{int(tokens.min())}, "
-                              f"{int(tokens.max())}]; is this the model's tokenizer?")
+        raise EvaluationError(f"token ids must lie in [0, {vocab}) for this model, found "
+                              f"[{int(tokens.min())}, {int(tokens.max())}]; is this the model's tokenizer?")
     device = next(model.parameters()).device
     tokens = tokens.to(device)
     L = min(seq_len, n - 1)
@@ -69,18 +67,18 @@ def token_nlls(model, tokens: torch.Tensor, *, seq_len: int = 512, stride: int |
         logp = F.log_softmax(logits.double(), dim=-1)
         nll = -logp.gather(-1, seqs[:, 1:, None])[..., 0]  # (b, L): target start + 1 + j
         for (s, first), row in zip(chunk, nll):
-            j0 = first - (s + 1)
-            out[first - 1:s + L] = row[j0:]
+            out[first - 1:s + L] = row[first - s - 1:]
     return out
 
 
-def perplexity(model, tokens: torch.Tensor, *, seq_len: int = 512, stride: int | None = None, batch_size: int = 8,
-               progress: bool = False) -> dict:
+def perplexity(model, tokens: torch.Tensor, *, seq_len: int = 512, stride: int | None = None,
+               batch_size: int = 8, progress: bool = False) -> dict:
     """{"ppl", "nll" (mean per token, nats), "n_tokens" (scored)} of `model` on a 1-D token stream."""
     was_training = model.training
     model.eval()
     try:
-        nll = token_nlls(model, tokens, seq_len=seq_len, stride=stride, batch_size=batch_size, progress=progress)
+        nll = token_nlls(model, tokens, seq_len=seq_len, stride=stride, batch_size=batch_size,
+                         progress=progress)
     finally:
         model.train(was_training)
     mean = float(nll.mean())
@@ -94,6 +92,6 @@ def perplexity_rows(model, tokens_by_split: dict, *, seq_len: int = 512, stride:
     for split, toks in tokens_by_split.items():
         toks = toks[:max_tokens] if max_tokens else toks
         r = perplexity(model, toks, seq_len=seq_len, stride=stride, batch_size=batch_size, progress=progress)
-        rows += [{"split": split, "task": "perplexity", "metric": m, "value": r[k]}
-                 for m, k in (("ppl", "ppl"), ("nll", "nll"), ("n_tokens", "n_tokens"))]
+        rows += [{"split": split, "task": "perplexity", "metric": m, "value": r[m]}
+                 for m in ("ppl", "nll", "n_tokens")]
     return rows

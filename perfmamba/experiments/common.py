@@ -11,7 +11,9 @@ import torch
 from .. import results
 from ..provenance import default_device
 from ..config import PRESETS
-from ..errors import ExperimentError, PerfmambaError
+from ..errors import ExperimentError
+from ..pruning.activity import calibration_tokens, corpus_tokens  # noqa: F401 (corpus_tokens: re-exported)
+from ..pruning.activity import tokenizer_or_none as _tokenizer  # noqa: F401 (used by quality.py)
 
 
 def _csv(experiment: str, results_root=None, device=None) -> Path:
@@ -72,16 +74,6 @@ def _load(spec, device=None, dtype=None):
     return load(spec, device=default_device(device), dtype=dtype)
 
 
-def _tokenizer(model):
-    """The model's tokenizer, or None for a model without one (a preset) or with one that does not fit it."""
-    from ..data import model_tokenizer
-
-    try:
-        return model_tokenizer(model)
-    except PerfmambaError:
-        return None
-
-
 @contextlib.contextmanager
 def _artifacts_env(artifacts):
     """$PERFMAMBA_ARTIFACTS = artifacts while evaluating: the offline tasks read their data from there."""
@@ -96,38 +88,19 @@ def _artifacts_env(artifacts):
             os.environ["PERFMAMBA_ARTIFACTS"] = old
 
 
-_TOKENS: dict[tuple, torch.Tensor] = {}
-
-
-def corpus_tokens(tokenizer, split: str, artifacts="artifacts") -> torch.Tensor:
-    """The whole corpus split as one token stream (documents led by eos), cached per process."""
-    from ..data import SPLITS, documents, encode_documents, load_corpus
-
-    if split not in SPLITS:
-        raise ExperimentError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    key = (id(tokenizer), len(tokenizer), str(Path(artifacts).resolve()), split)
-    if key not in _TOKENS:
-        corpus = load_corpus(Path(artifacts) / "corpus")
-        _TOKENS[key] = encode_documents(documents(corpus[split]), tokenizer)
-    return _TOKENS[key]
-
-
 def calibration_batch(model, n_tokens: int, seq_len: int, *, artifacts="artifacts", split="validation",
                       seed: int = 0) -> torch.LongTensor:
-    """(n_tokens // seq_len, seq_len) calibration ids (one row of n_tokens when n_tokens < seq_len): the corpus
-    split through the model's tokenizer, or seeded random ids for a model without one (a preset)."""
+    """(n_tokens // seq_len, seq_len) calibration ids (one row of n_tokens when n_tokens < seq_len): the
+    corpus split, or seeded random ids for a model without a tokenizer (`pruning.calibration_tokens`)."""
     if n_tokens < 1 or seq_len < 1:
-        raise ExperimentError(f"need n_tokens ≥ 1 and seq_len ≥ 1, got n_tokens={n_tokens}, seq_len={seq_len}")
-    seq_len = min(seq_len, n_tokens)
-    rows = n_tokens // seq_len
-    tok = _tokenizer(model)
-    if tok is None:
-        g = torch.Generator().manual_seed(seed)
-        return torch.randint(0, model.config.vocab_size, (rows, seq_len), generator=g)
-    ids = corpus_tokens(tok, split, artifacts)
-    if ids.numel() < rows * seq_len:
-        raise ExperimentError(f"the {split} split has {ids.numel()} tokens, fewer than the {rows * seq_len} asked")
-    return ids[: rows * seq_len].view(rows, seq_len)  # (b, l)
+        raise ExperimentError(f"need n_tokens ≥ 1 and seq_len ≥ 1, got n_tokens={n_tokens}, "
+                              f"seq_len={seq_len}")
+    ids = calibration_tokens(model, None, seq_len=seq_len, n_tokens=n_tokens, seed=seed, split=split,
+                             artifacts=artifacts)
+    asked = n_tokens // min(seq_len, n_tokens) * min(seq_len, n_tokens)
+    if ids.numel() < asked:
+        raise ExperimentError(f"the {split} split has fewer than the {asked} tokens asked")
+    return ids
 
 
 def _with_machine(df, path: Path):

@@ -4,8 +4,7 @@
     small = prune(model, 0.5, calibration=tokens)      # keep k = ⌊N(1 − r)⌋ ≥ 1 states per layer
 
 Modules: activity (statistics from forward hooks), criteria (scores per state), selection (uniform top-k,
-global budget), surgery (zeroed / removed / bridge), plots (Fig. 3 heatmap), cli (`perfmamba activity`,
-`perfmamba prune`).
+global budget), surgery (zeroed / removed / bridge), cli (`perfmamba activity`, `perfmamba prune`).
 """
 from __future__ import annotations
 
@@ -15,48 +14,42 @@ import torch
 
 from .activity import Activity, activity_rows, calibration_tokens, collect_activity, spread_heads
 from .criteria import CRITERIA, NEEDS, scores
-from .selection import (ALIGN_ROUNDING, SELECTIONS, PruningError, align_count, check_align, check_ratio, n_keep, select,
-                        select_global, select_uniform)
+from .selection import (ALIGN_ROUNDING, SELECTIONS, PruningError, align_count, check_align, check_choice,
+                        check_ratio, n_keep, select, select_global, select_uniform)
 from .surgery import MODES, apply, bridge, removed, zeroed
 
 __all__ = ["prune", "collect_activity", "activity_rows", "Activity", "CRITERIA", "MODES", "SELECTIONS",
-           "PruningError", "select_uniform", "select_global", "n_keep", "align_count", "ALIGN_ROUNDING", "spread_heads",
-           "scores"]
+           "PruningError", "select_uniform", "select_global", "n_keep", "align_count", "ALIGN_ROUNDING",
+           "spread_heads", "scores"]
 
 
 def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str = "removed",
           selection: str = "uniform", align: int | None = None, align_rounding: str = "up", pad: bool = False,
-          seed: int = 0, tokenizer=None, stats: Activity | None = None, batch_size: int = 8, seq_len: int = 512,
-          progress: bool = False):
+          seed: int = 0, tokenizer=None, stats: Activity | None = None, batch_size: int = 8,
+          seq_len: int = 512, progress: bool = False):
     """A new model with a fraction `ratio` of the SSM states of every layer pruned; `model` is untouched.
 
     ratio: r in [0, 1); each layer keeps k = max(1, ⌊N(1 − r)⌋) states (selection="uniform", the paper's
-        Algorithm 1) or the same total spread across layers by normalised score (selection="global").
-    align: round each layer's kept count to a multiple of `align` that the kernels run fast (None: the exact
-        counts); align_rounding "up" (default), "down" or "nearest"; the result is clamped to [1, N]
-        (`perfmamba.pruning.selection.align_count` states the rule).
-    pad: with align (rounding "up") and mode "removed": keep exactly k states, but lay each layer out with the
-        aligned count, the extra states zeroed (their B/C rows, and Mamba-2's conv channels, are zero, so they
-        stay 0 and add nothing). Same logits as the exact model, same shapes (and speed) as the aligned one.
+        Algorithm 1), or the same total spread across layers by normalised score (selection="global").
+    align: round each layer's kept count to a multiple of `align` that the kernels run fast (None: exact),
+        by align_rounding "up", "down" or "nearest", clamped to [1, N] (`selection.align_count`).
+    pad: with align (rounding "up") and mode "removed": keep exactly k states, laid out with the aligned
+        count, the extra states zero (zero B/C rows and Mamba-2 conv channels: they stay 0 and add nothing).
+        The exact model's logits at the aligned model's shapes (and speed).
     criterion: a name in CRITERIA (the paper's is "delta"). mode: "removed" | "zeroed" | "bridge".
-    calibration: token ids (b, l) / (l,) or text (tokenized with `tokenizer`, a tokenizer or a path, or the
-        tokenizer beside `model.source`); needed by the data-driven criteria. `stats`: a precomputed
-        `collect_activity(...)` result to reuse instead (sweeps).
-    seed: for criterion="random".
-
-    The kept indices and settings are recorded in `new.config.extra["pruning"]`, so checkpoints carry them.
+    calibration: what `calibration_tokens` takes (token ids, text with `tokenizer`, ...), cut into rows of
+        `seq_len`; needed by the data-driven criteria; or `stats`, a `collect_activity` result to reuse.
+    seed: for criterion="random". The kept indices and settings go to `new.config.extra["pruning"]`, so
+    checkpoints carry them.
     """
     r = check_ratio(ratio)
-    if criterion not in CRITERIA:
-        raise PruningError(f"unknown criterion {criterion!r}; expected one of {', '.join(CRITERIA)}")
-    if mode not in MODES:
-        raise PruningError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    if selection not in SELECTIONS:
-        raise PruningError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
+    check_choice("criterion", criterion, CRITERIA)
+    check_choice("mode", mode, MODES)
+    check_choice("selection", selection, SELECTIONS)
     align = check_align(align, align_rounding)
     if pad and (align is None or align_rounding != "up" or mode != "removed"):
-        raise PruningError("pad needs align=M with align_rounding 'up' and mode 'removed' (it pads the removed "
-                           "model's states with zero states up to a multiple of M)")
+        raise PruningError("pad needs align=M with align_rounding 'up' and mode 'removed' (it pads the "
+                           "removed model's states with zero states up to a multiple of M)")
     need = NEEDS[criterion]
     tokens = None
     if calibration is not None:
@@ -68,23 +61,23 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
         if need is not None and (stats is None or (need == "scan" and stats.energy is None)):
             if tokens is None:
                 raise PruningError(f"criterion {criterion!r} needs calibration data (token ids or text)")
-            stats = collect_activity(model, tokens, batch_size=batch_size, scan=need == "scan", progress=progress)
+            stats = collect_activity(model, tokens, batch_size=batch_size, scan=need == "scan",
+                                     progress=progress)
         s = scores(criterion, model, stats, ratio=r, seed=seed)
         kept = select(s, r, selection, align=None if pad else align, align_rounding=align_rounding)
         layout = select(s, r, selection, align=align, align_rounding="up") if pad else kept
     if pad:  # the aligned layout, then its states outside the exact selection zeroed
-        new = zeroed(apply(model, layout, "removed"), [torch.searchsorted(lay, k) for lay, k in zip(layout, kept)])
+        new = zeroed(removed(model, layout), [torch.searchsorted(lay, k) for lay, k in zip(layout, kept)])
     else:
         new = apply(model, kept, mode)
     info = {"ratio": r, "criterion": criterion, "mode": mode, "selection": selection, "seed": seed,
             "d_state_before": list(n), "kept": [k.tolist() for k in kept],
-            "calibration_tokens": int(tokens.numel()) if tokens is not None else (stats.n_tokens if stats else 0)}
+            "calibration_tokens": tokens.numel() if tokens is not None else stats.n_tokens if stats else 0}
     if align is not None:
         info.update(align=align, align_rounding=align_rounding)
     if pad:
         info.update(pad=True, layout=[lay.tolist() for lay in layout])
-    previous = model.config.extra.get("pruning")
-    if previous is not None:
-        info["previous"] = copy.deepcopy(previous)
+    if "pruning" in model.config.extra:
+        info["previous"] = copy.deepcopy(model.config.extra["pruning"])
     new.config.extra = {**copy.deepcopy(model.config.extra), "pruning": info}
     return new

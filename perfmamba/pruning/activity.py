@@ -1,40 +1,39 @@
 """State activity statistics over calibration data (paper §5, Fig. 3), collected with forward hooks.
 
-The paper scores state s of layer l by how strongly the selective SSM steps:
+The paper scores state s of layer l by how strongly the selective SSM steps, averaged over calibration
+tokens (and the channels / heads that share the state):
 
     activity(l, s) = E[Δ_t],   Δ_t = softplus(dt_t + dt_bias)
 
-averaged over calibration tokens (and over the channels / heads that share the state). Δ is not indexed
-by the state, so a per-state reading needs a convention:
+Δ is not indexed by the state, so a per-state reading needs a convention:
 
-- Mamba-2: Δ is per head. Head i's mean is spread over ⌊N/nheads⌋ contiguous states (the last head also
-  takes the remainder), which is what the paper's Fig. 3 heatmap shows. When there are more heads than
-  states, state s averages the heads ⌊s·H/N⌋ … ⌊(s+1)·H/N⌋ − 1 (contiguous groups, none empty).
-- Mamba-1: Δ is per channel, shared by all N states of the channel, so E[Δ_t] alone is constant across
-  states. The default reading (`mamba1_reading="delta_A"`) is E_{t,d}[Δ_{t,d}·|A_{d,s}|]: the exponent of
-  state s's per-token decay exp(−Δ|A_s|), i.e. how much the state moves per token, the closest quantity
-  to "activity" that depends on s. `mamba1_reading="mean"` gives the literal channel mean, constant across
-  states (selection then keeps the first k states: ties go to the lower index).
+- Mamba-2: Δ is per head; each head's mean is spread over a block of contiguous states (`spread_heads`),
+  which is what the paper's Fig. 3 heatmap shows.
+- Mamba-1: Δ is per channel, shared by the channel's N states, so E[Δ_t] is constant across states. The
+  default reading (`mamba1_reading="delta_A"`) is E_{t,d}[Δ_{t,d}·|A_{d,s}|], the exponent of state s's
+  per-token decay exp(−Δ|A_s|): how much the state moves per token, the closest quantity to "activity"
+  that depends on s. "mean" gives the literal channel mean (selection then keeps the first k states).
 
-Δ, B, C, x and z are recomputed from the inputs/outputs of submodules that the mixers call as modules,
-so the model code is unchanged: Mamba-2 from the `in_proj` output ([z, xBC, dt]; the causal conv and silu
-are re-applied to xBC), Mamba-1 from the `in_proj` output (z) and the `x_proj` input (the conv output u)
-and output (dt_low, B, C), with Δ = softplus(dt_proj(dt_low)).
-
-With `scan=True` the hooks also run the recurrence (float64, token by token) to collect what the data-driven
-criteria need: the output energy E|C_s h_s ⊙ silu(z)| of each state and SparseSSM's per-position saliency
-Σ A_log² h_{t−1}² (see `criteria.py`).
+Δ, B, C, x and z are recomputed from submodules the mixers call, so the model code is unchanged: Mamba-2
+from the `in_proj` output ([z, xBC, dt], conv and silu re-applied to xBC), Mamba-1 from the `in_proj`
+output (z) and the `x_proj` input (conv output u) and output (dt_low, B, C), Δ = softplus(dt_proj(dt_low)).
+With `scan=True` the hooks also run the recurrence (float64, token by token) for the data-driven criteria:
+each state's output energy E|C_s h_s ⊙ silu(z)| and SparseSSM's per-position saliency Σ A_log² h_{t−1}².
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..errors import PerfmambaError, PruningError
 from ..ops.conv import causal_conv1d_ref
-from .selection import PruningError
+from .selection import check_choice
+from .surgery import is_bridged
 
 MAMBA1_READINGS = ("delta_A", "mean")
 DEFAULT_SEQ_LEN = 512
@@ -78,45 +77,96 @@ def spread_heads(values: torch.Tensor, n_state: int) -> torch.Tensor:
 
 
 # calibration data ---------------------------------------------------------------------------------------
-def calibration_tokens(model, calibration, *, tokenizer=None, seq_len: int = DEFAULT_SEQ_LEN) -> torch.LongTensor:
-    """Calibration data as a (b, l) LongTensor of ids checked against the model's vocabulary.
+def tokenizer_or_none(model, tokenizer=None):
+    """`data.model_tokenizer`, or None for a model without one (a preset) or with one that does not fit it."""
+    from ..data import model_tokenizer
 
-    `calibration`: token ids (b, l), or (l,) / text cut into rows of `seq_len` tokens (a shorter tail is
-    dropped unless it is the only row). Text is tokenized with `tokenizer` (an object or a path) or the
-    tokenizer beside `model.source`.
-    """
+    try:
+        return model_tokenizer(model, tokenizer)
+    except PerfmambaError:
+        return None
+
+
+_CORPUS_TOKENS: dict[tuple, tuple] = {}
+
+
+def corpus_tokens(tokenizer, split: str, artifacts="artifacts") -> torch.Tensor:
+    """A whole corpus split as one token stream (documents each led by eos), cached per process.
+    `artifacts`: the folder holding corpus/ (None: `data.default_root()`'s)."""
+    from ..data import SPLITS, default_root, documents, encode_documents, load_corpus
+
+    check_choice("split", split, SPLITS)
+    root = default_root() if artifacts is None else Path(artifacts) / "corpus"
+    key = (id(tokenizer), len(tokenizer), str(root.resolve()), split)
+    if key not in _CORPUS_TOKENS:  # kept with its tokens, the tokenizer's id cannot be reused meanwhile
+        _CORPUS_TOKENS[key] = (tokenizer, encode_documents(documents(load_corpus(root)[split]), tokenizer))
+    return _CORPUS_TOKENS[key][1]
+
+
+def _token_stream(model, calibration, tokenizer, n_tokens, seed, split, artifacts) -> torch.Tensor:
+    """The 1-D ids of a calibration source other than ids (see `calibration_tokens`)."""
+    from ..data import documents, encode_documents, model_tokenizer, read_text_file
+
     if isinstance(calibration, str):
-        from ..data import model_tokenizer
-
         tok = model_tokenizer(model, tokenizer, check_vocab=False)
         if tok is None:
-            raise PruningError(f"calibration text needs a tokenizer: {getattr(model, 'source', 'the model')} has "
-                               "none beside it; pass tokenizer=PATH")
+            raise PruningError(f"calibration text needs a tokenizer: {getattr(model, 'source', 'the model')} "
+                               "has none beside it; pass tokenizer=PATH")
         if not calibration.strip():
             raise PruningError("calibration text is empty")
         ids = tok(calibration, add_special_tokens=False, verbose=False)["input_ids"]
-        calibration = torch.tensor(ids, dtype=torch.long)
-    if not isinstance(calibration, torch.Tensor):
-        raise PruningError(f"calibration must be token ids (a LongTensor) or text, got {type(calibration).__name__}")
-    if calibration.dtype.is_floating_point or calibration.dtype in (torch.bool, torch.complex64, torch.complex128):
-        raise PruningError(f"calibration token ids must be integers, got {calibration.dtype}")
-    if calibration.numel() == 0:
+        return torch.tensor(ids, dtype=torch.long)
+    if isinstance(calibration, os.PathLike):
+        tok = model_tokenizer(model, tokenizer, required=True)
+        return encode_documents(documents(read_text_file(calibration)), tok)
+    if calibration is None:
+        tok = tokenizer_or_none(model, tokenizer)
+        if tok is not None:
+            return corpus_tokens(tok, split, artifacts)
+        calibration = n_tokens
+    if isinstance(calibration, int) and not isinstance(calibration, bool):
+        g = torch.Generator().manual_seed(seed)
+        return torch.randint(0, model.config.vocab_size, (calibration,), generator=g)
+    raise PruningError("calibration must be token ids (a LongTensor), text, a text file (a Path), None or a "
+                       f"number of random ids, got {type(calibration).__name__}")
+
+
+def calibration_tokens(model, calibration=None, *, tokenizer=None, seq_len: int = DEFAULT_SEQ_LEN,
+                       n_tokens: int | None = None, seed: int = 0, split: str = "validation",
+                       artifacts=None) -> torch.LongTensor:
+    """Calibration data as (b, l) ids checked against the model's vocabulary: the one way the pruning
+    functions, the CLI, the lm-eval model type and the experiments get it.
+
+    calibration: token ids, (b, l) or (l,); text, tokenized as it is; a text file (a Path) or None (the
+    corpus `split`, see `corpus_tokens`): documents each led by eos, as in training; an int n: n random ids
+    seeded by `seed`, which is also what None gives for a model without a tokenizer (n = n_tokens).
+    tokenizer: an object or a path, default the one beside `model.source` (`data.model_tokenizer`).
+    A stream (1-D) keeps its first `n_tokens` (None: all) and is cut into rows of `seq_len` tokens; a
+    shorter tail is dropped unless it is the only row.
+    """
+    ids = calibration
+    if not isinstance(ids, torch.Tensor):
+        ids = _token_stream(model, calibration, tokenizer, n_tokens, seed, split, artifacts)
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise PruningError(f"calibration token ids must be integers, got {ids.dtype}")
+    if ids.dim() == 1:
+        ids = ids[:n_tokens]
+    if ids.numel() == 0:
         raise PruningError("calibration data is empty (no tokens)")
-    if calibration.dim() == 1:
-        n = calibration.numel()
+    if ids.dim() == 1:
         if seq_len < 1:
             raise PruningError(f"seq_len must be positive, got {seq_len}")
-        rows = max(1, n // seq_len)
-        calibration = calibration[: rows * seq_len].view(rows, -1) if n >= seq_len else calibration[None]
-    elif calibration.dim() != 2:
-        raise PruningError("calibration token ids must be (batch, length) or (length,), "
-                           f"got shape {tuple(calibration.shape)}")
+        rows = max(1, ids.numel() // seq_len)
+        ids = ids[:rows * seq_len].view(rows, -1) if ids.numel() >= seq_len else ids[None]
+    elif ids.dim() != 2:
+        raise PruningError(f"calibration token ids must be (batch, length) or (length,), got shape "
+                           f"{tuple(ids.shape)}")
     vocab = model.config.vocab_size
-    lo, hi = int(calibration.min()), int(calibration.max())
+    lo, hi = int(ids.min()), int(ids.max())
     if lo < 0 or hi >= vocab:
         raise PruningError(f"calibration token ids must lie in [0, {vocab}) (the model's vocabulary), got "
                            f"[{lo}, {hi}]; is the tokenizer the model's?")
-    return calibration.long()
+    return ids.long()
 
 
 # recovering the SSM inputs from submodule hooks -----------------------------------------------------------
@@ -130,15 +180,11 @@ def mamba2_ssm_inputs(mixer, zxbcdt: torch.Tensor) -> dict:
     cb = mixer.conv1d.bias.detach().double() if mixer.conv1d.bias is not None else None
     xBC = causal_conv1d_ref(xBC.transpose(1, 2), w, cb, activation="silu").transpose(1, 2)  # (b, l, conv_dim)
     x, B, C = torch.split(xBC, [d, g * n, g * n], dim=-1)
-    return dict(
-        x=x.reshape(b, l, h, p),  # (b, l, h, p)
-        delta=F.softplus(dt + mixer.dt_bias.detach().double()),  # (b, l, h)
-        A=-torch.exp(mixer.A_log.detach().double()),  # (h,)
-        A_log=mixer.A_log.detach().double(),
-        B=B.reshape(b, l, g, n),  # (b, l, g, n)
-        C=C.reshape(b, l, g, n),
-        z=z.reshape(b, l, h, p),
-    )
+    A_log = mixer.A_log.detach().double()  # (h,)
+    # x, z (b, l, h, p); B, C (b, l, g, n); Δ (b, l, h)
+    return dict(x=x.reshape(b, l, h, p), z=z.reshape(b, l, h, p), B=B.reshape(b, l, g, n),
+                C=C.reshape(b, l, g, n), delta=F.softplus(dt + mixer.dt_bias.detach().double()),
+                A=-torch.exp(A_log), A_log=A_log)
 
 
 def mamba1_ssm_inputs(mixer, z: torch.Tensor, u: torch.Tensor, x_dbl: torch.Tensor) -> dict:
@@ -147,57 +193,37 @@ def mamba1_ssm_inputs(mixer, z: torch.Tensor, u: torch.Tensor, x_dbl: torch.Tens
     u, x_dbl, z = u.detach().double(), x_dbl.detach().double(), z.detach().double()
     dt_low, B, C = torch.split(x_dbl, [r, n, n], dim=-1)
     dt = dt_low @ mixer.dt_proj.weight.detach().double().t() + mixer.dt_proj.bias.detach().double()
-    return dict(
-        x=u,  # (b, l, d)
-        delta=F.softplus(dt),  # (b, l, d)
-        A=-torch.exp(mixer.A_log.detach().double()),  # (d, n)
-        A_log=mixer.A_log.detach().double(),
-        B=B,  # (b, l, n)
-        C=C,
-        z=z,  # (b, l, d)
-    )
+    A_log = mixer.A_log.detach().double()  # (d, n)
+    # x, z and Δ (b, l, d); B, C (b, l, n)
+    return dict(x=u, z=z, B=B, C=C, delta=F.softplus(dt), A=-torch.exp(A_log), A_log=A_log)
 
 
 class _LayerStats:
-    """Running sums for one layer."""
+    """Running sums of one layer (float64, CPU): delta (h | d), decay (h | N), energy (N), saliency (l, N)."""
 
     def __init__(self, arch: str, mixer, scan: bool):
-        self.arch, self.scan = arch, scan
-        self.n_state = mixer.d_state
-        self.tokens = 0
-        self.sequences = 0
-        self.delta_sum = None
-        self.decay_sum = None
-        self.energy_sum = torch.zeros(self.n_state, dtype=torch.float64) if scan else None
-        self.saliency_sum = None  # (l, N)
-        self.width = mixer.d_inner
+        self.arch, self.scan, self.n_state, self.width = arch, scan, mixer.d_state, mixer.d_inner
+        self.tokens = self.sequences = 0
+        self.sums: dict[str, torch.Tensor] = {}
 
     def update(self, s: dict):
         delta = s["delta"]
         b, l = delta.shape[:2]
         self.tokens += b * l
         self.sequences += b
-        dsum = delta.sum((0, 1)).cpu()  # (units,)
-        self.delta_sum = dsum if self.delta_sum is None else self.delta_sum + dsum
+        new = {"delta": delta.sum((0, 1))}
         if self.arch == "mamba2":
-            dec = (1 - torch.exp(delta * s["A"])).abs().sum((0, 1))  # (h,)
+            new["decay"] = (1 - torch.exp(delta * s["A"])).abs().sum((0, 1))  # (h,)
         else:
             A = s["A"]  # (d, n)
-            step = max(1, (1 << 22) // max(1, delta.numel()))  # states per slice: bounds memory to ~4M elements
-            dec = torch.cat([(1 - torch.exp(delta[..., None] * A[:, j:j + step])).abs().sum((0, 1, 2))
-                             for j in range(0, self.n_state, step)])  # (n,)
-        dec = dec.cpu()
-        self.decay_sum = dec if self.decay_sum is None else self.decay_sum + dec
+            step = max(1, (1 << 22) // max(1, delta.numel()))  # states per slice: memory ~4M elements
+            decay = [(1 - torch.exp(delta[..., None] * A[:, j:j + step])).abs().sum((0, 1, 2))
+                     for j in range(0, self.n_state, step)]
+            new["decay"] = torch.cat(decay)  # (n,)
         if self.scan:
-            energy, saliency = (_scan_mamba2 if self.arch == "mamba2" else _scan_mamba1)(s)
-            energy, saliency = energy.cpu(), saliency.cpu()
-            self.energy_sum += energy
-            if self.saliency_sum is None:
-                self.saliency_sum = saliency
-            elif self.saliency_sum.shape == saliency.shape:
-                self.saliency_sum += saliency
-            else:
-                raise PruningError("calibration rows must all have the same length")
+            new["energy"], new["saliency"] = (_scan_mamba2 if self.arch == "mamba2" else _scan_mamba1)(s)
+        for k, v in new.items():
+            self.sums[k] = v.cpu() if k not in self.sums else self.sums[k] + v.cpu()
 
 
 def _scan_mamba1(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,7 +244,8 @@ def _scan_mamba1(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _scan_mamba2(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-by-token SSD (as `ssd_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,) and Σ_{b,h,p} A_log_h² h_{t−1}² (l, n)."""
+    """Token-by-token SSD (as `ssd_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,) and Σ_{b,h,p} A_log_h² h_{t−1}²
+    (l, n)."""
     x, delta, A, B, C, z = s["x"], s["delta"], s["A"], s["B"], s["C"], s["z"]
     b, l, h, p = x.shape
     g, n = B.shape[2], B.shape[3]
@@ -238,8 +265,6 @@ def _scan_mamba2(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _mixers(model):
-    from .surgery import is_bridged
-
     mixers = [layer.mixer for layer in model.backbone.layers]
     if any(is_bridged(m) for m in mixers):
         raise PruningError("this model was pruned in bridge mode; collect statistics on the original or on a "
@@ -256,8 +281,7 @@ def collect_activity(model, tokens, *, batch_size: int = 8, tokenizer=None, seq_
     batch_size: rows per forward pass. scan: also collect the statistics that need the recurrence
     (energy, SparseSSM saliency); costs one float64 sequential scan per layer and batch.
     """
-    if mamba1_reading not in MAMBA1_READINGS:
-        raise PruningError(f"unknown mamba1_reading {mamba1_reading!r}; expected one of {', '.join(MAMBA1_READINGS)}")
+    check_choice("mamba1_reading", mamba1_reading, MAMBA1_READINGS)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise PruningError(f"batch_size must be a positive integer, got {batch_size!r}")
     tokens = calibration_tokens(model, tokens, tokenizer=tokenizer, seq_len=seq_len)
@@ -295,30 +319,29 @@ def collect_activity(model, tokens, *, batch_size: int = 8, tokenizer=None, seq_
 
     act, delta_mean, decay, energy, saliency = [], [], [], [], []
     for m, st in zip(mixers, stats):
-        dm = st.delta_sum / st.tokens
+        dm = st.sums["delta"] / st.tokens
         delta_mean.append(dm)
         if arch == "mamba2":
             act.append(spread_heads(dm, st.n_state))
-            decay.append(spread_heads(st.decay_sum / st.tokens, st.n_state))
+            decay.append(spread_heads(st.sums["decay"] / st.tokens, st.n_state))
         else:
-            A = -torch.exp(m.A_log.detach().double().cpu())  # (d, n)
-            if mamba1_reading == "delta_A":
-                act.append(dm @ A.abs() / A.shape[0])  # E_{t,d}[Δ_{t,d} |A_{d,s}|]
+            if mamba1_reading == "delta_A":  # E_{t,d}[Δ_{t,d} |A_{d,s}|], |A| = exp(A_log) (d, n)
+                act.append(dm @ torch.exp(m.A_log.detach().double().cpu()) / st.width)
             else:
                 act.append(dm.mean().expand(st.n_state).clone())
-            decay.append(st.decay_sum / (st.tokens * st.width))
+            decay.append(st.sums["decay"] / (st.tokens * st.width))
         if scan:
-            energy.append(st.energy_sum / (st.tokens * st.width))
-            saliency.append(st.saliency_sum / st.sequences)
-    return Activity(arch=arch, d_states=[m.d_state for m in mixers], activity=[a.cpu() for a in act],
-                    delta_mean=[d.cpu() for d in delta_mean], decay=[d.cpu() for d in decay],
-                    energy=[e.cpu() for e in energy] if scan else None,
-                    saliency=[s.cpu() for s in saliency] if scan else None,
-                    n_tokens=int(tokens.numel()), n_sequences=int(tokens.shape[0]), mamba1_reading=mamba1_reading)
+            energy.append(st.sums["energy"] / (st.tokens * st.width))
+            saliency.append(st.sums["saliency"] / st.sequences)
+    return Activity(arch=arch, d_states=[m.d_state for m in mixers], activity=act, delta_mean=delta_mean,
+                    decay=decay, energy=energy if scan else None, saliency=saliency if scan else None,
+                    n_tokens=int(tokens.numel()), n_sequences=int(tokens.shape[0]),
+                    mamba1_reading=mamba1_reading)
 
 
 def activity_rows(act: Activity, model_name: str) -> list[dict]:
-    """Tidy rows, one per (layer, state): model, arch, layer, state, d_state, activity, decay[, energy], n_tokens."""
+    """Tidy rows, one per (layer, state): model, arch, layer, state, d_state, activity, decay[, energy],
+    n_tokens."""
     rows = []
     for i, a in enumerate(act.activity):
         for s in range(a.numel()):

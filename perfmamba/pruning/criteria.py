@@ -1,8 +1,8 @@
 """Pruning criteria: per layer, one score per state (higher = keep).
 
-Every criterion is `fn(model, stats, *, ratio=None, seed=0) -> list[Tensor (N_l,)]`, with `stats` an
-`Activity` from `collect_activity` (None is fine for the ones that read weights only). `NEEDS` says what
-each one needs: None (weights), "calibration" (a plain pass), "scan" (`collect_activity(..., scan=True)`).
+Every criterion is `fn(model, stats, *, ratio=None, seed=0) -> list[Tensor (N_l,)]`, `stats` an `Activity`
+(None for those that read weights only). `NEEDS` says what each needs: None (weights), "calibration" (a
+plain pass) or "scan" (`collect_activity(..., scan=True)`).
 
     delta      E[Δ_t]: the paper's activity (§5); see activity.py for the per-state reading
     random     uniform noise from a seeded generator: the floor any criterion must beat
@@ -20,24 +20,29 @@ from __future__ import annotations
 import torch
 
 from .activity import Activity
-from .selection import PruningError, n_keep
+from .selection import PruningError, check_choice, n_keep
+from .surgery import bc_rows
 
 
 def _need(name: str, model, stats, attr: str) -> list[torch.Tensor]:
+    """A copy of the statistic `attr` of `stats`, checked to be there and to describe `model`."""
     if not isinstance(stats, Activity):
         raise PruningError(f"criterion {name!r} needs calibration statistics (pass calibration data)")
     value = getattr(stats, attr)
     if value is None:
         raise PruningError(f"criterion {name!r} needs statistics collected with scan=True")
     if stats.d_states != model.config.d_states or stats.arch != model.config.arch:
-        raise PruningError(f"calibration statistics describe a {stats.arch} model with d_state {stats.d_states}, "
-                           f"not this {model.config.arch} model with {model.config.d_states}")
+        raise PruningError(f"calibration statistics describe a {stats.arch} model with d_state "
+                           f"{stats.d_states}, not this {model.config.arch} model with "
+                           f"{model.config.d_states}")
     return [v.clone() for v in value]
 
 
-def delta_scores(model, stats, **_) -> list[torch.Tensor]:
-    """The paper's activity(l, s) = E[Δ_t] (PerfMamba §5)."""
-    return _need("delta", model, stats, "activity")
+def _statistic(name: str, attr: str):
+    """The criterion that reads one field of the statistics: delta (the paper's activity), energy, decay."""
+    def score(model, stats, **_) -> list[torch.Tensor]:
+        return _need(name, model, stats, attr)
+    return score
 
 
 def random_scores(model, stats=None, *, seed: int = 0, **_) -> list[torch.Tensor]:
@@ -48,8 +53,6 @@ def random_scores(model, stats=None, *, seed: int = 0, **_) -> list[torch.Tensor
 
 def magnitude_scores(model, stats=None, **_) -> list[torch.Tensor]:
     """L2 norm of the projection rows that produce B_s and C_s (all groups for Mamba-2)."""
-    from .surgery import bc_rows
-
     out = []
     for layer in model.backbone.layers:
         m = layer.mixer
@@ -60,39 +63,26 @@ def magnitude_scores(model, stats=None, **_) -> list[torch.Tensor]:
     return out
 
 
-def energy_scores(model, stats, **_) -> list[torch.Tensor]:
-    """E|C_s h_s ⊙ silu(z)| over calibration tokens and channels (scan statistics)."""
-    return _need("energy", model, stats, "energy")
-
-
-def decay_scores(model, stats, **_) -> list[torch.Tensor]:
-    """E|1 − exp(Δ_t A_s)| over calibration tokens and channels (Mamba-2: per head, spread over states)."""
-    return _need("decay", model, stats, "decay")
-
-
 def sparsessm_scores(model, stats, *, ratio: float | None = None, **_) -> list[torch.Tensor]:
     """SparseSSM (Tuo & Wang 2025, "SparseSSM: Efficient Selective Structured State Space Models Can Be
     Pruned in One-Shot", arXiv 2506.09613), structured (whole-state) variant.
 
-    SparseSSM extends Optimal Brain Surgeon to the time-shared A matrix. Its saliency of A_log[d, s] at
+    SparseSSM extends Optimal Brain Surgeon to the time-shared A matrix: the saliency of A_log[d, s] at
     position t uses the diagonal Hessian approximated by the squared previous state (Theorem 1; reference
     code github.com/CFinTech/SparseSSM, prune/sparsessm.py):
 
         I_t(d, s) = A_log[d, s]² · E_b[h_{t−1}[d, s]²]
 
-    The structured variant (prune/structure_ts.py) sums I_t over channels for each state, marks at every
-    position t the states of lowest saliency, and removes the states marked at the most positions (a vote
-    across time rather than one time-summed Hessian). Here: the number marked per position is
-    N − n_keep(N, r) (the reference rounds r·N; ours matches the state budget of `select_uniform`), the
-    keep-score is the number of positions at which a state was not marked, and ties are broken by the
-    time-summed saliency (added, scaled into [0, 0.5], so it never outweighs one vote). Position 0, where
-    h_{−1} = 0 for every state, is left out (the reference votes on it with arbitrary ties). Without a
-    ratio (or when it removes nothing) the score is the time-summed saliency Σ_t Σ_d I_t(d, s).
+    The structured variant (prune/structure_ts.py) sums I_t over channels, marks at every position the
+    states of lowest saliency and removes those marked most often (a vote across time). Here N − n_keep(N, r)
+    are marked per position (the reference rounds r·N; ours matches `select_uniform`'s budget), the score is
+    the number of positions where a state was not marked, and ties are broken by the time-summed saliency
+    (scaled into [0, 0.5], so it never outweighs a vote). Position 0 (h_{−1} = 0 for every state) is left
+    out. Without a ratio, or when it removes nothing, the score is the time-summed Σ_t Σ_d I_t(d, s).
 
-    Mamba-2 (an extension, the paper treats Mamba-1): A_log is per head, h is (h, p, n), and the sum runs
-    over heads and head channels, I_t(s) = Σ_{h,p} A_log[h]² E_b[h_{t−1}[h, p, s]²]. Fine-tuning-free
-    weight reconstruction (the OBS update of the remaining weights) is not applied: states are only kept
-    or dropped, like every other criterion here.
+    Mamba-2 (an extension; the paper treats Mamba-1): A_log is per head and h is (h, p, n), so
+    I_t(s) = Σ_{h,p} A_log[h]² E_b[h_{t−1}[h, p, s]²]. The OBS update of the remaining weights is not
+    applied: states are only kept or dropped, like every other criterion here.
     """
     sal = _need("sparsessm", model, stats, "saliency")  # per layer (l, N)
     out = []
@@ -112,11 +102,11 @@ def sparsessm_scores(model, stats, *, ratio: float | None = None, **_) -> list[t
 
 
 CRITERIA = {
-    "delta": delta_scores,
+    "delta": _statistic("delta", "activity"),
     "random": random_scores,
     "magnitude": magnitude_scores,
-    "energy": energy_scores,
-    "decay": decay_scores,
+    "energy": _statistic("energy", "energy"),
+    "decay": _statistic("decay", "decay"),
     "sparsessm": sparsessm_scores,
 }
 NEEDS = {"delta": "calibration", "random": None, "magnitude": None, "energy": "scan", "decay": "calibration",
@@ -125,7 +115,6 @@ NEEDS = {"delta": "calibration", "random": None, "magnitude": None, "energy": "s
 
 def scores(name: str, model, stats=None, *, ratio: float | None = None, seed: int = 0) -> list[torch.Tensor]:
     """Per-layer scores (float64, CPU) of criterion `name`."""
-    if name not in CRITERIA:
-        raise PruningError(f"unknown criterion {name!r}; expected one of {', '.join(CRITERIA)}")
+    check_choice("criterion", name, CRITERIA)
     out = CRITERIA[name](model, stats, ratio=ratio, seed=seed)
     return [o.detach().to("cpu", torch.float64) for o in out]

@@ -9,19 +9,16 @@ Where the states live (mamba-ssm @ v2.2.4 layouts, the same in our mixers and in
 
 Modes (all give the same logits for the same kept states; the tests check it in float64):
 
-- ``zeroed``: shapes unchanged. The B and C rows of pruned states are zeroed, so B_s = C_s = 0 and the
-  state neither receives input (h_s stays 0) nor contributes to y. For Mamba-2 B and C pass through the
-  conv and a silu; silu(0) = 0 only if the conv output is 0, so the conv weights and bias of those
-  channels are zeroed too (and the in_proj bias rows, when there is one).
-- ``removed``: physically smaller. The rows, conv channels and A_log columns of pruned states are cut;
-  `config.d_state` becomes the per-layer list of kept counts, so the state cache shrinks with it.
+- ``zeroed``: shapes unchanged; the B and C rows of pruned states are zeroed, so h_s stays 0 and adds
+  nothing to y. Mamba-2's B and C pass through the conv and a silu (silu(0) = 0 needs a zero conv output),
+  so those channels' conv weights and bias are zeroed too (and the in_proj bias rows, when there is one).
+- ``removed``: physically smaller: the rows, conv channels and A_log columns of pruned states are cut;
+  `config.d_state` becomes the per-layer kept counts, so the state cache shrinks with it.
 - ``bridge``: the paper's W_bridge ∈ R^{N×N′}, here one-hot: W[kept[j], j] = 1. The mixers compute with
-  the N′ kept states (the ``removed`` weights), while everything outside them stays N-sized: the config
-  keeps d_state = N, `allocate_cache` gives N-state caches, and at every cached call the mixer gathers
-  h′ = h W_bridge (and the kept conv channels), runs, and scatters h = h′ W_bridgeᵀ back (pruned states
-  and channels read 0). Saving applies the same scatter to the weights: the checkpoint is the N-state
-  model whose pruned rows are zero, i.e. exactly ``zeroed`` (loadable by anything that loads the
-  original shape). A scatter bridge is therefore ``zeroed`` computed with N′ states.
+  the N′ kept states (the ``removed`` weights); all else stays N-sized (config, `allocate_cache`). At every
+  cached call the mixer gathers h′ = h W_bridge (and the kept conv channels), runs, and scatters
+  h = h′ W_bridgeᵀ back (pruned states and channels read 0). Saving scatters the weights the same way: the
+  checkpoint is exactly the ``zeroed`` model, loadable by anything that loads the original shape.
 """
 from __future__ import annotations
 
@@ -32,7 +29,7 @@ import torch
 from ..models.lm import MambaLM
 from ..models.mamba1 import Mamba1Mixer
 from ..models.mamba2 import Mamba2Mixer
-from .selection import PruningError
+from .selection import PruningError, check_choice
 
 MODES = ("removed", "zeroed", "bridge")
 
@@ -58,12 +55,13 @@ def bc_channels(mixer, states: torch.Tensor) -> torch.Tensor:
 
 
 def keep_maps(mixer, kept: torch.Tensor) -> dict[str, tuple[int, torch.Tensor]]:
-    """For each tensor that holds states: (dim, positions in the full tensor of the reduced tensor's entries)."""
+    """For each tensor that holds states: (dim, positions in the full tensor of the reduced one's entries)."""
     kept = torch.as_tensor(kept, dtype=torch.long)
     if isinstance(mixer, Mamba2Mixer):
         d, h = mixer.d_inner, mixer.nheads
         full_bc = 2 * mixer.ngroups * mixer.d_state
-        rows = torch.cat([torch.arange(2 * d), bc_rows(mixer, kept).flatten(), 2 * d + full_bc + torch.arange(h)])
+        rows = torch.cat([torch.arange(2 * d), bc_rows(mixer, kept).flatten(),
+                          2 * d + full_bc + torch.arange(h)])  # z, x | kept B, C | dt
         ch = torch.cat([torch.arange(d), bc_channels(mixer, kept).flatten()])
         maps = {"in_proj.weight": (0, rows), "conv1d.weight": (0, ch)}
         if mixer.in_proj.bias is not None:
@@ -110,16 +108,14 @@ def zeroed(model: MambaLM, kept) -> MambaLM:
         pruned = torch.tensor(sorted(set(range(m.d_state)) - set(k.tolist())), dtype=torch.long)
         if pruned.numel() == 0:
             continue
-        rows = bc_rows(m, pruned).flatten()
-        proj = m.in_proj if isinstance(m, Mamba2Mixer) else m.x_proj
-        proj.weight[rows.to(proj.weight.device)] = 0
-        if proj.bias is not None:
-            proj.bias[rows.to(proj.bias.device)] = 0
-        if isinstance(m, Mamba2Mixer):
-            ch = bc_channels(m, pruned).flatten().to(m.conv1d.weight.device)
-            m.conv1d.weight[ch] = 0
-            if m.conv1d.bias is not None:
-                m.conv1d.bias[ch] = 0
+        mamba2 = isinstance(m, Mamba2Mixer)
+        targets = [(m.in_proj if mamba2 else m.x_proj, bc_rows(m, pruned))]
+        if mamba2:  # B and C also pass through the conv
+            targets.append((m.conv1d, bc_channels(m, pruned)))
+        for module, idx in targets:
+            for t in (module.weight, module.bias):
+                if t is not None:
+                    t[idx.flatten().to(t.device)] = 0
     return new
 
 
@@ -145,26 +141,32 @@ def removed(model: MambaLM, kept) -> MambaLM:
 class _BridgeMixin:
     """Adds W_bridge to a mixer built with the N′ kept states (see the module docstring)."""
 
-    def _attach_bridge(self, kept: torch.Tensor, n_full: int, full_maps: dict, conv_keep, device, dtype):
-        self.n_full = n_full
-        w = torch.zeros(n_full, kept.numel(), device=device, dtype=dtype)
-        w[kept.to(device), torch.arange(kept.numel(), device=device)] = 1
-        self.register_buffer("bridge", w, persistent=False)  # W_bridge (N, N′)
-        self.register_buffer("kept", kept.to(device), persistent=False)
-        self.register_buffer("conv_keep", conv_keep.to(device) if conv_keep is not None else None, persistent=False)
-        self._full_maps = full_maps  # name -> (dim, positions, full size)
+    def _attach_bridge(self, full, kept: torch.Tensor):
+        """W_bridge and the index maps into `full`, the N-state mixer whose `kept` states this one runs."""
+        p = self.in_proj.weight
+        maps = keep_maps(full, kept)
+        sizes = {name: t.shape for name, t in full.state_dict().items()}
+        # name -> (dim, positions, full size)
+        self._full_maps = {name: (dim, idx, sizes[name][dim]) for name, (dim, idx) in maps.items()}
+        conv_keep = None
+        if isinstance(full, Mamba2Mixer):  # the x channels, then the kept B, C channels
+            conv_keep = maps["conv1d.weight"][1].to(p.device)
+        # W_bridge (N, N′), one-hot: W[kept[j], j] = 1
+        bridge = torch.eye(full.d_state, dtype=p.dtype, device=p.device)[:, kept.to(p.device)]
+        self.register_buffer("bridge", bridge, persistent=False)
+        self.register_buffer("conv_keep", conv_keep, persistent=False)
         self.register_state_dict_post_hook(_scatter_state_dict)
         self.register_load_state_dict_pre_hook(_gather_state_dict)
 
-    def _bridged_forward(self, forward, hidden, conv_state, ssm_state):
+    def forward(self, hidden, conv_state=None, ssm_state=None):
         if ssm_state is None:
-            return forward(hidden, conv_state, None)
+            return super().forward(hidden, conv_state, None)
         W = self.bridge.to(ssm_state.dtype)
         inner = ssm_state @ W  # (..., N′): gather the kept states
         conv = conv_state
         if conv_state is not None and self.conv_keep is not None:
             conv = conv_state.index_select(1, self.conv_keep)  # (b, conv_dim′, w)
-        out = forward(hidden, conv, inner)
+        out = super().forward(hidden, conv, inner)
         ssm_state.copy_(inner @ W.t())  # (..., N): scatter back, pruned states read 0
         if conv is not conv_state:
             conv_state.zero_().index_copy_(1, self.conv_keep, conv)
@@ -172,13 +174,11 @@ class _BridgeMixin:
 
 
 class BridgedMamba1Mixer(_BridgeMixin, Mamba1Mixer):
-    def forward(self, hidden, conv_state=None, ssm_state=None):
-        return self._bridged_forward(super().forward, hidden, conv_state, ssm_state)
+    pass
 
 
 class BridgedMamba2Mixer(_BridgeMixin, Mamba2Mixer):
-    def forward(self, hidden, conv_state=None, ssm_state=None):
-        return self._bridged_forward(super().forward, hidden, conv_state, ssm_state)
+    pass
 
 
 def _scatter_state_dict(module, state_dict, prefix, local_metadata):
@@ -214,23 +214,12 @@ def bridge(model: MambaLM, kept) -> MambaLM:
             b = cls(small.config, m.layer_idx)
         b.load_state_dict(m.state_dict(), assign=True)
         b.backend, b.fused_decode = m.backend, m.fused_decode
-        sizes = {name: t.shape for name, t in full.state_dict().items()}
-        maps = {name: (dim, idx, sizes[name][dim]) for name, (dim, idx) in keep_maps(full, k).items()}
-        conv_keep = bc_channels(full, k).flatten() if isinstance(full, Mamba2Mixer) else None
-        if conv_keep is not None:
-            conv_keep = torch.cat([torch.arange(full.d_inner), conv_keep])
-        p = m.in_proj.weight
-        b._attach_bridge(k, full.d_state, maps, conv_keep, p.device, p.dtype)
+        b._attach_bridge(full, k)
         small_layer.mixer = b
     small.config = copy.deepcopy(model.config)
     return small
 
 
 def apply(model: MambaLM, kept, mode: str) -> MambaLM:
-    if mode == "zeroed":
-        return zeroed(model, kept)
-    if mode == "removed":
-        return removed(model, kept)
-    if mode == "bridge":
-        return bridge(model, kept)
-    raise PruningError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    check_choice("mode", mode, MODES)
+    return {"removed": removed, "zeroed": zeroed, "bridge": bridge}[mode](model, kept)

@@ -5,29 +5,16 @@ lm-eval calls them with the task metadata and dataset_kwargs as keywords (e.g. d
 from perfmamba.evaluation.local_tasks import load_task_dataset
 
 
-def lambada_local(**kwargs):
-    return load_task_dataset("lambada_local", **kwargs)
+def _loader(task: str):
+    def load(**kwargs):
+        return load_task_dataset(task, **kwargs)
+    return load
 
 
-def corpus_choice(**kwargs):
-    return load_task_dataset("corpus_choice", **kwargs)
-
-
-def corpus_cloze(**kwargs):
-    return load_task_dataset("corpus_cloze", **kwargs)
-
-
-def piqa_local(**kwargs):
-    return load_task_dataset("piqa_local", **kwargs)
-
-
-def arc_easy_local(**kwargs):
-    return load_task_dataset("arc_easy_local", **kwargs)
-
-
-def hellaswag_local(**kwargs):
-    return load_task_dataset("hellaswag_local", **kwargs)
-
-
-def openbookqa_local(**kwargs):
-    return load_task_dataset("openbookqa_local", **kwargs)
+lambada_local = _loader("lambada_local")
+corpus_choice = _loader("corpus_choice")
+corpus_cloze = _loader("corpus_cloze")
+piqa_local = _loader("piqa_local")
+arc_easy_local = _loader("arc_easy_local")
+hellaswag_local = _loader("hellaswag_local")
+openbookqa_local = _loader("openbookqa_local")
