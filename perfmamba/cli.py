@@ -172,9 +172,7 @@ def _calibration(args, model, required: bool):
     if args.calibration_tokens is not None:
         if args.calibration_tokens < 1:
             raise PruningError(f"--calibration-tokens must be a positive number, got {args.calibration_tokens}")
-        g = torch.Generator().manual_seed(args.seed)
-        ids = torch.randint(0, model.config.vocab_size, (args.calibration_tokens,), generator=g)
-        return calibration_tokens(model, ids, seq_len=args.seq_len)
+        return calibration_tokens(model, args.calibration_tokens, seed=args.seed, seq_len=args.seq_len)
     if args.calibration is None:
         if required:
             raise PruningError("calibration data needed: pass --calibration TEXTFILE or --calibration-tokens N")

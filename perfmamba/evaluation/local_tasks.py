@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from ..io import atomic_write_text
+from ..paths import artifacts_root
 from .perplexity import EvaluationError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -137,9 +138,9 @@ def task_file(task: str, data_files=None) -> Path | dict:
     if os.environ.get(env):
         return Path(os.environ[env])
     if task in CORPUS_TASKS:
-        from ..data import default_root, load_corpus
+        from ..data import load_corpus
 
-        path = default_root().parent / "tasks" / f"{task}.jsonl"  # $PERFMAMBA_ARTIFACTS/tasks
+        path = artifacts_root() / "tasks" / f"{task}.jsonl"
         if not path.is_file():
             build_local_tasks(load_corpus()["test"], path.parent)
         return path

@@ -26,7 +26,8 @@ from .activity import ACTIVITY_COLUMNS, ACTIVITY_KEY, activity
 from .analysis import (TRACE_GAP_MIN, both_methods, efficiency_summary, graphed, instrumentation_cost, method_agreement,
                        mode_comparison, point_label, recall_probe_pairs, span_text, trace_gap, tradeoff)
 from .committed import NO_GPU_MESSAGE, committed, gpu_results, is_gpu, machine_label, read_sweep
-from .common import calibration_batch, corpus_tokens, model_ref
+from ..pruning.activity import corpus_tokens
+from .common import calibration_batch, model_ref
 from .decode import TRAFFIC_COLUMNS, TRAFFIC_KEY, decode_state_traffic, traffic_rows
 from .efficiency import pruning_efficiency
 from .profile import PEAK_COLUMNS, latency, machine_peaks, roofline

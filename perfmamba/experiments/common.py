@@ -1,7 +1,6 @@
 """Shared by the experiments: where rows go, which models a notebook names, calibration tokens, cached reads."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -12,8 +11,7 @@ from .. import results
 from ..provenance import default_device
 from ..config import PRESETS
 from ..errors import ExperimentError
-from ..pruning.activity import calibration_tokens, corpus_tokens  # noqa: F401 (corpus_tokens: re-exported)
-from ..pruning.activity import tokenizer_or_none as _tokenizer  # noqa: F401 (used by quality.py)
+from ..pruning.activity import calibration_tokens
 
 
 def _csv(experiment: str, results_root=None, device=None) -> Path:
@@ -72,20 +70,6 @@ def _load(spec, device=None, dtype=None):
     from ..checkpoints import load
 
     return load(spec, device=default_device(device), dtype=dtype)
-
-
-@contextlib.contextmanager
-def _artifacts_env(artifacts):
-    """$PERFMAMBA_ARTIFACTS = artifacts while evaluating: the offline tasks read their data from there."""
-    old = os.environ.get("PERFMAMBA_ARTIFACTS")
-    os.environ["PERFMAMBA_ARTIFACTS"] = str(Path(artifacts).resolve())
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("PERFMAMBA_ARTIFACTS", None)
-        else:
-            os.environ["PERFMAMBA_ARTIFACTS"] = old
 
 
 def calibration_batch(model, n_tokens: int, seq_len: int, *, artifacts="artifacts", split="validation",

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import torch
 
-from .. import results
+from .. import paths, results
 from ..errors import ExperimentError
-from .common import (_artifacts_env, _csv, _isin, _load, _of_models, _read, _specs, _tokenizer,
-                     _write_env, calibration_batch, corpus_tokens, model_ref)
+from ..pruning.activity import corpus_tokens, tokenizer_or_none
+from .common import _csv, _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch, model_ref
 
 
 QUALITY_COLUMNS = list(results.SCHEMAS["pruning_quality"].columns)
@@ -70,7 +71,7 @@ def _evaluate(model, tok, units, *, artifacts, eval_tokens, eval_seq_len, limit,
                                  n=int(toks[r["split"]].numel())))
     if tasks or pairs:
         # lm-eval prints progress bars and notes for every task; a notebook page is not the place for them
-        with _artifacts_env(artifacts), contextlib.redirect_stderr(io.StringIO()), \
+        with paths.environ(**{paths.ARTIFACTS: str(Path(artifacts).resolve())}), contextlib.redirect_stderr(io.StringIO()), \
                 contextlib.redirect_stdout(io.StringIO()):
             for r in evaluate_model(model, tok, splits=(), tasks=tasks, recall=pairs or None, limit=limit,
                                     batch_size=batch_size, recall_kwargs=recall_kwargs):
@@ -118,7 +119,7 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
         if not todo:
             continue
         model = _load(spec, device)
-        tok = _tokenizer(model)
+        tok = tokenizer_or_none(model)
         stats = None
         for p, left in tqdm(todo, desc=f"quality {name}", unit="model", disable=not progress):
             if p["mode"] == "dense":
