@@ -26,6 +26,7 @@ import math
 import os
 import re
 import sqlite3
+import time
 import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -435,8 +436,6 @@ def token_counts(tokenizer) -> dict[str, dict[str, int]]:
 
 
 def main() -> None:
-    import time
-
     corpus = load_corpus()
     t0 = time.perf_counter()
     tok = train_tokenizer(corpus["train"])

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import pandas as pd
+
 from .errors import ResultsError
 from .io import atomic_write_text
 from .paths import results_root  # noqa: F401  (where results go unless a root is given)
@@ -139,8 +141,6 @@ def read_rows(path, *, dtype=None):
 
     Cells are parsed by pandas (numbers become numbers); pass ``dtype=str`` to get the CSV text.
     """
-    import pandas as pd
-
     path = Path(path)
     if read_header(path) is None:
         return pd.DataFrame()

@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import ModelConfig, preset
+from .data import batches, encode_splits, load_corpus, load_tokenizer, train_tokenizer
 from .errors import TrainError
+from .evaluation.perplexity import perplexity
 from .io import atomic_dir
 from .models.lm import MambaLM
 
@@ -85,8 +87,6 @@ def _check_tokens(name: str, tokens, seq_len: int, vocab: int) -> torch.Tensor:
 
 def _batch_stream(tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int):
     """Endless (input, target) batches: one shuffled pass per epoch, the order fixed by (seed, epoch)."""
-    from .data import batches
-
     epoch = 0
     while True:
         got = False
@@ -114,8 +114,6 @@ def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Ten
     (`tokenizer.save_pretrained`) and `train_log.json` (settings, history, wall time, parameter count, seed,
     sha256 of the token streams), written together into a temporary directory renamed into place.
     """
-    from .evaluation.perplexity import perplexity
-
     if steps < 1 or batch_size < 1 or seq_len < 1 or eval_every < 1:
         raise TrainError(f"steps, batch_size, seq_len and eval_every must be positive, got {steps}, {batch_size}, "
                          f"{seq_len}, {eval_every}")
@@ -227,8 +225,6 @@ SMOKE_MODELS: dict[str, dict] = {
 
 def default_tokenizer(artifacts_dir):
     """The shared tokenizer of the default models: byte-level BPE trained once on the corpus train split."""
-    from .data import load_corpus, load_tokenizer, train_tokenizer
-
     path = Path(artifacts_dir) / "tokenizer"
     if (path / "tokenizer.json").is_file():
         return load_tokenizer(path)
@@ -256,8 +252,6 @@ def train_default_models(artifacts_dir="artifacts", *, names=None, progress: boo
     A model is reused when its train_log.json is complete and records the same config and settings.
     Returns {name: checkpoint directory}.
     """
-    from .data import encode_splits, load_corpus
-
     models = DEFAULT_MODELS if models is None else models
     artifacts_dir = Path(artifacts_dir)
     artifacts_dir.mkdir(parents=True, exist_ok=True)

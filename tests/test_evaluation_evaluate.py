@@ -74,10 +74,10 @@ def test_bad_requests(checkpoint, tmp_path):
 
 
 def test_cli_eval_writes_csv(checkpoint, tmp_path, monkeypatch, capsys):
-    import perfmamba.data as data
+    import perfmamba.evaluation as evaluation
 
     path, tok, tasks = checkpoint
-    monkeypatch.setattr(data, "load_corpus", lambda root=None: {"validation": TEXT, "test": TEXT, "train": TEXT})
+    monkeypatch.setattr(evaluation, "load_corpus", lambda root=None: {"validation": TEXT, "test": TEXT, "train": TEXT})
     monkeypatch.setenv("PERFMAMBA_CORPUS_CHOICE", str(tasks["corpus_choice"]))
     out = tmp_path / "rows.csv"
     assert main(["eval", str(path), "--splits", "test", "--tasks", "corpus_choice", "--seq-len", "32",

@@ -69,11 +69,11 @@ def test_task_data_comes_from_data_files_then_env_then_default(tmp_path, monkeyp
     with pytest.raises(EvaluationError, match="PERFMAMBA_PIQA"):
         load_task_dataset("piqa_local")
     # corpus tasks are built from the corpus test split on first use
-    import perfmamba.data as data
+    import perfmamba.evaluation.local_tasks as local_tasks
 
     monkeypatch.delenv("PERFMAMBA_CORPUS_CHOICE", raising=False)
     monkeypatch.setenv("PERFMAMBA_ARTIFACTS", str(tmp_path / "art"))
-    monkeypatch.setattr(data, "load_corpus", lambda root=None: {"test": TEXT})
+    monkeypatch.setattr(local_tasks, "load_corpus", lambda root=None: {"test": TEXT})
     ds = load_task_dataset("corpus_choice")
     assert (tmp_path / "art" / "tasks" / "corpus_choice.jsonl").is_file() and len(ds["test"]) >= 4
 

@@ -2,7 +2,9 @@
 with the same arguments reads them back and recomputes nothing, and the analytic numbers match hand counts."""
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 
 import pandas as pd
 import pytest
@@ -17,10 +19,15 @@ from helpers import _ms_rows, _share_rows, trace_gap_rows
 
 
 def forbid(monkeypatch, target: str):
-    """Make `target` (module.attribute) raise if called: proof that a cached call computes nothing."""
+    """Make `target` (module.attribute, the name as the calling module holds it) raise if called: proof that a
+    cached call computes nothing. The module is looked up by its name, since a package may export a function of
+    the same name (experiments.activity)."""
+    module, name = target.rsplit(".", 1)
+    importlib.import_module(module)
+
     def fail(*a, **k):
         raise AssertionError(f"{target} was called: rows were recomputed")
-    monkeypatch.setattr(target, fail)
+    monkeypatch.setattr(sys.modules[module], name, fail)
 
 
 def n_lines(path) -> int:
@@ -50,7 +57,7 @@ def test_activity_rows_per_layer_and_state(tmp_path, monkeypatch):
     cfg = preset("mamba2-tiny")
     assert len(rows) == cfg.n_layer * cfg.d_state
     assert set(rows["model_sha"]) == {"preset"} and (rows["activity"] > 0).all()
-    forbid(monkeypatch, "perfmamba.pruning.collect_activity")
+    forbid(monkeypatch, "perfmamba.experiments.activity.collect_activity")
     assert len(experiments.activity(["mamba2-tiny"], n_tokens=96, seq_len=32, results_root=tmp_path)) == len(rows)
 
 
@@ -75,8 +82,8 @@ def test_pruning_quality_dense_and_pruned_rows_are_cached(tmp_path, monkeypatch)
     kept = rows.loc[rows["criterion"] != "none", "d_state_kept"]
     assert (kept == n_keep(13, 0.5)).all()
     assert ((rows["value"] >= 0) & (rows["value"] <= 1)).all() and set(rows["path"]) == {"ref"}
-    forbid(monkeypatch, "perfmamba.evaluation.evaluate_model")
-    forbid(monkeypatch, "perfmamba.pruning.collect_activity")
+    forbid(monkeypatch, "perfmamba.experiments.quality.evaluate_model")
+    forbid(monkeypatch, "perfmamba.experiments.quality.collect_activity")
     again = experiments.pruning_quality(["mamba2-tiny"], [0.5], **kw)
     pd.testing.assert_frame_equal(rows, again)
     # another evaluation setting is another key: it must compute

@@ -176,12 +176,11 @@ def test_bad_input_is_one_clear_error():
 
 
 def test_default_models_are_trained_once_and_reused(tmp_path, monkeypatch):
-    import perfmamba.data as data
     import perfmamba.train as tr
 
     text = "\n".join(f"line {i} of a small corpus about {w}" for i, w in enumerate(["cats", "dogs", "birds"] * 80))
-    monkeypatch.setattr(data, "load_corpus", lambda root=None: {"train": text, "validation": text[:3000],
-                                                                 "test": text[:3000]})
+    monkeypatch.setattr(tr, "load_corpus", lambda root=None: {"train": text, "validation": text[:3000],
+                                                               "test": text[:3000]})
     monkeypatch.setattr(tr, "TOKENIZER_VOCAB", 300)
     monkeypatch.setattr(tr, "DEFAULT_MODELS", {"tiny": {"preset": "mamba2-tiny", "steps": 2, "batch_size": 2,
                                                         "seq_len": 16, "lr": 1e-3, "warmup": 1, "seed": 0,

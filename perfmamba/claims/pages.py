@@ -11,6 +11,7 @@ import math
 import pandas as pd
 
 from .. import experiments
+from ..experiments.gpu_goals import GOALS, PAPER_KEPT, pruned_decode_speedups, ratio_table
 from ..profiling.attribution import AGREEMENT_PP, AGREEMENT_REL
 from ..profiling.flops import COMPONENTS, roofline_points
 from ..profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
@@ -279,8 +280,6 @@ def gpu_decode_speedups(kernels, traffic=None, model: str = "mamba2-130m", batch
     """Measured decode speed-ups of pruned models on committed GPU rows (`gpu_kernels`, the campaign's graph-
     replayed steps at the paper's kept counts), each beside its bandwidth-bound ideal from `traffic` rows (the
     `decode_state_traffic` analytic rows), as one line per machine; a sentence saying so when there are none."""
-    from ..experiments.gpu_goals import PAPER_KEPT, pruned_decode_speedups
-
     if kernels is None or kernels.empty:
         return "no GPU rows committed (benchmarks/gpu_book.sh measures them)"
     ideal = {}
@@ -326,8 +325,6 @@ def recall(rows) -> dict:
 def kernels(rows) -> dict:
     """E5: per GPU machine, how many of the kernel goals (`perfmamba.experiments.gpu_goals`) its committed gpu_kernels rows
     measured, and how many of those are met."""
-    from ..experiments.gpu_goals import GOALS, ratio_table
-
     if rows is None or rows.empty:
         return {"kernels_status": "no GPU run yet: " + experiments.NO_GPU_MESSAGE}
     parts = []

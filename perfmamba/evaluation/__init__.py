@@ -11,7 +11,12 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import pandas as pd
+
+from ..data import SPLITS, encode_splits, load_corpus
 from ..io import atomic_path
+from .lm_eval_model import PerfmambaLM, resolve_tokenizer
+from .lm_eval_model import task_manager as tm
 from .local_tasks import TASKS_DIR
 from .perplexity import EvaluationError, perplexity, perplexity_rows, token_nlls, windows
 from .recall import recall_accuracy, recall_batch, recall_rows, train_recall_model
@@ -30,8 +35,6 @@ def local_task_names() -> list[str]:
 
 def task_manager(**kwargs):
     """An lm-eval TaskManager that also indexes our offline tasks (see lm_eval_model.task_manager)."""
-    from .lm_eval_model import task_manager as tm
-
     return tm(**kwargs)
 
 
@@ -64,8 +67,6 @@ def run_tasks(model, tokenizer, tasks, *, limit=None, batch_size: int = 8) -> di
     """lm-eval's `simple_evaluate` on `tasks` with our model type wrapped around an in-memory model."""
     import lm_eval
 
-    from .lm_eval_model import PerfmambaLM
-
     tasks = list(tasks)
     ours = set(local_task_names())
     tm = _shared_task_manager(not set(tasks) <= ours)
@@ -92,14 +93,10 @@ def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"),
     recall: n_pairs values for the associative-recall probe (`recall_kwargs` passed on), or None.
     tokenizer: object or path; default the tokenizer files beside `model.source`. Needed for splits and tasks.
     """
-    from .lm_eval_model import resolve_tokenizer
-
     splits, tasks = list(splits or []), list(tasks or [])
     rows: list[dict] = []
     tok = resolve_tokenizer(model, tokenizer) if (splits or tasks) else None
     if splits:
-        from ..data import SPLITS, encode_splits, load_corpus
-
         bad = [s for s in splits if s not in SPLITS and (corpus is None or s not in corpus)]
         if bad:
             raise EvaluationError(f"unknown split {bad[0]!r}; expected one of {', '.join(SPLITS)}")
@@ -120,8 +117,6 @@ def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"),
 
 def write_rows(rows: list[dict], path, **context) -> Path:
     """Rows (plus constant `context` columns, e.g. model=…) to CSV, written atomically."""
-    import pandas as pd
-
     path = Path(path)
     with atomic_path(path) as tmp:
         pd.DataFrame([{**context, **r} for r in rows]).to_csv(tmp, index=False)

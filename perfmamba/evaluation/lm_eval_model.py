@@ -30,6 +30,9 @@ from lm_eval.api.registry import register_model
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
+from .. import pruning
+from ..checkpoints import load
+from ..data import CorpusError, model_tokenizer
 from .local_tasks import TASKS_DIR
 from .perplexity import EvaluationError
 
@@ -86,8 +89,6 @@ def _resolve_device(device) -> str:
 
 def resolve_tokenizer(model, tokenizer=None):
     """`data.model_tokenizer`, required: evaluation cannot run without one."""
-    from ..data import CorpusError, model_tokenizer
-
     try:
         return model_tokenizer(model, tokenizer, required=True)
     except CorpusError as e:
@@ -106,7 +107,6 @@ class PerfmambaLM(TemplateLM):
                  max_batch_size=None, max_length=None, max_gen_toks: int = 256,
                  backend: str | None = None, add_bos_token=None, prefix_token_id=None, **kwargs):
         super().__init__()
-        from ..checkpoints import load
 
         device = _resolve_device(device)
         if model is None and isinstance(pretrained, torch.nn.Module):
@@ -121,8 +121,6 @@ class PerfmambaLM(TemplateLM):
             model = model.to(device=device, dtype=dt) if dt is not None else model.to(device=device)
         self.tokenizer = resolve_tokenizer(model, tokenizer)
         if prune_ratio not in (None, "", 0, 0.0, "0"):
-            from .. import pruning
-
             ids = None
             if pruning.NEEDS.get(criterion):  # a text file, else the corpus validation split
                 ids = pruning.calibration_tokens(model, Path(calibration) if calibration else None,

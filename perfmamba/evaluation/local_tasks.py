@@ -20,6 +20,7 @@ import random
 import re
 from pathlib import Path
 
+from ..data import documents, load_corpus
 from ..io import atomic_write_text
 from ..paths import artifacts_root
 from .perplexity import EvaluationError
@@ -47,8 +48,6 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def _doc_lines(text: str) -> list[list[str]]:
-    from ..data import documents
-
     return [[ln.strip() for ln in d.split("\n") if ln.strip()] for d in documents(text)]
 
 
@@ -138,8 +137,6 @@ def task_file(task: str, data_files=None) -> Path | dict:
     if os.environ.get(env):
         return Path(os.environ[env])
     if task in CORPUS_TASKS:
-        from ..data import load_corpus
-
         path = artifacts_root() / "tasks" / f"{task}.jsonl"
         if not path.is_file():
             build_local_tasks(load_corpus()["test"], path.parent)

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import ModelConfig
+from ..models.lm import MambaLM
+from ..train import TrainError, lr_at, num_threads, param_groups
 from .perplexity import EvaluationError
 
 # A tiny Mamba-2 trained on the task in a couple of minutes on 2 CPU cores (`train_recall_model`):
@@ -115,9 +117,6 @@ def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8,
     at 16 (chance 1/32), so pruning its states has capacity to take away. `threads`: torch threads while
     training (restored afterwards); a model this small runs best on one.
     """
-    from ..models.lm import MambaLM
-    from ..train import TrainError, lr_at, num_threads, param_groups
-
     config = RECALL_CONFIG if config is None else config
     vocab_range = (0, config.vocab_size) if vocab_range is None else vocab_range
     lo, mid, hi = _split_range(vocab_range, config, TrainError)

@@ -4,9 +4,8 @@ from __future__ import annotations
 import torch
 
 from .. import results
-from .common import (_csv, _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch,
-                     model_ref)
-
+from ..pruning import activity_rows, collect_activity
+from .common import _csv, _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch, model_ref
 
 ACTIVITY_COLUMNS = list(results.SCHEMAS["activity"].columns)
 ACTIVITY_KEY = list(results.SCHEMAS["activity"].key)
@@ -17,8 +16,6 @@ def activity(model_dirs, *, n_tokens: int = 16384, seq_len: int = 256, split: st
              progress: bool = False):
     """activity(l, s) (`perfmamba.pruning.collect_activity`) of every model on the first `n_tokens` of the corpus
     split, in rows of `seq_len`: one row per (model, layer, state). Returns the rows of these models."""
-    from ..pruning import activity_rows, collect_activity
-
     specs = _specs(model_dirs, "activity")
     out = _csv(experiment, results_root, device)
     done = results.existing_keys(out, ACTIVITY_KEY)

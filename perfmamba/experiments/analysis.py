@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 from ..errors import ExperimentError
+from ..profiling.attribution import AGREEMENT_REL, shares_agree
+from ..profiling.flops import COMPONENTS
 from ..profiling.sweep import CALL as CALL_METHOD  # rows of a call timed whole, no range instrumented
 
 
@@ -45,8 +49,6 @@ def tradeoff(quality, efficiency):
 
 def graphed(rows):
     """Boolean mask of the rows timed as a CUDA graph (the column is read back from CSV as bool or text)."""
-    import pandas as pd
-
     if "cuda_graph" not in rows:
         return pd.Series(False, index=rows.index)
     return rows["cuda_graph"].astype(str).str.lower() == "true"
@@ -84,11 +86,6 @@ def method_agreement(rows):
     """The two attribution methods side by side, one row per (machine, model, path, phase, batch, seqlen) measured
     by both (eager calls): each method's total (ms), the SSM and "other" shares, and the components whose shares
     disagree beyond the tolerance of `perfmamba.profiling.attribution.shares_agree` ("" = the methods agree)."""
-    import pandas as pd
-
-    from ..profiling.attribution import shares_agree
-    from ..profiling.flops import COMPONENTS
-
     def shares_total(h):
         tot = h[(h["metric"] == "time") & (h["component"] == "total")]["value"]
         return (h[h["metric"] == "share"].groupby("component")["value"].median().to_dict(),
@@ -117,8 +114,6 @@ def instrumentation_cost(rows, kernel_rows=None):
     dtype, timed by `triton.testing.do_bench` in another process. That is a near relative of the call, not the
     call: a forward without a cache, L2 flushed between repetitions. Columns: timers total (ms), whole call (ms;
     min–max where several), ratio (timers / median whole call), source."""
-    import pandas as pd
-
     if rows is None or rows.empty:
         raise ExperimentError("no profiling rows")
     shape = ["machine", "model", "path", "dtype", "phase", "batch", "seqlen"]
@@ -169,11 +164,6 @@ def trace_gap(rows, max_other: float | None = None):
     under-counts (its time below ``1 − AGREEMENT_REL`` of the timers', each with the sub-range that differs
     most) and the time they miss together, and the largest relative difference among the other components.
     Components below `TRACE_GAP_MIN` of the call are left out; "other" is one of the components."""
-    import pandas as pd
-
-    from ..profiling.attribution import AGREEMENT_REL
-    from ..profiling.flops import COMPONENTS
-
     out = []
     for key, timers, profiler in _both_per_point(rows, metric="time"):
         t, p = (h.groupby("component")["value"].median().to_dict() for h in (timers, profiler))
@@ -218,8 +208,6 @@ def efficiency_summary(rows, mode: str = "removed"):
     else the eager step: eager decoding of a small model on a GPU measures the host's launch overhead. An eager
     time is the call timed whole where the rows have it (method "call", `timing` "eager, whole call"), else the
     timers' total ("eager"), which on a GPU includes the host cost of their events."""
-    import pandas as pd
-
     if rows is None or rows.empty:
         return pd.DataFrame()
     if "mode" in rows:
@@ -269,8 +257,6 @@ def mode_comparison(rows):
     """The three pruning modes side by side: per (model, phase, batch, seqlen, ratio), the speed-up against the
     dense model and the recurrent-state reduction of each mode present in `rows` (`pruning_efficiency` rows
     with several `modes`). Zeroed and bridged models keep the dense shapes, so neither number should move."""
-    import pandas as pd
-
     if rows is None or rows.empty or "mode" not in rows:
         raise ExperimentError("no pruning_efficiency rows with a mode column")
     modes = [m for m in ("zeroed", "bridge", "removed") if m in set(rows["mode"])]

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from .. import results
 from .common import _with_machine
-
 
 NO_GPU_MESSAGE = ("No GPU results are committed: data/results/ holds no directory of a GPU machine. Run "
                   "`python benchmarks/gpu_campaign.py` (or `make reproduce` with the paper profile) on a CUDA "
@@ -17,8 +18,6 @@ def gpu_results(results_root=None, experiment: str | None = None):
     """Every row committed by GPU machines: the CSVs under ``<results_root>/<slug>/`` whose slug is not a CPU's,
     with `experiment` (the file name), `machine` (the slug) and `device_name` (env.json's GPU, else the slug).
     Empty frame, with ``attrs["message"]`` saying so, when there are none."""
-    import pandas as pd
-
     root = Path(results_root) if results_root is not None else results.results_root()
     frames = []
     if root.is_dir():
@@ -92,8 +91,6 @@ def read_sweep(path):
     """The rows of a committed results CSV (``data/results/<slug>/<name>.csv``) with `machine` set to its
     folder's name and ``attrs["results_root"]`` to the folder above, so that `machine_label` finds the
     env.json beside it. Empty frame, with ``attrs["message"]``, when `path` is None or holds no rows."""
-    import pandas as pd
-
     rows = results.read_rows(path) if path else pd.DataFrame()
     if rows.empty:
         rows.attrs["message"] = f"No committed rows at {path!r}."

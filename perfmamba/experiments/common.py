@@ -5,12 +5,16 @@ import hashlib
 import os
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from .. import results
-from ..provenance import default_device
+from ..checkpoints import load
 from ..config import PRESETS
 from ..errors import ExperimentError
+from ..profiling.sweep import CALL, sweep
+from ..profiling.timing import set_flush_denormal
+from ..provenance import default_device
 from ..pruning.activity import calibration_tokens
 
 
@@ -67,8 +71,6 @@ def model_ref(spec) -> tuple[str, str]:
 
 
 def _load(spec, device=None, dtype=None):
-    from ..checkpoints import load
-
     return load(spec, device=default_device(device), dtype=dtype)
 
 
@@ -92,8 +94,6 @@ def _with_machine(df, path: Path):
 
 
 def _read(path: Path):
-    import pandas as pd
-
     df = results.read_rows(path)
     return _with_machine(df, path) if not df.empty else pd.DataFrame()
 
@@ -121,22 +121,16 @@ def _write_env(path: Path, experiment: str, device=None):
 def _flush_denormals(device) -> str:
     """On a CPU, denormals flushed to zero for the whole process: call before its first parallel op (loading a
     model included), see `set_flush_denormal`."""
-    from ..profiling.timing import set_flush_denormal
-
     return set_flush_denormal(True) if default_device(device).type == "cpu" else "off"
 
 
 def _sweep(models, out: Path, device, seqlens, batches, phases, paths, methods, **kwargs):
     """`perfmamba.profiling.sweep` of the grid into `out`, denormals flushed on a CPU."""
-    from ..profiling.sweep import sweep
-
     sweep(models, list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), out=out,
           device=device, flush_denormal=default_device(device).type == "cpu", **kwargs)
 
 
 def _sweep_rows(out: Path, names, seqlens, batches, phases, paths, methods):
     """The rows of `out` on this grid, with the analytic counts and the calls timed whole of its points."""
-    from ..profiling.sweep import CALL
-
     return _isin(_read(out), model=names, seqlen=seqlens, batch=batches, phase=phases, path=paths,
                  method=list(methods) + ["analytic", CALL])

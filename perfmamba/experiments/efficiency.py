@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from ..errors import ExperimentError
+from ..pruning import NEEDS, prune
+from ..pruning.selection import check_ratio
 from .common import _csv, _flush_denormals, _isin, _load, _specs, _sweep, _sweep_rows, model_ref
 
 
@@ -17,9 +19,6 @@ def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("
     Which states are removed does not change the work, only how many: the default criterion "magnitude" reads
     the weights only, so presets (random init) can be timed without calibration data.
     """
-    from ..pruning import NEEDS, prune
-    from ..pruning.selection import check_ratio
-
     if NEEDS.get(criterion, "calibration") is not None:
         raise ExperimentError(f"pruning_efficiency times the pruned shapes; use a criterion that needs no "
                               f"calibration data (magnitude, random), not {criterion!r}")

@@ -6,6 +6,8 @@ model, path, component, phase, batch, seqlen, d_state and metric ("latency" unle
 """
 from __future__ import annotations
 
+import pandas as pd
+
 # kept states k = floor(128 (1 - r)) for the paper's ratios: N' = 128, 115, 89, 64, 38, 12
 PAPER_KEPT = {0.0: 128, 0.1: 115, 0.3: 89, 0.5: 64, 0.7: 38, 0.9: 12}
 GOALS = {  # benchmarks/README.md
@@ -112,8 +114,6 @@ def verdict(value: float, goal: float | None, higher: bool = True) -> tuple[str,
 def ratio_table(rows):
     """`ratios` as a DataFrame: ratio, measured (×), goal ("≥ 2" / "≤ 1.3" / ""), verdict ("met", "NOT met",
     "")."""
-    import pandas as pd
-
     out = []
     for label, value, goal, higher in ratios(rows):
         g, v = verdict(value, goal, higher)
@@ -235,7 +235,5 @@ def goal_table(rows) -> list[dict]:
 
 def goal_frame(rows):
     """`goal_table` as a DataFrame (what the book's kernels page renders)."""
-    import pandas as pd
-
     cols = ["goal", "case", "ours", "mamba_ssm", "floor", "ratio", "target", "met", "note"]
     return pd.DataFrame(goal_table(rows), columns=cols)

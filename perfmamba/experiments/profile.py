@@ -1,12 +1,16 @@
 """Per-component time, memory, FLOPs and bytes (fig2_latency, table1_components) and the roofline (ext_roofline)."""
 from __future__ import annotations
 
+import statistics
+
+import pandas as pd
 import torch
 
 from .. import results
+from ..profiling.sweep import parse_dtype
+from ..profiling.timing import time_call
 from ..provenance import default_device
-from .common import (_csv, _flush_denormals, _isin, _read, _specs, _sweep, _sweep_rows, _write_env,
-                     model_ref)
+from .common import _csv, _flush_denormals, _isin, _read, _specs, _sweep, _sweep_rows, _write_env, model_ref
 
 
 def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, paths=("ref",), methods=("timers",),
@@ -33,11 +37,6 @@ PEAK_COLUMNS = list(results.SCHEMAS["machine_peaks"].columns)
 def machine_peaks(device=None, *, dtype="float32", results_root=None, experiment: str = "machine_peaks"):
     """Measured ceilings of this machine: matmul FLOP/s (an n×n×n product) and copy bandwidth (bytes read +
     written per second of a large tensor copy). Cached; returns rows (metric peak_flops / peak_bandwidth)."""
-    import statistics
-
-    from ..profiling.sweep import parse_dtype
-    from ..profiling.timing import time_call
-
     dev = default_device(device)
     out = _csv(experiment, results_root, dev)
     done = results.existing_keys(out, results.SCHEMAS["machine_peaks"].key)
@@ -66,8 +65,6 @@ def roofline(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, pea
              experiment: str = "latency", progress: bool = False):
     """Latency rows (`latency`) plus two rows with component "machine": the compute and bandwidth ceilings,
     given (`peak_flops` FLOP/s, `peak_bw` byte/s, e.g. a GPU's data sheet) or measured (`machine_peaks`)."""
-    import pandas as pd
-
     rows = latency(models, seqlens, batches, phases, paths=paths, methods=("timers",), warmup=warmup, iters=iters,
                    dtype=dtype, device=device, results_root=results_root, experiment=experiment, progress=progress)
     if peak_flops is None or peak_bw is None:

@@ -6,12 +6,16 @@ import io
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from .. import paths, results
 from ..errors import ExperimentError
+from ..evaluation import evaluate_model
+from ..evaluation.perplexity import perplexity_rows
+from ..pruning import CRITERIA, MODES, NEEDS, SELECTIONS, collect_activity, prune
 from ..pruning.activity import corpus_tokens, tokenizer_or_none
+from ..pruning.selection import check_ratio
 from .common import _csv, _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch, model_ref
-
 
 QUALITY_COLUMNS = list(results.SCHEMAS["pruning_quality"].columns)
 QUALITY_KEY = list(results.SCHEMAS["pruning_quality"].key)
@@ -19,9 +23,6 @@ DENSE = dict(ratio=0.0, criterion="none", mode="dense", selection="none", seed=0
 
 
 def _points(ratios, criteria, modes, selection, seeds):
-    from ..pruning import CRITERIA, MODES, SELECTIONS
-    from ..pruning.selection import check_ratio
-
     for what, values, known in (("criterion", criteria, CRITERIA), ("mode", modes, MODES),
                                 ("selection", [selection], SELECTIONS)):
         for v in values:
@@ -53,9 +54,6 @@ def _kept_mean(model) -> float:
 
 def _evaluate(model, tok, units, *, artifacts, eval_tokens, eval_seq_len, limit, batch_size, recall_kwargs):
     """Rows {task, split, n_pairs, metric, value, stderr, n} for the work units of one model."""
-    from ..evaluation import evaluate_model
-    from ..evaluation.perplexity import perplexity_rows
-
     rows = []
     splits = [u["split"] for u in units if u["task"] == "perplexity"]
     tasks = [u["task"] for u in units if u["task"] not in ("perplexity", "recall")]
@@ -94,10 +92,6 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
     criterion (`prune(..., stats=...)`); it runs the float64 scan only when a criterion needs it. Rows are
     appended per pruned model, so a killed run resumes at the next one.
     """
-    from tqdm.auto import tqdm
-
-    from ..pruning import NEEDS, collect_activity, prune
-
     specs = _specs(model_dirs, "pruning_quality")
     points = _points(ratios, criteria, modes, selection, seeds)
     units = _units(splits, tasks, recall)

@@ -1,14 +1,18 @@
 """Associative recall of a recall-trained model, dense and pruned (ext_recall)."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
 
 from .. import results
+from ..evaluation import train_recall_model
+from ..evaluation.recall import RECALL_VOCAB, recall_accuracy, recall_batch
+from ..pruning import NEEDS, collect_activity, prune
+from ..train import save_checkpoint
 from .common import _csv, _isin, _load, _read, _write_env, model_ref
 from .quality import _kept_mean, _points
-
 
 RECALL_COLUMNS = list(results.SCHEMAS["recall_pruning"].columns)
 RECALL_KEY = list(results.SCHEMAS["recall_pruning"].key)
@@ -16,10 +20,6 @@ RECALL_KEY = list(results.SCHEMAS["recall_pruning"].key)
 
 def _recall_defaults(train_steps, max_pairs) -> tuple[int, int]:
     """The training steps and pair count to use: as given, else `train_recall_model`'s own defaults."""
-    import inspect
-
-    from ..evaluation import train_recall_model
-
     params = inspect.signature(train_recall_model).parameters
     return (int(train_steps if train_steps is not None else params["steps"].default),
             int(max_pairs if max_pairs is not None else params["max_pairs"].default))
@@ -29,9 +29,6 @@ def recall_model(artifacts="artifacts", *, train_steps: int | None = None, max_p
                  progress: bool = False):
     """The tiny Mamba-2 trained on associative recall (`perfmamba.evaluation.train_recall_model`; None takes its
     defaults), trained once and kept in ``<artifacts>/models/recall-s<steps>-p<max_pairs>``; returns the directory."""
-    from ..evaluation import train_recall_model
-    from ..train import save_checkpoint
-
     train_steps, max_pairs = _recall_defaults(train_steps, max_pairs)
     path = Path(artifacts) / "models" / f"recall-s{train_steps}-p{max_pairs}"
     if not (path / "model.safetensors").is_file():
@@ -48,9 +45,6 @@ def recall_pruning(ratios, *, criteria=("delta", "random"), n_pairs=(1, 2, 4, 8,
     """Associative-recall accuracy (MQAR, `perfmamba.evaluation.recall`) of a model trained on the task
     (`recall_model`), dense and pruned (mode "removed") at each ratio and criterion, for each n_pairs.
     Calibration: `calib_seqs` recall sequences with `max_pairs` pairs (another seed than the test ones)."""
-    from ..evaluation.recall import RECALL_VOCAB, recall_accuracy, recall_batch
-    from ..pruning import NEEDS, collect_activity, prune
-
     train_steps, max_pairs = _recall_defaults(train_steps, max_pairs)
     pts = _points(ratios, criteria, ("removed",), "uniform", seeds)
     path = recall_model(artifacts, train_steps=train_steps, max_pairs=max_pairs, progress=progress)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from ..claims.records import STATUSES, summary
+from ..claims.table1 import FIVE
 
 STATUS_COLORS = {"confirmed": "#59a14f", "partly": "#edc948", "refuted": "#e15759",
                  "undecidable at this sample size": "#bab0ac", "not measured here": "#d4d4d4",
@@ -33,7 +35,6 @@ def plot_claims_summary(records):
 def plot_table1_flops(records):
     """Table 1's FLOPs as a grid of paper / ours ratios (architecture × component, per length); 1 is a match."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     recs = [r for r in records if r.id.startswith("table1_flops_")]
     labels = [r.id.replace("table1_flops_", "").replace("_", " ") for r in recs]
@@ -55,8 +56,6 @@ def plot_table1_flops(records):
 def plot_table1_shares(records, metric: str = "latency"):
     """Table 1's shares of one metric, the paper (hatched) beside ours, per architecture and length."""
     import matplotlib.pyplot as plt
-
-    from ..claims.table1 import FIVE
 
     colors = ["#76b7b2", "#4e79a7", "#f28e2b", "#e15759", "#edc948"]
     bars = []  # (label, shares, hatched)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
+from ..config import PRESETS
 from ..errors import ProfilingError
 from ..profiling.flops import COMPONENTS, roofline_points
 
@@ -156,8 +158,6 @@ def table1_components(df: pd.DataFrame, *, phase: str = "prefill", seqlen: int |
 
 def preset_shape(model: str):
     """(d_model, n_layer) of a preset name, None for anything else."""
-    from ..config import PRESETS
-
     cfg = PRESETS.get(str(model))
     return (cfg.d_model, cfg.n_layer) if cfg is not None else None
 
@@ -202,7 +202,6 @@ def plot_roofline(df: pd.DataFrame, peak_flops: float, peak_bw: float, *, ax=Non
     """Components on the roofline: arithmetic intensity (FLOP/byte) against achieved FLOP/s, log-log, with
     the bandwidth and compute roofs. Marker per phase. Returns the Figure."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     pts = roofline_points(df, peak_flops, peak_bw)
     if pts.empty:

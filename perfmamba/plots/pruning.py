@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
+
 from ..errors import PlotError
+from ..experiments import efficiency_summary, recall_probe_pairs
+from ..pruning.activity import Activity
 from .profile import COLORS, LENGTH, plot_roofline, stacked_bars
 
 CRITERION_COLORS = {"delta": "#e15759", "random": "#9c9c9c", "magnitude": "#4e79a7", "energy": "#59a14f",
@@ -100,10 +105,6 @@ def plot_fig4_accuracy(rows, *, criterion: str = "delta", mode: str | None = Non
 def table2_efficiency(rows):
     """Table 2: per model, phase, batch, L and ratio: kept states, total time (ms), speed-up against r = 0, and
     weights / recurrent state / peak memory (MB) with their reduction."""
-    import pandas as pd
-
-    from ..experiments import efficiency_summary
-
     _need(rows, "efficiency", ("metric", "component", "ratio"))
     s = efficiency_summary(rows)
     if s.empty or s["time_ms"].isna().all():
@@ -124,8 +125,6 @@ def plot_fig5_efficiency(rows):
     """Fig. 5: speed-up of the pruned models against sequence length (one line per ratio), prefill and decode,
     and the reduction of the recurrent state and of the peak memory against r. Returns the Figure."""
     import matplotlib.pyplot as plt
-
-    from ..experiments import efficiency_summary
 
     _need(rows, "efficiency", ("metric", "component", "ratio"))
     s = efficiency_summary(rows)
@@ -230,7 +229,6 @@ def plot_decode_state_traffic(rows, *, batch: int | None = None):
     largest). Right: the bandwidth-bound ideal speed-up (dense bytes / pruned bytes) against r for every preset at
     that batch, with the speed-ups measured on this machine (dashed). Returns the Figure."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     _need(rows, "decode traffic", ("model", "batch", "ratio", "metric", "value", "source"))
     a = rows[rows["source"] == "analytic"].copy()
@@ -284,8 +282,6 @@ def plot_recall(rows):
     (`experiments.recall_probe_pairs`), random seeds as a band. Returns the Figure."""
     import matplotlib.pyplot as plt
 
-    from ..experiments import recall_probe_pairs
-
     _need(rows, "recall", ("ratio", "criterion", "n_pairs", "value"))
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     d = rows.copy()
@@ -329,8 +325,6 @@ KERNEL_GOALS = [
 def table_kernels(rows):
     """The GPU kernel results committed under data/results/<gpu>/ (one row per machine, experiment, section,
     model, path and metric, median value), or — when no GPU has run — the kernel goals with "no GPU run yet"."""
-    import pandas as pd
-
     if rows is None or rows.empty:
         return pd.DataFrame({"goal": [g for g, _, _ in KERNEL_GOALS], "section": [s for _, s, _ in KERNEL_GOALS],
                              "measured": ["no GPU run yet"] * len(KERNEL_GOALS)})
@@ -343,10 +337,6 @@ def table_kernels(rows):
 
 def _matrix(act):
     """(layers × max N) array of activity with NaN padding, from an Activity or tidy rows."""
-    import numpy as np
-
-    from ..pruning.activity import Activity
-
     if isinstance(act, Activity):
         return act.matrix().numpy(), act.arch
     rows = act.to_dict("records") if hasattr(act, "to_dict") else list(act)
@@ -367,7 +357,6 @@ def plot_fig3_activity(act, *, ax=None, title: str | None = None, cmap: str = "v
     fewer states (after pruning) leave blank cells. log: colour by log10(activity). Returns the Figure.
     """
     import matplotlib.pyplot as plt
-    import numpy as np
     import seaborn as sns
 
     m, arch = _matrix(act)

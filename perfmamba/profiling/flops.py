@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import pandas as pd
 import torch
 
 from ..config import ModelConfig
@@ -182,8 +183,6 @@ def roofline_points(rows, peak_flops: float, peak_bw: float):
     min(peak_flops, intensity·peak_bw), which roof bounds it (ridge point peak_flops/peak_bw) and the
     fraction of the attainable rate reached.
     """
-    import pandas as pd
-
     if not (peak_flops > 0 and peak_bw > 0):
         raise ProfilingError(f"peaks must be positive, got peak_flops={peak_flops!r}, peak_bw={peak_bw!r}")
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))

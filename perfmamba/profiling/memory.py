@@ -22,7 +22,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
+
+from ..models.cache import MambaCache
 
 
 def weight_bytes(model) -> int:
@@ -34,8 +37,6 @@ def weight_bytes(model) -> int:
 def cache_bytes(model, batch: int, dtype=torch.float32) -> dict[str, int]:
     """{"ssm_state": …, "conv_state": …} for a batch, from `MambaCache.nbytes()` (allocated on the meta
     device, so nothing is materialised)."""
-    from ..models.cache import MambaCache
-
     return MambaCache.allocate(model.config, batch, device="meta", dtype=dtype).nbytes()
 
 
@@ -49,8 +50,6 @@ def own_peak(rows):
     `activation_peak` row of component "total", weights + ssm_state + conv_state (`memory` rows of the same
     point) + `input_bytes` + that rise. Returns a DataFrame of the point's key columns and `value`; how the
     committed GPU rows' `peak_memory` was derived from their allocator readings (data/README.md)."""
-    import pandas as pd
-
     key = [c for c in ("model", "arch", "path", "fused", "phase", "batch", "seqlen", "d_state", "ratio",
                        "criterion", "mode", "dtype", "state_dtype") if c in rows]
     mem = rows[rows["metric"] == "memory"].pivot_table(index=key, columns="component", values="value",

@@ -27,13 +27,17 @@ import itertools
 import math
 from pathlib import Path
 
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .. import results
+from ..checkpoints import load
 from ..config import PRESETS
 from ..errors import PerfmambaError
-from ..provenance import default_device
 from ..models.graphs import GraphedStep
+from ..ops.backends import BackendUnavailable, get_ops
+from ..provenance import default_device
 from . import attribution, flops, memory
 from .flops import ProfilingError
 from .timing import Summary, set_flush_denormal, sync, time_call
@@ -96,8 +100,6 @@ def _check_model_spec(spec) -> None:
 
 def load_model(spec, device, dtype):
     """(name, model) from a preset name, a checkpoint directory or a model object."""
-    from ..checkpoints import load
-
     name = spec
     if isinstance(spec, torch.nn.Module):
         name = getattr(spec, "source", None) or type(spec).__name__
@@ -229,8 +231,6 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
     call_totals: also time each call whole, nothing instrumented (method "call"; default: on a GPU).
     tags: extra column values for every row (e.g. ratio, criterion, mode of a pruned model).
     """
-    from tqdm.auto import tqdm
-
     device = default_device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ProfilingError("device 'cuda' requested but no CUDA device is visible")
@@ -329,8 +329,6 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
 
 def _ops(path):
     """The op namespace of a compute path; ProfilingError where it is not available here."""
-    from ..ops.backends import BackendUnavailable, get_ops
-
     try:
         return get_ops(path)
     except BackendUnavailable as e:
@@ -375,7 +373,5 @@ def _measure(point: _Point, graphed: bool, model, counts, static, warmup, iters,
 
 def to_frame(rows):
     """Rows → DataFrame with the profile columns in order."""
-    import pandas as pd
-
     df = pd.DataFrame(list(rows))
     return df.reindex(columns=PROFILE_COLUMNS) if not df.empty else pd.DataFrame(columns=PROFILE_COLUMNS)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..models.graphs import GraphedStep
+
 
 def sync(device) -> None:
     dev = torch.device(device)
@@ -217,7 +219,6 @@ def decode_latency(model, batch_size: int, *, steps: int = 100, repeats: int = 5
     prompt = torch.randint(0, model.config.vocab_size, (batch_size, prompt_len), device=p.device, generator=g)
     with torch.inference_mode():
         model(prompt, cache)
-    from ..models.graphs import GraphedStep
 
     step = GraphedStep(model, cache)
     ids = prompt[:, -1].clone()

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..data import SPLITS, default_root, documents, encode_documents, load_corpus, model_tokenizer, read_text_file
 from ..errors import PerfmambaError, PruningError
 from ..ops.conv import causal_conv1d_ref
 from .selection import check_choice
@@ -79,8 +80,6 @@ def spread_heads(values: torch.Tensor, n_state: int) -> torch.Tensor:
 # calibration data ---------------------------------------------------------------------------------------
 def tokenizer_or_none(model, tokenizer=None):
     """`data.model_tokenizer`, or None for a model without one (a preset) or with one that does not fit it."""
-    from ..data import model_tokenizer
-
     try:
         return model_tokenizer(model, tokenizer)
     except PerfmambaError:
@@ -93,8 +92,6 @@ _CORPUS_TOKENS: dict[tuple, tuple] = {}
 def corpus_tokens(tokenizer, split: str, artifacts="artifacts") -> torch.Tensor:
     """A whole corpus split as one token stream (documents each led by eos), cached per process.
     `artifacts`: the folder holding corpus/ (None: `data.default_root()`'s)."""
-    from ..data import SPLITS, default_root, documents, encode_documents, load_corpus
-
     check_choice("split", split, SPLITS)
     root = default_root() if artifacts is None else Path(artifacts) / "corpus"
     key = (id(tokenizer), len(tokenizer), str(root.resolve()), split)
@@ -105,8 +102,6 @@ def corpus_tokens(tokenizer, split: str, artifacts="artifacts") -> torch.Tensor:
 
 def _token_stream(model, calibration, tokenizer, n_tokens, seed, split, artifacts) -> torch.Tensor:
     """The 1-D ids of a calibration source other than ids (see `calibration_tokens`)."""
-    from ..data import documents, encode_documents, model_tokenizer, read_text_file
-
     if isinstance(calibration, str):
         tok = model_tokenizer(model, tokenizer, check_vocab=False)
         if tok is None:
