@@ -28,6 +28,7 @@ from .config import ModelConfig, preset
 from .data import batches, encode_splits, load_corpus, load_tokenizer, train_tokenizer
 from .errors import TrainError
 from .evaluation.perplexity import perplexity
+from .evaluation.recall import RECALL_CONFIG, recall_batch, split_range
 from .io import atomic_dir
 from .models.lm import MambaLM
 
@@ -273,3 +274,44 @@ def train_default_models(artifacts_dir="artifacts", *, names=None, progress: boo
                   progress=progress, extra_log={"name": name, "preset": spec["preset"]}, **settings)
         out[name] = path
     return out
+
+
+def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8, steps: int = 1500,
+                       batch_size: int = 64, lr: float = 1e-2, warmup: int = 20, seed: int = 0,
+                       vocab_range=None, progress: bool = True, threads: int | None = 1):
+    """Train a tiny model on associative recall; returns (model, history).
+
+    Each step draws n_pairs uniformly from [1, max_pairs] (one value per batch); the loss is the cross-entropy
+    of the value at every query. Same optimiser and schedule as `train`. With the defaults
+    (about a minute on one CPU core) the dense model answers ≥ 98 % of queries up to 8 pairs and still ~90 %
+    at 16 (chance 1/32), so pruning its states has capacity to take away. `threads`: torch threads while
+    training (restored afterwards); a model this small runs best on one.
+    """
+    config = RECALL_CONFIG if config is None else config
+    vocab_range = (0, config.vocab_size) if vocab_range is None else vocab_range
+    lo, mid, hi = split_range(vocab_range, config, TrainError)
+    if not 1 <= max_pairs <= mid - lo:
+        raise TrainError(f"max_pairs must lie in [1, {mid - lo}], got {max_pairs}")
+    with num_threads(threads):
+        model = MambaLM.from_config(config.replace(seed=seed))
+        opt = torch.optim.AdamW(param_groups(model, 0.1), lr=lr, betas=(0.9, 0.95))
+        g = torch.Generator().manual_seed(seed)
+        history = []
+        model.train()
+        bar = tqdm(range(steps), desc="train recall", disable=not progress, dynamic_ncols=True)
+        for step in bar:
+            cur = lr_at(step, lr=lr, warmup=warmup, steps=steps)
+            for group in opt.param_groups:
+                group["lr"] = cur
+            n = int(torch.randint(1, max_pairs + 1, (1,), generator=g))
+            x, y = recall_batch(batch_size, n, vocab_range=vocab_range, generator=g)
+            logits = model(x)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            history.append({"step": step + 1, "n_pairs": n, "loss": loss.item(), "lr": cur})
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    return model.eval(), history

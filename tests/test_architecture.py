@@ -19,7 +19,7 @@ def modules() -> dict[str, Path]:
 
 def imports(name: str, path: Path, known) -> set[str]:
     """The perfmamba modules that `name` imports anywhere in its body (a package's submodule where the name is one,
-    else the package)."""
+    else the package), and the packages above them, whose __init__ runs first."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -40,6 +40,12 @@ def imports(name: str, path: Path, known) -> set[str]:
             if t in known and t != name:
                 found.add(t)
                 break
+    # importing a.b.c runs a/b/__init__ first: a module depends on the packages above what it imports (the root
+    # package aside, which is where every import starts)
+    for t in list(found):
+        parts = t.split(".")
+        found.update(p for i in range(2, len(parts)) if (p := ".".join(parts[:i])) in known and p != name
+                     and not name.startswith(p + "."))
     return found
 
 

@@ -4,7 +4,8 @@ import torch
 import torch.nn as nn
 
 from perfmamba import ModelConfig
-from perfmamba.evaluation import EvaluationError, recall_accuracy, recall_batch, recall_rows, train_recall_model
+from perfmamba.evaluation import EvaluationError, recall_accuracy, recall_batch, recall_rows
+from perfmamba.train import train_recall_model
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.one_thread

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from ..config import preset
 from ..data import load_corpus
 from .. import paths
 from ..evaluation import evaluate_model, write_rows
+from ..io import atomic_dir
 from ..train import DEFAULT_MODELS, SMOKE_MODELS, train_default_models
 from . import notebooks
 from .book import build_book
@@ -131,18 +131,9 @@ def _reproduce(artifacts: Path, profile: str, names, build: bool, out: Path | No
 def publish_book(html, dest) -> Path:
     """Copy the built book to `dest`, replacing what is there in one rename: a reader (or a run stopped half-way)
     sees the old book or the new one, never a mixture."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        shutil.copytree(html, tmp / "new")
-        os.chmod(tmp / "new", 0o755)
-        if dest.exists():
-            os.replace(dest, tmp / "old")
-        os.replace(tmp / "new", dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    with atomic_dir(dest) as tmp:
+        shutil.copytree(html, tmp, dirs_exist_ok=True)
+    return Path(dest)
 
 
 class Terminated(KeyboardInterrupt):

@@ -19,10 +19,10 @@ from .lm_eval_model import PerfmambaLM, resolve_tokenizer
 from .lm_eval_model import task_manager as tm
 from .local_tasks import TASKS_DIR
 from .perplexity import EvaluationError, perplexity, perplexity_rows, token_nlls, windows
-from .recall import recall_accuracy, recall_batch, recall_rows, train_recall_model
+from .recall import recall_accuracy, recall_batch, recall_rows
 
 __all__ = ["evaluate_model", "write_rows", "perplexity", "perplexity_rows", "token_nlls", "windows",
-           "recall_accuracy", "recall_batch", "recall_rows", "train_recall_model", "EvaluationError",
+           "recall_accuracy", "recall_batch", "recall_rows", "EvaluationError",
            "local_task_names", "task_manager"]
 
 ROW_KEYS = ("split", "task", "metric", "value", "stderr", "n", "n_pairs")

@@ -14,22 +14,18 @@ function of n_pairs measures state capacity, and pruning states should lower it.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..config import ModelConfig
-from ..models.lm import MambaLM
-from ..train import TrainError, lr_at, num_threads, param_groups
 from .perplexity import EvaluationError
 
-# A tiny Mamba-2 trained on the task in a couple of minutes on 2 CPU cores (`train_recall_model`):
+# A tiny Mamba-2 trained on the task in a couple of minutes on 2 CPU cores (`perfmamba.train.train_recall_model`):
 # 32 keys, 32 values, chance 1/32.
 RECALL_VOCAB = 64
 RECALL_CONFIG = ModelConfig(arch="mamba2", d_model=64, n_layer=2, vocab_size=RECALL_VOCAB, d_state=32,
                             headdim=16, chunk_size=16)
 
 
-def _split_range(vocab_range, config: ModelConfig | None = None, error=EvaluationError):
+def split_range(vocab_range, config: ModelConfig | None = None, error=EvaluationError):
     """(lo, mid, hi): keys from [lo, mid), values from [mid, hi); within `config`'s vocabulary if given."""
     lo, hi = (int(v) for v in vocab_range)
     if hi - lo < 4:
@@ -46,7 +42,7 @@ def recall_batch(n_seqs: int, n_pairs: int, *, vocab_range=(0, RECALL_VOCAB), n_
 
     Q = n_queries (default N) distinct keys queried. The target at a query position is the key's value.
     """
-    lo, mid, hi = _split_range(vocab_range)
+    lo, mid, hi = split_range(vocab_range)
     n_keys = mid - lo
     if not 1 <= n_pairs <= n_keys:
         raise EvaluationError(f"n_pairs must lie in [1, {n_keys}] for vocab_range {tuple(vocab_range)}, "
@@ -78,7 +74,7 @@ def recall_accuracy(model, *, n_pairs: int, vocab_range=None, n_seqs: int = 256,
     whole (unpadded) vocabulary, which is the range `train_recall_model` trains on.
     """
     vocab_range = (0, model.config.vocab_size) if vocab_range is None else vocab_range
-    lo, mid, hi = _split_range(vocab_range, model.config)
+    lo, mid, hi = split_range(vocab_range, model.config)
     if n_seqs < 1:
         raise EvaluationError(f"n_seqs must be positive, got {n_seqs}")
     g = torch.Generator().manual_seed(seed)
@@ -104,44 +100,3 @@ def recall_rows(model, n_pairs_list=(1, 2, 4, 8, 16), **kwargs) -> list[dict]:
     """Tidy rows (task "recall", metric "acc", n_pairs, value) over a range of n_pairs."""
     return [{"task": "recall", "metric": "acc", "n_pairs": n,
              "value": recall_accuracy(model, n_pairs=n, **kwargs)} for n in n_pairs_list]
-
-
-def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8, steps: int = 1500,
-                       batch_size: int = 64, lr: float = 1e-2, warmup: int = 20, seed: int = 0,
-                       vocab_range=None, progress: bool = True, threads: int | None = 1):
-    """Train a tiny model on associative recall; returns (model, history).
-
-    Each step draws n_pairs uniformly from [1, max_pairs] (one value per batch); the loss is the cross-entropy
-    of the value at every query. Same optimiser and schedule as `perfmamba.train.train`. With the defaults
-    (about a minute on one CPU core) the dense model answers ≥ 98 % of queries up to 8 pairs and still ~90 %
-    at 16 (chance 1/32), so pruning its states has capacity to take away. `threads`: torch threads while
-    training (restored afterwards); a model this small runs best on one.
-    """
-    config = RECALL_CONFIG if config is None else config
-    vocab_range = (0, config.vocab_size) if vocab_range is None else vocab_range
-    lo, mid, hi = _split_range(vocab_range, config, TrainError)
-    if not 1 <= max_pairs <= mid - lo:
-        raise TrainError(f"max_pairs must lie in [1, {mid - lo}], got {max_pairs}")
-    with num_threads(threads):
-        model = MambaLM.from_config(config.replace(seed=seed))
-        opt = torch.optim.AdamW(param_groups(model, 0.1), lr=lr, betas=(0.9, 0.95))
-        g = torch.Generator().manual_seed(seed)
-        history = []
-        model.train()
-        bar = tqdm(range(steps), desc="train recall", disable=not progress, dynamic_ncols=True)
-        for step in bar:
-            cur = lr_at(step, lr=lr, warmup=warmup, steps=steps)
-            for group in opt.param_groups:
-                group["lr"] = cur
-            n = int(torch.randint(1, max_pairs + 1, (1,), generator=g))
-            x, y = recall_batch(batch_size, n, vocab_range=vocab_range, generator=g)
-            logits = model(x)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            history.append({"step": step + 1, "n_pairs": n, "loss": loss.item(), "lr": cur})
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    return model.eval(), history

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .. import results
-from ..evaluation import train_recall_model
+from ..train import train_recall_model
 from ..evaluation.recall import RECALL_VOCAB, recall_accuracy, recall_batch
 from ..pruning import NEEDS, collect_activity, prune
 from ..train import save_checkpoint
@@ -27,7 +27,7 @@ def _recall_defaults(train_steps, max_pairs) -> tuple[int, int]:
 
 def recall_model(artifacts="artifacts", *, train_steps: int | None = None, max_pairs: int | None = None,
                  progress: bool = False):
-    """The tiny Mamba-2 trained on associative recall (`perfmamba.evaluation.train_recall_model`; None takes its
+    """The tiny Mamba-2 trained on associative recall (`perfmamba.train.train_recall_model`; None takes its
     defaults), trained once and kept in ``<artifacts>/models/recall-s<steps>-p<max_pairs>``; returns the directory."""
     train_steps, max_pairs = _recall_defaults(train_steps, max_pairs)
     path = Path(artifacts) / "models" / f"recall-s{train_steps}-p{max_pairs}"
