@@ -25,7 +25,7 @@ import pandas as pd
 
 from .errors import ResultsError
 from .io import atomic_write_text
-from .paths import results_root  # noqa: F401  (where results go unless a root is given)
+from .paths import results_root
 from .provenance import collect_env, default_device, device_slug  # noqa: F401  (device_slug: where results go)
 
 

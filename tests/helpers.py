@@ -40,3 +40,16 @@ def trace_gap_rows():
     return pd.DataFrame(_ms_rows("m", 8192, TRACE_TIMERS, "timers") + _ms_rows("m", 8192, TRACE_PROFILER, "profiler")
                         + _ms_rows("m", 64, host_bound, "timers")
                         + _ms_rows("m", 64, {"total": 5.0, "in_proj": 2.0, "ssm": 3.0}, "profiler"))
+
+
+def instrumentation_rows():
+    """(rows, kernels): the timers' totals of one model at L = 512 and 8192 with a whole call at 8192, and the kernel
+    campaign's do_bench latencies at L = 512 (two dense, one pruned to N = 8) on the same machine."""
+    import pandas as pd
+
+    timers = _ms_rows("m", 512, {"total": 80.0}, "timers") + _ms_rows("m", 8192, {"total": 150.0}, "timers")
+    rows = pd.DataFrame(timers + _ms_rows("m", 8192, {"total": 120.0}, "call")).assign(machine="nvidia-test")
+    kernels = pd.DataFrame([dict(model="m", arch="mamba1", path="triton", component="model", phase="prefill",
+                                 batch=8.0, seqlen=512.0, d_state=d, metric="latency", value=v, unit="ms",
+                                 machine="nvidia-test") for d, v in ((16, 14.0), (16, 16.0), (8, 9.0))])
+    return rows, kernels

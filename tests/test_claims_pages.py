@@ -8,7 +8,7 @@ import pandas as pd
 
 from perfmamba import experiments
 from perfmamba.claims import pages
-from helpers import TRACE_TIMERS, _ms_rows, _share_rows, trace_gap_rows
+from helpers import TRACE_TIMERS, _ms_rows, _share_rows, instrumentation_rows, trace_gap_rows
 
 
 def test_kernels_status_without_gpu_rows(tmp_path):
@@ -158,12 +158,7 @@ def test_host_bound_reports_other_of_host_bound_prefills_and_eager_against_graph
 
 
 def test_instrumentation_sentence_reads_the_kernel_rows_of_the_same_machines(tmp_path):
-    timers = _ms_rows("m", 512, {"total": 80.0}, "timers") + _ms_rows("m", 8192, {"total": 150.0}, "timers")
-    call = _ms_rows("m", 8192, {"total": 120.0}, "call")
-    rows = pd.DataFrame(timers + call).assign(machine="nvidia-test")
-    kernels = pd.DataFrame([dict(model="m", arch="mamba1", path="triton", component="model", phase="prefill",
-                                 batch=8.0, seqlen=512.0, d_state=d, metric="latency", value=v, unit="ms",
-                                 machine="nvidia-test") for d, v in ((16, 14.0), (16, 16.0), (8, 9.0))])
+    rows, kernels = instrumentation_rows()
     gpu = tmp_path / "nvidia-test"
     gpu.mkdir()
     kernels.drop(columns="machine").to_csv(gpu / "gpu_kernels.csv", index=False)

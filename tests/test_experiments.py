@@ -15,7 +15,7 @@ from perfmamba.config import preset
 from perfmamba.models.lm import MambaLM
 from perfmamba.pruning.selection import n_keep
 
-from helpers import _ms_rows, _share_rows, trace_gap_rows
+from helpers import _share_rows, instrumentation_rows, trace_gap_rows
 
 
 def forbid(monkeypatch, target: str):
@@ -259,19 +259,14 @@ def test_trace_gap_names_the_components_the_trace_misses_and_how_much_of_the_gap
 
 
 def test_instrumentation_cost_sets_the_timers_total_beside_the_call_timed_whole(tmp_path):
-    timers = _ms_rows("m", 512, {"total": 80.0}, "timers") + _ms_rows("m", 8192, {"total": 150.0}, "timers")
-    call = _ms_rows("m", 8192, {"total": 120.0}, "call")
-    rows = pd.DataFrame(timers + call).assign(machine="nvidia-test")
-    kernels = pd.DataFrame([dict(model="m", arch="mamba1", path="triton", component="model", phase="prefill",
-                                 batch=8.0, seqlen=512.0, d_state=d, metric="latency", value=v, unit="ms",
-                                 machine="nvidia-test") for d, v in ((16, 14.0), (16, 16.0), (8, 9.0))]
-                           + [dict(model="m", arch="mamba1", path="triton", component="model", phase="prefill",
-                                   batch=8.0, seqlen=8192.0, d_state=16, metric="latency", value=50.0, unit="ms",
-                                   machine="nvidia-test")])  # L = 8192 has call rows of its own: not used there
+    rows, kernels = instrumentation_rows()
+    kernels = pd.concat([kernels, kernels.iloc[:1].assign(seqlen=8192.0, value=50.0)],  # L = 8192 has call rows
+                        ignore_index=True)                                               # of its own: not used there
+    timers = rows[rows["method"] == "timers"]
     c = experiments.instrumentation_cost(rows, kernels).set_index("seqlen")
     # L = 512: the two dense do_bench latencies (the pruned N = 8 is another model); L = 8192: the call rows
     assert c.loc[512, "whole call (ms)"] == "14.0–16.0" and c.loc[512, "ratio"] == pytest.approx(80 / 15)
     assert c.loc[512, "source"] == "kernel campaign, do_bench"
     assert c.loc[8192, "ratio"] == pytest.approx(1.25) and c.loc[8192, "source"] == "call rows"
     with pytest.raises(experiments.ExperimentError, match="both with the timers and whole"):
-        experiments.instrumentation_cost(pd.DataFrame(timers))
+        experiments.instrumentation_cost(timers)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import results
+from .. import paths, results
 from .common import _with_machine
 
 NO_GPU_MESSAGE = ("No GPU results are committed: data/results/ holds no directory of a GPU machine. Run "
@@ -18,7 +18,7 @@ def gpu_results(results_root=None, experiment: str | None = None):
     """Every row committed by GPU machines: the CSVs under ``<results_root>/<slug>/`` whose slug is not a CPU's,
     with `experiment` (the file name), `machine` (the slug) and `device_name` (env.json's GPU, else the slug).
     Empty frame, with ``attrs["message"]`` saying so, when there are none."""
-    root = Path(results_root) if results_root is not None else results.results_root()
+    root = Path(results_root) if results_root is not None else paths.results_root()
     frames = []
     if root.is_dir():
         for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("cpu-")):
@@ -46,7 +46,7 @@ def committed(experiment: str, results_root=None):
 
 
 def _env_of(machine: str, results_root=None) -> dict:
-    root = Path(results_root) if results_root is not None else results.results_root()
+    root = Path(results_root) if results_root is not None else paths.results_root()
     try:
         return json.loads((root / machine / "env.json").read_text())
     except (OSError, ValueError):
