@@ -26,7 +26,6 @@ __all__ = ["evaluate", "collect", "Sources", "Claim", "Value", "STATUSES", "CONF
 def evaluate(src: Sources | None = None) -> list[Claim]:
     """Every claim record, in the paper's order (Table 1, Fig. 2, §4, Table 2, Fig. 5, §6, Fig. 4, Fig. 6)."""
     src = src if src is not None else collect()
-    table1._MEDIANS.clear()  # memoised per frame: a new evaluation starts afresh
     return [*table1.claims(src), *profile.claims(src), *speed.claims(src), *accuracy.claims(src)]
 
 

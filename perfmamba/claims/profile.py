@@ -301,7 +301,7 @@ def prose(src) -> list[Claim]:
                why="a coverage claim", command=GPU_COMMAND)
     for rows, batch in ((src.gpu_profile, PAPER_BATCH), (src.sweep, None)):
         for a in MODELS:
-            d = _rows(rows, a, batch=batch, method="timers", metric="time")
+            d = _rows(rows, a, "timers", "time", batch=batch)
             if not d.empty:
                 Ls = sorted({int(x) for x in d["seqlen"]})
                 c.ours.append(Value(Ls[-1], "tokens", src.machine(rows), MODELS[a], int(d["batch"].iloc[0]),

@@ -63,46 +63,29 @@ def spearman(a, b) -> float:
     return float(ra.corr(rb)) if ra.nunique() > 1 and rb.nunique() > 1 else math.nan
 
 
-def _rows(rows, arch: str, *, phase="prefill", batch=PAPER_BATCH, method=None, metric=None):
-    """GPU (or sweep) rows of one 130M model, eager calls, at one batch."""
-    if rows is None or rows.empty:
-        return pd.DataFrame()
-    d = rows[(rows["model"] == MODELS[arch]) & (rows["phase"] == phase)]
+def _rows(rows, arch: str, method: str, metric: str, *, phase="prefill", batch=PAPER_BATCH):
+    """GPU (or sweep) rows of one 130M model, eager dense calls, at one batch (None: every batch)."""
+    if rows.empty:
+        return rows
+    d = rows[(rows["model"] == MODELS[arch]) & (rows["phase"] == phase) & (rows["method"] == method)
+             & (rows["metric"] == metric)]
     if batch is not None:
         d = d[d["batch"].astype(int) == batch]
     if "cuda_graph" in d:
         d = d[d["cuda_graph"].astype(str).str.lower() != "true"]
     if "mode" in d:
         d = d[d["mode"].fillna("dense") == "dense"]
-    if method is not None:
-        d = d[d["method"] == method]
-    if metric is not None:
-        d = d[d["metric"] == metric]
     return d
-
-
-_MEDIANS: dict = {}
-
-
-def _medians(rows, arch, phase, batch, method, metric) -> dict:
-    """{seqlen: {component: median value}} of one selection of rows (memoised per frame)."""
-    if rows is None or rows.empty:
-        return {}
-    key = (id(rows), len(rows), arch, phase, batch, method, metric)
-    if key not in _MEDIANS:
-        d = _rows(rows, arch, phase=phase, batch=batch, method=method, metric=metric)
-        _MEDIANS[key] = {int(L): g.groupby("component")["value"].median().astype(float).to_dict()
-                         for L, g in d.groupby(d["seqlen"].astype(int))} if not d.empty else {}
-    return _MEDIANS[key]
 
 
 def component_values(rows, arch: str, L: int, metric: str, method: str, *, mapping=PRIMARY_MAP, phase="prefill",
                      batch=PAPER_BATCH) -> dict[str, float]:
-    """{paper component: our value} for one model, length and metric, summing our components per `mapping`.
-    Empty when the rows lack any of the five."""
-    by = _medians(rows, arch, phase, batch, method, metric).get(L, {})
-    if not by:
+    """{paper component: our median value} for one model, length and metric, summing our components per
+    `mapping`. Empty when the rows lack any of the five."""
+    d = _rows(rows, arch, method, metric, phase=phase, batch=batch)
+    if d.empty:
         return {}
+    by = d[d["seqlen"].astype(int) == L].groupby("component")["value"].median().astype(float).to_dict()
     out = {}
     for comp, ours in COMPONENT_MAPS[mapping].items():
         present = [by[c] for c in ours if c in by]
