@@ -1,15 +1,5 @@
 """The claims table: every value the paper prints or plots, beside ours, with a status.
 
-    paper      the paper's numbers (data/paper/), read only here
-    records    Claim and Value, the fixed set of statuses, the summary by section
-    sources    the rows claims are judged on (committed GPU rows, the CPU sweep, this run's quality rows)
-    table1     Table 1 cell by cell
-    profile    Fig. 2, §4's sentences, the abstract's length range
-    speed      Table 2, Fig. 5, §6.3's sentences, the abstract's headline
-    accuracy   Fig. 4, Fig. 6, §6.2 and §6.4's sentences
-    render     the one place that turns records into the book's tables and sentences
-    pages      the numbers the notebooks glue beyond the paper's claims (E1–E5 and the GPU timing notes)
-
 `evaluate(collect())` gives every record; tests assert statuses and numbers on them.
 """
 from __future__ import annotations

@@ -3,8 +3,8 @@
 - committed GPU rows: ``data/results/<gpu-slug>/{profile,pruning_efficiency,gpu_kernels}.csv``
   (`benchmarks/gpu_book.sh`, `benchmarks/gpu_campaign.py`);
 - the committed CPU sweep ``data/results/cpu-amd-epyc/profile_cpu.csv`` (the 130M shapes at batch 1);
-- this machine's run: ``<results_root>/<this device>/pruning_quality.csv`` and ``latency.csv``, written by the
-  notebooks that ran before the claims page (`make reproduce`).
+- this machine's run: ``<results_root>/<this device>/pruning_quality.csv``, written by the notebooks that ran
+  before the claims page (`make reproduce`).
 A file that is missing gives an empty frame, and the claims that need it say "not measured here".
 """
 from __future__ import annotations
@@ -30,19 +30,11 @@ class Sources:
 
     def machine(self, rows: pd.DataFrame) -> str:
         """The device name of rows (env.json's GPU or CPU model), for the `machine` of a Value."""
-        if rows is None or rows.empty:
+        if rows.empty:
             return ""
         if "device_name" in rows and rows["device_name"].notna().any():
             return str(rows["device_name"].dropna().iloc[0])
         return experiments.machine_label(rows, self.results_root).split(" · ")[0]
-
-
-def _run_rows(experiment: str, results_root) -> pd.DataFrame:
-    path = results.results_path(experiment, root=results_root)
-    rows = results.read_rows(path) if path.is_file() else pd.DataFrame()
-    if not rows.empty:
-        rows = rows.assign(machine=path.parent.name)
-    return rows
 
 
 def collect(results_root=None, sweep=SWEEP, run_root=None) -> Sources:
@@ -51,7 +43,9 @@ def collect(results_root=None, sweep=SWEEP, run_root=None) -> Sources:
     sweep (None: none)."""
     root = str(results_root) if results_root is not None else None
     sw = experiments.read_sweep(sweep) if sweep and Path(sweep).is_file() else pd.DataFrame()
+    quality = results.results_path("pruning_quality", root=run_root)
     return Sources(gpu_profile=experiments.committed("profile", root),
                    gpu_efficiency=experiments.committed("pruning_efficiency", root),
                    gpu_kernels=experiments.committed("gpu_kernels", root),
-                   sweep=sw, quality=_run_rows("pruning_quality", run_root), results_root=root)
+                   sweep=sw, quality=results.read_rows(quality) if quality.is_file() else pd.DataFrame(),
+                   results_root=root)
