@@ -35,8 +35,7 @@ RELATIVE_TOL_PP = 2.0
 CONTROL_TOL = 0.05
 TABLE2_COMMAND = ("papermill notebooks/table2_efficiency.ipynb out.ipynb -f notebooks/params/table2_efficiency.yaml "
                   "(on a CUDA machine)")
-COLUMNS = ["phase", "batch", "seqlen", "ratio", "dense_ms", "pruned_ms", "timing", "machine", "control",
-           "speedup"]
+COLUMNS = ["phase", "batch", "seqlen", "ratio", "dense_ms", "pruned_ms", "timing", "machine", "control"]
 
 
 def _r(x) -> float:
@@ -51,7 +50,7 @@ def whole_call_speedups(src) -> pd.DataFrame:
     columns speedup, dense_ms, pruned_ms, timing, machine."""
     out = []
     k = src.gpu_kernels
-    if k is not None and not k.empty:
+    if not k.empty:
         m = k[(k["model"] == MODEL) & (k["component"] == "model") & (k["metric"] == "latency")
               & k["impl"].astype(str).str.startswith("conv")]
         by = ["section", "phase", "batch", "seqlen"] if "section" in m else ["phase", "batch", "seqlen"]
@@ -65,7 +64,7 @@ def whole_call_speedups(src) -> pd.DataFrame:
                                 pruned_ms=float(h["value"].iloc[0]), timing="triton.testing.do_bench",
                                 machine=src.machine(g)))
     e = src.gpu_efficiency
-    if e is not None and not e.empty:
+    if not e.empty:
         s = experiments.efficiency_summary(e)
         s = s[(s["model"] == MODEL) & s["timing"].isin(["cuda graph", "eager, whole call"])]
         noisy = uncontrolled(e)
@@ -77,17 +76,16 @@ def whole_call_speedups(src) -> pd.DataFrame:
                 out.append(dict(phase=point[0], batch=point[1], seqlen=point[2], ratio=_r(r["ratio"]),
                                 dense_ms=float(dense.iloc[0]), pruned_ms=float(r["time_ms"]), timing=r["timing"],
                                 machine=src.machine(e), control=noisy.get(point, "")))
-    df = pd.DataFrame(out)
-    if not df.empty:
-        df["speedup"] = df["dense_ms"] / df["pruned_ms"]
-        df["control"] = df["control"].fillna("") if "control" in df else ""
+    df = pd.DataFrame(out, columns=COLUMNS)
+    df["speedup"] = df["dense_ms"] / df["pruned_ms"]
+    df["control"] = df["control"].fillna("")
     return df
 
 
 def uncontrolled(rows) -> dict:
     """{(phase, batch, seqlen): why} for the points of `pruning_efficiency` rows where a zeroed Mamba2-130M (the
     control: the dense shapes) is timed more than CONTROL_TOL away from the dense model."""
-    if rows is None or rows.empty or "mode" not in rows or not (rows["mode"] == "zeroed").any():
+    if "mode" not in rows or not (rows["mode"] == "zeroed").any():
         return {}
     z = experiments.efficiency_summary(rows, mode="zeroed")
     z = z[(z["model"] == MODEL) & (z["ratio"].astype(float) > 0)].dropna(subset=["speedup"])
@@ -99,11 +97,10 @@ def uncontrolled(rows) -> dict:
     return out
 
 
-def _speedups(src) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`whole_call_speedups` (with its columns where there are no rows), and those the control keeps."""
+def _controlled(src) -> pd.DataFrame:
+    """The rows of `whole_call_speedups` that the control keeps."""
     every = whole_call_speedups(src)
-    every = every if not every.empty else pd.DataFrame(columns=COLUMNS)
-    return every, every[every["control"] == ""]
+    return every[every["control"] == ""]
 
 
 def _timed(x, value: float, unit="x", note="") -> Value:
@@ -145,7 +142,8 @@ def table2(src) -> list[Claim]:
     """Table 2 row by row (one length, five ratios): speed-up against our whole-call timings where measured,
     memory reduction against the analytic weights + state reading at every cell."""
     t = paper.table("table2")
-    every, sp = _speedups(src)
+    every = whole_call_speedups(src)
+    sp = every[every["control"] == ""]
     out = []
     for L, g in t.groupby("seqlen", sort=False):
         L = int(L)
@@ -197,7 +195,7 @@ def fig5(src) -> list[Claim]:
     L), against our whole-call prefill timings; each also checked against Table 2 (5a) or 5a (5b)."""
     a = paper.table("fig5a_read")
     t2 = paper.table("table2")
-    sp = _speedups(src)[1]
+    sp = _controlled(src)
     pre = sp[(sp["phase"] == "prefill") & (sp["batch"] == 8)]
     out, lats = [], {}
     for L, g in a.groupby("seqlen", sort=False):
@@ -291,7 +289,7 @@ def speed_prose(src) -> list[Claim]:
     t2 = paper.table("table2")
     tab = {(int(L), _r(r)): (paper.number(s), paper.number(m)) for L, r, s, m in
            zip(t2["seqlen"], t2["ratio"], t2["speedup"], t2["memory_reduction_pct"])}
-    sp = _speedups(src)[1]
+    sp = _controlled(src)
     for tid, Ls in (("speedup_text_mid", (512, 2048)), ("speedup_text_long", (4096, 8192, 16384))):
         rows = paper.prose(tid)
         vals = {q: paper.number(v) for q, v in zip(rows["quantity"], rows["value"])}
