@@ -32,7 +32,7 @@ FILES = {
 # the setting as far as the paper states it (§4, §5, §6): not values to compare, the conditions of the comparison
 SETTING = "setting"
 # Table 1's component names → ours. Mamba-2's gated RMSNorm (`gated_norm`) has no row of its own in the paper;
-# see COMPONENT_MAPS in perfmamba.claims.profile for where it goes.
+# see COMPONENT_MAPS in perfmamba.claims.table1 for where it goes.
 TABLE1_COMPONENTS = {"RMSNorm": "rmsnorm", "Gated MLP": "in_proj", "Conv. Transform": "conv1d",
                      "State Space": "ssm", "Final Linear": "out_proj"}
 FIG2_COMPONENTS = {"RMSNorm": "rmsnorm", "Gated MLP": "in_proj", "Convolution": "conv1d", "SSM": "ssm",

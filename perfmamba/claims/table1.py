@@ -35,6 +35,7 @@ COMPONENT_MAPS = {
 PRIMARY_MAP, ALT_MAP = COMPONENT_MAPS  # records are judged under the first; the second is shown beside
 PAPER_BATCH = paper.setting("profile_batch")
 PAPER_SEQLENS = paper.setting("table1_seqlens")
+LONGEST = max(PAPER_SEQLENS)
 
 # Thresholds, each with its reason (rendered beside every record that uses it).
 FLOPS_REL = 0.01
@@ -95,21 +96,22 @@ def component_values(rows, arch: str, L: int, metric: str, method: str, *, mappi
     return out
 
 
-# Table 1's measured metrics: (scale to the paper's unit, [(our metric, method, what the reading is)], the
-# primary reading first; the others are shown beside it)
+# Table 1's measured metrics: (the paper's unit, our value's scale to it, [(our metric, method, what the reading
+# is)], the primary reading first; the others are shown beside it)
 MEASURED = {
-    "memory": (1e-9, [("sum_of_allocations", "profiler",
-                       "sum of the allocations of each component's trace (GB)"),
-                      ("activation_peak", "timers", "activation peak of each component (GB)")]),
-    "io": (1e-9, [("achieved_bandwidth", "timers", "analytic bytes over the timed component time (GB/s)")]),
-    "latency": (1.0, [("time", "timers", "component time by CUDA-event timers around each module (ms)"),
-                      ("time", "profiler", "kernel time from the torch.profiler trace (ms)")]),
+    "memory": ("GB", 1e-9, [("sum_of_allocations", "profiler",
+                             "sum of the allocations of each component's trace (GB)"),
+                            ("activation_peak", "timers", "activation peak of each component (GB)")]),
+    "io": ("GB/s", 1e-9, [("achieved_bandwidth", "timers",
+                           "analytic bytes over the timed component time (GB/s)")]),
+    "latency": ("ms", 1.0, [("time", "timers", "component time by CUDA-event timers around each module (ms)"),
+                            ("time", "profiler", "kernel time from the torch.profiler trace (ms)")]),
 }
 
 
 def measured(rows, metric: str, arch: str, L: int, *, mapping=PRIMARY_MAP, batch=PAPER_BATCH) -> dict:
     """`component_values` of one of Table 1's measured metrics by its primary reading (our unit)."""
-    our_metric, method, _ = MEASURED[metric][1][0]
+    our_metric, method, _ = MEASURED[metric][2][0]
     return component_values(rows, arch, L, our_metric, method, mapping=mapping, batch=batch)
 
 
@@ -196,17 +198,13 @@ def table1_flops(src=None) -> list[Claim]:
         ours = readings["ours"]
         ratio = {L: p[L] / ours[L] for L in PAPER_SEQLENS}
         unit, size = _unit(arch, comp)
-        per = {L: p[L] * 1e9 / (PAPER_BATCH * L * size) for L in PAPER_SEQLENS}
-        ours_per = ours[max(PAPER_SEQLENS)] * 1e9 / (PAPER_BATCH * max(PAPER_SEQLENS) * size)
-        scaled = {}  # readings whose paper/reading ratio is one constant over L (within printed precision)
-        for name, r in readings.items():
-            q = [p[L] / r[L] for L in PAPER_SEQLENS]
-            if max(q) / min(q) - 1 <= 2 * max(tol.values()):
-                scaled[name] = sum(q) / len(q)
-        if "ours" in matches:
-            status, reading = CONFIRMED, "ours"
-        elif matches:
-            status, reading = PARTLY, matches[0]
+        per = {L: v * 1e9 / (PAPER_BATCH * L * size) for L, v in p.items()}
+        ours_per = ours[LONGEST] * 1e9 / (PAPER_BATCH * LONGEST * size)
+        # readings whose paper/reading ratio is one constant over L (within printed precision)
+        q = {name: [p[L] / r[L] for L in PAPER_SEQLENS] for name, r in readings.items()}
+        scaled = {name: sum(x) / len(x) for name, x in q.items() if max(x) / min(x) - 1 <= 2 * max(tol.values())}
+        if matches:  # "ours" is the first reading
+            status, reading = (CONFIRMED if matches[0] == "ours" else PARTLY), matches[0]
         elif scaled:
             name = next(iter(scaled))
             status, reading = PARTLY, f"{name} × {scaled[name]:.3g} (no named convention)"
@@ -224,7 +222,7 @@ def table1_flops(src=None) -> list[Claim]:
                       f"ours FLOPs per {unit}": ours_per},
             tolerance="within 1 % or half a printed unit, at all three lengths", why=FLOPS_WHY, status=status,
             detail=(f"paper/ours = {', '.join(f'{ratio[L]:.3g}' for L in PAPER_SEQLENS)} at L = 64, 512, "
-                    f"2048; reading: {reading}; the paper counts {per[max(PAPER_SEQLENS)]:.3g} FLOPs per "
+                    f"2048; reading: {reading}; the paper counts {per[LONGEST]:.3g} FLOPs per "
                     f"{unit} of every token (ours {ours_per:.3g})"),
             setting=f"{MODELS[arch]} shape at batch 8, under which Mamba-1's Final Linear column is our "
                     "count exactly"))
@@ -239,8 +237,7 @@ def table1_measured(src) -> list[Claim]:
     components (Spearman ρ over them, and the largest) against ours on the committed GPU rows; memory and
     latency also as shares. Absolute values are shown, not judged (see RANK_WHY)."""
     out = []
-    for metric, unit in (("memory", "GB"), ("io", "GB/s"), ("latency", "ms")):
-        scale, readings = MEASURED[metric]
+    for metric, (unit, scale, readings) in MEASURED.items():
         reading = readings[0][2]
         for arch, L in product(MODELS, PAPER_SEQLENS):
             cells = _paper_cells(metric, arch, L)
@@ -258,24 +255,23 @@ def table1_measured(src) -> list[Claim]:
             c.ours = [gpu_value(src, v * scale, unit, MODELS[arch], L, comp, path=f"triton; {reading}")
                       for comp, v in o.items()]
             c.status, rho = _rank_verdict(p, o)
-            oa = measured(src.gpu_profile, metric, arch, L, mapping=ALT_MAP)
-            alt = {ALT_MAP: _rank_verdict(p, oa)[0]} if oa else {}
+            # the other mapping and the other readings, each judged alike and shown beside
+            others = {ALT_MAP: measured(src.gpu_profile, metric, arch, L, mapping=ALT_MAP),
+                      **{what: component_values(src.gpu_profile, arch, L, our_metric, method)
+                         for our_metric, method, what in readings[1:]}}
+            alt = {k: _rank_verdict(p, v)[0] for k, v in others.items() if v}
             c.compared = {"spearman": rho, "paper largest": top(p), "ours largest": top(o),
                           **{f"paper share {k}": v for k, v in shares(p).items()},
                           **{f"ours share {k}": v for k, v in shares(o).items()},
                           **{f"status with {k}": v for k, v in alt.items()}}
-            for our_metric, method, what in readings[1:]:
-                oa = component_values(src.gpu_profile, arch, L, our_metric, method)
-                if oa:
-                    c.compared[f"status with {what}"] = _rank_verdict(p, oa)[0]
             cpu = measured(src.sweep, metric, arch, L, batch=1)  # the 130M shapes at batch 1: shown beside
             if cpu:
                 c.compared["status on the CPU sweep (batch 1, float32)"] = _rank_verdict(p, cpu)[0]
-                c.ours += [Value(v * scale, unit, src.machine(src.sweep), MODELS[arch], 1, L, phase="prefill",
-                                 dtype="float32", path=f"ref; {reading}", note=comp)
-                           for comp, v in cpu.items()]
+                machine = src.machine(src.sweep)
+                c.ours += [Value(v * scale, unit, machine, MODELS[arch], 1, L, phase="prefill", dtype="float32",
+                                 path=f"ref; {reading}", note=comp) for comp, v in cpu.items()]
             c.detail = (f"largest: paper {top(p)}, ours {top(o)}; ρ = {rho:+.2f} ({reading})"
-                        + "".join(f"; {k}: {v}" for k, v in alt.items()))
+                        + (f"; {ALT_MAP}: {alt[ALT_MAP]}" if ALT_MAP in alt else ""))
     return out
 
 
@@ -283,7 +279,8 @@ def table1_growth(src) -> list[Claim]:
     """How each architecture's memory and I/O totals grow from L = 64 to 2048: the paper's factor against ours
     (within GROWTH_REL: confirmed; both growing: partly)."""
     out = []
-    for (metric, unit), arch in product((("memory", "GB"), ("io", "GB/s")), MODELS):
+    for metric, arch in product(("memory", "io"), MODELS):
+        unit = MEASURED[metric][0]
         p = {L: sum(paper.number(v) for v in _paper_cells(metric, arch, L).values()) for L in PAPER_SEQLENS}
         pg = p[2048] / p[64]
         o = {L: measured(src.gpu_profile, metric, arch, L) for L in PAPER_SEQLENS}
