@@ -34,11 +34,11 @@ def _slopes(acc: dict) -> dict:
     return {(a, b): (acc[b] - acc[a]) / (b - a) for a, b in zip(rs, rs[1:])}
 
 
-def zone_losses(acc: dict, tasks, zones=ZONES, stderr: dict | None = None) -> dict:
+def zone_losses(acc: dict, tasks, stderr: dict | None = None) -> dict:
     """Mean relative accuracy loss (%) per zone over `tasks` and the measured ratios in the zone (low, high]: mean
     of (acc(0) − acc(r)) / acc(0); with `stderr` ({(task, r): se}), its standard error (independent cells)."""
     out = {}
-    for z, (lo, hi) in zones.items():
+    for z, (lo, hi) in ZONES.items():
         # a relative loss needs a dense accuracy above zero (a model at 0 has nothing to lose)
         cells = [(t, r) for (t, r) in sorted(acc) if t in tasks and lo < r <= hi and acc.get((t, 0.0), 0) > 0]
         if not cells:
@@ -62,7 +62,7 @@ def _our_accuracy(src):
     uniform selection). Where the rows hold several evaluation settings of a model, the one with the most ratios
     (e.g. fig4_accuracy's, not a smaller one of another notebook) is used, never a mix."""
     q = src.quality
-    if q is None or q.empty:
+    if q.empty:
         return {}
     q = q[q["metric"].isin(["acc"]) & q["criterion"].isin(["none", "delta"]) & q["mode"].isin(["dense", "removed"])]
     if "selection" in q:

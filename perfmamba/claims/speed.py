@@ -42,6 +42,11 @@ def _r(x) -> float:
     return round(float(x), 6)
 
 
+def _by_ratio(rows, col: str) -> dict[float, float]:
+    """{r: the paper's number} of one column of a paper file with a ratio column."""
+    return {_r(r): paper.number(v) for r, v in zip(rows["ratio"], rows[col])}
+
+
 # ------------------------------------------------------------------------------------------------------
 # our whole-call timings and memory readings
 
@@ -147,8 +152,7 @@ def table2(src) -> list[Claim]:
     out = []
     for L, g in t.groupby("seqlen", sort=False):
         L = int(L)
-        p_sp = {_r(r): paper.number(v) for r, v in zip(g["ratio"], g["speedup"])}
-        p_mem = {_r(r): paper.number(v) for r, v in zip(g["ratio"], g["memory_reduction_pct"])}
+        p_sp, p_mem = _by_ratio(g, "speedup"), _by_ratio(g, "memory_reduction_pct")
         c = Claim(id=f"table2_speedup_L{L}", section="Table 2, speed-up",
                   asserts=f"speed-up of pruned Mamba2-130M at L = {L}, r = 0.1 … 0.9",
                   paper={f"r = {r:g}": v for r, v in p_sp.items()}, unit="x", precision="printed",
@@ -200,10 +204,9 @@ def fig5(src) -> list[Claim]:
     out, lats = [], {}
     for L, g in a.groupby("seqlen", sort=False):
         L = int(L)
-        lat = lats[L] = {_r(r): paper.number(v) for r, v in zip(g["ratio"], g["latency_ms_approx"])}
+        lat = lats[L] = _by_ratio(g, "latency_ms_approx")
         rel = {r: 100 * (1 - v / lat[0.0]) for r, v in lat.items() if r > 0}
-        tab = t2[t2["seqlen"] == str(L)]
-        t_sp = {_r(r): paper.number(v) for r, v in zip(tab["ratio"], tab["speedup"])}
+        t_sp = _by_ratio(t2[t2["seqlen"] == str(L)], "speedup")
         # a read latency is ±2 ms, so the plotted ratio is uncertain by ratio·(2/dense + 2/pruned)
         off = {r: (lat[0.0] / lat[r], t_sp[r]) for r in rel if r in t_sp and abs(lat[0.0] / lat[r] - t_sp[r])
                > 0.005 + lat[0.0] / lat[r] * (2 / lat[0.0] + 2 / lat[r])}
