@@ -19,6 +19,7 @@ from itertools import product
 
 import pandas as pd
 
+from .. import experiments
 from ..config import preset
 from ..profiling.flops import FLOPS
 from . import paper
@@ -69,11 +70,9 @@ def _rows(rows, arch: str, method: str, metric: str, *, phase="prefill", batch=P
     if rows.empty:
         return rows
     d = rows[(rows["model"] == MODELS[arch]) & (rows["phase"] == phase) & (rows["method"] == method)
-             & (rows["metric"] == metric)]
+             & (rows["metric"] == metric) & ~experiments.graphed(rows)]
     if batch is not None:
         d = d[d["batch"].astype(int) == batch]
-    if "cuda_graph" in d:
-        d = d[d["cuda_graph"].astype(str).str.lower() != "true"]
     if "mode" in d:
         d = d[d["mode"].fillna("dense") == "dense"]
     return d
