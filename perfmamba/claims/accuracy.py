@@ -103,7 +103,7 @@ def accuracy(src) -> list[Claim]:
         off = {t: (v, fig[(t, ratio)]) for t, v in text.items()
                if not min(v) - 0.01 <= fig[(t, ratio)] <= max(v) + 0.01}
         out.append(stated(
-            tid, "§6.2", f"the text's accuracies at r = {ratio:g}",
+            tid, f"the text's accuracies at r = {ratio:g}",
             {paper.TASKS[t]: "–".join(f"{x:.2f}" for x in v) for t, v in text.items()}, "accuracy",
             precision="printed (whole percent)", tolerance="the text agrees with Fig. 4 within 0.01",
             why="whole percent in the text, ±0.005 on the plot",
@@ -116,9 +116,8 @@ def accuracy(src) -> list[Claim]:
     # zones: the paper's text against its own figure, and ours beside
     text = dict(zip(ZONES, (paper.number(v) for v in paper.prose("accuracy_zones")["value"])))
     from_fig = zone_losses(fig, list(paper.TASKS))
-    c = stated("accuracy_zones", "§6.2",
-               "mean accuracy loss: under 1 % for r ≤ 0.3, about 12 % for 0.3 < r ≤ 0.7, about 22 % beyond",
-               dict(text), "% (relative)",
+    c = stated("accuracy_zones", "mean accuracy loss: under 1 % for r ≤ 0.3, about 12 % for 0.3 < r ≤ 0.7, "
+               "about 22 % beyond", dict(text), "% (relative)",
                tolerance=f"within {ZONE_TOL_PP} pp of the text, and at least two standard errors from zero",
                why="the text's zones are reproduced by the mean relative loss of Fig. 4 within its reading "
                    "error (±0.005 on accuracies near 0.3–0.6 is about ±1.5 % relative)",
@@ -193,7 +192,7 @@ def tradeoff(src) -> list[Claim]:
         if abs(ref - v) > 0.005:
             off[f"{q} (r = {r:g})"] = (v, ref)
     out.append(stated(
-        "tradeoff_text", "§6.4", "the text's two regimes of the trade-off, in Fig. 6's numbers", vals,
+        "tradeoff_text", "the text's two regimes of the trade-off, in Fig. 6's numbers", vals,
         "accuracy / ms", tolerance="the text equals Fig. 6's labels", why="both are printed",
         compared={"differences": len(off)},
         status=INCONSISTENT if off else NOT_MEASURED, command=ACCURACY_COMMAND,
@@ -206,7 +205,7 @@ def tradeoff(src) -> list[Claim]:
     rs = sorted(pts)
     drops = _slopes({r: a for r, (a, _) in pts.items()})
     bad = {k: v for k, v in drops.items() if (k[1] <= 0.5 and abs(v) >= below) or (k[0] >= 0.5 and abs(v) <= above)}
-    c = stated("marginal_drop", "§6.4", f"the marginal accuracy drop (δ = {delta:g}) stays below {below:g} "
+    c = stated("marginal_drop", f"the marginal accuracy drop (δ = {delta:g}) stays below {below:g} "
                f"up to r = 0.5 and exceeds {above:g} beyond",
                {"δ": delta, "bound r ≤ 0.5": below, "bound beyond": above}, "accuracy per unit r",
                compared={f"Fig. 6 {a:g} → {b_:g}": v for (a, b_), v in drops.items()},
@@ -235,8 +234,7 @@ def tradeoff(src) -> list[Claim]:
 
     th = paper.prose_value("practical_threshold")
     knee = max(drops, key=lambda k: abs(drops[k]))
-    c = stated("practical_threshold", "§6.4",
-               "r ≈ 0.5 is the practical threshold: beyond it accuracy falls faster",
+    c = stated("practical_threshold", "r ≈ 0.5 is the practical threshold: beyond it accuracy falls faster",
                {"r": th}, "ratio", compared={"paper's steepest step": f"{knee[0]:g} → {knee[1]:g}"},
                tolerance="the steepest step of the curve ends at or starts from r = 0.5",
                why="a threshold is where the slope changes", command=ACCURACY_COMMAND,

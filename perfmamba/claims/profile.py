@@ -108,8 +108,7 @@ def prose(src) -> list[Claim]:
         cells = list(product(metrics, MODELS, PAPER_SEQLENS))
         own = {(m, a, L): _paper_share(m, a, L, ("State Space",)) for m, a, L in cells}
         inside = [k for k, v in own.items() if lo - band <= v <= hi + band]
-        c = stated(tid, rows["section"].iloc[0],
-                   f"the SSM takes {'more than half' if hi == 1.0 else '60–70 %'} of the "
+        c = stated(tid, f"the SSM takes {'more than half' if hi == 1.0 else '60–70 %'} of the "
                    f"{' and '.join('computation' if m == 'flops' else m for m in metrics)}",
                    {"low": lo, "high": hi}, "share", tolerance=f"inside [{lo - band:.2f}, {hi + band:.2f}]",
                    why="the paper gives a band with no model or length; 5 percentage points for reading it"
@@ -143,8 +142,7 @@ def prose(src) -> list[Claim]:
     mem = {a: measured(src.gpu_profile, "memory", a, 2048) for a in MODELS}
     m1, m2 = (paper.prose_value("ssm_memory_ratio", "SSM memory", arch=a) for a in MODELS)
     pct = paper.prose_value("ssm_memory_ratio", "SSM memory of")
-    c = stated("ssm_memory_ratio", "§4.2",
-               "at L = 2048 Mamba-2's SSM uses about a third more memory than Mamba-1's",
+    c = stated("ssm_memory_ratio", "at L = 2048 Mamba-2's SSM uses about a third more memory than Mamba-1's",
                {"Mamba-1 (GB)": m1, "Mamba-2 (GB)": m2, "more (%)": pct}, "ratio",
                tolerance="our Mamba-2/Mamba-1 ratio within 25 % of 1.335",
                why="memory is undefined in the paper; the ratio of one reading between the two architectures "
@@ -166,7 +164,7 @@ def prose(src) -> list[Claim]:
     gm1, gm2 = (paper.prose_value("gated_mlp_memory", "Gated MLP memory", arch=a) for a in MODELS)
     gpct = paper.prose_value("gated_mlp_memory", "Gated MLP memory of")
     t = _paper_pair("memory", "Gated MLP")
-    c = stated("gated_mlp_memory", "§4.2", "at L = 2048 Mamba-2's Gated MLP uses about 12 % less memory than "
+    c = stated("gated_mlp_memory", "at L = 2048 Mamba-2's Gated MLP uses about 12 % less memory than "
                "Mamba-1's", {"text Mamba-1 (GB)": gm1, "text Mamba-2 (GB)": gm2, "less (%)": gpct,
                              "Table 1 Mamba-1 (GB)": t[0], "Table 1 Mamba-2 (GB)": t[1]}, "GB",
                tolerance="the text agrees with Table 1", why="the same two numbers are printed twice",
@@ -186,8 +184,7 @@ def prose(src) -> list[Claim]:
 
     # §4.2 RMSNorm memory of Mamba-2 from L = 64 to 2048
     r64, r2k = (paper.prose_value("rmsnorm_memory_growth", seqlen=L) for L in (64, 2048))
-    c = stated("rmsnorm_memory_growth", "§4.2",
-               "Mamba-2's RMSNorm memory grows about 30-fold from L = 64 to 2048",
+    c = stated("rmsnorm_memory_growth", "Mamba-2's RMSNorm memory grows about 30-fold from L = 64 to 2048",
                {"L = 64 (GB)": r64, "L = 2048 (GB)": r2k, "growth": r2k / r64}, "GB",
                tolerance="our growth factor within a factor 2 of the paper's",
                why="memory readings differ by implementation; the growth with L is the architecture's",
@@ -208,8 +205,7 @@ def prose(src) -> list[Claim]:
     ours_r = analytic_flops("mamba2", "State Space", 2048) / analytic_flops("mamba1", "State Space", 2048)
     rec_r = (FLOPS["ssm"](preset(MODELS["mamba2"]), PAPER_BATCH * 2048, 1, "decode")
              / analytic_flops("mamba1", "State Space", 2048))
-    c = stated("ssm_flops_ratio", "§4.3",
-               "at L = 2048 Mamba-2's SSM needs about 29 % fewer FLOPs than Mamba-1's",
+    c = stated("ssm_flops_ratio", "at L = 2048 Mamba-2's SSM needs about 29 % fewer FLOPs than Mamba-1's",
                {"Mamba-1 (G)": s1, "Mamba-2 (G)": s2, "fewer (%)": spct}, "%",
                tolerance="our reduction within 10 percentage points",
                why="both counts are analytic; the conventions differ (see the Table 1 FLOPs records)",
@@ -224,7 +220,7 @@ def prose(src) -> list[Claim]:
     g1, g2 = _paper_pair("flops", "Gated MLP")
     ours_g = analytic_flops("mamba2", "Gated MLP", 2048) / analytic_flops("mamba1", "Gated MLP", 2048)
     out.append(stated(
-        "gated_mlp_flops", "§4.3", "at L = 2048 Mamba-2's Gated MLP needs about 20 % fewer FLOPs",
+        "gated_mlp_flops", "at L = 2048 Mamba-2's Gated MLP needs about 20 % fewer FLOPs",
         {"fewer (%)": paper.prose_value("gated_mlp_flops"), "Table 1 Mamba-1 (G)": g1,
          "Table 1 Mamba-2 (G)": g2}, "%", tolerance="the text agrees with Table 1",
         why="the same comparison is printed twice",
@@ -238,7 +234,7 @@ def prose(src) -> list[Claim]:
     own = {a: _paper_share("flops", a, 2048, ("RMSNorm", "Conv. Transform")) for a in MODELS}
     ours = {a: _flops_share(a, 2048, ("RMSNorm", "Conv. Transform")) for a in MODELS}
     out.append(stated(
-        "norm_conv_flops_share", "§4.3", "RMSNorm and the convolution are 5–10 % of all FLOPs",
+        "norm_conv_flops_share", "RMSNorm and the convolution are 5–10 % of all FLOPs",
         {"low": lo, "high": hi, **{f"Table 1 {ARCH_NAME[a]} L = 2048": v for a, v in own.items()}}, "share",
         tolerance="the text agrees with Table 1", why="the same FLOPs are printed in Table 1",
         ours=[flops_value(v, "share", MODELS[a], 2048) for a, v in ours.items()],
@@ -253,8 +249,7 @@ def prose(src) -> list[Claim]:
     peak = paper.prose_value("ssm_io_peak")
     io = {(a, L): measured(src.gpu_profile, "io", a, L) for a in MODELS for L in (512, 2048)}
     o = io[("mamba2", 2048)]
-    c = stated("ssm_io_peak", "§4.4",
-               "Mamba-2's SSM has the highest I/O of the components at L = 2048 (9.87 GB/s)",
+    c = stated("ssm_io_peak", "Mamba-2's SSM has the highest I/O of the components at L = 2048 (9.87 GB/s)",
                {"SSM I/O (GB/s)": peak, "Table 1": _paper_pair("io", "State Space")[1]}, "GB/s",
                tolerance="the SSM is the component with the highest I/O", why=RANK_WHY, command=GPU_COMMAND)
     if o:
@@ -266,7 +261,7 @@ def prose(src) -> list[Claim]:
                     f"the paper's {peak} GB/s, which is below 1 % of any A100's bandwidth")
     out.append(c)
     out.append(stated(
-        "ssm_io_layout", "§4.4", "the SSM's I/O is 26.3 % above that of a sequential layout",
+        "ssm_io_layout", "the SSM's I/O is 26.3 % above that of a sequential layout",
         {"above (%)": paper.prose_value("ssm_io_layout")}, "%", status=NOT_MEASURED,
         detail="the paper neither defines the sequential layout nor gives its value, so there is nothing to "
                "measure",
@@ -274,8 +269,7 @@ def prose(src) -> list[Claim]:
     grow = paper.prose_value("gated_mlp_io_growth")
     own = {a: long / short - 1 for a, long, short in
            zip(MODELS, _paper_pair("io", "Gated MLP"), _paper_pair("io", "Gated MLP", 512))}
-    c = stated("gated_mlp_io_growth", "§4.4",
-               "the Gated MLP's I/O grows by more than half for long sequences",
+    c = stated("gated_mlp_io_growth", "the Gated MLP's I/O grows by more than half for long sequences",
                {"growth (%)": grow,
                 **{f"Table 1 {ARCH_NAME[a]} 512 → 2048 (%)": 100 * v for a, v in own.items()}}, "%",
                tolerance="growth above 51 % from L = 512 to 2048", why="the paper's bound",
@@ -294,8 +288,7 @@ def prose(src) -> list[Claim]:
 
     # the abstract's length range
     lo, hi = (int(paper.number(v)) for v in paper.prose("length_range")["value"])
-    c = stated("length_range", "abstract",
-               "both architectures are profiled at sequence lengths from 64 to 16384",
+    c = stated("length_range", "both architectures are profiled at sequence lengths from 64 to 16384",
                {"shortest": lo, "longest": hi}, "tokens",
                tolerance="every length of the range measured for both",
                why="a coverage claim", command=GPU_COMMAND)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from . import paper
+
 CONFIRMED = "confirmed"          # the paper's value (or direction, where it gives no value) holds here
 PARTLY = "partly"                # holds for some of the cells, models or settings, or in direction but not size
 REFUTED = "refuted"              # the opposite, or no effect
@@ -78,10 +80,11 @@ class Claim:
         return d
 
 
-def stated(tid: str, section: str, asserts: str, paper: dict, unit: str, precision="printed",
-           **fields) -> Claim:
-    """The record of one quantitative sentence of the paper (statement `tid` of `prose.csv`)."""
-    return Claim(id=tid, section=section, asserts=asserts, paper=paper, unit=unit, precision=precision,
+def stated(tid: str, asserts: str, values: dict, unit: str, precision="printed", **fields) -> Claim:
+    """The record of one quantitative sentence of the paper (statement `tid` of `prose.csv`, where its section
+    is)."""
+    section = paper.prose(tid)["section"].iloc[0]
+    return Claim(id=tid, section=section, asserts=asserts, paper=values, unit=unit, precision=precision,
                  refs={("prose", tid)}, **fields)
 
 

@@ -279,7 +279,7 @@ def speed_prose(src) -> list[Claim]:
     pairs = {k: (v, fig.get(k, math.nan)) for k, v in text.items()}  # (text, Fig. 5a)
     off = {k: (v, f) for k, (v, f) in pairs.items() if k in fig and abs(v - f) > max(2.0, 0.1 * f)}
     out.append(stated(
-        "latency_text", "§6.3", "the text's dense and pruned latencies (ms) per length",
+        "latency_text", "the text's dense and pruned latencies (ms) per length",
         {f"L = {L}, r = {r:g}": v for (L, r), (v, _) in pairs.items()}, "ms",
         tolerance="the text agrees with Fig. 5a within 10 % (or 2 ms)",
         why="the text and the figure report the same runs", command=TABLE2_COMMAND,
@@ -303,7 +303,7 @@ def speed_prose(src) -> list[Claim]:
         consistent = (math.isclose(max(sps), max(t_sp)) and math.isclose(max(mems), max(t_mem))
                       and (len(sps) == 1 or math.isclose(min(sps), min(t_sp)))
                       and (len(mems) == 1 or math.isclose(min(mems), min(t_mem))))
-        c = stated(tid, "§6.3", f"at L = {Ls[0]}–{Ls[-1]} the largest pruning gives "
+        c = stated(tid, f"at L = {Ls[0]}–{Ls[-1]} the largest pruning gives "
                    f"{min(sps):g}–{max(sps):g}× and {min(mems):g}–{max(mems):g} % less memory", vals, "x / %",
                    tolerance=f"|ours − paper| ≤ {SPEEDUP_TOL}× at r = 0.9 at these lengths", why=SPEEDUP_WHY,
                    compared={"Table 2 speed-up at r = 0.9": f"{min(t_sp):g}–{max(t_sp):g}",
@@ -327,8 +327,7 @@ def speed_prose(src) -> list[Claim]:
     at = [k for k, v in tab.items() if math.isclose(v[0], hs)], [k for k, v in tab.items() if math.isclose(v[1], hm)]
     speed = [_timed(x, x["speedup"]) for _, x in sp[sp["ratio"] == 0.9].iterrows()]
     mem9 = 100 * analytic_memory_reduction(0.9)
-    c = stated("headline", "abstract",
-               "pruning SSM states gives up to 1.14× speed-up and 11.50 % less memory",
+    c = stated("headline", "pruning SSM states gives up to 1.14× speed-up and 11.50 % less memory",
                {"speed-up (x)": hs, "memory reduction (%)": hm,
                 "Table 2 cells of the maxima": "; ".join(f"L = {L} r = {r:g}" for L, r in at[0] + at[1])},
                "x / %",

@@ -95,8 +95,8 @@ def component_values(rows, arch: str, L: int, metric: str, method: str, *, mappi
     return out
 
 
-# Table 1's measured metrics: (the paper's unit, our value's scale to it, [(our metric, method, what the reading
-# is)], the primary reading first; the others are shown beside it)
+# Table 1's measured metrics: (the paper's unit, our value's scale to it, [(our metric, method, what the
+# reading is)], the primary reading first; the others are shown beside it)
 MEASURED = {
     "memory": ("GB", 1e-9, [("sum_of_allocations", "profiler",
                              "sum of the allocations of each component's trace (GB)"),
@@ -201,7 +201,8 @@ def table1_flops(src=None) -> list[Claim]:
         ours_per = ours[LONGEST] * 1e9 / (PAPER_BATCH * LONGEST * size)
         # readings whose paper/reading ratio is one constant over L (within printed precision)
         q = {name: [p[L] / r[L] for L in PAPER_SEQLENS] for name, r in readings.items()}
-        scaled = {name: sum(x) / len(x) for name, x in q.items() if max(x) / min(x) - 1 <= 2 * max(tol.values())}
+        scaled = {name: sum(x) / len(x) for name, x in q.items()
+                  if max(x) / min(x) - 1 <= 2 * max(tol.values())}
         if matches:  # "ours" is the first reading
             status, reading = (CONFIRMED if matches[0] == "ours" else PARTLY), matches[0]
         elif scaled:
@@ -267,8 +268,9 @@ def table1_measured(src) -> list[Claim]:
             if cpu:
                 c.compared["status on the CPU sweep (batch 1, float32)"] = _rank_verdict(p, cpu)[0]
                 machine = src.machine(src.sweep)
-                c.ours += [Value(v * scale, unit, machine, MODELS[arch], 1, L, phase="prefill", dtype="float32",
-                                 path=f"ref; {reading}", note=comp) for comp, v in cpu.items()]
+                c.ours += [Value(v * scale, unit, machine, MODELS[arch], 1, L, phase="prefill",
+                                 dtype="float32", path=f"ref; {reading}", note=comp)
+                           for comp, v in cpu.items()]
             c.detail = (f"largest: paper {top(p)}, ours {top(o)}; ρ = {rho:+.2f} ({reading})"
                         + (f"; {ALT_MAP}: {alt[ALT_MAP]}" if ALT_MAP in alt else ""))
     return out
