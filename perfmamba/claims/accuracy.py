@@ -211,16 +211,17 @@ def tradeoff(src) -> list[Claim]:
                compared={f"Fig. 6 {a:g} → {b_:g}": v for (a, b_), v in drops.items()},
                tolerance="|Δ_acc| below the first bound for steps ending at r ≤ 0.5, above the second beyond",
                why="the bounds are the paper's", command=ACCURACY_COMMAND)
+    curves = {key: (accs, _slopes({r: v[0] for r, v in accs.items()})) for key, accs in sorted(ours.items())}
     n_ok = n_dec = 0
-    for (m, t), accs in sorted(ours.items()):
-        for (a, b_), d in _slopes({r: v[0] for r, v in accs.items()}).items():
+    for (m, t), (accs, steps) in curves.items():
+        for (a, b_), d in steps.items():
             se = math.hypot(accs[a][1], accs[b_][1]) / (b_ - a)
             c.ours.append(Value(d, "accuracy per unit r", "any machine", m, ratio=b_, stderr=se,
                                 n=accs[b_][2], path=t, note=f"step {a:g} → {b_:g}"))
-            bound_ok = abs(d) < below if b_ <= 0.5 else abs(d) > above
-            if decided(abs(d) - (below if b_ <= 0.5 else above), se):
+            bound = below if b_ <= 0.5 else above
+            if decided(abs(d) - bound, se):
                 n_dec += 1
-                n_ok += bound_ok
+                n_ok += abs(d) < bound if b_ <= 0.5 else abs(d) > bound
     c.compared["ours: steps whose side of the bound is decided"] = n_dec
     c.compared["ours: of those, on the stated side"] = n_ok
     c.status = INCONSISTENT if bad else judge_decided(n_ok, n_dec, len(c.ours))
@@ -239,21 +240,18 @@ def tradeoff(src) -> list[Claim]:
                tolerance="the steepest step of the curve ends at or starts from r = 0.5",
                why="a threshold is where the slope changes", command=ACCURACY_COMMAND,
                setting="ours: the trained small models on the offline corpus tasks")
-    n_ok = n = 0
-    for (m, t), accs in sorted(ours.items()):
-        steps = _slopes({r: v[0] for r, v in accs.items()})
+    n_ok = 0
+    for (m, t), (accs, steps) in curves.items():
         if not steps:
             continue
         k = min(steps, key=steps.get)
         se = math.hypot(accs[k[0]][1], accs[k[1]][1])
         c.ours.append(Value(k[1], "ratio", "any machine", m, path=t, stderr=se,
                             note=f"steepest step {k[0]:g} → {k[1]:g} ({steps[k]:+.3f} per unit r)"))
-        n += 1
         n_ok += th in k
-    paper_ok = th in knee
-    c.status = (judge(n_ok, n) if n else NOT_MEASURED) if paper_ok else INCONSISTENT
-    c.detail = (f"the paper's steepest step is {knee[0]:g} → {knee[1]:g}; ours at r = 0.5 for {n_ok} of {n} "
-                "(model, task) curves")
+    c.status = judge(n_ok, len(c.ours)) if th in knee else INCONSISTENT
+    c.detail = (f"the paper's steepest step is {knee[0]:g} → {knee[1]:g}; ours at r = 0.5 for {n_ok} of "
+                f"{len(c.ours)} (model, task) curves")
     out.append(c)
     return out
 
