@@ -95,13 +95,13 @@ def sweep_claims(claims_fn, sweep, keys, **kwargs) -> dict:
 
 
 def _pct(x) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f} %"
+    return "n/a" if math.isnan(x) else f"{100 * x:.1f} %"
 
 
 def _one_batch(rows):
     """Per model, the rows of one batch size: the paper's (`PAPER_BATCH`) where it was measured, else the
     largest; and {model: that batch} when the rows hold more than one batch size (else {})."""
-    if rows is None or rows.empty or "batch" not in rows or rows["batch"].nunique() <= 1:
+    if "batch" not in rows or rows["batch"].nunique() <= 1:
         return rows, {}
     keep, chosen = [], {}
     for m, g in rows.groupby("model", sort=False):

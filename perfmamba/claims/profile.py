@@ -26,14 +26,14 @@ def _fig2_values(arch: str, phase: str, L: int) -> dict[str, float]:
     one)."""
     f = paper.table("fig2_read")
     f = f[(f["arch"] == arch) & (f["phase"] == phase) & (f["seqlen"] == str(L))]
-    named, others = {}, None
+    named, others = {}, math.nan
     for _, r in f.iterrows():
         lo, hi = paper.span(r["latency_ms_approx"])
         if r["component"].startswith("others"):
             others = hi
         else:
             named[paper.FIG2_COMPONENTS[r["component"]]] = (lo + hi) / 2
-    return {c: named.get(c, others if others is not None else math.nan) for c in paper.FIG2_COMPONENTS.values()}
+    return {c: named.get(c, others) for c in paper.FIG2_COMPONENTS.values()}
 
 
 def fig2(src) -> list[Claim]:

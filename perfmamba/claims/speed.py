@@ -133,7 +133,7 @@ def _memory_value(ratio: float) -> Value:
 def _peaks(src, L: int) -> pd.DataFrame:
     """Reduction of a call's peak allocation (pruned vs dense, removed mode) in the GPU rows at length L."""
     e = src.gpu_efficiency
-    s = experiments.efficiency_summary(e) if e is not None and not e.empty else pd.DataFrame()
+    s = experiments.efficiency_summary(e) if not e.empty else pd.DataFrame()
     if "peak_reduction" not in s:
         return pd.DataFrame()
     s = s[(s["model"] == MODEL) & (s["seqlen"].astype(int) == L) & (s["ratio"].astype(float) > 0)]
