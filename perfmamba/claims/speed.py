@@ -300,9 +300,8 @@ def speed_prose(src) -> list[Claim]:
         mems = [v for q, v in vals.items() if q.startswith("memory")]
         at = [v for (L, r), v in tab.items() if r == 0.9 and min(Ls) <= L <= max(Ls)]  # Table 2 at r = 0.9
         t_sp, t_mem = [v[0] for v in at], [v[1] for v in at]
-        consistent = (math.isclose(max(sps), max(t_sp)) and math.isclose(max(mems), max(t_mem))
-                      and (len(sps) == 1 or math.isclose(min(sps), min(t_sp)))
-                      and (len(mems) == 1 or math.isclose(min(mems), min(t_mem))))
+        consistent = all(math.isclose(max(x), max(t)) and (len(x) == 1 or math.isclose(min(x), min(t)))
+                         for x, t in ((sps, t_sp), (mems, t_mem)))
         c = stated(tid, f"at L = {Ls[0]}–{Ls[-1]} the largest pruning gives "
                    f"{min(sps):g}–{max(sps):g}× and {min(mems):g}–{max(mems):g} % less memory", vals, "x / %",
                    tolerance=f"|ours − paper| ≤ {SPEEDUP_TOL}× at r = 0.9 at these lengths", why=SPEEDUP_WHY,

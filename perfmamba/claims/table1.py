@@ -116,8 +116,7 @@ def measured(rows, metric: str, arch: str, L: int, *, mapping=PRIMARY_MAP, batch
 
 def analytic_flops(arch: str, comp: str, L: int) -> float:
     """Our FLOPs of one of the paper's components (130M shape, batch 8, prefill)."""
-    cfg = preset(MODELS[arch])
-    return sum(FLOPS[c](cfg, PAPER_BATCH, L, "prefill") for c in _OURS[comp])
+    return FLOPS[paper.TABLE1_COMPONENTS[comp]](preset(MODELS[arch]), PAPER_BATCH, L, "prefill")
 
 
 def gpu_value(src, value: float, unit: str, model: str, L, note: str, path="triton", phase="prefill"):
