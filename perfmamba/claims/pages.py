@@ -1,8 +1,7 @@
 """The numbers the notebooks glue beyond the paper's claim records: the questions of our own (E1–E6 of the
 claims page) and the notes on GPU timing that the deviations page quotes.
 
-Each function reduces rows to {key: text}; `perfmamba.artifact.notebooks.publish` glues them. The paper's claims are
-not judged here but in `perfmamba.claims.table1`, `profile`, `speed` and `accuracy`, as records.
+Each function reduces rows to {key: text}; `perfmamba.artifact.notebooks.publish` glues them.
 """
 from __future__ import annotations
 

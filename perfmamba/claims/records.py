@@ -1,7 +1,5 @@
 """Claim records: the paper's value, ours with the setting that produced it, the tolerance, and a status.
-
-A record is data; the book's sentences are rendered from records by `perfmamba.claims.render` only, and tests
-assert statuses and numbers, never sentences (the way lm-eval keeps scores in a dict and prints them once).
+A record is data; `perfmamba.claims.render` alone turns records into sentences.
 """
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
 """The one place where claim records become what the book says: tables and sentences (their figures are in
-`perfmamba.plots.claims`).
-
-Nothing here decides a status; it only formats records (`perfmamba.claims.records.Claim`).
+`perfmamba.plots.claims`). Nothing here decides a status.
 """
 from __future__ import annotations
 
