@@ -54,7 +54,7 @@ def zone_losses(acc: dict, tasks, stderr: dict | None = None) -> dict:
     return out
 
 
-SETTINGS = ["model_sha", "selection", "calib_tokens", "calib_seq_len", "eval_tokens", "eval_seq_len", "limit"]
+SETTINGS = ["model_sha", "calib_tokens", "calib_seq_len", "eval_tokens", "eval_seq_len", "limit"]
 
 
 def _our_accuracy(src):
@@ -64,10 +64,10 @@ def _our_accuracy(src):
     q = src.quality
     if q.empty:
         return {}
-    q = q[q["metric"].isin(["acc"]) & q["criterion"].isin(["none", "delta"]) & q["mode"].isin(["dense", "removed"])]
+    q = q[(q["metric"] == "acc") & q["criterion"].isin(["none", "delta"]) & q["mode"].isin(["dense", "removed"])]
     if "selection" in q:
         q = q[q["selection"].isin(["none", "uniform"])]
-    keys = [c for c in SETTINGS if c in q and c != "selection"]
+    keys = [c for c in SETTINGS if c in q]
     if keys:
         q = q.assign(**{c: q[c].astype(str) for c in keys})
         best = []
