@@ -30,7 +30,7 @@ from __future__ import annotations
 import statistics
 import sys
 from collections import defaultdict
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -38,7 +38,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from .flops import COMPONENTS, LABELS, ProfilingError, check_shape_args
 from .memory import CudaPeaks, trace_memory
-from .timing import Stopwatch, Summary, no_gc, quiet_native_stderr, sync, warm_up
+from .timing import Stopwatch, Summary, no_gc, quiet_native_stderr, sync, timed_calls, warm_up
 
 ITER_LABEL = "perfmamba.profile_iter"  # one range per repetition in a profiler trace; not a component
 AGREEMENT_PP = 0.10  # absolute tolerance on a share (10 percentage points) …
@@ -217,21 +217,11 @@ def _timed_calls(timer: ComponentTimer, fn, setup, iters: int, labels, traced: b
         fn()
         timer.collect()
     times: dict[str, list[float]] = defaultdict(list)
-    for _ in range(iters):
-        if setup:
-            setup()
-        timer.collect()  # drop anything recorded by setup
-        sync(dev)
-        with record_function(ITER_LABEL) if traced else nullcontext():
-            sw = Stopwatch(dev).start()
-            fn()
-            sw.stop()
-            sync(dev)
+    for total in timed_calls(fn, setup, iters, dev, ITER_LABEL if traced else None):
         per, top = timer.collect()
         for k in labels:
             if k in per:
                 times[k].append(per[k])
-        total = sw.elapsed()
         times["total"].append(total)
         times["other"].append(max(total - top, 0.0))
     return dict(times)
@@ -263,13 +253,7 @@ def _profiler(fn, setup, dev, iters, labels, memory) -> tuple[dict, dict]:
     """Method (b): one trace of `iters` repetitions; with `memory` it also records allocations
     (`profile_memory=True`), replayed by `memory.trace_memory`."""
     with _traced(dev, memory) as prof:
-        for _ in range(iters):
-            if setup:
-                setup()
-            sync(dev)
-            with record_function(ITER_LABEL):
-                fn()
-                sync(dev)
+        list(timed_calls(fn, setup, iters, dev, ITER_LABEL))  # the times are read from the trace
     times = inclusive(attribute_events(prof.events(), labels, dev.type), labels)
     if not memory:
         return times, {}

@@ -19,10 +19,11 @@ import os
 import statistics
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 
 from ..models.graphs import GraphedStep
 
@@ -157,24 +158,29 @@ def warm_up(fn, setup, warmup: int, device) -> None:
     sync(device)
 
 
-def time_call(fn, device="cpu", warmup: int = 3, iters: int = 10, setup=None) -> list[float]:
-    """Seconds per call of `fn()` for `iters` timed calls after `warmup` untimed ones. `setup()` (untimed)
-    runs before each call, e.g. to reset a cache."""
-    if warmup < 0 or iters < 1:
-        raise ValueError(f"need warmup >= 0 and iters >= 1, got {warmup}, {iters}")
-    warm_up(fn, setup, warmup, device)
-    out = []
-    with no_gc():
-        for _ in range(iters):
-            if setup is not None:
-                setup()
-            sync(device)
+def timed_calls(fn, setup, iters: int, device, label: str | None = None):
+    """Seconds of each of `iters` calls of `fn()`, yielded as each finishes. `setup()` (untimed) runs before
+    each call, e.g. to reset a cache; with a `label`, each call runs in a `record_function` range of that
+    name (one repetition of a trace)."""
+    for _ in range(iters):
+        if setup is not None:
+            setup()
+        sync(device)
+        with record_function(label) if label else nullcontext():
             sw = Stopwatch(device).start()
             fn()
             sw.stop()
             sync(device)
-            out.append(sw.elapsed())
-    return out
+        yield sw.elapsed()
+
+
+def time_call(fn, device="cpu", warmup: int = 3, iters: int = 10, setup=None) -> list[float]:
+    """Seconds per call of `fn()` for `iters` timed calls after `warmup` untimed ones (`timed_calls`)."""
+    if warmup < 0 or iters < 1:
+        raise ValueError(f"need warmup >= 0 and iters >= 1, got {warmup}, {iters}")
+    warm_up(fn, setup, warmup, device)
+    with no_gc():
+        return list(timed_calls(fn, setup, iters, device))
 
 
 def bench(fn, device="cuda", *, warmup: int = 1, iters: int = 5, warmup_ms: float = 100,
