@@ -204,38 +204,32 @@ def _traced(dev, memory: bool = False):
         yield prof
 
 
-def _timed_calls(timer: ComponentTimer, fn, setup, iters: int, labels, traced: bool) -> dict[str, list]:
-    """Seconds per label of `iters` calls, each timed whole and per component by `timer` (in a trace, each in
-    an ITER_LABEL range). "other" is a call's total minus its top-level components (glue no range covers).
+def _timers(fn, setup, dev, iters: int, labels, memory: bool, label: str | None = None) -> tuple[dict, dict]:
+    """Method (a): seconds per label of `iters` calls, each timed whole and per component (with a `label`, each
+    call in a range of that name). "other" is a call's total minus its top-level components (glue no range
+    covers). On a GPU one untimed call first creates the timer's CUDA events, which later calls reuse;
+    otherwise the first timed call would create them inside its ranges.
 
-    On a GPU one untimed call first creates the timer's CUDA events, which later calls reuse; otherwise the
-    first timed call would create them inside its ranges (in a trace, outside every repetition's range)."""
-    dev = timer.device
-    if dev.type == "cuda":
-        if setup:
-            setup()
-        fn()
-        timer.collect()
-    times: dict[str, list[float]] = defaultdict(list)
-    for total in timed_calls(fn, setup, iters, dev, ITER_LABEL if traced else None):
-        per, top = timer.collect()
-        for k in labels:
-            if k in per:
-                times[k].append(per[k])
-        times["total"].append(total)
-        times["other"].append(max(total - top, 0.0))
-    return dict(times)
-
-
-def _timers(fn, setup, dev, iters, labels, memory) -> tuple[dict, dict]:
-    """Method (a). On a GPU the allocator peaks (`CudaPeaks`) are read in one more, untimed call: reading and
+    With `memory`, on a GPU, the allocator peaks (`CudaPeaks`) are read in one more, untimed call: reading and
     resetting the allocator's statistics at every range boundary is host work that would otherwise sit inside
     the timed ranges. The call's peak ("call_peak") is its rise above the memory allocated before it, so
     whatever else is alive in the process (another model, say) is not the call's."""
+    times: dict[str, list[float]] = defaultdict(list)
     with ComponentTimer(dev, labels) as timer, no_gc():
-        times = _timed_calls(timer, fn, setup, iters, labels, traced=False)
+        if dev.type == "cuda":
+            if setup:
+                setup()
+            fn()
+            timer.collect()
+        for total in timed_calls(fn, setup, iters, dev, label):
+            per, top = timer.collect()
+            for k in labels:
+                if k in per:
+                    times[k].append(per[k])
+            times["total"].append(total)
+            times["other"].append(max(total - top, 0.0))
     if not memory or dev.type != "cuda":
-        return times, {}
+        return dict(times), {}
     if setup:
         setup()
     sync(dev)
@@ -245,24 +239,8 @@ def _timers(fn, setup, dev, iters, labels, memory) -> tuple[dict, dict]:
         fn()
         peaks.exit("total")
     sync(dev)
-    return times, {"activation_peak": {k: v for k, v in peaks.peaks.items() if k != "total"},
-                   "call_peak": peaks.peaks["total"]}
-
-
-def _profiler(fn, setup, dev, iters, labels, memory) -> tuple[dict, dict]:
-    """Method (b): one trace of `iters` repetitions; with `memory` it also records allocations
-    (`profile_memory=True`), replayed by `memory.trace_memory`."""
-    with _traced(dev, memory) as prof:
-        list(timed_calls(fn, setup, iters, dev, ITER_LABEL))  # the times are read from the trace
-    times = inclusive(attribute_events(prof.events(), labels, dev.type), labels)
-    if not memory:
-        return times, {}
-    tm = trace_memory(prof, labels, dev.type, ITER_LABEL)
-    allocs = inclusive({k: [v] for k, v in tm.sum_of_allocations.items()}, labels)  # ssm includes ssm.*
-    return times, {"activation_peak": tm.activation_peak,
-                   "sum_of_allocations": {k: v[0] for k, v in allocs.items()},
-                   "sum_of_allocations_total": sum(tm.sum_of_allocations.values()),
-                   "call_peak": max(tm.per_range_peak) if tm.per_range_peak else tm.peak}
+    return dict(times), {"activation_peak": {k: v for k, v in peaks.peaks.items() if k != "total"},
+                         "call_peak": peaks.peaks["total"]}
 
 
 def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_label: str | None = ITER_LABEL
@@ -346,14 +324,27 @@ def attribute(model, phase: str, batch: int, seqlen: int, *, method: str = "time
         fn, setup = make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
         with torch.inference_mode():
             warm_up(fn, setup, warmup, dev)
-            if method != SIMULTANEOUS:
-                times, mem = (_timers if method == "timers" else _profiler)(fn, setup, dev, iters, labels, memory)
-                return Attribution(method, times, iters, warmup, mem)
-            with _traced(dev) as prof, ComponentTimer(dev, labels) as timer:
-                times = _timed_calls(timer, fn, setup, iters, labels, traced=True)
-        excl = attribute_events(prof.events(), labels, dev.type)
-        return (Attribution("timers", times, iters, warmup),
-                Attribution("profiler", inclusive(excl, labels), iters, warmup))
+            if method == "timers":
+                times, mem = _timers(fn, setup, dev, iters, labels, memory)
+                return Attribution("timers", times, iters, warmup, mem)
+            # method (b): one trace of the repetitions, with allocations recorded where asked
+            with _traced(dev, memory and method == "profiler") as prof:
+                if method == "profiler":
+                    list(timed_calls(fn, setup, iters, dev, ITER_LABEL))  # the times are read from the trace
+                else:
+                    timed, _ = _timers(fn, setup, dev, iters, labels, memory=False, label=ITER_LABEL)
+        times = inclusive(attribute_events(prof.events(), labels, dev.type), labels)
+        profiled = Attribution("profiler", times, iters, warmup)
+        if method == SIMULTANEOUS:
+            return Attribution("timers", timed, iters, warmup), profiled
+        if memory:  # replayed by `memory.trace_memory`; ssm includes ssm.* as for the times
+            tm = trace_memory(prof, labels, dev.type, ITER_LABEL)
+            allocs = inclusive({k: [v] for k, v in tm.sum_of_allocations.items()}, labels)
+            profiled.memory = {"activation_peak": tm.activation_peak,
+                               "sum_of_allocations": {k: v[0] for k, v in allocs.items()},
+                               "sum_of_allocations_total": sum(tm.sum_of_allocations.values()),
+                               "call_peak": max(tm.per_range_peak) if tm.per_range_peak else tm.peak}
+        return profiled
     finally:
         if fused:
             model.fused_decode = fused
