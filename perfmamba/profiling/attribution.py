@@ -69,7 +69,7 @@ class timed_record_function(_ORIGINAL):
 def _swap(old, new) -> None:
     """Bind `new` as `record_function` in every perfmamba module that binds `old`."""
     for name, mod in list(sys.modules.items()):
-        if (name == "perfmamba" or name.startswith("perfmamba.")) and getattr(mod, "record_function", None) is old:
+        if name.split(".")[0] == "perfmamba" and getattr(mod, "record_function", None) is old:
             mod.record_function = new
 
 
@@ -205,9 +205,9 @@ def _traced(dev, memory: bool = False):
 
 
 def _timers(fn, setup, dev, iters: int, labels, memory: bool, label: str | None = None) -> tuple[dict, dict]:
-    """Method (a): seconds per label of `iters` calls, each timed whole and per component (with a `label`, each
-    call in a range of that name). "other" is a call's total minus its top-level components (glue no range
-    covers). On a GPU one untimed call first creates the timer's CUDA events, which later calls reuse;
+    """Method (a): seconds per label of `iters` calls, each timed whole and per component (with a `label`,
+    each call in a range of that name). "other" is a call's total minus its top-level components (glue no
+    range covers). On a GPU one untimed call first creates the timer's CUDA events, which later calls reuse;
     otherwise the first timed call would create them inside its ranges.
 
     With `memory`, on a GPU, the allocator peaks (`CudaPeaks`) are read in one more, untimed call: reading and
@@ -315,7 +315,7 @@ def attribute(model, phase: str, batch: int, seqlen: int, *, method: str = "time
     backend run conv1d, the SSM and the gated norm as one, which has no per-component split; the whole step is
     timed fused by the sweep's "call" and CUDA-graph methods."""
     if method not in (*METHODS, SIMULTANEOUS):
-        raise ProfilingError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}, {SIMULTANEOUS}")
+        raise ProfilingError(f"unknown method {method!r}; expected one of {', '.join((*METHODS, SIMULTANEOUS))}")
     fused = getattr(model, "fused_decode", None)
     if fused:
         model.fused_decode = False

@@ -139,8 +139,8 @@ def _counts(cfg: ModelConfig, batch: int, seqlen: int, phase: str, dtype, state_
     return flops, nbytes
 
 
-def _count(label: str, index: int, cfg: ModelConfig, batch: int, seqlen: int, phase: str, *, dtype=torch.float32,
-           state_dtype=torch.float32) -> int:
+def _count(label: str, index: int, cfg: ModelConfig, batch: int, seqlen: int, phase: str, *,
+           dtype=torch.float32, state_dtype=torch.float32) -> int:
     return _counts(cfg, batch, seqlen, phase, dtype, state_dtype)[index][label]
 
 

@@ -83,7 +83,8 @@ def trace_memory(prof, labels, device_type: str = "cpu", iteration_label: str | 
     names = comp | ({iteration_label} if iteration_label else set())
     ranges = [e for e in prof.events() if e.name in names and str(e.device_type).endswith("CPU")]
     # at equal times: range starts (0), then records (1), then range ends (2)
-    events = [(e.time_range.start, 0, e.name) for e in ranges] + [(e.time_range.end, 2, e.name) for e in ranges]
+    events = [(e.time_range.start, 0, e.name) for e in ranges]
+    events += [(e.time_range.end, 2, e.name) for e in ranges]
     # (time in µs since the trace start, 1, ±bytes) of every allocation (+) and free (−) on the device, from
     # the kineto results, which keep each record's own timestamp (the aggregated FunctionEvents fold
     # allocations inside an op into the op)

@@ -122,25 +122,23 @@ class _Point:
 
     def time_row(self, component, s: Summary, warmup):
         """A timing in ms: the median as the value, with its spread and repetitions."""
-        return self.row(component, "time", s.median * 1e3, "ms", median=sig(s.median * 1e3), p10=sig(s.p10 * 1e3),
-                        p90=sig(s.p90 * 1e3), n_iter=s.n, warmup=warmup)
+        return self.row(component, "time", s.median * 1e3, "ms", median=sig(s.median * 1e3),
+                        p10=sig(s.p10 * 1e3), p90=sig(s.p90 * 1e3), n_iter=s.n, warmup=warmup)
 
 
-def analytic_rows(point: _Point, model, counts: dict, state_dtype) -> list[dict]:
+def analytic_rows(point: _Point, counts: dict, resident: dict) -> list[dict]:
     """FLOPs, bytes and intensity per component (`flops.component_counts`); weights and cache bytes."""
     rows = []
     for comp, c in counts.items():
         intensity = flops.arithmetic_intensity(c["flops"], c["bytes"])
         rows += [point.row(comp, "flops", c["flops"], "flop"), point.row(comp, "bytes", c["bytes"], "byte"),
                  point.row(comp, "intensity", intensity, "flop/byte")]
-    rows.append(point.row("weights", "memory", memory.weight_bytes(model), "byte"))
-    cache = memory.cache_bytes(model, point.cols["batch"], state_dtype)
-    return rows + [point.row(k, "memory", v, "byte") for k, v in cache.items()]
+    return rows + [point.row(k, "memory", v, "byte") for k, v in resident.items()]
 
 
-def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, static_bytes: int
-                     ) -> list[dict]:
-    """Time (ms), share, achieved FLOP/s and bandwidth per component; memory where the method measured it."""
+def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, resident: dict) -> list[dict]:
+    """Time (ms), share, achieved FLOP/s and bandwidth per component; memory where the method measured it
+    (the peak of the call: weights, caches and inputs, plus the call's rise)."""
     rows = []
     shares, mem, n = att.shares(), att.memory, att.n_iter
     for comp, s in att.summary().items():
@@ -155,7 +153,9 @@ def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, 
         rows += [point.row(c, "sum_of_allocations", v / n, "byte") for c, v in allocs.items()]
     if "call_peak" in mem:
         rows.append(point.row("total", "activation_peak", mem["call_peak"], "byte"))
-        rows.append(point.row("total", "peak_memory", static_bytes + mem["call_peak"], "byte"))
+        inputs = memory.input_bytes(*(point.cols[k] for k in ("batch", "seqlen", "phase")))
+        static = sum(resident.values()) + inputs
+        rows.append(point.row("total", "peak_memory", static + mem["call_peak"], "byte"))
     return rows
 
 
@@ -199,7 +199,8 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
         raise ProfilingError("models: need at least one preset or checkpoint directory")
     for m in models:  # a model object passes
         if isinstance(m, str) and m not in PRESETS and not Path(m).expanduser().is_dir():
-            raise ProfilingError(f"unknown preset or checkpoint directory {m!r}; presets: {', '.join(PRESETS)}")
+            raise ProfilingError(f"unknown preset or checkpoint directory {m!r}; "
+                                 f"presets: {', '.join(PRESETS)}")
     seqlens, batches = _values("seqlens", seqlens), _values("batches", batches)
     phases = _values("phases", phases, PHASES)
     paths = _values("paths", paths, PATHS)
@@ -256,15 +257,16 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
                             phase=phase, batch=batch, seqlen=seqlen, d_state=d_state, ratio=0.0,
                             criterion="none", mode="dense", **names, device=results.device_type(device),
                             threads=torch.get_num_threads()) | tags
-                counts = flops.component_counts(cfg, batch, seqlen, phase, dtype=dtype, state_dtype=state_dtype)
-                static = (memory.weight_bytes(model) + sum(memory.cache_bytes(model, batch, state_dtype).values())
-                          + memory.input_bytes(batch, seqlen, phase))
+                counts = flops.component_counts(cfg, batch, seqlen, phase, dtype=dtype,
+                                                state_dtype=state_dtype)
+                cache = memory.cache_bytes(model, batch, state_dtype)
+                resident = {"weights": memory.weight_bytes(model), **cache}
                 for method, graphed in _jobs(phase, methods, call_totals, cuda_graphs):
                     point = _Point(**dict(base, method=method, cuda_graph=graphed))
                     bar.set_postfix_str(f"{name} {path} {phase} B={batch} L={seqlen} {method}"
                                         + (" graph" if graphed else ""), refresh=False)
                     if point.key not in done:
-                        rows = _measure(point, graphed, model, counts, static, warmup, iters, state_dtype)
+                        rows = _measure(point, graphed, model, counts, resident, warmup, iters, state_dtype)
                         if out is not None:
                             results.append_rows(out, rows, PROFILE_COLUMNS)
                         done.add(point.key)
@@ -299,18 +301,18 @@ def _jobs(phase, methods, call_totals: bool, cuda_graphs: bool) -> list[tuple[st
     return jobs
 
 
-def _measure(point: _Point, graphed: bool, model, counts, static, warmup, iters, state_dtype) -> list[dict]:
+def _measure(point: _Point, graphed: bool, model, counts, resident, warmup, iters, state_dtype) -> list[dict]:
     """The rows of one measurement; running out of memory is a row of metric "oom"."""
     method, call = point.cols["method"], [point.cols[k] for k in ("phase", "batch", "seqlen")]
     try:
         if method == "analytic":
-            return analytic_rows(point, model, counts, state_dtype)
+            return analytic_rows(point, counts, resident)
         if graphed or method == CALL:
             secs = whole_call_times(model, *call, graphed, warmup, iters, state_dtype)
             return [point.time_row("total", Summary.of(secs), warmup)]
         att = attribution.attribute(model, *call, method=method, warmup=warmup, iters=iters,
                                     state_dtype=state_dtype)
-        return attribution_rows(point, att, counts, static)
+        return attribution_rows(point, att, counts, resident)
     except PerfmambaError:
         raise
     except (RuntimeError, MemoryError) as e:
