@@ -30,7 +30,6 @@ from __future__ import annotations
 import statistics
 import sys
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -194,16 +193,6 @@ class Attribution:
                 for k, v in self.times.items()}
 
 
-@contextmanager
-def _traced(dev, memory: bool = False):
-    """A `torch.profiler` trace of the CPU (and the GPU), with the garbage collector and the tracer's
-    native stderr messages off."""
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with no_gc(), quiet_native_stderr(), profile(activities=acts, profile_memory=memory,
-                                                 record_shapes=False) as prof:
-        yield prof
-
-
 def _timers(fn, setup, dev, iters: int, labels, memory: bool, label: str | None = None) -> tuple[dict, dict]:
     """Method (a): seconds per label of `iters` calls, each timed whole and per component (with a `label`,
     each call in a range of that name). "other" is a call's total minus its top-level components (glue no
@@ -327,8 +316,11 @@ def attribute(model, phase: str, batch: int, seqlen: int, *, method: str = "time
             if method == "timers":
                 times, mem = _timers(fn, setup, dev, iters, labels, memory)
                 return Attribution("timers", times, iters, warmup, mem)
-            # method (b): one trace of the repetitions, with allocations recorded where asked
-            with _traced(dev, memory and method == "profiler") as prof:
+            # method (b): one trace of the repetitions (allocations recorded where asked), with the garbage
+            # collector and the tracer's native stderr messages off
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+            with no_gc(), quiet_native_stderr(), profile(activities=acts, record_shapes=False,
+                                                         profile_memory=memory and method == "profiler") as prof:
                 if method == "profiler":
                     list(timed_calls(fn, setup, iters, dev, ITER_LABEL))  # the times are read from the trace
                 else:
