@@ -226,7 +226,10 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
         if header is not None and header != PROFILE_COLUMNS:
             raise results.ResultsError(f"results file {out} has schema {','.join(header)}, expected "
                                        f"{','.join(PROFILE_COLUMNS)}")
-    ops = {p: _ops(p) for p in paths}  # fails early where a path is not available
+    try:
+        ops = {p: get_ops(p) for p in paths}  # fails early where a path is not available here
+    except BackendUnavailable as e:
+        raise ProfilingError(str(e)) from None
     impl = {p: getattr(ops[p], "impl", None) or p for p in paths}  # what each operator runs
     # whether the norms run as fused kernels (the ops offer `rmsnorm`): a key column, so rows measured before
     # the norms were fused are not taken for the same point
@@ -281,14 +284,6 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
         if flush_denormal:
             torch.set_flush_denormal(False)  # the calling thread's flag; workers keep theirs
     return new_rows
-
-
-def _ops(path):
-    """The op namespace of a compute path; ProfilingError where it is not available here."""
-    try:
-        return get_ops(path)
-    except BackendUnavailable as e:
-        raise ProfilingError(str(e)) from None
 
 
 def _jobs(phase, methods, call_totals: bool, cuda_graphs: bool) -> list[tuple[str, bool]]:
