@@ -206,9 +206,7 @@ def _timers(fn, setup, dev, iters: int, labels, memory: bool, label: str | None 
     times: dict[str, list[float]] = defaultdict(list)
     with ComponentTimer(dev, labels) as timer, no_gc():
         if dev.type == "cuda":
-            if setup:
-                setup()
-            fn()
+            warm_up(fn, setup, 1, dev)
             timer.collect()
         for total in timed_calls(fn, setup, iters, dev, label):
             per, top = timer.collect()
