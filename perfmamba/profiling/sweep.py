@@ -1,13 +1,11 @@
-"""Profiling sweeps: models × code paths × phases × batches × sequence lengths → tidy rows.
+"""Profiling sweeps: models × code paths × phases × batches × sequence lengths → tidy rows (`sweep`).
 
-`sweep(...)` measures every point with the requested attribution methods, adds the analytic FLOPs/bytes and
-the resident memory (method "analytic"), and appends each point's rows to a results CSV as it finishes;
-points already in the file are skipped, so a killed sweep resumes where it stopped. Running out of memory
-is a row of metric "oom", and the sweep goes on. On a GPU, decode is also timed with the step captured in a
-CUDA graph (``cuda_graph=True``, the total only: a graph has no component ranges), and every call is also
-timed whole with no range instrumented (method "call"): the timers' CUDA events around each of a few hundred
-ranges are host work that an eager GPU call can wait on, so their total is not the call's time. On CPU the
-timers cost a few microseconds per range and "call" is off unless asked for.
+Each point is measured by the requested attribution methods and counted analytically (method "analytic":
+FLOPs, bytes, resident memory); running out of memory is a row of metric "oom", and the sweep goes on. On a
+GPU every call is also timed whole with no range instrumented (method "call": the timers' CUDA events around
+each of a few hundred ranges are host work an eager GPU call can wait on, so their total is not the call's
+time; on CPU they cost microseconds and "call" is off unless asked for), and decode also with the step
+captured in a CUDA graph (``cuda_graph=True``, the total only: a graph has no component ranges).
 
 On CPU, denormal floats are flushed to zero during the sweep (`timing.set_flush_denormal`; recorded in
 env.json): the scans' decays exp(ΔA) underflow into denormals, which x86 cores process many times slower,
