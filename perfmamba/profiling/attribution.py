@@ -301,8 +301,9 @@ def attribute(model, phase: str, batch: int, seqlen: int, *, method: str = "time
     A decode step runs op by op here (`fused_decode` off for the call): the fused step kernels of the triton
     backend run conv1d, the SSM and the gated norm as one, which has no per-component split; the whole step is
     timed fused by the sweep's "call" and CUDA-graph methods."""
-    if method not in (*METHODS, SIMULTANEOUS):
-        raise ProfilingError(f"unknown method {method!r}; expected one of {', '.join((*METHODS, SIMULTANEOUS))}")
+    known = (*METHODS, SIMULTANEOUS)
+    if method not in known:
+        raise ProfilingError(f"unknown method {method!r}; expected one of {', '.join(known)}")
     fused = getattr(model, "fused_decode", None)
     if fused:
         model.fused_decode = False
@@ -317,8 +318,8 @@ def attribute(model, phase: str, batch: int, seqlen: int, *, method: str = "time
             # method (b): one trace of the repetitions (allocations recorded where asked), with the garbage
             # collector and the tracer's native stderr messages off
             acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-            with no_gc(), quiet_native_stderr(), profile(activities=acts, record_shapes=False,
-                                                         profile_memory=memory and method == "profiler") as prof:
+            trace = profile(activities=acts, profile_memory=memory and method == "profiler", record_shapes=False)
+            with no_gc(), quiet_native_stderr(), trace as prof:
                 if method == "profiler":
                     list(timed_calls(fn, setup, iters, dev, ITER_LABEL))  # the times are read from the trace
                 else:
