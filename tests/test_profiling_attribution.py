@@ -94,7 +94,7 @@ def test_every_component_is_timed_by_both_methods(name, phase):
 
 def test_profiler_memory_per_component():
     model = perfmamba.load("mamba-tiny")
-    att = A.attribute_profiler(model, "prefill", 2, 33, warmup=1, iters=2)
+    att = A.attribute(model, "prefill", 2, 33, method="profiler", warmup=1, iters=2)
     peak, allocs = att.memory["activation_peak"], att.memory["sum_of_allocations"]
     # in_proj allocates its (b, l, 2E) fp32 output at least
     assert peak["in_proj"] >= 2 * 33 * 128 * 4
@@ -110,8 +110,8 @@ def test_timers_and_profiler_agree_on_shares(name, one_thread):
     machine (load average above twice the cores) skips instead of failing."""
     model = perfmamba.load(name)
     for _ in range(5):
-        a = A.attribute_timers(model, "prefill", 1, 64, warmup=1, iters=3)
-        b = A.attribute_profiler(model, "prefill", 1, 64, warmup=1, iters=3, memory=False)
+        a = A.attribute(model, "prefill", 1, 64, method="timers", warmup=1, iters=3)
+        b = A.attribute(model, "prefill", 1, 64, method="profiler", warmup=1, iters=3, memory=False)
         bad = A.shares_agree(a.shares(), b.shares())
         if not bad:
             return
@@ -128,7 +128,7 @@ def test_timers_and_profiler_agree_on_the_same_repetitions(name, phase, one_thre
     must hold even on a busy machine."""
     model = perfmamba.load(name)
     for _ in range(3):
-        a, b = A.attribute_simultaneous(model, phase, 1, 64, warmup=1, iters=3)
+        a, b = A.attribute(model, phase, 1, 64, method="simultaneous", warmup=1, iters=3)
         bad = A.shares_agree(a.shares(), b.shares())
         if not bad:
             break
@@ -205,7 +205,7 @@ def test_a_trace_leaves_stderr_to_python():
         "from perfmamba.profiling import attribution\n"
         "from perfmamba.profiling.timing import quiet_native_stderr\n"
         "m = perfmamba.load('mamba2-tiny')\n"
-        "attribution.attribute_profiler(m, 'prefill', 1, 8, warmup=0, iters=1)\n"
+        "attribution.attribute(m, 'prefill', 1, 8, method='profiler', warmup=0, iters=1)\n"
         "with quiet_native_stderr():\n"
         "    os.write(2, b'native-line\\n')\n"
         "    print('python-line', file=sys.stderr)\n"
@@ -221,9 +221,9 @@ def test_attribution_times_decode_op_by_op_and_restores_the_fused_step(monkeypat
 
     model = perfmamba.load("mamba2-tiny")
     seen = []
-    monkeypatch.setattr(attribution, "attribute_timers", lambda m, *a, **k: seen.append(m.fused_decode) or "ok")
+    monkeypatch.setattr(attribution, "_timers", lambda *a: seen.append(model.fused_decode) or ({}, {}))
     assert model.fused_decode is True
-    assert attribution.attribute(model, "decode", 1, 8, method="timers") == "ok"
+    assert attribution.attribute(model, "decode", 1, 8, method="timers", warmup=0).times == {}
     assert seen == [False] and model.fused_decode is True
     with pytest.raises(perfmamba.PerfmambaError, match="unknown method"):
         attribution.attribute(model, "decode", 1, 8, method="stopwatch")

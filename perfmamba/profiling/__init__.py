@@ -8,8 +8,7 @@ Fig. 2, Table 1).
     flops        analytic FLOPs and bytes per component, roofline coordinates
     sweep        the grid → tidy rows in data/results/<device-slug>/<experiment>.csv
 """
-from .attribution import (LABELS, Attribution, ComponentTimer, attribute, attribute_events,
-                          attribute_profiler, attribute_timers, shares_agree)
+from .attribution import LABELS, Attribution, ComponentTimer, attribute, attribute_events, shares_agree
 from ..provenance import collect_env
 from .flops import (COMPONENTS, SUBCOMPONENTS, ProfilingError, component_counts, components_for,
                     roofline_points)
@@ -17,8 +16,8 @@ from .memory import cache_bytes, trace_memory, weight_bytes
 from .sweep import KEY_COLUMNS, PROFILE_COLUMNS, default_grid, sweep, to_frame
 
 __all__ = [
-    "LABELS", "COMPONENTS", "SUBCOMPONENTS", "Attribution", "ComponentTimer", "attribute", "attribute_timers",
-    "attribute_profiler", "attribute_events", "shares_agree", "collect_env", "component_counts",
-    "components_for", "roofline_points", "cache_bytes", "trace_memory", "weight_bytes", "sweep", "to_frame",
-    "default_grid", "PROFILE_COLUMNS", "KEY_COLUMNS", "ProfilingError",
+    "LABELS", "COMPONENTS", "SUBCOMPONENTS", "Attribution", "ComponentTimer", "attribute", "attribute_events",
+    "shares_agree", "collect_env", "component_counts", "components_for", "roofline_points", "cache_bytes",
+    "trace_memory", "weight_bytes", "sweep", "to_frame", "default_grid", "PROFILE_COLUMNS", "KEY_COLUMNS",
+    "ProfilingError",
 ]

@@ -30,7 +30,6 @@ from __future__ import annotations
 import statistics
 import sys
 from collections import defaultdict
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -38,16 +37,16 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from .flops import COMPONENTS, LABELS, ProfilingError, check_shape_args
 from .memory import CudaPeaks, trace_memory
-from .timing import Stopwatch, Summary, no_gc, quiet_native_stderr, sync, warm_up
+from .timing import Stopwatch, Summary, no_gc, quiet_native_stderr, sync, timed_calls, warm_up
 
 ITER_LABEL = "perfmamba.profile_iter"  # one range per repetition in a profiler trace; not a component
 AGREEMENT_PP = 0.10  # absolute tolerance on a share (10 percentage points) …
 AGREEMENT_REL = 0.25  # … or 25 % relative, whichever is larger, for components above 10 % of the total
 METHODS = ("timers", "profiler")
+SIMULTANEOUS = "simultaneous"  # both methods on the same repetitions (`attribute`)
 
 _ORIGINAL = record_function
 _ACTIVE: list["ComponentTimer"] = []
-_PATCHED: dict[str, object] = {}
 
 
 class timed_record_function(_ORIGINAL):
@@ -66,19 +65,11 @@ class timed_record_function(_ORIGINAL):
         return super().__exit__(*exc)
 
 
-def _patch():
+def _swap(old, new) -> None:
+    """Bind `new` as `record_function` in every perfmamba module that binds `old`."""
     for name, mod in list(sys.modules.items()):
-        if (name == "perfmamba" or name.startswith("perfmamba.")) and mod is not None \
-                and getattr(mod, "record_function", None) is _ORIGINAL:
-            _PATCHED[name] = mod
-            mod.record_function = timed_record_function
-
-
-def _unpatch():
-    for mod in _PATCHED.values():
-        if getattr(mod, "record_function", None) is timed_record_function:
-            mod.record_function = _ORIGINAL
-    _PATCHED.clear()
+        if name.split(".")[0] == "perfmamba" and getattr(mod, "record_function", None) is old:
+            mod.record_function = new
 
 
 class ComponentTimer:
@@ -100,14 +91,14 @@ class ComponentTimer:
 
     def __enter__(self):
         if not _ACTIVE:
-            _patch()
+            _swap(_ORIGINAL, timed_record_function)
         _ACTIVE.append(self)
         return self
 
     def __exit__(self, *exc):
         _ACTIVE.remove(self)
         if not _ACTIVE:
-            _unpatch()
+            _swap(timed_record_function, _ORIGINAL)
         return False
 
     def _enter(self, name):
@@ -148,14 +139,10 @@ class ComponentTimer:
 
 
 # workloads --------------------------------------------------------------------------------------------
-def model_device(model) -> torch.device:
-    return model.lm_head.weight.device
-
-
 def make_call(model, phase: str, batch: int, seqlen: int, *, state_dtype=torch.float32, seed: int = 0):
-    """(fn, setup, cache) for one prefill or decode call; `setup()` is untimed and runs before each call."""
+    """(fn, setup) of one prefill or decode call; `setup()` is untimed and runs before each call."""
     check_shape_args(batch, seqlen, phase)
-    dev = model_device(model)
+    dev = model.lm_head.weight.device
     g = torch.Generator().manual_seed(seed)
     vocab = model.config.vocab_size
     cache = model.allocate_cache(batch, dtype=state_dtype)
@@ -172,7 +159,7 @@ def make_call(model, phase: str, batch: int, seqlen: int, *, state_dtype=torch.f
             with record_function("lm_head"):
                 return model.lm_head(h[:, -1:])  # logits of the last position: the first new token
 
-        return fn, setup, cache
+        return fn, setup
     with torch.no_grad():
         for t in cache.conv_states + cache.ssm_states:
             t.copy_(torch.randn(t.shape, generator=g).to(t))
@@ -182,7 +169,7 @@ def make_call(model, phase: str, batch: int, seqlen: int, *, state_dtype=torch.f
     def fn():
         return model.step(ids, cache)
 
-    return fn, None, cache
+    return fn, None
 
 
 @dataclass
@@ -206,86 +193,41 @@ class Attribution:
                 for k, v in self.times.items()}
 
 
-@contextmanager
-def _workload(model, phase, batch, seqlen, warmup, state_dtype):
-    """(device, fn, setup) of one call (`make_call`), in inference mode after `warmup` untimed calls."""
-    dev = model_device(model)
-    fn, setup, _ = make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
-    with torch.inference_mode():
-        warm_up(fn, setup, warmup, dev)
-        yield dev, fn, setup
+def _timers(fn, setup, dev, iters: int, labels, memory: bool, label: str | None = None) -> tuple[dict, dict]:
+    """Method (a): seconds per label of `iters` calls, each timed whole and per component (with a `label`,
+    each call in a range of that name). "other" is a call's total minus its top-level components (glue no
+    range covers). On a GPU one untimed call first creates the timer's CUDA events, which later calls reuse;
+    otherwise the first timed call would create them inside its ranges.
 
-
-@contextmanager
-def _traced(dev, memory: bool = False):
-    """A `torch.profiler` trace of the CPU (and the GPU), with the garbage collector and the tracer's
-    native stderr messages off."""
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with no_gc(), quiet_native_stderr(), profile(activities=acts, profile_memory=memory,
-                                                 record_shapes=False) as prof:
-        yield prof
-
-
-def _timed_calls(timer: ComponentTimer, fn, setup, iters: int, labels, traced: bool) -> dict[str, list]:
-    """Seconds per label of `iters` calls, each timed whole and per component by `timer`, and in a trace
-    each in an ITER_LABEL range. "other" is a call's total minus its top-level components (glue that no range
-    covers).
-
-    On a GPU one untimed call first creates the timer's CUDA events, which later calls reuse; otherwise the
-    first timed call would create them inside its ranges (in a trace, it runs outside every repetition's
-    range, which the trace's attribution ignores)."""
-    dev = timer.device
-    if dev.type == "cuda":
-        if setup:
-            setup()
-        fn()
-        timer.collect()
+    With `memory`, on a GPU, the allocator peaks (`CudaPeaks`) are read in one more, untimed call: reading and
+    resetting the allocator's statistics at every range boundary is host work that would otherwise sit inside
+    the timed ranges. The call's peak ("call_peak") is its rise above the memory allocated before it, so
+    whatever else is alive in the process (another model, say) is not the call's."""
     times: dict[str, list[float]] = defaultdict(list)
-    for _ in range(iters):
-        if setup:
-            setup()
-        timer.collect()  # drop anything recorded by setup
-        sync(dev)
-        with record_function(ITER_LABEL) if traced else nullcontext():
-            sw = Stopwatch(dev).start()
-            fn()
-            sw.stop()
-            sync(dev)
-        per, top = timer.collect()
-        for k in labels:
-            if k in per:
-                times[k].append(per[k])
-        total = sw.elapsed()
-        times["total"].append(total)
-        times["other"].append(max(total - top, 0.0))
-    return dict(times)
-
-
-def attribute_timers(model, phase: str, batch: int, seqlen: int, *, warmup: int = 3, iters: int = 10,
-                     state_dtype=torch.float32, labels=LABELS) -> Attribution:
-    """Method (a): timers around the component ranges, `iters` repetitions after `warmup`.
-
-    On a GPU the allocator peaks (`CudaPeaks`) are read in one more, untimed call after the timed ones:
-    reading and resetting the allocator's statistics at every range boundary is host work that would otherwise
-    sit inside the timed ranges. The call's peak is its rise above the memory allocated before it (everything
-    else alive in the process, another model for instance, is not the call's), reported as "call_peak"."""
-    memory = {}
-    with _workload(model, phase, batch, seqlen, warmup, state_dtype) as (dev, fn, setup):
-        with ComponentTimer(dev, labels) as timer, no_gc():
-            times = _timed_calls(timer, fn, setup, iters, labels, traced=False)
+    with ComponentTimer(dev, labels) as timer, no_gc():
         if dev.type == "cuda":
-            if setup:
-                setup()
-            sync(dev)
-            with ComponentTimer(dev, labels, memory=True) as mem_timer:
-                peaks = mem_timer.cuda_peaks
-                peaks.enter("total")  # the call is the outermost frame of the peak stack
-                fn()
-                peaks.exit("total")
-            sync(dev)
-            memory = {"activation_peak": {k: v for k, v in peaks.peaks.items() if k != "total"},
-                      "call_peak": peaks.peaks["total"]}
-    return Attribution("timers", times, iters, warmup, memory)
+            warm_up(fn, setup, 1, dev)
+            timer.collect()
+        for total in timed_calls(fn, setup, iters, dev, label):
+            per, top = timer.collect()
+            for k in labels:
+                if k in per:
+                    times[k].append(per[k])
+            times["total"].append(total)
+            times["other"].append(max(total - top, 0.0))
+    if not memory or dev.type != "cuda":
+        return dict(times), {}
+    if setup:
+        setup()
+    sync(dev)
+    with ComponentTimer(dev, labels, memory=True) as mem_timer:
+        peaks = mem_timer.cuda_peaks
+        peaks.enter("total")  # the call is the outermost frame of the peak stack
+        fn()
+        peaks.exit("total")
+    sync(dev)
+    return dict(times), {"activation_peak": {k: v for k, v in peaks.peaks.items() if k != "total"},
+                         "call_peak": peaks.peaks["total"]}
 
 
 def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_label: str | None = ITER_LABEL
@@ -337,48 +279,6 @@ def attribute_events(events, labels=LABELS, device_type: str = "cpu", iteration_
     return out
 
 
-def attribute_profiler(model, phase: str, batch: int, seqlen: int, *, warmup: int = 3, iters: int = 10,
-                       state_dtype=torch.float32, labels=LABELS, memory: bool = True) -> Attribution:
-    """Method (b): one `torch.profiler` trace of `iters` repetitions (after `warmup` untimed ones).
-
-    Exclusive times per label are folded into the inclusive view the timers give (`ssm` = its own self time
-    + `ssm.*`), so both methods report the same quantities. With `memory`, the trace also records
-    allocations (`profile_memory=True`), replayed by `memory.trace_memory`.
-    """
-    with _workload(model, phase, batch, seqlen, warmup, state_dtype) as (dev, fn, setup):
-        with _traced(dev, memory) as prof:
-            for _ in range(iters):
-                if setup:
-                    setup()
-                sync(dev)
-                with record_function(ITER_LABEL):
-                    fn()
-                    sync(dev)
-    times = inclusive(attribute_events(prof.events(), labels, dev.type, ITER_LABEL), labels)
-    mem = {}
-    if memory:
-        tm = trace_memory(prof, labels, dev.type, ITER_LABEL)
-        allocs = inclusive({k: [v] for k, v in tm.sum_of_allocations.items()}, labels)  # ssm includes ssm.*
-        mem = {"activation_peak": tm.activation_peak,
-               "sum_of_allocations": {k: v[0] for k, v in allocs.items()},
-               "sum_of_allocations_total": sum(tm.sum_of_allocations.values()),
-               "call_peak": max(tm.per_range_peak) if tm.per_range_peak else tm.peak, "n_iter": iters}
-    return Attribution("profiler", times, iters, warmup, mem)
-
-
-def attribute_simultaneous(model, phase: str, batch: int, seqlen: int, *, warmup: int = 3, iters: int = 10,
-                           state_dtype=torch.float32, labels=LABELS) -> tuple[Attribution, Attribution]:
-    """Both methods on the same repetitions: the timers run inside the profiler's trace. What differs is only
-    how each reads the ranges (wall time inside them vs. op self times), not when they ran, so on a busy
-    machine this isolates the attribution logic from the noise between separate runs."""
-    with _workload(model, phase, batch, seqlen, warmup, state_dtype) as (dev, fn, setup):
-        with _traced(dev) as prof, ComponentTimer(dev, labels) as timer:
-            times = _timed_calls(timer, fn, setup, iters, labels, traced=True)
-    excl = attribute_events(prof.events(), labels, dev.type, ITER_LABEL)
-    return (Attribution("timers", times, iters, warmup),
-            Attribution("profiler", inclusive(excl, labels), iters, warmup))
-
-
 def inclusive(exclusive: dict[str, list[float]], labels=LABELS) -> dict[str, list[float]]:
     """Add each dotted sub-label's time to its parent (``ssm.scan`` → ``ssm``): the timers' inclusive view."""
     out = {k: list(v) for k, v in exclusive.items()}
@@ -392,19 +292,50 @@ def inclusive(exclusive: dict[str, list[float]], labels=LABELS) -> dict[str, lis
 
 
 def attribute(model, phase: str, batch: int, seqlen: int, *, method: str = "timers", warmup: int = 3,
-              iters: int = 10, state_dtype=torch.float32) -> Attribution:
-    """Per-component time of one call by `method`. A decode step runs op by op here (`fused_decode` off for
-    the call): the fused step kernels of the triton backend run conv1d, the SSM and the gated norm as one,
-    which has no per-component split; the whole step is timed fused by the sweep's "call" and CUDA-graph
-    methods."""
-    if method not in ("timers", "profiler"):
-        raise ProfilingError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    fn = attribute_timers if method == "timers" else attribute_profiler
+              iters: int = 10, state_dtype=torch.float32, labels=LABELS, memory: bool = True):
+    """Per-component time of `iters` calls (after `warmup` untimed ones) by `method`, "timers" or "profiler"
+    (their memory results with `memory`); or "simultaneous": both methods on the same repetitions, the timers
+    running inside the trace, so only how each reads the ranges differs (on a busy machine this isolates the
+    attribution logic from the noise between runs), returned as (timers, profiler).
+
+    A decode step runs op by op here (`fused_decode` off for the call): the fused step kernels of the triton
+    backend run conv1d, the SSM and the gated norm as one, which has no per-component split; the whole step is
+    timed fused by the sweep's "call" and CUDA-graph methods."""
+    known = (*METHODS, SIMULTANEOUS)
+    if method not in known:
+        raise ProfilingError(f"unknown method {method!r}; expected one of {', '.join(known)}")
     fused = getattr(model, "fused_decode", None)
     if fused:
         model.fused_decode = False
     try:
-        return fn(model, phase, batch, seqlen, warmup=warmup, iters=iters, state_dtype=state_dtype)
+        dev = model.lm_head.weight.device
+        fn, setup = make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
+        with torch.inference_mode():
+            warm_up(fn, setup, warmup, dev)
+            if method == "timers":
+                times, mem = _timers(fn, setup, dev, iters, labels, memory)
+                return Attribution("timers", times, iters, warmup, mem)
+            # method (b): one trace of the repetitions (allocations recorded where asked), with the garbage
+            # collector and the tracer's native stderr messages off
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+            trace = profile(activities=acts, profile_memory=memory and method == "profiler", record_shapes=False)
+            with no_gc(), quiet_native_stderr(), trace as prof:
+                if method == "profiler":
+                    list(timed_calls(fn, setup, iters, dev, ITER_LABEL))  # the times are read from the trace
+                else:
+                    timed, _ = _timers(fn, setup, dev, iters, labels, memory=False, label=ITER_LABEL)
+        times = inclusive(attribute_events(prof.events(), labels, dev.type), labels)
+        profiled = Attribution("profiler", times, iters, warmup)
+        if method == SIMULTANEOUS:
+            return Attribution("timers", timed, iters, warmup), profiled
+        if memory:  # replayed by `memory.trace_memory`; ssm includes ssm.* as for the times
+            tm = trace_memory(prof, labels, dev.type, ITER_LABEL)
+            allocs = inclusive({k: [v] for k, v in tm.sum_of_allocations.items()}, labels)
+            profiled.memory = {"activation_peak": tm.activation_peak,
+                               "sum_of_allocations": {k: v[0] for k, v in allocs.items()},
+                               "sum_of_allocations_total": sum(tm.sum_of_allocations.values()),
+                               "call_peak": max(tm.per_range_peak) if tm.per_range_peak else tm.peak}
+        return profiled
     finally:
         if fused:
             model.fused_decode = fused

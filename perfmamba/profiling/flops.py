@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from functools import partial
 
 import pandas as pd
 import torch
@@ -138,22 +139,15 @@ def _counts(cfg: ModelConfig, batch: int, seqlen: int, phase: str, dtype, state_
     return flops, nbytes
 
 
-def _count_of(label: str, index: int):
-    """The FLOPs (index 0) or bytes (index 1) of one label, as a function of its own."""
-    def count(cfg: ModelConfig, batch: int, seqlen: int, phase: str, *, dtype=torch.float32,
-              state_dtype=torch.float32) -> int:
-        return _counts(cfg, batch, seqlen, phase, dtype, state_dtype)[index][label]
-    return count
+def _count(label: str, index: int, cfg: ModelConfig, batch: int, seqlen: int, phase: str, *,
+           dtype=torch.float32, state_dtype=torch.float32) -> int:
+    return _counts(cfg, batch, seqlen, phase, dtype, state_dtype)[index][label]
 
 
 LABELS = COMPONENTS + SUBCOMPONENTS
-FLOPS = {label: _count_of(label, 0) for label in LABELS}
-BYTES = {label: _count_of(label, 1) for label in LABELS}
-# each also by name: flops_scan(cfg, batch, seqlen, phase), bytes_scan(…, dtype=…, state_dtype=…)
-(flops_embedding, flops_rmsnorm, flops_in_proj, flops_conv1d, flops_ssm, flops_gated_norm, flops_out_proj,
- flops_lm_head, flops_x_proj, flops_dt_proj, flops_scan) = FLOPS.values()
-(bytes_embedding, bytes_rmsnorm, bytes_in_proj, bytes_conv1d, bytes_ssm, bytes_gated_norm, bytes_out_proj,
- bytes_lm_head, bytes_x_proj, bytes_dt_proj, bytes_scan) = BYTES.values()
+# one count as a function of its own: FLOPS["ssm.scan"](cfg, batch, seqlen, phase), BYTES[…](…, dtype=…)
+FLOPS = {label: partial(_count, label, 0) for label in LABELS}
+BYTES = {label: partial(_count, label, 1) for label in LABELS}
 
 
 def components_for(cfg: ModelConfig) -> list[str]:

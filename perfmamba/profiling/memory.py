@@ -70,26 +70,6 @@ class TraceMemory:
     sum_of_allocations: dict[str, int]  # per innermost label ("other" outside every label)
     peak: int  # max rise over the whole trace above its starting level
     per_range_peak: list[int]  # max rise within each `iteration_label` range
-    n_records: int
-
-
-def memory_records(prof, device_type: str = "cpu") -> list[tuple[float, int]]:
-    """(time in µs since the trace start, ±bytes) of every allocation (+) and free (−) on `device_type`,
-    in time order. Read from the kineto results, which keep each record's own timestamp (the aggregated
-    FunctionEvents fold allocations inside an op into the op)."""
-    want = torch.device(device_type).type
-    kr = prof.profiler.kineto_results
-    t0 = kr.trace_start_ns()
-    out = [((e.start_ns() - t0) / 1e3, int(e.nbytes())) for e in kr.events()
-           if e.name() == "[memory]" and str(e.device_type()).split(".")[-1].lower() == want]
-    return sorted(out, key=lambda r: r[0])  # stable: records at equal times keep their order
-
-
-def label_ranges(prof, labels) -> list[tuple[float, float, str]]:
-    """(start µs, end µs, label) of every `record_function` range whose name is in `labels`."""
-    labels = set(labels)
-    return [(e.time_range.start, e.time_range.end, e.name) for e in prof.events()
-            if e.name in labels and str(e.device_type).endswith("CPU")]
 
 
 def trace_memory(prof, labels, device_type: str = "cpu", iteration_label: str | None = None) -> TraceMemory:
@@ -99,12 +79,19 @@ def trace_memory(prof, labels, device_type: str = "cpu", iteration_label: str | 
     level and raise every open frame's peak, range ends pop. Ranges named `iteration_label` bound the peak of
     each repetition but are not components (allocations in them count as "other").
     """
-    recs = memory_records(prof, device_type)
     comp = set(labels)
-    ranges = label_ranges(prof, comp | ({iteration_label} if iteration_label else set()))
-    # order at equal times: starts, then records, then ends
-    events = [(s, 0, name) for s, _, name in ranges] + [(e, 2, name) for _, e, name in ranges]
-    events += [(t, 1, nbytes) for t, nbytes in recs]
+    names = comp | ({iteration_label} if iteration_label else set())
+    ranges = [e for e in prof.events() if e.name in names and str(e.device_type).endswith("CPU")]
+    # at equal times: range starts (0), then records (1), then range ends (2)
+    events = [(e.time_range.start, 0, e.name) for e in ranges]
+    events += [(e.time_range.end, 2, e.name) for e in ranges]
+    # (time in µs since the trace start, 1, ±bytes) of every allocation (+) and free (−) on the device, from
+    # the kineto results, which keep each record's own timestamp (the aggregated FunctionEvents fold
+    # allocations inside an op into the op)
+    kr, want = prof.profiler.kineto_results, torch.device(device_type).type
+    t0 = kr.trace_start_ns()
+    events += [((e.start_ns() - t0) / 1e3, 1, int(e.nbytes())) for e in kr.events()
+               if e.name() == "[memory]" and str(e.device_type()).split(".")[-1].lower() == want]
     events.sort(key=lambda x: (x[0], x[1]))
     level, top = 0, 0
     stack: list[list] = []  # [name, base, peak]
@@ -134,7 +121,7 @@ def trace_memory(prof, labels, device_type: str = "cpu", iteration_label: str | 
                     if j > 0:  # an inner frame's peak is also its parent's
                         stack[j - 1][2] = max(stack[j - 1][2], peak)
                     break
-    return TraceMemory(dict(peaks), dict(allocs), top, per_range, len(recs))
+    return TraceMemory(dict(peaks), dict(allocs), top, per_range)
 
 
 class CudaPeaks:

@@ -1,20 +1,15 @@
-"""Profiling sweeps: models × code paths × phases × batches × sequence lengths → tidy rows.
+"""Profiling sweeps: models × code paths × phases × batches × sequence lengths → tidy rows (`sweep`).
 
-`sweep(...)` measures every point with the requested attribution methods, adds the analytic FLOPs/bytes
-and the resident memory (method "analytic"), and appends the rows to a results CSV as each point finishes,
-with `env.json` beside it; points already in the file are skipped, so a killed sweep resumes where it
-stopped. Running out of memory (GPU or CPU) is a row of metric "oom", and the sweep goes on. On a GPU,
-decode is also timed with the step captured in a CUDA graph (``cuda_graph=True``, the total only: a graph
-has no component ranges), and every call is also timed whole with no range instrumented (method "call",
-the total only): the timers' CUDA events around each of a few hundred ranges are host work that an eager
-GPU call can wait on, so their total is not the call's time. On CPU the timers cost a few microseconds per
-range and "call" is off unless asked for.
+Each point is measured by the requested attribution methods and counted analytically (method "analytic":
+FLOPs, bytes, resident memory); running out of memory is a row of metric "oom", and the sweep goes on. On a
+GPU every call is also timed whole with no range instrumented (method "call": the timers' CUDA events around
+each of a few hundred ranges are host work an eager GPU call can wait on, so their total is not the call's
+time; on CPU they cost microseconds and "call" is off unless asked for), and decode also with the step
+captured in a CUDA graph (``cuda_graph=True``, the total only: a graph has no component ranges).
 
-On CPU, denormal floats are flushed to zero during the sweep (`timing.set_flush_denormal`; "on" or
-"partial" recorded in env.json): the scans' decays exp(ΔA) underflow into denormals, which x86 cores
-process many times slower than normal floats, a cost GPUs do not have (mamba-130m random init, prefill
-B=1 L=64, one thread: 522 ms → 380 ms). The flag is per thread; it reaches torch's worker threads only when
-set before the process's first parallel op, which the `perfmamba profile` command does.
+On CPU, denormal floats are flushed to zero during the sweep (`timing.set_flush_denormal`; recorded in
+env.json): the scans' decays exp(ΔA) underflow into denormals, which x86 cores process many times slower,
+a cost GPUs do not have (mamba-130m random init, prefill B=1 L=64, one thread: 522 ms → 380 ms).
 
 CPU timings are only as good as the machine is quiet: with more runnable processes than cores, torch's
 intra-op threads wait for each other at every parallel op and small-op workloads slow down by 10–100×.
@@ -48,12 +43,13 @@ PROFILE_COLUMNS = list(results.SCHEMAS["profile"].columns)
 KEY_COLUMNS = list(results.SCHEMAS["profile"].key)
 
 # the paper's grid (§4: sequence lengths 64–16384, batch 8), and a small CPU grid that runs in about a minute
-GPU_MODELS = ("mamba-130m", "mamba2-130m")
-GPU_SEQLENS = (64, 512, 1024, 2048, 4096, 8192, 16384)
-GPU_BATCHES = (1, 8, 64)
-CPU_MODELS = ("mamba-small", "mamba2-small", "mamba-130m", "mamba2-130m")
-CPU_SEQLENS = (64, 128)
-CPU_BATCHES = (1,)
+GRIDS = {
+    "cuda": dict(models=("mamba-130m", "mamba2-130m"), seqlens=(64, 512, 1024, 2048, 4096, 8192, 16384),
+                 batches=(1, 8, 64), warmup=3, iters=10),
+    "cpu": dict(models=("mamba-small", "mamba2-small", "mamba-130m", "mamba2-130m"), seqlens=(64, 128),
+                batches=(1,), warmup=2, iters=5),
+}
+CPU_MODELS = GRIDS["cpu"]["models"]
 PHASES = flops.PHASES
 PATHS = ("ref", "triton", "mamba_ssm")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -61,10 +57,8 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 
 
 def default_grid(device) -> dict:
-    """Sequence lengths, batches, models, warmup and iterations suited to the device."""
-    if torch.device(device).type == "cuda":
-        return dict(models=GPU_MODELS, seqlens=GPU_SEQLENS, batches=GPU_BATCHES, warmup=3, iters=10)
-    return dict(models=CPU_MODELS, seqlens=CPU_SEQLENS, batches=CPU_BATCHES, warmup=2, iters=5)
+    """Models, sequence lengths, batches, warmup and iterations suited to the device."""
+    return dict(GRIDS["cuda" if torch.device(device).type == "cuda" else "cpu"])
 
 
 def parse_dtype(dtype) -> torch.dtype:
@@ -73,10 +67,6 @@ def parse_dtype(dtype) -> torch.dtype:
     if dtype not in DTYPES:
         raise ProfilingError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     return DTYPES[dtype]
-
-
-def _dtype_name(dt: torch.dtype) -> str:
-    return str(dt).replace("torch.", "")
 
 
 def _values(name: str, values, allowed=None) -> tuple:
@@ -90,12 +80,6 @@ def _values(name: str, values, allowed=None) -> tuple:
         if allowed is not None and v not in allowed:
             raise ProfilingError(f"unknown {name[:-1]} {v!r}; expected one of {', '.join(allowed)}")
     return values
-
-
-def _check_model_spec(spec) -> None:
-    if isinstance(spec, str) and spec not in PRESETS and not Path(spec).expanduser().is_dir():
-        raise ProfilingError(f"unknown preset or checkpoint directory {spec!r}; "
-                             f"presets: {', '.join(PRESETS)}")
 
 
 def load_model(spec, device, dtype):
@@ -116,11 +100,6 @@ def is_oom(exc: BaseException) -> bool:
         "failed to allocate"))
 
 
-def _d_state_value(cfg):
-    n = cfg.uniform_d_state
-    return n if n is not None else round(sum(cfg.d_states) / len(cfg.d_states), 2)
-
-
 def sig(x, digits: int = 6):
     """Floats to `digits` significant digits (timings are not more precise; keeps result files small);
     integers (FLOP and byte counts) unchanged."""
@@ -130,92 +109,68 @@ def sig(x, digits: int = 6):
 
 
 class _Point:
-    """Shared columns of one measurement."""
+    """The columns one measurement's rows share, and its key."""
 
     def __init__(self, **cols):
         self.cols = cols
+        self.key = results.row_key(cols, KEY_COLUMNS)
 
-    def row(self, component, metric, value, unit, summary: Summary | None = None, scale=1.0, n_iter=None,
-            warmup=None):
-        r = dict(self.cols, component=component, metric=metric, value=sig(value), unit=unit)
-        if summary is not None:
-            r.update(median=sig(summary.median * scale), p10=sig(summary.p10 * scale),
-                     p90=sig(summary.p90 * scale), n_iter=summary.n)
-        if n_iter is not None:
-            r["n_iter"] = n_iter
-        if warmup is not None:
-            r["warmup"] = warmup
-        return r
+    def row(self, component, metric, value, unit, **extra):
+        return dict(self.cols, component=component, metric=metric, value=sig(value), unit=unit, **extra)
 
-    def time_row(self, component, summary: Summary, warmup):
+    def time_row(self, component, s: Summary, warmup):
         """A timing in ms: the median as the value, with its spread and repetitions."""
-        return self.row(component, "time", summary.median * 1e3, "ms", summary, scale=1e3, warmup=warmup)
-
-    def key(self):
-        return results.row_key(self.cols, KEY_COLUMNS)
+        return self.row(component, "time", s.median * 1e3, "ms", median=sig(s.median * 1e3),
+                        p10=sig(s.p10 * 1e3), p90=sig(s.p90 * 1e3), n_iter=s.n, warmup=warmup)
 
 
-def analytic_rows(point: _Point, model, counts: dict, state_dtype) -> list[dict]:
+def analytic_rows(point: _Point, counts: dict, resident: dict) -> list[dict]:
     """FLOPs, bytes and intensity per component (`flops.component_counts`); weights and cache bytes."""
     rows = []
     for comp, c in counts.items():
-        rows.append(point.row(comp, "flops", c["flops"], "flop"))
-        rows.append(point.row(comp, "bytes", c["bytes"], "byte"))
         intensity = flops.arithmetic_intensity(c["flops"], c["bytes"])
-        rows.append(point.row(comp, "intensity", intensity, "flop/byte"))
-    rows.append(point.row("weights", "memory", memory.weight_bytes(model), "byte"))
-    for k, v in memory.cache_bytes(model, point.cols["batch"], state_dtype).items():
-        rows.append(point.row(k, "memory", v, "byte"))
-    return rows
+        rows += [point.row(comp, "flops", c["flops"], "flop"), point.row(comp, "bytes", c["bytes"], "byte"),
+                 point.row(comp, "intensity", intensity, "flop/byte")]
+    return rows + [point.row(k, "memory", v, "byte") for k, v in resident.items()]
 
 
-def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, static_bytes: int
-                     ) -> list[dict]:
-    """Time (ms), share, achieved FLOP/s and bandwidth per component; memory where the method measured it."""
+def attribution_rows(point: _Point, att: attribution.Attribution, counts: dict, resident: dict) -> list[dict]:
+    """Time (ms), share, achieved FLOP/s and bandwidth per component; memory where the method measured it
+    (the peak of the call: weights, caches and inputs, plus the call's rise)."""
     rows = []
-    summ, shares = att.summary(), att.shares()
-    for comp, s in summ.items():
+    shares, mem, n = att.shares(), att.memory, att.n_iter
+    for comp, s in att.summary().items():
         rows.append(point.time_row(comp, s, att.warmup))
-        rows.append(point.row(comp, "share", shares[comp], "fraction", n_iter=att.n_iter, warmup=att.warmup))
+        rows.append(point.row(comp, "share", shares[comp], "fraction", n_iter=n, warmup=att.warmup))
         if comp in counts and s.median > 0:
             rows.append(point.row(comp, "achieved_flops", counts[comp]["flops"] / s.median, "flop/s"))
             rows.append(point.row(comp, "achieved_bandwidth", counts[comp]["bytes"] / s.median, "byte/s"))
-    mem = att.memory
-    for comp, v in mem.get("activation_peak", {}).items():
-        rows.append(point.row(comp, "activation_peak", v, "byte"))
-    if "sum_of_allocations" in mem:
-        n = mem.get("n_iter", att.n_iter)
-        for comp, v in mem["sum_of_allocations"].items():  # per call, inclusive like the times
-            rows.append(point.row(comp, "sum_of_allocations", v / n, "byte"))
-        rows.append(point.row("total", "sum_of_allocations", mem["sum_of_allocations_total"] / n, "byte"))
+    rows += [point.row(c, "activation_peak", v, "byte") for c, v in mem.get("activation_peak", {}).items()]
+    if "sum_of_allocations" in mem:  # per call, inclusive like the times
+        allocs = dict(mem["sum_of_allocations"], total=mem["sum_of_allocations_total"])
+        rows += [point.row(c, "sum_of_allocations", v / n, "byte") for c, v in allocs.items()]
     if "call_peak" in mem:
         rows.append(point.row("total", "activation_peak", mem["call_peak"], "byte"))
-        rows.append(point.row("total", "peak_memory", static_bytes + mem["call_peak"], "byte"))
-    elif "peak_memory" in mem:
-        rows.append(point.row("total", "peak_memory", mem["peak_memory"], "byte"))
+        inputs = memory.input_bytes(*(point.cols[k] for k in ("batch", "seqlen", "phase")))
+        static = sum(resident.values()) + inputs
+        rows.append(point.row("total", "peak_memory", static + mem["call_peak"], "byte"))
     return rows
-
-
-def cuda_graph_rows(point: _Point, model, batch, warmup, iters, state_dtype) -> list[dict]:
-    """A decode step captured in a CUDA graph, timed whole."""
-    cache = model.allocate_cache(batch, dtype=state_dtype)
-    dec = GraphedStep(model, cache)
-    dev = cache.ssm_states[0].device
-    ids = torch.randint(0, model.config.vocab_size, (batch,), device=dev)
-    secs = time_call(lambda: dec(ids), dev, warmup=warmup, iters=iters)
-    return [point.time_row("total", Summary.of(secs), warmup)]
 
 
 CALL = "call"  # the method of the whole-call timings
 
 
-def call_rows(point: _Point, model, phase, batch, seqlen, warmup, iters, state_dtype) -> list[dict]:
-    """The call timed whole (`timing.time_call`: CUDA events or the wall clock around it, no range
-    instrumented), the same call as the attribution methods time (`attribution.make_call`)."""
-    fn, setup, _ = attribution.make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
-    with torch.inference_mode():
-        secs = time_call(fn, next(model.parameters()).device, warmup=warmup, iters=iters, setup=setup)
-    return [point.time_row("total", Summary.of(secs), warmup)]
+def whole_call_times(model, phase, batch, seqlen, graphed: bool, warmup, iters, state_dtype) -> list[float]:
+    """Seconds per call timed whole (`timing.time_call`, no range instrumented): the call the attribution
+    methods time (`attribution.make_call`), or a decode step captured in a CUDA graph."""
+    dev = next(model.parameters()).device
+    if not graphed:
+        fn, setup = attribution.make_call(model, phase, batch, seqlen, state_dtype=state_dtype)
+        with torch.inference_mode():
+            return time_call(fn, dev, warmup=warmup, iters=iters, setup=setup)
+    step = GraphedStep(model, model.allocate_cache(batch, dtype=state_dtype))
+    ids = torch.randint(0, model.config.vocab_size, (batch,), device=dev)
+    return time_call(lambda: step(ids), dev, warmup=warmup, iters=iters)
 
 
 def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",), methods=("timers",), *,
@@ -235,18 +190,19 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ProfilingError("device 'cuda' requested but no CUDA device is visible")
     grid = default_grid(device)
-    models = tuple(models) if models is not None else grid["models"]
+    given = dict(models=models, seqlens=seqlens, batches=batches, warmup=warmup, iters=iters)
+    models, seqlens, batches, warmup, iters = (grid[k] if v is None else v for k, v in given.items())
+    models = tuple(models)
     if not models:
         raise ProfilingError("models: need at least one preset or checkpoint directory")
-    for m in models:
-        _check_model_spec(m)  # a model object passes
-    seqlens = _values("seqlens", seqlens if seqlens is not None else grid["seqlens"])
-    batches = _values("batches", batches if batches is not None else grid["batches"])
+    for m in models:  # a model object passes
+        if isinstance(m, str) and m not in PRESETS and not Path(m).expanduser().is_dir():
+            raise ProfilingError(f"unknown preset or checkpoint directory {m!r}; "
+                                 f"presets: {', '.join(PRESETS)}")
+    seqlens, batches = _values("seqlens", seqlens), _values("batches", batches)
     phases = _values("phases", phases, PHASES)
     paths = _values("paths", paths, PATHS)
     methods = _values("methods", methods, attribution.METHODS)
-    warmup = grid["warmup"] if warmup is None else warmup
-    iters = grid["iters"] if iters is None else iters
     if not isinstance(warmup, int) or warmup < 0 or not isinstance(iters, int) or iters < 1:
         raise ProfilingError(f"need warmup >= 0 and iters >= 1, got warmup={warmup!r}, iters={iters!r}")
     dtype = parse_dtype(dtype if dtype is not None else ("bfloat16" if device.type == "cuda" else "float32"))
@@ -268,7 +224,15 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
         if header is not None and header != PROFILE_COLUMNS:
             raise results.ResultsError(f"results file {out} has schema {','.join(header)}, expected "
                                        f"{','.join(PROFILE_COLUMNS)}")
-    impl = {p: getattr(_ops(p), "impl", None) or p for p in paths}  # what each operator runs; fails early
+    try:
+        ops = {p: get_ops(p) for p in paths}  # fails early where a path is not available here
+    except BackendUnavailable as e:
+        raise ProfilingError(str(e)) from None
+    impl = {p: getattr(ops[p], "impl", None) or p for p in paths}  # what each operator runs
+    # whether the norms run as fused kernels (the ops offer `rmsnorm`): a key column, so rows measured before
+    # the norms were fused are not taken for the same point
+    fused = {p: getattr(ops[p], "rmsnorm", None) is not None for p in paths}
+    names = {"dtype": str(dtype).replace("torch.", ""), "state_dtype": str(state_dtype).replace("torch.", "")}
 
     prev_threads, bar = torch.get_num_threads(), None
     try:
@@ -286,36 +250,29 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
         for spec in models:
             name, model = load_model(spec, device, dtype)
             cfg = model.config
-            for path in paths:
+            n = cfg.uniform_d_state  # the d_state column: N, or its mean over layers after a per-layer prune
+            d_state = n if n is not None else round(sum(cfg.d_states) / len(cfg.d_states), 2)
+            for path, phase, batch, seqlen in itertools.product(paths, phases, batches, seqlens):
                 model.backend = path
-                # whether the norms run as fused kernels (the ops offer `rmsnorm`): a key column, so rows
-                # measured before the norms were fused are not taken for the same point
-                fused = getattr(_ops(path), "rmsnorm", None) is not None
-                for phase, batch, seqlen in itertools.product(phases, batches, seqlens):
-                    base = dict(model=name, arch=cfg.arch, path=path, fused=fused, cuda_graph=False,
-                                phase=phase, batch=batch, seqlen=seqlen, d_state=_d_state_value(cfg),
-                                ratio=0.0, criterion="none", mode="dense", dtype=_dtype_name(dtype),
-                                state_dtype=_dtype_name(state_dtype), device=results.device_type(device),
-                                threads=torch.get_num_threads())
-                    base.update(tags)
-                    counts = flops.component_counts(cfg, batch, seqlen, phase, dtype=dtype,
-                                                    state_dtype=state_dtype)
-                    static = (memory.weight_bytes(model)
-                              + sum(memory.cache_bytes(model, batch, state_dtype).values())
-                              + memory.input_bytes(batch, seqlen, phase))
-                    for method, graphed in _jobs(phase, methods, call_totals, cuda_graphs):
-                        point = _Point(**dict(base, method=method, cuda_graph=graphed))
-                        bar.set_postfix_str(f"{name} {path} {phase} B={batch} L={seqlen} {method}"
-                                            + (" graph" if graphed else ""), refresh=False)
-                        if point.key() in done:
-                            bar.update()
-                            continue
-                        rows = _measure(point, graphed, model, counts, static, warmup, iters, state_dtype)
+                base = dict(model=name, arch=cfg.arch, path=path, fused=fused[path], cuda_graph=False,
+                            phase=phase, batch=batch, seqlen=seqlen, d_state=d_state, ratio=0.0,
+                            criterion="none", mode="dense", **names, device=results.device_type(device),
+                            threads=torch.get_num_threads()) | tags
+                counts = flops.component_counts(cfg, batch, seqlen, phase, dtype=dtype,
+                                                state_dtype=state_dtype)
+                cache = memory.cache_bytes(model, batch, state_dtype)
+                resident = {"weights": memory.weight_bytes(model), **cache}
+                for method, graphed in _jobs(phase, methods, call_totals, cuda_graphs):
+                    point = _Point(**dict(base, method=method, cuda_graph=graphed))
+                    bar.set_postfix_str(f"{name} {path} {phase} B={batch} L={seqlen} {method}"
+                                        + (" graph" if graphed else ""), refresh=False)
+                    if point.key not in done:
+                        rows = _measure(point, graphed, model, counts, resident, warmup, iters, state_dtype)
                         if out is not None:
                             results.append_rows(out, rows, PROFILE_COLUMNS)
-                        done.add(point.key())
+                        done.add(point.key)
                         new_rows.extend(rows)
-                        bar.update()
+                    bar.update()
             del model
             gc.collect()
     finally:
@@ -325,14 +282,6 @@ def sweep(models=None, seqlens=None, batches=None, phases=PHASES, paths=("ref",)
         if flush_denormal:
             torch.set_flush_denormal(False)  # the calling thread's flag; workers keep theirs
     return new_rows
-
-
-def _ops(path):
-    """The op namespace of a compute path; ProfilingError where it is not available here."""
-    try:
-        return get_ops(path)
-    except BackendUnavailable as e:
-        raise ProfilingError(str(e)) from None
 
 
 def _jobs(phase, methods, call_totals: bool, cuda_graphs: bool) -> list[tuple[str, bool]]:
@@ -345,19 +294,18 @@ def _jobs(phase, methods, call_totals: bool, cuda_graphs: bool) -> list[tuple[st
     return jobs
 
 
-def _measure(point: _Point, graphed: bool, model, counts, static, warmup, iters, state_dtype) -> list[dict]:
+def _measure(point: _Point, graphed: bool, model, counts, resident, warmup, iters, state_dtype) -> list[dict]:
     """The rows of one measurement; running out of memory is a row of metric "oom"."""
-    method, phase, batch, seqlen = (point.cols[k] for k in ("method", "phase", "batch", "seqlen"))
+    method, call = point.cols["method"], [point.cols[k] for k in ("phase", "batch", "seqlen")]
     try:
         if method == "analytic":
-            return analytic_rows(point, model, counts, state_dtype)
-        if graphed:
-            return cuda_graph_rows(point, model, batch, warmup, iters, state_dtype)
-        if method == CALL:
-            return call_rows(point, model, phase, batch, seqlen, warmup, iters, state_dtype)
-        att = attribution.attribute(model, phase, batch, seqlen, method=method, warmup=warmup, iters=iters,
+            return analytic_rows(point, counts, resident)
+        if graphed or method == CALL:
+            secs = whole_call_times(model, *call, graphed, warmup, iters, state_dtype)
+            return [point.time_row("total", Summary.of(secs), warmup)]
+        att = attribution.attribute(model, *call, method=method, warmup=warmup, iters=iters,
                                     state_dtype=state_dtype)
-        return attribution_rows(point, att, counts, static)
+        return attribution_rows(point, att, counts, resident)
     except PerfmambaError:
         raise
     except (RuntimeError, MemoryError) as e:

@@ -1,15 +1,9 @@
-"""Timing primitives: synchronised wall clock or CUDA events, summary statistics, a CUDA-graph decode step.
+"""Timing: a synchronised wall clock or CUDA events (`Stopwatch`), timed calls (`timed_calls`, `time_call`),
+summary statistics, the benchmarks' timer (`bench`: `triton.testing.do_bench` on a GPU) and CUDA-graph decode.
 
-`time_call(fn, device, warmup, iters)` times a whole call; per-component timers live in `attribution`.
-On CPU a call is timed with `time.perf_counter` (CPU ops return when done); on a GPU with CUDA events
-recorded on the current stream around the call, read after one synchronisation. `bench(fn, device)` is the
-benchmarks' timer: `triton.testing.do_bench` on a GPU, `time_call` on a CPU.
-
-One spread convention everywhere: the median with the 10th and 90th percentiles, whichever timer produced
-the samples.
-
-Decode on a GPU is timed with the step captured in a CUDA graph (`perfmamba.models.graphs.GraphedStep`),
-which removes the Python and launch overhead that dominates eager decoding of small models.
+On CPU a call is timed with `time.perf_counter` (CPU ops return when done); on a GPU with CUDA events recorded
+on the current stream around it, read after one synchronisation. One spread convention everywhere: the median
+with the 10th and 90th percentiles, whichever timer produced the samples.
 """
 from __future__ import annotations
 
@@ -19,10 +13,11 @@ import os
 import statistics
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 
 from ..models.graphs import GraphedStep
 
@@ -157,24 +152,29 @@ def warm_up(fn, setup, warmup: int, device) -> None:
     sync(device)
 
 
-def time_call(fn, device="cpu", warmup: int = 3, iters: int = 10, setup=None) -> list[float]:
-    """Seconds per call of `fn()` for `iters` timed calls after `warmup` untimed ones. `setup()` (untimed)
-    runs before each call, e.g. to reset a cache."""
-    if warmup < 0 or iters < 1:
-        raise ValueError(f"need warmup >= 0 and iters >= 1, got {warmup}, {iters}")
-    warm_up(fn, setup, warmup, device)
-    out = []
-    with no_gc():
-        for _ in range(iters):
-            if setup is not None:
-                setup()
-            sync(device)
+def timed_calls(fn, setup, iters: int, device, label: str | None = None):
+    """Seconds of each of `iters` calls of `fn()`, yielded as each finishes. `setup()` (untimed) runs before
+    each call, e.g. to reset a cache; with a `label`, each call runs in a `record_function` range of that
+    name (one repetition of a trace)."""
+    for _ in range(iters):
+        if setup is not None:
+            setup()
+        sync(device)
+        with record_function(label) if label else nullcontext():
             sw = Stopwatch(device).start()
             fn()
             sw.stop()
             sync(device)
-            out.append(sw.elapsed())
-    return out
+        yield sw.elapsed()
+
+
+def time_call(fn, device="cpu", warmup: int = 3, iters: int = 10, setup=None) -> list[float]:
+    """Seconds per call of `fn()` for `iters` timed calls after `warmup` untimed ones (`timed_calls`)."""
+    if warmup < 0 or iters < 1:
+        raise ValueError(f"need warmup >= 0 and iters >= 1, got {warmup}, {iters}")
+    warm_up(fn, setup, warmup, device)
+    with no_gc():
+        return list(timed_calls(fn, setup, iters, device))
 
 
 def bench(fn, device="cuda", *, warmup: int = 1, iters: int = 5, warmup_ms: float = 100,
@@ -207,7 +207,8 @@ def decode_floor_ms(weight_bytes: int, state_bytes: int, bandwidth: float) -> fl
 
 def decode_latency(model, batch_size: int, *, steps: int = 100, repeats: int = 5, prompt_len: int = 16,
                    cache_dtype: torch.dtype | None = None, seed: int = 0) -> dict:
-    """Per-token decode latency of `model` with one CUDA graph per step, timed with CUDA events.
+    """Per-token decode latency of `model` with one CUDA graph per step (removing the Python and launch
+    overhead that dominates eager decoding of small models), timed with CUDA events.
 
     A random prompt of `prompt_len` tokens fills the cache (decode cost does not depend on position for an
     SSM), then `repeats` runs of `steps` replays are timed; returns the median and p10/p90 ms per token, plus
@@ -224,16 +225,12 @@ def decode_latency(model, batch_size: int, *, steps: int = 100, repeats: int = 5
     ids = prompt[:, -1].clone()
     for _ in range(10):
         step(ids)
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+
+    def replays():  # ids unchanged: the same work as `step(ids)` without the host copy
         for _ in range(steps):
-            step.graph.replay()  # ids unchanged: the same work as `step(ids)` without the host copy
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / steps)
+            step.graph.replay()
+
+    s = Summary.of([t * 1e3 / steps for t in time_call(replays, p.device, warmup=0, iters=repeats)])
     nbytes = cache.nbytes()
-    s = Summary.of(times)
     return {"ms_per_token": s.median, "p10": s.p10, "p90": s.p90, "steps": steps, "repeats": repeats,
             "ssm_state_bytes": nbytes["ssm_state"], "conv_state_bytes": nbytes["conv_state"]}
