@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 from .. import paths, results
-from .common import _with_machine
 
 NO_GPU_MESSAGE = ("No GPU results are committed: data/results/ holds no directory of a GPU machine. Run "
                   "`python benchmarks/gpu_campaign.py` (or `make reproduce` with the paper profile) on a CUDA "
@@ -95,6 +94,6 @@ def read_sweep(path):
     if rows.empty:
         rows.attrs["message"] = f"No committed rows at {path!r}."
         return rows
-    rows = _with_machine(rows, Path(path))
+    rows = rows.assign(machine=Path(path).parent.name)
     rows.attrs["results_root"] = str(Path(path).parent.parent)
     return rows

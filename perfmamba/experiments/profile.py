@@ -7,10 +7,10 @@ import pandas as pd
 import torch
 
 from .. import results
-from ..profiling.sweep import parse_dtype
+from ..profiling.sweep import parse_dtype, sweep
 from ..profiling.timing import time_call
 from ..provenance import default_device
-from .common import _csv, _flush_denormals, _isin, _read, _specs, _sweep, _sweep_rows, _write_env, model_ref
+from .common import _isin, _profile_rows, _read, _specs, _write_env
 
 
 def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, paths=("ref",), methods=("timers",),
@@ -23,12 +23,12 @@ def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, path
     models: preset names, checkpoint directories, or the notebooks' model_dirs mapping.
     """
     specs = _specs(models, "latency")
-    out = _csv(experiment, results_root, device)
-    _flush_denormals(device)
-    _sweep(specs, out, device, seqlens, batches, phases, paths, methods, warmup=warmup, iters=iters,
-           dtype=dtype, threads=threads, progress=progress)
-    df = _sweep_rows(out, [model_ref(s)[0] for s in specs], seqlens, batches, phases, paths, methods)
-    return df[(df["mode"] == "dense")].reset_index(drop=True)
+    grid = dict(seqlens=seqlens, batches=batches, phases=phases, paths=paths, methods=methods)
+    out = results.results_path(experiment, device, root=results_root)
+    sweep(specs, **grid, out=out, device=device, warmup=warmup, iters=iters, dtype=dtype, threads=threads,
+          progress=progress)
+    df = _profile_rows(out, specs, grid)
+    return df[df["mode"] == "dense"].reset_index(drop=True)
 
 
 PEAK_COLUMNS = list(results.SCHEMAS["machine_peaks"].columns)
@@ -38,7 +38,7 @@ def machine_peaks(device=None, *, dtype="float32", results_root=None, experiment
     """Measured ceilings of this machine: matmul FLOP/s (an n×n×n product) and copy bandwidth (bytes read +
     written per second of a large tensor copy). Cached; returns rows (metric peak_flops / peak_bandwidth)."""
     dev = default_device(device)
-    out = _csv(experiment, results_root, dev)
+    out = results.results_path(experiment, dev, root=results_root)
     done = results.existing_keys(out, results.SCHEMAS["machine_peaks"].key)
     key = results.row_key({"device": results.device_type(dev), "dtype": dtype}, results.SCHEMAS["machine_peaks"].key)
     if key not in done:

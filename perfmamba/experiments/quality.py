@@ -15,7 +15,7 @@ from ..evaluation.perplexity import perplexity_rows
 from ..pruning import CRITERIA, MODES, NEEDS, SELECTIONS, collect_activity, prune
 from ..pruning.activity import corpus_tokens, tokenizer_or_none
 from ..pruning.selection import check_ratio
-from .common import _csv, _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch, model_ref
+from .common import _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch, model_ref
 
 QUALITY_COLUMNS = list(results.SCHEMAS["pruning_quality"].columns)
 QUALITY_KEY = list(results.SCHEMAS["pruning_quality"].key)
@@ -97,7 +97,7 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
     units = _units(splits, tasks, recall)
     if not units:
         raise ExperimentError("pruning_quality: nothing to measure (no splits, tasks or recall)")
-    out = _csv(experiment, results_root, device)
+    out = results.results_path(experiment, device, root=results_root)
     done = results.existing_keys(out, QUALITY_KEY)
     settings = dict(calib_tokens=calib_tokens, calib_seq_len=calib_seq_len, eval_tokens=eval_tokens,
                     eval_seq_len=eval_seq_len, limit=limit, recall_seqs=recall_seqs)

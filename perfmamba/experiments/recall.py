@@ -11,7 +11,7 @@ from ..train import train_recall_model
 from ..evaluation.recall import RECALL_VOCAB, recall_accuracy, recall_batch
 from ..pruning import NEEDS, collect_activity, prune
 from ..train import save_checkpoint
-from .common import _csv, _isin, _load, _read, _write_env, model_ref
+from .common import _isin, _load, _read, _write_env, model_ref
 from .quality import _kept_mean, _points
 
 RECALL_COLUMNS = list(results.SCHEMAS["recall_pruning"].columns)
@@ -49,7 +49,7 @@ def recall_pruning(ratios, *, criteria=("delta", "random"), n_pairs=(1, 2, 4, 8,
     pts = _points(ratios, criteria, ("removed",), "uniform", seeds)
     path = recall_model(artifacts, train_steps=train_steps, max_pairs=max_pairs, progress=progress)
     name, sha = model_ref(path)
-    out = _csv(experiment, results_root, device)
+    out = results.results_path(experiment, device, root=results_root)
     done = results.existing_keys(out, RECALL_KEY)
     model = stats = None
     for p in pts:
