@@ -19,6 +19,22 @@ COLORS = {"embedding": "#bab0ac", "rmsnorm": "#76b7b2", "in_proj": "#4e79a7", "c
 PATH_PREFERENCE = ("mamba_ssm", "triton", "ref", "sequential")
 LENGTH = {"prefill": "sequence length", "decode": "context length"}  # the x axis of a phase
 
+
+def panels(n_rows: int, n_cols: int, width: float, height: float):
+    """A figure of n_rows × n_cols panels, each `width` × `height` inches: (figure, 2-D array of axes)."""
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False)
+
+
+def finish(fig, title: str | None = None):
+    """`fig` laid out, under `title` where given."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def stacked_bars(ax, x, parts):
     """Bars at `x` stacked in the order of `parts`, [(label, heights, colour)], from 0."""
     bottom = 0.0
@@ -64,14 +80,11 @@ def plot_fig2_latency(df: pd.DataFrame, *, method: str | None = None, path: str 
                       batch: int | None = None, models=None, unit: str = "ms"):
     """Fig. 2: stacked bars of per-component time against sequence length; columns prefill / decode,
     one row per model. Picks batch 8 and the fastest available path unless told. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
     d, picked = _times(df, method, path, batch)
     models = list(models) if models is not None else list(dict.fromkeys(d["model"]))
     phases = [p for p in ("prefill", "decode") if p in set(d["phase"])]
     scale = {"ms": 1.0, "s": 1e-3, "us": 1e3}[unit]
-    fig, axes = plt.subplots(len(models), len(phases), figsize=(5.5 * len(phases), 3.2 * len(models)),
-                             squeeze=False)
+    fig, axes = panels(len(models), len(phases), 5.5, 3.2)
     for i, m in enumerate(models):
         for j, ph in enumerate(phases):
             ax = axes[i][j]
@@ -225,5 +238,4 @@ def plot_roofline(df: pd.DataFrame, peak_flops: float, peak_bw: float, *, ax=Non
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP/byte)", ylabel="achieved FLOP/s")
     ax.set_title(f"roofline: peak {peak_flops / 1e12:.3g} TFLOP/s, {peak_bw / 1e9:.3g} GB/s", fontsize=10)
     ax.legend(fontsize=6, ncol=2, loc="lower right")
-    fig.tight_layout()
-    return fig
+    return finish(fig)
