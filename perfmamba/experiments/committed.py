@@ -62,13 +62,8 @@ def machine_label(rows, results_root=None) -> str:
     for m in dict.fromkeys(rows["machine"].dropna()):
         sub = rows[rows["machine"] == m]
         env = _env_of(m, results_root)
-        if env.get("gpu_name"):
-            dev = env["gpu_name"]
-        elif env.get("cpu_model"):
-            dev = f"{env['cpu_model']} CPU ({env.get('cpu_count', '?')} cores)"
-        else:
-            dev = m
-        parts = [str(dev)]
+        cpu = f"{env['cpu_model']} CPU ({env.get('cpu_count', '?')} cores)" if env.get("cpu_model") else m
+        parts = [str(env.get("gpu_name") or cpu)]
         for col in ("path", "dtype"):
             if col in sub and sub[col].notna().any():
                 parts.append("/".join(sorted({str(p) for p in sub[col].dropna()})))

@@ -53,12 +53,11 @@ def ratios(rows):
     pre = dict(model="mamba2-130m", component="model", phase="prefill", d_state=128)
     for L in (8192, 2048):
         ours = find(rows, path="triton", batch=8, seqlen=L, **pre)
-        add(f"Mamba2-130M prefill B=8 L={L}: mamba-ssm model / ours (triton)",
-            find(rows, path="mamba_ssm", batch=8, seqlen=L, **pre), ours, GOALS["mamba2_prefill_vs_mamba_ssm"] if L == 8192 else None)
-        add(f"Mamba2-130M prefill B=8 L={L}: ours on mamba_ssm kernels / ours (triton)",
-            find(rows, path="mamba_ssm_backend", batch=8, seqlen=L, **pre), ours)
-        add(f"Mamba2-130M prefill B=8 L={L}: transformers / ours (triton)",
-            find(rows, path="transformers", batch=8, seqlen=L, **pre), ours)
+        for path, who in (("mamba_ssm", "mamba-ssm model"), ("mamba_ssm_backend", "ours on mamba_ssm kernels"),
+                          ("transformers", "transformers")):
+            goal = GOALS["mamba2_prefill_vs_mamba_ssm"] if path == "mamba_ssm" and L == 8192 else None
+            add(f"Mamba2-130M prefill B=8 L={L}: {who} / ours (triton)",
+                find(rows, path=path, batch=8, seqlen=L, **pre), ours, goal)
     ours8k = find(rows, path="triton", batch=8, seqlen=8192, **pre)
     if ours8k:
         out.append(("Mamba2-130M prefill B=8 L=8192: 115.7 ms (README baseline, H100) / ours", 115.7 / ours8k,

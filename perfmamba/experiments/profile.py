@@ -51,10 +51,12 @@ def machine_peaks(device=None, *, dtype="float32", results_root=None, experiment
         x = torch.empty(numel, device=dev, dtype=dt).fill_(1)
         y = torch.empty_like(x)
         cp = statistics.median(time_call(lambda: y.copy_(x), dev, warmup=2, iters=7))
-        rows = [dict(device=results.device_type(dev), dtype=dtype, metric="peak_flops", value=2 * n ** 3 / mm, unit="flop/s",
-                     method=f"matmul {n}x{n}x{n}", size=n, n_iter=7),
-                dict(device=results.device_type(dev), dtype=dtype, metric="peak_bandwidth", value=2 * x.numel() * x.element_size() / cp,
-                     unit="byte/s", method="tensor copy (read + write)", size=x.numel() * x.element_size(), n_iter=7)]
+        size = x.numel() * x.element_size()
+        base = dict(device=results.device_type(dev), dtype=dtype, n_iter=7)
+        rows = [dict(base, metric="peak_flops", value=2 * n ** 3 / mm, unit="flop/s", method=f"matmul {n}x{n}x{n}",
+                     size=n),
+                dict(base, metric="peak_bandwidth", value=2 * size / cp, unit="byte/s",
+                     method="tensor copy (read + write)", size=size)]
         results.append_rows(out, rows, PEAK_COLUMNS)
         _write_env(out, experiment, dev)
     return _isin(_read(out), device=[results.device_type(dev)], dtype=[dtype]).reset_index(drop=True)
@@ -67,17 +69,17 @@ def roofline(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, pea
     given (`peak_flops` FLOP/s, `peak_bw` byte/s, e.g. a GPU's data sheet) or measured (`machine_peaks`)."""
     rows = latency(models, seqlens, batches, phases, paths=paths, methods=("timers",), warmup=warmup, iters=iters,
                    dtype=dtype, device=device, results_root=results_root, experiment=experiment, progress=progress)
+    src = "given"
     if peak_flops is None or peak_bw is None:
         dt = dtype or ("bfloat16" if default_device(device).type == "cuda" else "float32")
         peaks = machine_peaks(device, dtype=dt, results_root=results_root)
         measured = dict(zip(peaks["metric"], peaks["value"]))
+        peak_flops = measured["peak_flops"] if peak_flops is None else peak_flops
+        peak_bw = measured["peak_bandwidth"] if peak_bw is None else peak_bw
         src = "measured"
-    else:
-        measured, src = {}, "given"
-    flops = float(peak_flops if peak_flops is not None else measured["peak_flops"])
-    bw = float(peak_bw if peak_bw is not None else measured["peak_bandwidth"])
     machine = rows["machine"].iloc[0] if len(rows) else results.device_slug(device)
-    extra = pd.DataFrame([
-        dict(component="machine", metric="peak_flops", value=flops, unit="flop/s", method=src, machine=machine),
-        dict(component="machine", metric="peak_bandwidth", value=bw, unit="byte/s", method=src, machine=machine)])
+    extra = pd.DataFrame([dict(component="machine", metric=metric, value=float(v), unit=unit, method=src,
+                               machine=machine)
+                          for metric, v, unit in (("peak_flops", peak_flops, "flop/s"),
+                                                  ("peak_bandwidth", peak_bw, "byte/s"))])
     return pd.concat([rows, extra], ignore_index=True)

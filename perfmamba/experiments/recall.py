@@ -7,10 +7,9 @@ from pathlib import Path
 import torch
 
 from .. import results
-from ..train import train_recall_model
 from ..evaluation.recall import RECALL_VOCAB, recall_accuracy, recall_batch
 from ..pruning import NEEDS, collect_activity, prune
-from ..train import save_checkpoint
+from ..train import save_checkpoint, train_recall_model
 from .common import _isin, _load, _read, _write_env, model_ref
 from .quality import _kept_mean, _points
 
