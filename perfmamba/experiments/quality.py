@@ -40,12 +40,6 @@ def _points(ratios, criteria, modes, selection, seeds):
     return pts
 
 
-def _units(splits, tasks, recall):
-    return ([dict(task="perplexity", split=s, n_pairs=None) for s in splits]
-            + [dict(task=t, split=None, n_pairs=None) for t in tasks]
-            + [dict(task="recall", split=None, n_pairs=int(n)) for n in recall])
-
-
 def _kept_mean(model) -> float:
     info = model.config.extra.get("pruning")
     sizes = [len(k) for k in info["kept"]] if info else model.config.d_states
@@ -94,7 +88,9 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
     """
     specs = _specs(model_dirs, "pruning_quality")
     points = _points(ratios, criteria, modes, selection, seeds)
-    units = _units(splits, tasks, recall)
+    units = ([dict(task="perplexity", split=s, n_pairs=None) for s in splits]
+             + [dict(task=t, split=None, n_pairs=None) for t in tasks]
+             + [dict(task="recall", split=None, n_pairs=int(n)) for n in recall])
     if not units:
         raise ExperimentError("pruning_quality: nothing to measure (no splits, tasks or recall)")
     out = results.results_path(experiment, device, root=results_root)

@@ -47,14 +47,6 @@ def plot_fig3_state_activity(rows, *, models=None, log: bool = False):
     return finish(fig)
 
 
-def _quality_name(task, split, metric, n_pairs=None):
-    if task == "perplexity":
-        return f"perplexity ({split})"
-    if task == "recall":
-        return f"recall {int(n_pairs)} pairs {metric}"
-    return f"{task} {metric}"
-
-
 def plot_fig4_accuracy(rows, *, criterion: str = "delta", mode: str | None = None):
     """Fig. 4: each quality metric (perplexity, task accuracies, recall) against the pruning ratio r, one line
     per model, the dense model at r = 0. Returns the Figure."""
@@ -62,8 +54,9 @@ def plot_fig4_accuracy(rows, *, criterion: str = "delta", mode: str | None = Non
     d = rows[rows["metric"].isin(["ppl", "acc", "acc_norm"])].copy()
     if d.empty:
         raise PlotError("no rows with metric in ppl, acc, acc_norm")
-    d["panel"] = [_quality_name(t, s, m, n) for t, s, m, n in
-                  zip(d["task"], d["split"], d["metric"], d.get("n_pairs", [None] * len(d)))]
+    d["panel"] = [f"perplexity ({s})" if t == "perplexity" else (f"recall {int(n)} pairs {m}" if t == "recall"
+                                                                 else f"{t} {m}")
+                  for t, s, m, n in zip(d["task"], d["split"], d["metric"], d.get("n_pairs", [None] * len(d)))]
     d["ratio"] = d["ratio"].astype(float)
     d = d[d["criterion"].isin(["none", criterion])]
     if mode is not None:
