@@ -26,7 +26,7 @@ def _cell(col, v):
 
 
 def _records(rows) -> list[dict]:
-    """Rows as dicts; a DataFrame's NaN cells become None, its integral floats of batch, seqlen, d_state ints."""
+    """Rows as dicts; a DataFrame's NaN cells become None, integral floats of batch, seqlen, d_state ints."""
     if hasattr(rows, "to_dict"):
         return [{k: _cell(k, v) for k, v in rec.items()} for rec in rows.to_dict("records")]
     return list(rows)
@@ -53,7 +53,8 @@ def ratios(rows):
     pre = dict(model="mamba2-130m", component="model", phase="prefill", d_state=128)
     for L in (8192, 2048):
         ours = find(rows, path="triton", batch=8, seqlen=L, **pre)
-        for path, who in (("mamba_ssm", "mamba-ssm model"), ("mamba_ssm_backend", "ours on mamba_ssm kernels"),
+        for path, who in (("mamba_ssm", "mamba-ssm model"),
+                          ("mamba_ssm_backend", "ours on mamba_ssm kernels"),
                           ("transformers", "transformers")):
             goal = GOALS["mamba2_prefill_vs_mamba_ssm"] if path == "mamba_ssm" and L == 8192 else None
             add(f"Mamba2-130M prefill B=8 L={L}: {who} / ours (triton)",
@@ -168,16 +169,16 @@ def goal_table(rows) -> list[dict]:
         kw = dict(batch=r["batch"], seqlen=r["seqlen"], d_state=r["d_state"])
         ours, up = float(r["value"]), _one(rows, "prefill", path="mamba_ssm", **kw)
         floor = _one(rows, "prefill", path="floor", **kw)
-        own = _one(rows, "prefill", path="triton_own_ssd", **kw)  # our chunked SSD kernel, not the default one
+        own = _one(rows, "prefill", path="triton_own_ssd", **kw)  # our chunked SSD kernel, not the default
         for who, t, aside, note in (
                 ("prefill", ours, " (its Triton path)", r.get("impl", "")),
                 ("prefill with our SSD kernel", own, "",
                  own is not None and f"our SSD / default SSD in our model: {own / ours:.2f}× the time")):
             if t is not None:
-                add(f"{who}: ≥ 2× faster than mamba-ssm{aside}", "prefill_vs_mamba_ssm", _case(r), div(up, t), t,
-                    up, floor, note=note)
-                add(f"{who}: within 3× of the roofline floor", "prefill_over_floor", _case(r), div(t, floor), t, up,
-                    floor)
+                add(f"{who}: ≥ 2× faster than mamba-ssm{aside}", "prefill_vs_mamba_ssm", _case(r), div(up, t),
+                    t, up, floor, note=note)
+                add(f"{who}: within 3× of the roofline floor", "prefill_over_floor", _case(r), div(t, floor),
+                    t, up, floor)
     for r in _sec(rows, "decode", path="triton"):
         kw = dict(model=r["model"], batch=r["batch"], d_state=r["d_state"])
         ours, up = float(r["value"]), _one(rows, "decode", path="mamba_ssm", **kw)

@@ -53,8 +53,8 @@ def machine_peaks(device=None, *, dtype="float32", results_root=None, experiment
         cp = statistics.median(time_call(lambda: y.copy_(x), dev, warmup=2, iters=7))
         size = x.numel() * x.element_size()
         base = dict(device=results.device_type(dev), dtype=dtype, n_iter=7)
-        rows = [dict(base, metric="peak_flops", value=2 * n ** 3 / mm, unit="flop/s", method=f"matmul {n}x{n}x{n}",
-                     size=n),
+        rows = [dict(base, metric="peak_flops", value=2 * n ** 3 / mm, unit="flop/s",
+                     method=f"matmul {n}x{n}x{n}", size=n),
                 dict(base, metric="peak_bandwidth", value=2 * size / cp, unit="byte/s",
                      method="tensor copy (read + write)", size=size)]
         results.append_rows(out, rows, PEAK_COLUMNS)

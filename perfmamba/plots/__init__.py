@@ -1,7 +1,7 @@
 """Every figure and table of the book: one function each (its docstring names the figure), from tidy rows
-(`perfmamba.experiments`) or claim records; no measuring here. The notebooks, the book and scripts call the same
-functions: `profile` draws Fig. 2, Table 1 and the roofline, `pruning` Fig. 3–6, Table 2 and the extensions,
-`claims` the claims page.
+(`perfmamba.experiments`) or claim records; no measuring here. The notebooks, the book and scripts call the
+same functions: `profile` draws Fig. 2, Table 1 and the roofline, `pruning` Fig. 3–6, Table 2 and the
+extensions, `claims` the claims page.
 
 Every function raises `PlotError` (or the profiling/pruning modules' own error) on rows it cannot draw, so a
 missing result shows up as an error in the notebook, never as an empty figure.

@@ -51,12 +51,7 @@ def _pick(df: pd.DataFrame, col: str, value, prefer=None):
     if value is None:
         if len(present) <= 1:
             return df, (present[0] if present else None)
-        for p in prefer or ():
-            if p in present:
-                value = p
-                break
-        else:
-            value = sorted(present, key=str)[0]
+        value = ([p for p in prefer or () if p in present] or sorted(present, key=str))[0]
     if value not in present:
         raise ProfilingError(f"no rows with {col}={value!r}; present: {', '.join(map(str, present))}")
     return df[df[col] == value], value

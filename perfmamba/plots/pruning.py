@@ -54,9 +54,10 @@ def plot_fig4_accuracy(rows, *, criterion: str = "delta", mode: str | None = Non
     d = rows[rows["metric"].isin(["ppl", "acc", "acc_norm"])].copy()
     if d.empty:
         raise PlotError("no rows with metric in ppl, acc, acc_norm")
+    n_pairs = d.get("n_pairs", [None] * len(d))
     d["panel"] = [f"perplexity ({s})" if t == "perplexity" else (f"recall {int(n)} pairs {m}" if t == "recall"
                                                                  else f"{t} {m}")
-                  for t, s, m, n in zip(d["task"], d["split"], d["metric"], d.get("n_pairs", [None] * len(d)))]
+                  for t, s, m, n in zip(d["task"], d["split"], d["metric"], n_pairs)]
     d["ratio"] = d["ratio"].astype(float)
     d = d[d["criterion"].isin(["none", criterion])]
     if mode is not None:
