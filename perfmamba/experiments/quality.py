@@ -46,6 +46,32 @@ def _kept_mean(model) -> float:
     return sum(sizes) / len(sizes)
 
 
+def _todo(points, units, done, key, **fixed) -> list[tuple[dict, list]]:
+    """(point, its units [dicts] whose row, keyed on `key`, is not in `done`) for every point with some left."""
+    todo = []
+    for p in points:
+        left = [u for u in units if results.row_key(dict(p, **u, **fixed), key) not in done]
+        if left:
+            todo.append((p, left))
+    return todo
+
+
+def _pruned(model, todo, criteria, calib_ids):
+    """(point, what is left to measure there, `model` pruned at the point) for each of `todo` [(point, left)],
+    `model` itself at the dense point. One activity collection on `calib_ids()` serves every pruned point: made
+    at the first one when any needs it, with the float64 scan when a criterion needs it."""
+    stats = None
+    for p, left in todo:
+        if p["mode"] == "dense":
+            yield p, left, model
+            continue
+        if stats is None and any(NEEDS[q["criterion"]] for q, _ in todo if q["mode"] != "dense"):
+            with torch.inference_mode():
+                stats = collect_activity(model, calib_ids(), scan=any(NEEDS[c] == "scan" for c in criteria))
+        yield p, left, prune(model, p["ratio"], criterion=p["criterion"], mode=p["mode"],
+                             selection=p["selection"], seed=p["seed"], stats=stats)
+
+
 def _evaluate(model, tok, units, *, artifacts, eval_tokens, eval_seq_len, limit, batch_size, recall_kwargs):
     """Rows {task, split, n_pairs, metric, value, stderr, n} for the work units of one model."""
     rows = []
@@ -97,30 +123,17 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
     done = results.existing_keys(out, QUALITY_KEY)
     settings = dict(calib_tokens=calib_tokens, calib_seq_len=calib_seq_len, eval_tokens=eval_tokens,
                     eval_seq_len=eval_seq_len, limit=limit, recall_seqs=recall_seqs)
-    need_scan = any(NEEDS[c] == "scan" for c in criteria)
     refs = [model_ref(s) for s in specs]
     for spec, (name, sha) in zip(specs, refs):
-        todo = []
-        for p in points:
-            left = [u for u in units if results.row_key(dict(p, **u, **settings, model=name, model_sha=sha),
-                                                        QUALITY_KEY) not in done]
-            if left:
-                todo.append((p, left))
+        todo = _todo(points, units, done, QUALITY_KEY, **settings, model=name, model_sha=sha)
         if not todo:
             continue
         model = _load(spec, device)
         tok = tokenizer_or_none(model)
-        stats = None
-        for p, left in tqdm(todo, desc=f"quality {name}", unit="model", disable=not progress):
-            if p["mode"] == "dense":
-                pruned = model
-            else:
-                if stats is None and any(NEEDS[q["criterion"]] for q, _ in todo if q["mode"] != "dense"):
-                    ids = calibration_batch(model, calib_tokens, calib_seq_len, artifacts=artifacts)
-                    with torch.inference_mode():
-                        stats = collect_activity(model, ids, scan=need_scan)
-                pruned = prune(model, p["ratio"], criterion=p["criterion"], mode=p["mode"],
-                               selection=p["selection"], seed=p["seed"], stats=stats)
+        calib = _pruned(model, todo, criteria,
+                        lambda: calibration_batch(model, calib_tokens, calib_seq_len, artifacts=artifacts))
+        for p, left, pruned in tqdm(calib, total=len(todo), desc=f"quality {name}", unit="model",
+                                    disable=not progress):
             rows = _evaluate(pruned, tok, left, artifacts=artifacts, eval_tokens=eval_tokens,
                              eval_seq_len=eval_seq_len, limit=limit, batch_size=batch_size,
                              recall_kwargs={"n_seqs": recall_seqs})
