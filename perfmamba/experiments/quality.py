@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -56,20 +57,23 @@ def _todo(points, units, done, key, **fixed) -> list[tuple[dict, list]]:
     return todo
 
 
-def _pruned(model, todo, criteria, calib_ids):
-    """(point, what is left to measure there, `model` pruned at the point) for each of `todo` [(point, left)],
-    `model` itself at the dense point. One activity collection on `calib_ids()` serves every pruned point: made
-    at the first one when any needs it, with the float64 scan when a criterion needs it."""
+def _pruner(model, todo, criteria, calib_ids):
+    """point -> `model` pruned there (`model` itself at the dense point). One activity collection on
+    `calib_ids()` serves every pruned point of `todo`: made at the first one when any needs it, with the float64
+    scan when a criterion needs it."""
+    need = any(NEEDS[p["criterion"]] for p, _ in todo if p["mode"] != "dense")
     stats = None
-    for p, left in todo:
+
+    def at(p):
+        nonlocal stats
         if p["mode"] == "dense":
-            yield p, left, model
-            continue
-        if stats is None and any(NEEDS[q["criterion"]] for q, _ in todo if q["mode"] != "dense"):
+            return model
+        if stats is None and need:
             with torch.inference_mode():
                 stats = collect_activity(model, calib_ids(), scan=any(NEEDS[c] == "scan" for c in criteria))
-        yield p, left, prune(model, p["ratio"], criterion=p["criterion"], mode=p["mode"],
-                             selection=p["selection"], seed=p["seed"], stats=stats)
+        return prune(model, p["ratio"], criterion=p["criterion"], mode=p["mode"], selection=p["selection"],
+                     seed=p["seed"], stats=stats)
+    return at
 
 
 def _evaluate(model, tok, units, *, artifacts, eval_tokens, eval_seq_len, limit, batch_size, recall_kwargs):
@@ -130,10 +134,10 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
             continue
         model = _load(spec, device)
         tok = tokenizer_or_none(model)
-        calib = _pruned(model, todo, criteria,
-                        lambda: calibration_batch(model, calib_tokens, calib_seq_len, artifacts=artifacts))
-        for p, left, pruned in tqdm(calib, total=len(todo), desc=f"quality {name}", unit="model",
-                                    disable=not progress):
+        prune_at = _pruner(model, todo, criteria,
+                           partial(calibration_batch, model, calib_tokens, calib_seq_len, artifacts=artifacts))
+        for p, left in tqdm(todo, desc=f"quality {name}", unit="model", disable=not progress):
+            pruned = prune_at(p)
             rows = _evaluate(pruned, tok, left, artifacts=artifacts, eval_tokens=eval_tokens,
                              eval_seq_len=eval_seq_len, limit=limit, batch_size=batch_size,
                              recall_kwargs={"n_seqs": recall_seqs})

@@ -10,7 +10,7 @@ from .. import results
 from ..evaluation.recall import RECALL_VOCAB, recall_accuracy, recall_batch
 from ..train import save_checkpoint, train_recall_model
 from .common import _isin, _load, _read, _write_env, model_ref
-from .quality import _kept_mean, _points, _pruned, _todo
+from .quality import _kept_mean, _points, _pruner, _todo
 
 RECALL_COLUMNS = list(results.SCHEMAS["recall_pruning"].columns)
 RECALL_KEY = list(results.SCHEMAS["recall_pruning"].key)
@@ -56,7 +56,9 @@ def recall_pruning(ratios, *, criteria=("delta", "random"), n_pairs=(1, 2, 4, 8,
     def calib_ids():  # another seed than the test sequences
         return recall_batch(calib_seqs, max_pairs, generator=torch.Generator().manual_seed(12345))[0]
 
-    for p, left, pruned in _pruned(model, todo, criteria, calib_ids):
+    prune_at = _pruner(model, todo, criteria, calib_ids)
+    for p, left in todo:
+        pruned = prune_at(p)
         base = dict(model=name, model_sha=sha, arch=model.config.arch, ratio=p["ratio"], criterion=p["criterion"],
                     seed=p["seed"], d_state_kept=_kept_mean(pruned), metric="acc",
                     chance=1 / (RECALL_VOCAB - RECALL_VOCAB // 2), n_seqs=n_seqs, train_steps=train_steps,
