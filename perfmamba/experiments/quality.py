@@ -48,7 +48,7 @@ def _kept_mean(model) -> float:
 
 
 def _todo(points, units, done, key, **fixed) -> list[tuple[dict, list]]:
-    """(point, its units [dicts] whose row, keyed on `key`, is not in `done`) for every point with some left."""
+    """(point, its units [dicts] whose row key (columns `key`) is not in `done`) for each point with some."""
     todo = []
     for p in points:
         left = [u for u in units if results.row_key(dict(p, **u, **fixed), key) not in done]
@@ -59,8 +59,8 @@ def _todo(points, units, done, key, **fixed) -> list[tuple[dict, list]]:
 
 def _pruner(model, todo, criteria, calib_ids):
     """point -> `model` pruned there (`model` itself at the dense point). One activity collection on
-    `calib_ids()` serves every pruned point of `todo`: made at the first one when any needs it, with the float64
-    scan when a criterion needs it."""
+    `calib_ids()` serves every pruned point of `todo`: made at the first one when any needs it, with the
+    float64 scan when a criterion needs it."""
     need = any(NEEDS[p["criterion"]] for p, _ in todo if p["mode"] != "dense")
     stats = None
 
@@ -134,8 +134,8 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
             continue
         model = _load(spec, device)
         tok = tokenizer_or_none(model)
-        prune_at = _pruner(model, todo, criteria,
-                           partial(calibration_batch, model, calib_tokens, calib_seq_len, artifacts=artifacts))
+        calib_ids = partial(calibration_batch, model, calib_tokens, calib_seq_len, artifacts=artifacts)
+        prune_at = _pruner(model, todo, criteria, calib_ids)
         for p, left in tqdm(todo, desc=f"quality {name}", unit="model", disable=not progress):
             pruned = prune_at(p)
             rows = _evaluate(pruned, tok, left, artifacts=artifacts, eval_tokens=eval_tokens,

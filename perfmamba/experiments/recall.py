@@ -59,12 +59,15 @@ def recall_pruning(ratios, *, criteria=("delta", "random"), n_pairs=(1, 2, 4, 8,
     prune_at = _pruner(model, todo, criteria, calib_ids)
     for p, left in todo:
         pruned = prune_at(p)
-        base = dict(model=name, model_sha=sha, arch=model.config.arch, ratio=p["ratio"], criterion=p["criterion"],
-                    seed=p["seed"], d_state_kept=_kept_mean(pruned), metric="acc",
+        base = dict(model=name, model_sha=sha, arch=model.config.arch, ratio=p["ratio"],
+                    criterion=p["criterion"], seed=p["seed"], d_state_kept=_kept_mean(pruned), metric="acc",
                     chance=1 / (RECALL_VOCAB - RECALL_VOCAB // 2), n_seqs=n_seqs, train_steps=train_steps,
                     device=results.device_type(device), path=model.backend)
-        rows = [dict(base, n_pairs=int(u["n_pairs"]),
-                     value=recall_accuracy(pruned, n_pairs=int(u["n_pairs"]), n_seqs=n_seqs, seed=1)) for u in left]
+        rows = []
+        for u in left:
+            n = int(u["n_pairs"])
+            acc = recall_accuracy(pruned, n_pairs=n, n_seqs=n_seqs, seed=1)
+            rows.append(dict(base, n_pairs=n, value=acc))
         results.append_rows(out, rows, RECALL_COLUMNS)
     if model is not None:
         _write_env(out, experiment, device)

@@ -133,8 +133,8 @@ def graph_decode_table(df: pd.DataFrame, *, path: str | None = None, batch: int 
 def table1_components(df: pd.DataFrame, *, phase: str = "prefill", seqlen: int | None = None,
                       batch: int | None = None, method: str | None = None, path: str | None = None) -> pd.DataFrame:
     """Table 1: per model and component, time (ms), share of time, activation peak (MB) and the labelled
-    sum of allocations (GB) at one length: `seqlen`, by default the only one, else the first of 2048, 1024, 512
-    present."""
+    sum of allocations (GB) at one length: `seqlen`, by default the only one, else the first of 2048, 1024,
+    512 present."""
     d = df[df["phase"] == phase] if "phase" in df else df
     times, picked = _times(d, method, path, batch)
     times, seqlen = _pick(times, "seqlen", seqlen, (2048, 1024, 512))
