@@ -1,25 +1,14 @@
-"""The experiments behind the notebooks: each computes tidy rows, caches them, and returns a DataFrame.
-
-    module      function              notebook                          what
-    profile     latency               fig2_latency, table1_components   the profiling sweep (`perfmamba.profiling.sweep`)
-                roofline              ext_roofline                      latency rows + the machine's measured ceilings
-    activity    activity              fig3_state_activity               activity(l, s) per layer and state
-    quality     pruning_quality       fig4_accuracy, ext_criteria       prune → perplexity, offline tasks, recall probe
-    efficiency  pruning_efficiency    table2_efficiency                 pruned models vs dense, profiled
-    decode      decode_state_traffic  ext_decode_state_traffic          weight vs recurrent-state bytes per decode step
-    recall      recall_pruning        ext_recall                        associative recall of a recall-trained model, pruned
-    committed   committed             ext_kernels, the GPU sections     rows committed by GPU machines, machine labels
-    analysis    tradeoff, efficiency_summary, method_agreement, trace_gap, …   rows into tables (fig6_tradeoff, claims)
+"""The experiments behind the notebooks: each computes tidy rows, caches them, and returns a DataFrame; each
+module's docstring names its notebooks.
 
 Rows are cached in ``<results_root>/<device-slug>/<experiment>.csv`` (`perfmamba.results`; results_root is
 the argument, else $PERFMAMBA_RESULTS, else data/results). A point whose key is already in the file is read
 back, not recomputed, so a killed notebook resumes and two notebooks over the same points share the work.
 Keys include a fingerprint of the model's weights (`model_ref`), so a retrained model is measured again.
-
 Progress bars are off by default (`progress=True` turns them on): the notebooks' pages show results, not bars.
 
 Every returned frame has `machine` (the device slug of the directory its rows came from), `device` and `path`
-(the compute path: "ref", "triton", "mamba_ssm"). The claims and their verdicts are in `perfmamba.claims`.
+(the compute path: "ref", "triton", "mamba_ssm").
 """
 from ..errors import ExperimentError
 from .activity import ACTIVITY_COLUMNS, ACTIVITY_KEY, activity

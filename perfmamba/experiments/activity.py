@@ -5,7 +5,7 @@ import torch
 
 from .. import results
 from ..pruning import activity_rows, collect_activity
-from .common import _csv, _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch, model_ref
+from .common import _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch, model_ref
 
 ACTIVITY_COLUMNS = list(results.SCHEMAS["activity"].columns)
 ACTIVITY_KEY = list(results.SCHEMAS["activity"].key)
@@ -17,7 +17,7 @@ def activity(model_dirs, *, n_tokens: int = 16384, seq_len: int = 256, split: st
     """activity(l, s) (`perfmamba.pruning.collect_activity`) of every model on the first `n_tokens` of the corpus
     split, in rows of `seq_len`: one row per (model, layer, state). Returns the rows of these models."""
     specs = _specs(model_dirs, "activity")
-    out = _csv(experiment, results_root, device)
+    out = results.results_path(experiment, device, root=results_root)
     done = results.existing_keys(out, ACTIVITY_KEY)
     refs = [model_ref(s) for s in specs]
     for spec, (name, sha) in zip(specs, refs):

@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 from .. import paths, results
-from .common import _with_machine
 
 NO_GPU_MESSAGE = ("No GPU results are committed: data/results/ holds no directory of a GPU machine. Run "
                   "`python benchmarks/gpu_campaign.py` (or `make reproduce` with the paper profile) on a CUDA "
@@ -63,13 +62,8 @@ def machine_label(rows, results_root=None) -> str:
     for m in dict.fromkeys(rows["machine"].dropna()):
         sub = rows[rows["machine"] == m]
         env = _env_of(m, results_root)
-        if env.get("gpu_name"):
-            dev = env["gpu_name"]
-        elif env.get("cpu_model"):
-            dev = f"{env['cpu_model']} CPU ({env.get('cpu_count', '?')} cores)"
-        else:
-            dev = m
-        parts = [str(dev)]
+        cpu = f"{env['cpu_model']} CPU ({env.get('cpu_count', '?')} cores)" if env.get("cpu_model") else m
+        parts = [str(env.get("gpu_name") or cpu)]
         for col in ("path", "dtype"):
             if col in sub and sub[col].notna().any():
                 parts.append("/".join(sorted({str(p) for p in sub[col].dropna()})))
@@ -95,6 +89,6 @@ def read_sweep(path):
     if rows.empty:
         rows.attrs["message"] = f"No committed rows at {path!r}."
         return rows
-    rows = _with_machine(rows, Path(path))
+    rows = rows.assign(machine=Path(path).parent.name)
     rows.attrs["results_root"] = str(Path(path).parent.parent)
     return rows

@@ -12,14 +12,9 @@ from .. import results
 from ..checkpoints import load
 from ..config import PRESETS
 from ..errors import ExperimentError
-from ..profiling.sweep import CALL, sweep
-from ..profiling.timing import set_flush_denormal
+from ..profiling.sweep import CALL
 from ..provenance import default_device
 from ..pruning.activity import calibration_tokens
-
-
-def _csv(experiment: str, results_root=None, device=None) -> Path:
-    return results.results_path(experiment, device, root=results_root)
 
 
 def _specs(models, experiment: str) -> list:
@@ -70,8 +65,8 @@ def model_ref(spec) -> tuple[str, str]:
     return path.name, _SHA_CACHE[key]
 
 
-def _load(spec, device=None, dtype=None):
-    return load(spec, device=default_device(device), dtype=dtype)
+def _load(spec, device=None):
+    return load(spec, device=default_device(device))
 
 
 def calibration_batch(model, n_tokens: int, seq_len: int, *, artifacts="artifacts", split="validation",
@@ -89,13 +84,10 @@ def calibration_batch(model, n_tokens: int, seq_len: int, *, artifacts="artifact
     return ids
 
 
-def _with_machine(df, path: Path):
-    return df.assign(machine=path.parent.name)
-
-
 def _read(path: Path):
+    """The rows of `path` with `machine`, the device slug of its folder; an empty frame when it holds none."""
     df = results.read_rows(path)
-    return _with_machine(df, path) if not df.empty else pd.DataFrame()
+    return df.assign(machine=path.parent.name) if not df.empty else pd.DataFrame()
 
 
 def _isin(df, **want):
@@ -118,19 +110,9 @@ def _write_env(path: Path, experiment: str, device=None):
         pass
 
 
-def _flush_denormals(device) -> str:
-    """On a CPU, denormals flushed to zero for the whole process: call before its first parallel op (loading a
-    model included), see `set_flush_denormal`."""
-    return set_flush_denormal(True) if default_device(device).type == "cpu" else "off"
-
-
-def _sweep(models, out: Path, device, seqlens, batches, phases, paths, methods, **kwargs):
-    """`perfmamba.profiling.sweep` of the grid into `out`, denormals flushed on a CPU."""
-    sweep(models, list(seqlens), list(batches), tuple(phases), tuple(paths), tuple(methods), out=out,
-          device=device, flush_denormal=default_device(device).type == "cpu", **kwargs)
-
-
-def _sweep_rows(out: Path, names, seqlens, batches, phases, paths, methods):
-    """The rows of `out` on this grid, with the analytic counts and the calls timed whole of its points."""
-    return _isin(_read(out), model=names, seqlen=seqlens, batch=batches, phase=phases, path=paths,
-                 method=list(methods) + ["analytic", CALL])
+def _profile_rows(out: Path, specs, grid: dict, **want):
+    """The rows of `out` on `grid` (and `want`), with the analytic counts and the calls timed whole of its
+    points."""
+    return _isin(_read(out), model=[model_ref(s)[0] for s in specs], seqlen=grid["seqlens"],
+                 batch=grid["batches"], phase=grid["phases"], path=grid["paths"],
+                 method=[*grid["methods"], "analytic", CALL], **want)

@@ -17,7 +17,7 @@ from ..profiling.memory import cache_bytes
 from ..profiling.sweep import parse_dtype
 from ..pruning.selection import check_ratio, n_keep
 from .analysis import efficiency_summary
-from .common import _csv, _isin, _read
+from .common import _isin, _read
 from .efficiency import pruning_efficiency
 
 TRAFFIC_COLUMNS = list(results.SCHEMAS["decode_state_traffic"].columns)
@@ -58,7 +58,7 @@ def decode_state_traffic(presets, batches, ratios, *, dtype="bfloat16", state_dt
         if n not in PRESETS:
             raise ExperimentError(f"decode_state_traffic takes preset names, got {n!r}")
     ratios = sorted({0.0} | {check_ratio(r) for r in ratios})
-    out = _csv(experiment, results_root, device)
+    out = results.results_path(experiment, device, root=results_root)
     done = results.existing_keys(out, TRAFFIC_KEY)
     rows = []
     for n, b, r in itertools.product(names, batches, ratios):

@@ -1,10 +1,14 @@
 """Time, memory and state bytes of pruned models against the dense one (table2_efficiency)."""
 from __future__ import annotations
 
+from .. import results
 from ..errors import ExperimentError
 from ..pruning import NEEDS, prune
 from ..pruning.selection import check_ratio
-from .common import _csv, _flush_denormals, _isin, _load, _specs, _sweep, _sweep_rows, model_ref
+from ..profiling.sweep import sweep
+from ..profiling.timing import set_flush_denormal
+from ..provenance import default_device
+from .common import _load, _profile_rows, _specs
 
 
 def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("prefill", "decode"),
@@ -24,17 +28,18 @@ def pruning_efficiency(models, ratios, *, batches=(1,), seqlens=(64,), phases=("
                               f"calibration data (magnitude, random), not {criterion!r}")
     specs = _specs(models, "pruning_efficiency")
     ratios = sorted({check_ratio(r) for r in ratios} - {0.0})
-    out = _csv(experiment, results_root, device)
-    _flush_denormals(device)
+    out = results.results_path(experiment, device, root=results_root)
+    grid = dict(seqlens=seqlens, batches=batches, phases=phases, paths=paths, methods=methods)
+    if default_device(device).type == "cpu":  # for the whole process, before its first parallel op (the load)
+        set_flush_denormal(True)
     for spec in specs:
         dense = _load(spec, device)
         for r, mode in [(0.0, "dense"), *((r, mode) for r in ratios for mode in modes)]:
             m = dense if r == 0.0 else prune(dense, r, criterion=criterion, mode=mode)
             tags = dict(ratio=r, criterion="none" if r == 0.0 else criterion, mode=mode)
-            _sweep([m], out, device, seqlens, batches, phases, paths, methods, warmup=warmup, iters=iters,
-                   dtype=dtype, state_dtype=state_dtype, tags=tags, progress=progress)
+            sweep([m], **grid, out=out, device=device, warmup=warmup, iters=iters, dtype=dtype,
+                  state_dtype=state_dtype, tags=tags, progress=progress)
             del m
-    df = _sweep_rows(out, [model_ref(s)[0] for s in specs], seqlens, batches, phases, paths, methods)
-    df = _isin(df, ratio=[0.0, *ratios])
+    df = _profile_rows(out, specs, grid, ratio=[0.0, *ratios])
     df = df[df["criterion"].isin(["none", criterion]) & df["mode"].isin(["dense", *modes])]
     return df.reset_index(drop=True)

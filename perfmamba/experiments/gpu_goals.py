@@ -19,19 +19,16 @@ GOALS = {  # benchmarks/README.md
 }
 
 
+def _cell(col, v):
+    if isinstance(v, float) and v != v:
+        return None
+    return int(v) if isinstance(v, float) and col in ("batch", "seqlen", "d_state") and v.is_integer() else v
+
+
 def _records(rows) -> list[dict]:
-    if hasattr(rows, "to_dict"):  # a DataFrame: NaN cells become None, integral floats ints
-        out = []
-        for rec in rows.to_dict("records"):
-            r = {}
-            for k, v in rec.items():
-                if isinstance(v, float) and v != v:
-                    v = None
-                elif isinstance(v, float) and k in ("batch", "seqlen", "d_state") and v.is_integer():
-                    v = int(v)
-                r[k] = v
-            out.append(r)
-        return out
+    """Rows as dicts; a DataFrame's NaN cells become None, integral floats of batch, seqlen, d_state ints."""
+    if hasattr(rows, "to_dict"):
+        return [{k: _cell(k, v) for k, v in rec.items()} for rec in rows.to_dict("records")]
     return list(rows)
 
 
@@ -56,12 +53,12 @@ def ratios(rows):
     pre = dict(model="mamba2-130m", component="model", phase="prefill", d_state=128)
     for L in (8192, 2048):
         ours = find(rows, path="triton", batch=8, seqlen=L, **pre)
-        add(f"Mamba2-130M prefill B=8 L={L}: mamba-ssm model / ours (triton)",
-            find(rows, path="mamba_ssm", batch=8, seqlen=L, **pre), ours, GOALS["mamba2_prefill_vs_mamba_ssm"] if L == 8192 else None)
-        add(f"Mamba2-130M prefill B=8 L={L}: ours on mamba_ssm kernels / ours (triton)",
-            find(rows, path="mamba_ssm_backend", batch=8, seqlen=L, **pre), ours)
-        add(f"Mamba2-130M prefill B=8 L={L}: transformers / ours (triton)",
-            find(rows, path="transformers", batch=8, seqlen=L, **pre), ours)
+        for path, who in (("mamba_ssm", "mamba-ssm model"),
+                          ("mamba_ssm_backend", "ours on mamba_ssm kernels"),
+                          ("transformers", "transformers")):
+            goal = GOALS["mamba2_prefill_vs_mamba_ssm"] if path == "mamba_ssm" and L == 8192 else None
+            add(f"Mamba2-130M prefill B=8 L={L}: {who} / ours (triton)",
+                find(rows, path=path, batch=8, seqlen=L, **pre), ours, goal)
     ours8k = find(rows, path="triton", batch=8, seqlen=8192, **pre)
     if ours8k:
         out.append(("Mamba2-130M prefill B=8 L=8192: 115.7 ms (README baseline, H100) / ours", 115.7 / ours8k,
@@ -159,8 +156,9 @@ def goal_table(rows) -> list[dict]:
 
     def add(goal, key, case, ratio, ours=None, upstream=None, floor=None, note=""):
         target, higher = GOALS2[key] if key else (None, True)
-        g, v = verdict(ratio, target, higher) if ratio is not None else (
-            ((f"≥ {target:g}" if higher else f"≤ {target:g}") if target is not None else ""), "no data" if key else "")
+        g, v = verdict(0.0 if ratio is None else ratio, target, higher)
+        if ratio is None and key:
+            v = "no data"
         out.append({"goal": goal, "case": case, "ours": ours, "mamba_ssm": upstream, "floor": floor,
                     "ratio": None if ratio is None else round(ratio, 3), "target": g, "met": v, "note": note})
 
@@ -171,17 +169,16 @@ def goal_table(rows) -> list[dict]:
         kw = dict(batch=r["batch"], seqlen=r["seqlen"], d_state=r["d_state"])
         ours, up = float(r["value"]), _one(rows, "prefill", path="mamba_ssm", **kw)
         floor = _one(rows, "prefill", path="floor", **kw)
-        add("prefill: ≥ 2× faster than mamba-ssm (its Triton path)", "prefill_vs_mamba_ssm", _case(r), div(up, ours),
-            ours, up, floor, note=r.get("impl", ""))
-        add("prefill: within 3× of the roofline floor", "prefill_over_floor", _case(r), div(ours, floor), ours, up,
-            floor)
-        own = _one(rows, "prefill", path="triton_own_ssd", **kw)
-        if own is not None:  # the same model on our chunked SSD kernel instead of the default one
-            add("prefill with our SSD kernel: ≥ 2× faster than mamba-ssm", "prefill_vs_mamba_ssm", _case(r),
-                div(up, own), own, up, floor, note="our SSD / default SSD in our model: "
-                f"{own / ours:.2f}× the time")
-            add("prefill with our SSD kernel: within 3× of the roofline floor", "prefill_over_floor", _case(r),
-                div(own, floor), own, up, floor)
+        own = _one(rows, "prefill", path="triton_own_ssd", **kw)  # our chunked SSD kernel, not the default
+        for who, t, aside, note in (
+                ("prefill", ours, " (its Triton path)", r.get("impl", "")),
+                ("prefill with our SSD kernel", own, "",
+                 own is not None and f"our SSD / default SSD in our model: {own / ours:.2f}× the time")):
+            if t is not None:
+                add(f"{who}: ≥ 2× faster than mamba-ssm{aside}", "prefill_vs_mamba_ssm", _case(r), div(up, t),
+                    t, up, floor, note=note)
+                add(f"{who}: within 3× of the roofline floor", "prefill_over_floor", _case(r), div(t, floor),
+                    t, up, floor)
     for r in _sec(rows, "decode", path="triton"):
         kw = dict(model=r["model"], batch=r["batch"], d_state=r["d_state"])
         ours, up = float(r["value"]), _one(rows, "decode", path="mamba_ssm", **kw)
@@ -222,9 +219,8 @@ def goal_table(rows) -> list[dict]:
             add(f"pruning: {phase} no slower than dense", "pruned_no_slower", case + f" → N′ = {n}", t[dense_n] / t[n],
                 t[n], None, floors.get(n))
         for n in sorted((n for n in t if notes[n].startswith("aligned")), reverse=True):
-            src = next((r for r in mine if int(r["d_state"]) == n), {})
             add(f"pruning: {phase}, hardware-aligned kept count: dense / N′ (speed)", None, case + f" → N′ = {n}",
-                t[dense_n] / t[n], t[n], None, floors.get(n), note=src.get("note", ""))
+                t[dense_n] / t[n], t[n], None, floors.get(n), note=notes[n])
     for r in _sec(rows, "mamba1", path="triton"):
         kw = dict(model=r["model"], batch=r["batch"], seqlen=r["seqlen"])
         ours, hf = float(r["value"]), _one(rows, "mamba1", path="transformers", **kw)

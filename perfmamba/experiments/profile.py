@@ -7,10 +7,10 @@ import pandas as pd
 import torch
 
 from .. import results
-from ..profiling.sweep import parse_dtype
+from ..profiling.sweep import parse_dtype, sweep
 from ..profiling.timing import time_call
 from ..provenance import default_device
-from .common import _csv, _flush_denormals, _isin, _read, _specs, _sweep, _sweep_rows, _write_env, model_ref
+from .common import _isin, _profile_rows, _read, _specs, _write_env
 
 
 def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, paths=("ref",), methods=("timers",),
@@ -23,12 +23,12 @@ def latency(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, path
     models: preset names, checkpoint directories, or the notebooks' model_dirs mapping.
     """
     specs = _specs(models, "latency")
-    out = _csv(experiment, results_root, device)
-    _flush_denormals(device)
-    _sweep(specs, out, device, seqlens, batches, phases, paths, methods, warmup=warmup, iters=iters,
-           dtype=dtype, threads=threads, progress=progress)
-    df = _sweep_rows(out, [model_ref(s)[0] for s in specs], seqlens, batches, phases, paths, methods)
-    return df[(df["mode"] == "dense")].reset_index(drop=True)
+    grid = dict(seqlens=seqlens, batches=batches, phases=phases, paths=paths, methods=methods)
+    out = results.results_path(experiment, device, root=results_root)
+    sweep(specs, **grid, out=out, device=device, warmup=warmup, iters=iters, dtype=dtype, threads=threads,
+          progress=progress)
+    df = _profile_rows(out, specs, grid)
+    return df[df["mode"] == "dense"].reset_index(drop=True)
 
 
 PEAK_COLUMNS = list(results.SCHEMAS["machine_peaks"].columns)
@@ -38,7 +38,7 @@ def machine_peaks(device=None, *, dtype="float32", results_root=None, experiment
     """Measured ceilings of this machine: matmul FLOP/s (an n×n×n product) and copy bandwidth (bytes read +
     written per second of a large tensor copy). Cached; returns rows (metric peak_flops / peak_bandwidth)."""
     dev = default_device(device)
-    out = _csv(experiment, results_root, dev)
+    out = results.results_path(experiment, dev, root=results_root)
     done = results.existing_keys(out, results.SCHEMAS["machine_peaks"].key)
     key = results.row_key({"device": results.device_type(dev), "dtype": dtype}, results.SCHEMAS["machine_peaks"].key)
     if key not in done:
@@ -51,10 +51,12 @@ def machine_peaks(device=None, *, dtype="float32", results_root=None, experiment
         x = torch.empty(numel, device=dev, dtype=dt).fill_(1)
         y = torch.empty_like(x)
         cp = statistics.median(time_call(lambda: y.copy_(x), dev, warmup=2, iters=7))
-        rows = [dict(device=results.device_type(dev), dtype=dtype, metric="peak_flops", value=2 * n ** 3 / mm, unit="flop/s",
-                     method=f"matmul {n}x{n}x{n}", size=n, n_iter=7),
-                dict(device=results.device_type(dev), dtype=dtype, metric="peak_bandwidth", value=2 * x.numel() * x.element_size() / cp,
-                     unit="byte/s", method="tensor copy (read + write)", size=x.numel() * x.element_size(), n_iter=7)]
+        size = x.numel() * x.element_size()
+        base = dict(device=results.device_type(dev), dtype=dtype, n_iter=7)
+        rows = [dict(base, metric="peak_flops", value=2 * n ** 3 / mm, unit="flop/s",
+                     method=f"matmul {n}x{n}x{n}", size=n),
+                dict(base, metric="peak_bandwidth", value=2 * size / cp, unit="byte/s",
+                     method="tensor copy (read + write)", size=size)]
         results.append_rows(out, rows, PEAK_COLUMNS)
         _write_env(out, experiment, dev)
     return _isin(_read(out), device=[results.device_type(dev)], dtype=[dtype]).reset_index(drop=True)
@@ -67,17 +69,17 @@ def roofline(models, seqlens, batches=(1,), phases=("prefill", "decode"), *, pea
     given (`peak_flops` FLOP/s, `peak_bw` byte/s, e.g. a GPU's data sheet) or measured (`machine_peaks`)."""
     rows = latency(models, seqlens, batches, phases, paths=paths, methods=("timers",), warmup=warmup, iters=iters,
                    dtype=dtype, device=device, results_root=results_root, experiment=experiment, progress=progress)
+    src = "given"
     if peak_flops is None or peak_bw is None:
         dt = dtype or ("bfloat16" if default_device(device).type == "cuda" else "float32")
         peaks = machine_peaks(device, dtype=dt, results_root=results_root)
         measured = dict(zip(peaks["metric"], peaks["value"]))
+        peak_flops = measured["peak_flops"] if peak_flops is None else peak_flops
+        peak_bw = measured["peak_bandwidth"] if peak_bw is None else peak_bw
         src = "measured"
-    else:
-        measured, src = {}, "given"
-    flops = float(peak_flops if peak_flops is not None else measured["peak_flops"])
-    bw = float(peak_bw if peak_bw is not None else measured["peak_bandwidth"])
     machine = rows["machine"].iloc[0] if len(rows) else results.device_slug(device)
-    extra = pd.DataFrame([
-        dict(component="machine", metric="peak_flops", value=flops, unit="flop/s", method=src, machine=machine),
-        dict(component="machine", metric="peak_bandwidth", value=bw, unit="byte/s", method=src, machine=machine)])
+    extra = pd.DataFrame([dict(component="machine", metric=metric, value=float(v), unit=unit, method=src,
+                               machine=machine)
+                          for metric, v, unit in (("peak_flops", peak_flops, "flop/s"),
+                                                  ("peak_bandwidth", peak_bw, "byte/s"))])
     return pd.concat([rows, extra], ignore_index=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from ..evaluation.perplexity import perplexity_rows
 from ..pruning import CRITERIA, MODES, NEEDS, SELECTIONS, collect_activity, prune
 from ..pruning.activity import corpus_tokens, tokenizer_or_none
 from ..pruning.selection import check_ratio
-from .common import _csv, _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch, model_ref
+from .common import _isin, _load, _of_models, _read, _specs, _write_env, calibration_batch, model_ref
 
 QUALITY_COLUMNS = list(results.SCHEMAS["pruning_quality"].columns)
 QUALITY_KEY = list(results.SCHEMAS["pruning_quality"].key)
@@ -40,16 +41,39 @@ def _points(ratios, criteria, modes, selection, seeds):
     return pts
 
 
-def _units(splits, tasks, recall):
-    return ([dict(task="perplexity", split=s, n_pairs=None) for s in splits]
-            + [dict(task=t, split=None, n_pairs=None) for t in tasks]
-            + [dict(task="recall", split=None, n_pairs=int(n)) for n in recall])
-
-
 def _kept_mean(model) -> float:
     info = model.config.extra.get("pruning")
     sizes = [len(k) for k in info["kept"]] if info else model.config.d_states
     return sum(sizes) / len(sizes)
+
+
+def _todo(points, units, done, key, **fixed) -> list[tuple[dict, list]]:
+    """(point, its units [dicts] whose row key (columns `key`) is not in `done`) for each point with some."""
+    todo = []
+    for p in points:
+        left = [u for u in units if results.row_key(dict(p, **u, **fixed), key) not in done]
+        if left:
+            todo.append((p, left))
+    return todo
+
+
+def _pruner(model, todo, criteria, calib_ids):
+    """point -> `model` pruned there (`model` itself at the dense point). One activity collection on
+    `calib_ids()` serves every pruned point of `todo`: made at the first one when any needs it, with the
+    float64 scan when a criterion needs it."""
+    need = any(NEEDS[p["criterion"]] for p, _ in todo if p["mode"] != "dense")
+    stats = None
+
+    def at(p):
+        nonlocal stats
+        if p["mode"] == "dense":
+            return model
+        if stats is None and need:
+            with torch.inference_mode():
+                stats = collect_activity(model, calib_ids(), scan=any(NEEDS[c] == "scan" for c in criteria))
+        return prune(model, p["ratio"], criterion=p["criterion"], mode=p["mode"], selection=p["selection"],
+                     seed=p["seed"], stats=stats)
+    return at
 
 
 def _evaluate(model, tok, units, *, artifacts, eval_tokens, eval_seq_len, limit, batch_size, recall_kwargs):
@@ -94,37 +118,26 @@ def pruning_quality(model_dirs, ratios, *, criteria=("delta",), modes=("removed"
     """
     specs = _specs(model_dirs, "pruning_quality")
     points = _points(ratios, criteria, modes, selection, seeds)
-    units = _units(splits, tasks, recall)
+    units = ([dict(task="perplexity", split=s, n_pairs=None) for s in splits]
+             + [dict(task=t, split=None, n_pairs=None) for t in tasks]
+             + [dict(task="recall", split=None, n_pairs=int(n)) for n in recall])
     if not units:
         raise ExperimentError("pruning_quality: nothing to measure (no splits, tasks or recall)")
-    out = _csv(experiment, results_root, device)
+    out = results.results_path(experiment, device, root=results_root)
     done = results.existing_keys(out, QUALITY_KEY)
     settings = dict(calib_tokens=calib_tokens, calib_seq_len=calib_seq_len, eval_tokens=eval_tokens,
                     eval_seq_len=eval_seq_len, limit=limit, recall_seqs=recall_seqs)
-    need_scan = any(NEEDS[c] == "scan" for c in criteria)
     refs = [model_ref(s) for s in specs]
     for spec, (name, sha) in zip(specs, refs):
-        todo = []
-        for p in points:
-            left = [u for u in units if results.row_key(dict(p, **u, **settings, model=name, model_sha=sha),
-                                                        QUALITY_KEY) not in done]
-            if left:
-                todo.append((p, left))
+        todo = _todo(points, units, done, QUALITY_KEY, **settings, model=name, model_sha=sha)
         if not todo:
             continue
         model = _load(spec, device)
         tok = tokenizer_or_none(model)
-        stats = None
+        calib_ids = partial(calibration_batch, model, calib_tokens, calib_seq_len, artifacts=artifacts)
+        prune_at = _pruner(model, todo, criteria, calib_ids)
         for p, left in tqdm(todo, desc=f"quality {name}", unit="model", disable=not progress):
-            if p["mode"] == "dense":
-                pruned = model
-            else:
-                if stats is None and any(NEEDS[q["criterion"]] for q, _ in todo if q["mode"] != "dense"):
-                    ids = calibration_batch(model, calib_tokens, calib_seq_len, artifacts=artifacts)
-                    with torch.inference_mode():
-                        stats = collect_activity(model, ids, scan=need_scan)
-                pruned = prune(model, p["ratio"], criterion=p["criterion"], mode=p["mode"],
-                               selection=p["selection"], seed=p["seed"], stats=stats)
+            pruned = prune_at(p)
             rows = _evaluate(pruned, tok, left, artifacts=artifacts, eval_tokens=eval_tokens,
                              eval_seq_len=eval_seq_len, limit=limit, batch_size=batch_size,
                              recall_kwargs={"n_seqs": recall_seqs})

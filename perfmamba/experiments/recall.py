@@ -7,12 +7,10 @@ from pathlib import Path
 import torch
 
 from .. import results
-from ..train import train_recall_model
 from ..evaluation.recall import RECALL_VOCAB, recall_accuracy, recall_batch
-from ..pruning import NEEDS, collect_activity, prune
-from ..train import save_checkpoint
-from .common import _csv, _isin, _load, _read, _write_env, model_ref
-from .quality import _kept_mean, _points
+from ..train import save_checkpoint, train_recall_model
+from .common import _isin, _load, _read, _write_env, model_ref
+from .quality import _kept_mean, _points, _pruner, _todo
 
 RECALL_COLUMNS = list(results.SCHEMAS["recall_pruning"].columns)
 RECALL_KEY = list(results.SCHEMAS["recall_pruning"].key)
@@ -49,31 +47,27 @@ def recall_pruning(ratios, *, criteria=("delta", "random"), n_pairs=(1, 2, 4, 8,
     pts = _points(ratios, criteria, ("removed",), "uniform", seeds)
     path = recall_model(artifacts, train_steps=train_steps, max_pairs=max_pairs, progress=progress)
     name, sha = model_ref(path)
-    out = _csv(experiment, results_root, device)
+    out = results.results_path(experiment, device, root=results_root)
     done = results.existing_keys(out, RECALL_KEY)
-    model = stats = None
-    for p in pts:
-        left = [n for n in n_pairs if results.row_key(dict(p, model=name, model_sha=sha, n_pairs=n, n_seqs=n_seqs),
-                                                      RECALL_KEY) not in done]
-        if not left:
-            continue
-        if model is None:
-            model = _load(path, device)
-        if p["mode"] == "dense":
-            pruned = model
-        else:
-            if stats is None and NEEDS[p["criterion"]] is not None:
-                x, _ = recall_batch(calib_seqs, max_pairs, generator=torch.Generator().manual_seed(12345))
-                with torch.inference_mode():
-                    stats = collect_activity(model, x, scan=any(NEEDS[c] == "scan" for c in criteria))
-            pruned = prune(model, p["ratio"], criterion=p["criterion"], mode="removed", seed=p["seed"], stats=stats)
+    todo = _todo(pts, [dict(n_pairs=n) for n in n_pairs], done, RECALL_KEY, model=name, model_sha=sha,
+                 n_seqs=n_seqs)
+    model = _load(path, device) if todo else None
+
+    def calib_ids():  # another seed than the test sequences
+        return recall_batch(calib_seqs, max_pairs, generator=torch.Generator().manual_seed(12345))[0]
+
+    prune_at = _pruner(model, todo, criteria, calib_ids)
+    for p, left in todo:
+        pruned = prune_at(p)
+        base = dict(model=name, model_sha=sha, arch=model.config.arch, ratio=p["ratio"],
+                    criterion=p["criterion"], seed=p["seed"], d_state_kept=_kept_mean(pruned), metric="acc",
+                    chance=1 / (RECALL_VOCAB - RECALL_VOCAB // 2), n_seqs=n_seqs, train_steps=train_steps,
+                    device=results.device_type(device), path=model.backend)
         rows = []
-        for n in left:
-            acc = recall_accuracy(pruned, n_pairs=int(n), n_seqs=n_seqs, seed=1)
-            rows.append(dict(model=name, model_sha=sha, arch=model.config.arch, ratio=p["ratio"],
-                             criterion=p["criterion"], seed=p["seed"], d_state_kept=_kept_mean(pruned),
-                             n_pairs=int(n), metric="acc", value=acc, chance=1 / (RECALL_VOCAB - RECALL_VOCAB // 2),
-                             n_seqs=n_seqs, train_steps=train_steps, device=results.device_type(device), path=model.backend))
+        for u in left:
+            n = int(u["n_pairs"])
+            acc = recall_accuracy(pruned, n_pairs=n, n_seqs=n_seqs, seed=1)
+            rows.append(dict(base, n_pairs=n, value=acc))
         results.append_rows(out, rows, RECALL_COLUMNS)
     if model is not None:
         _write_env(out, experiment, device)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..claims.records import STATUSES, summary
 from ..claims.table1 import FIVE
+from .profile import finish, panels
 
 STATUS_COLORS = {"confirmed": "#59a14f", "partly": "#edc948", "refuted": "#e15759",
                  "undecidable at this sample size": "#bab0ac", "not measured here": "#d4d4d4",
@@ -28,8 +29,7 @@ def plot_claims_summary(records):
     ax.invert_yaxis()
     ax.set_xlabel("claims")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def plot_table1_flops(records):
@@ -49,8 +49,7 @@ def plot_table1_flops(records):
     ax.set_yticks(range(len(labels)), [f"{lab} ({r.status})" for lab, r in zip(labels, recs)], fontsize=8)
     ax.set_title("Table 1 FLOPs: paper / ours (130M shapes, batch 8)", fontsize=10)
     fig.colorbar(im, ax=ax, label="log2(paper / ours)")
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def plot_table1_shares(records, metric: str = "latency"):
@@ -80,16 +79,13 @@ def plot_table1_shares(records, metric: str = "latency"):
     ax.set_title(f"Table 1 {metric}: the paper (hatched) and ours", fontsize=10)
     if bars:
         ax.legend(fontsize=7, frameon=False, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.25))
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def plot_table2_claims(records):
     """Table 2 beside ours: speed-up (whole calls) and memory reduction against r, one line per length."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for ax, kind, unit in ((axes[0], "speedup", "×"), (axes[1], "memory", "%")):
+    fig, axes = panels(1, 2, 5, 3.4)
+    for ax, kind, unit in zip(axes[0], ("speedup", "memory"), ("×", "%")):
         for r in records:
             if not r.id.startswith(f"table2_{kind}_L"):
                 continue
@@ -106,6 +102,4 @@ def plot_table2_claims(records):
         ax.set_xlabel("pruning ratio r")
         ax.set_ylabel(f"{'speed-up' if kind == 'speedup' else 'memory reduction'} ({unit})")
         ax.legend(fontsize=6, frameon=False, ncol=2)
-    fig.suptitle("Table 2: the paper (circles) and our whole-call measurements (squares)", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish(fig, "Table 2: the paper (circles) and our whole-call measurements (squares)")

@@ -19,6 +19,22 @@ COLORS = {"embedding": "#bab0ac", "rmsnorm": "#76b7b2", "in_proj": "#4e79a7", "c
 PATH_PREFERENCE = ("mamba_ssm", "triton", "ref", "sequential")
 LENGTH = {"prefill": "sequence length", "decode": "context length"}  # the x axis of a phase
 
+
+def panels(n_rows: int, n_cols: int, width: float, height: float):
+    """A figure of n_rows × n_cols panels, each `width` × `height` inches: (figure, 2-D array of axes)."""
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False)
+
+
+def finish(fig, title: str | None = None):
+    """`fig` laid out, under `title` where given."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def stacked_bars(ax, x, parts):
     """Bars at `x` stacked in the order of `parts`, [(label, heights, colour)], from 0."""
     bottom = 0.0
@@ -35,12 +51,7 @@ def _pick(df: pd.DataFrame, col: str, value, prefer=None):
     if value is None:
         if len(present) <= 1:
             return df, (present[0] if present else None)
-        for p in prefer or ():
-            if p in present:
-                value = p
-                break
-        else:
-            value = sorted(present, key=str)[0]
+        value = ([p for p in prefer or () if p in present] or sorted(present, key=str))[0]
     if value not in present:
         raise ProfilingError(f"no rows with {col}={value!r}; present: {', '.join(map(str, present))}")
     return df[df[col] == value], value
@@ -64,14 +75,11 @@ def plot_fig2_latency(df: pd.DataFrame, *, method: str | None = None, path: str 
                       batch: int | None = None, models=None, unit: str = "ms"):
     """Fig. 2: stacked bars of per-component time against sequence length; columns prefill / decode,
     one row per model. Picks batch 8 and the fastest available path unless told. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
     d, picked = _times(df, method, path, batch)
     models = list(models) if models is not None else list(dict.fromkeys(d["model"]))
     phases = [p for p in ("prefill", "decode") if p in set(d["phase"])]
     scale = {"ms": 1.0, "s": 1e-3, "us": 1e3}[unit]
-    fig, axes = plt.subplots(len(models), len(phases), figsize=(5.5 * len(phases), 3.2 * len(models)),
-                             squeeze=False)
+    fig, axes = panels(len(models), len(phases), 5.5, 3.2)
     for i, m in enumerate(models):
         for j, ph in enumerate(phases):
             ax = axes[i][j]
@@ -125,8 +133,8 @@ def graph_decode_table(df: pd.DataFrame, *, path: str | None = None, batch: int 
 def table1_components(df: pd.DataFrame, *, phase: str = "prefill", seqlen: int | None = None,
                       batch: int | None = None, method: str | None = None, path: str | None = None) -> pd.DataFrame:
     """Table 1: per model and component, time (ms), share of time, activation peak (MB) and the labelled
-    sum of allocations (GB), with the paper's values (`PAPER_TABLE1`) beside ours; at L = 2048 the SSM rows carry
-    the paper's two quoted memory values (`PAPER_SSM_MEMORY`)."""
+    sum of allocations (GB) at one length: `seqlen`, by default the only one, else the first of 2048, 1024,
+    512 present."""
     d = df[df["phase"] == phase] if "phase" in df else df
     times, picked = _times(d, method, path, batch)
     times, seqlen = _pick(times, "seqlen", seqlen, (2048, 1024, 512))
@@ -225,5 +233,4 @@ def plot_roofline(df: pd.DataFrame, peak_flops: float, peak_bw: float, *, ax=Non
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP/byte)", ylabel="achieved FLOP/s")
     ax.set_title(f"roofline: peak {peak_flops / 1e12:.3g} TFLOP/s, {peak_bw / 1e9:.3g} GB/s", fontsize=10)
     ax.legend(fontsize=6, ncol=2, loc="lower right")
-    fig.tight_layout()
-    return fig
+    return finish(fig)

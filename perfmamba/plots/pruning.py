@@ -10,7 +10,7 @@ import pandas as pd
 from ..errors import PlotError
 from ..experiments import efficiency_summary, recall_probe_pairs
 from ..pruning.activity import Activity
-from .profile import COLORS, LENGTH, plot_roofline, stacked_bars
+from .profile import COLORS, LENGTH, finish, panels, plot_roofline, stacked_bars
 
 CRITERION_COLORS = {"delta": "#e15759", "random": "#9c9c9c", "magnitude": "#4e79a7", "energy": "#59a14f",
                     "decay": "#f28e2b", "sparsessm": "#b07aa1", "none": "#000000"}
@@ -22,14 +22,6 @@ def _need(rows, what: str, cols=()):
     missing = [c for c in cols if c not in rows]
     if missing:
         raise PlotError(f"{what} rows lack column(s) {', '.join(missing)}")
-
-
-def _row_of_panels(n: int, width: float, height: float):
-    """A figure of `n` panels side by side, each `width` × `height` inches: (figure, list of axes)."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
-    return fig, list(axes[0])
 
 
 def _mean_band(ax, rows, color, label, alpha, band=True, **line):
@@ -44,62 +36,47 @@ def plot_fig3_state_activity(rows, *, models=None, log: bool = False):
     """Fig. 3: activity(l, s) heatmaps (layers × states), one panel per model. Returns the Figure."""
     _need(rows, "activity", ("model", "layer", "state", "activity"))
     models = list(models) if models is not None else list(dict.fromkeys(rows["model"]))
-    fig, axes = _row_of_panels(len(models), 6.5, 3.8)
-    for ax, m in zip(axes, models):
+    fig, axes = panels(1, len(models), 6.5, 3.8)
+    for ax, m in zip(axes[0], models):
         sub = rows[rows["model"] == m]
         if sub.empty:
             raise PlotError(f"no activity rows for model {m!r}")
         arch = sub["arch"].iloc[0] if "arch" in sub else ""
         plot_fig3_activity(sub, ax=ax, log=log, title=f"{m} ({arch}), {int(sub['n_tokens'].iloc[0])} tokens"
                            if "n_tokens" in sub else m)
-    fig.tight_layout()
-    return fig
-
-
-def _quality_name(task, split, metric, n_pairs=None):
-    if task == "perplexity":
-        return f"perplexity ({split})"
-    if task == "recall":
-        return f"recall {int(n_pairs)} pairs {metric}"
-    return f"{task} {metric}"
-
-
-def _quality(rows, metrics=("ppl", "acc", "acc_norm")):
-    d = rows[rows["metric"].isin(metrics)].copy()
-    if d.empty:
-        raise PlotError(f"no rows with metric in {', '.join(metrics)}")
-    d["panel"] = [_quality_name(t, s, m, n) for t, s, m, n in
-                  zip(d["task"], d["split"], d["metric"], d.get("n_pairs", [None] * len(d)))]
-    d["ratio"] = d["ratio"].astype(float)
-    return d
+    return finish(fig)
 
 
 def plot_fig4_accuracy(rows, *, criterion: str = "delta", mode: str | None = None):
     """Fig. 4: each quality metric (perplexity, task accuracies, recall) against the pruning ratio r, one line
     per model, the dense model at r = 0. Returns the Figure."""
     _need(rows, "quality", ("model", "ratio", "criterion", "task", "metric", "value"))
-    d = _quality(rows)
+    d = rows[rows["metric"].isin(["ppl", "acc", "acc_norm"])].copy()
+    if d.empty:
+        raise PlotError("no rows with metric in ppl, acc, acc_norm")
+    n_pairs = d.get("n_pairs", [None] * len(d))
+    d["panel"] = [f"perplexity ({s})" if t == "perplexity" else (f"recall {int(n)} pairs {m}" if t == "recall"
+                                                                 else f"{t} {m}")
+                  for t, s, m, n in zip(d["task"], d["split"], d["metric"], n_pairs)]
+    d["ratio"] = d["ratio"].astype(float)
     d = d[d["criterion"].isin(["none", criterion])]
     if mode is not None:
         d = d[d["mode"].isin(["dense", mode])]
     if d.empty or (d["criterion"] == criterion).sum() == 0:
         raise PlotError(f"no pruned rows with criterion {criterion!r}")
-    panels = list(dict.fromkeys(d["panel"]))
-    fig, axes = _row_of_panels(len(panels), 4.2, 3.4)
-    for ax, panel in zip(axes, panels):
-        sub = d[d["panel"] == panel]
-        for m, g in sub.groupby("model", sort=False):
+    names = list(dict.fromkeys(d["panel"]))
+    fig, axes = panels(1, len(names), 4.2, 3.4)
+    for ax, name in zip(axes[0], names):
+        for m, g in d[d["panel"] == name].groupby("model", sort=False):
             g = g.groupby("ratio")["value"].mean().sort_index()
             ax.plot(g.index, g.to_numpy(), marker="o", label=m)
         ax.set_xlabel("pruning ratio r")
-        ax.set_title(panel, fontsize=10)
-        if panel.startswith("perplexity"):
+        ax.set_title(name, fontsize=10)
+        if name.startswith("perplexity"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"quality of pruned models (criterion {criterion}; r = 0 is the dense model)", fontsize=10)
-    fig.tight_layout()
-    return fig
+    axes[0][0].legend(fontsize=8)
+    return finish(fig, f"quality of pruned models (criterion {criterion}; r = 0 is the dense model)")
 
 
 def table2_efficiency(rows):
@@ -124,8 +101,6 @@ def table2_efficiency(rows):
 def plot_fig5_efficiency(rows):
     """Fig. 5: speed-up of the pruned models against sequence length (one line per ratio), prefill and decode,
     and the reduction of the recurrent state and of the peak memory against r. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
     _need(rows, "efficiency", ("metric", "component", "ratio"))
     s = efficiency_summary(rows)
     s = s[s["ratio"].astype(float) > 0].dropna(subset=["speedup"])
@@ -133,8 +108,7 @@ def plot_fig5_efficiency(rows):
         raise PlotError("no pruned model with timings to compare against dense")
     models = list(dict.fromkeys(s["model"]))
     phases = [p for p in ("prefill", "decode") if p in set(s["phase"])]
-    fig, axes = plt.subplots(len(models), len(phases) + 1, figsize=(4.3 * (len(phases) + 1), 3.2 * len(models)),
-                             squeeze=False)
+    fig, axes = panels(len(models), len(phases) + 1, 4.3, 3.2)
     for i, m in enumerate(models):
         sm = s[s["model"] == m]
         for j, ph in enumerate(phases):
@@ -155,8 +129,7 @@ def plot_fig5_efficiency(rows):
         ax.set(xlabel="pruning ratio r", ylabel="memory reduction (%)")
         ax.set_title(f"{m} — memory", fontsize=10)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def plot_fig6_tradeoff(table, *, quality: str | None = None, speed: str | None = None):
@@ -167,8 +140,8 @@ def plot_fig6_tradeoff(table, *, quality: str | None = None, speed: str | None =
     speeds = [speed] if speed else [c for c in ("speedup_prefill", "speedup_decode") if c in table.columns]
     if quality is None or quality not in table or not speeds:
         raise PlotError("trade-off rows need a quality column (ppl_*) and a speed-up column")
-    fig, axes = _row_of_panels(len(speeds), 5.2, 3.8)
-    for ax, sp in zip(axes, speeds):
+    fig, axes = panels(1, len(speeds), 5.2, 3.8)
+    for ax, sp in zip(axes[0], speeds):
         for m, g in table.groupby("model", sort=False):
             g = g.sort_values("ratio")
             ax.plot(g[sp], g[quality], marker="o", label=m)
@@ -179,9 +152,7 @@ def plot_fig6_tradeoff(table, *, quality: str | None = None, speed: str | None =
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("accuracy–efficiency trade-off (labels: pruning ratio r)", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return finish(fig, "accuracy–efficiency trade-off (labels: pruning ratio r)")
 
 
 def plot_criteria(rows, *, metric: str = "ppl"):
@@ -193,8 +164,8 @@ def plot_criteria(rows, *, metric: str = "ppl"):
         raise PlotError(f"no rows with metric {metric!r}")
     d["ratio"] = d["ratio"].astype(float)
     models = list(dict.fromkeys(d["model"]))
-    fig, axes = _row_of_panels(len(models), 5.5, 3.8)
-    for ax, m in zip(axes, models):
+    fig, axes = panels(1, len(models), 5.5, 3.8)
+    for ax, m in zip(axes[0], models):
         sub = d[d["model"] == m]
         dense = sub[sub["criterion"] == "none"]["value"]
         if len(dense):
@@ -206,8 +177,7 @@ def plot_criteria(rows, *, metric: str = "ppl"):
         ax.set_title(m, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def plot_roofline_measured(rows):
@@ -228,8 +198,6 @@ def plot_decode_state_traffic(rows, *, batch: int | None = None):
     (conv + SSM cache, read and written) and activations — per preset at `batch` (default 8 if present, else the
     largest). Right: the bandwidth-bound ideal speed-up (dense bytes / pruned bytes) against r for every preset at
     that batch, with the speed-ups measured on this machine (dashed). Returns the Figure."""
-    import matplotlib.pyplot as plt
-
     _need(rows, "decode traffic", ("model", "batch", "ratio", "metric", "value", "source"))
     a = rows[rows["source"] == "analytic"].copy()
     if a.empty:
@@ -242,15 +210,13 @@ def plot_decode_state_traffic(rows, *, batch: int | None = None):
         raise PlotError(f"no dense decode traffic rows at batch {batch}")
     w = d.pivot_table(index="model", columns="metric", values="value", aggfunc="first")
     w = w.reindex([m for m in dict.fromkeys(a["model"]) if m in w.index])
-    step = w["step_bytes"]
+    step, weights = w["step_bytes"], w["weights_bytes"]
     state = 2 * (w["ssm_state_bytes"] + w["conv_state_bytes"])
-    weights = w["weights_bytes"]
-    other = (step - weights - state).clip(lower=0)
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12.5, 4.2))
+    fig, ((ax0, ax1),) = panels(1, 2, 6.25, 4.2)
     x = np.arange(len(w))
     parts = (("weights (read)", weights, COLORS["in_proj"]),
              ("recurrent state (read + write)", state, COLORS["ssm"]),
-             ("activations", other, COLORS["other"]))
+             ("activations", (step - weights - state).clip(lower=0), COLORS["other"]))
     stacked_bars(ax0, x, [(label, 100 * (part / step).to_numpy(), color) for label, part, color in parts])
     for xi, total in zip(x, step):
         ax0.annotate(f"{total / 2**20:.0f} MB", (xi, 100), ha="center", va="bottom", fontsize=7)
@@ -272,23 +238,19 @@ def plot_decode_state_traffic(rows, *, batch: int | None = None):
     ax1.set(xlabel="pruning ratio r", ylabel="decode speed-up vs dense")
     ax1.set_title(f"bandwidth-bound ideal (batch {batch}) and measured", fontsize=10)
     ax1.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def plot_recall(rows):
     """Left: associative-recall accuracy against the number of key–value pairs, one line per (criterion, ratio),
     the dense model in black, chance dotted. Right: accuracy against r at the probe size
     (`experiments.recall_probe_pairs`), random seeds as a band. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
     _need(rows, "recall", ("ratio", "criterion", "n_pairs", "value"))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, ((ax, ax1),) = panels(1, 2, 5.5, 3.8)
     d = rows.copy()
     d["ratio"] = d["ratio"].astype(float)
     crits = [c for c in dict.fromkeys(d["criterion"]) if c != "none"]
     dense = d[d["criterion"] == "none"].groupby("n_pairs")["value"].mean()
-    ax = axes[0]
     if len(dense):
         ax.plot(dense.index, dense.to_numpy(), color="k", marker="o", label="dense")
     for c in crits:
@@ -301,24 +263,22 @@ def plot_recall(rows):
     ax.set_xscale("log", base=2)
     ax.set(xlabel="key–value pairs", ylabel="recall accuracy")
     ax.legend(fontsize=6, ncol=2)
-    ax = axes[1]
     n = recall_probe_pairs(d)
     sub = d[d["n_pairs"].astype(int) == n]
     for c in crits:
-        _mean_band(ax, sub[sub["criterion"].isin([c, "none"])], CRITERION_COLORS.get(c), c, 0.2)
-    ax.set(xlabel="pruning ratio r", ylabel=f"accuracy at {n} pairs")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+        _mean_band(ax1, sub[sub["criterion"].isin([c, "none"])], CRITERION_COLORS.get(c), c, 0.2)
+    ax1.set(xlabel="pruning ratio r", ylabel=f"accuracy at {n} pairs")
+    ax1.legend(fontsize=8)
+    return finish(fig)
 
 
-# The kernel goals of benchmarks/README.md: (goal, benchmarks/gpu_kernels.py section, target ratio).
+# The kernel goals of benchmarks/README.md: (goal, benchmarks/gpu_kernels.py section).
 KERNEL_GOALS = [
-    ("Mamba2-130M prefill B=8 L=8192: ≥ 2.0× faster than mamba-ssm as installable", "prefill", 2.0),
-    ("Mamba2-2.7B-shaped decode B=8: ≤ 1.3× the memory-bandwidth floor", "decode", 1.3),
-    ("pruning r = 0.5: decode throughput at B=64 ≥ 1.5× dense", "prune", 1.5),
-    ("pruning r = 0.5: prefill (L ≥ 2048) ≥ 1.15× faster than dense", "prune", 1.15),
-    ("Mamba-1 130M prefill B=8 L=512: ≥ 50× faster than transformers' torch path", "mamba1", 50.0),
+    ("Mamba2-130M prefill B=8 L=8192: ≥ 2.0× faster than mamba-ssm as installable", "prefill"),
+    ("Mamba2-2.7B-shaped decode B=8: ≤ 1.3× the memory-bandwidth floor", "decode"),
+    ("pruning r = 0.5: decode throughput at B=64 ≥ 1.5× dense", "prune"),
+    ("pruning r = 0.5: prefill (L ≥ 2048) ≥ 1.15× faster than dense", "prune"),
+    ("Mamba-1 130M prefill B=8 L=512: ≥ 50× faster than transformers' torch path", "mamba1"),
 ]
 
 
@@ -326,8 +286,7 @@ def table_kernels(rows):
     """The GPU kernel results committed under data/results/<gpu>/ (one row per machine, experiment, section,
     model, path and metric, median value), or — when no GPU has run — the kernel goals with "no GPU run yet"."""
     if rows is None or rows.empty:
-        return pd.DataFrame({"goal": [g for g, _, _ in KERNEL_GOALS], "section": [s for _, s, _ in KERNEL_GOALS],
-                             "measured": ["no GPU run yet"] * len(KERNEL_GOALS)})
+        return pd.DataFrame(KERNEL_GOALS, columns=["goal", "section"]).assign(measured="no GPU run yet")
     cols = [c for c in ("device_name", "experiment", "section", "model", "path", "phase", "batch", "seqlen",
                         "d_state", "metric", "unit") if c in rows]
     d = rows.copy()
