@@ -1,4 +1,5 @@
-"""Pieces shared by both architectures: RMSNorm, init helpers, the backend switch."""
+"""Pieces shared by both architectures: RMSNorm, the Δ bias initialisation, the causal conv with its cache, the
+backend switch."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,8 @@ import torch.nn as nn
 from torch.profiler import record_function
 
 from ..ops.norm import gated_rmsnorm_ref, rmsnorm_ref
+
+gated_rmsnorm = gated_rmsnorm_ref  # the model's own gated norm, which a backend's fused `gated_rmsnorm` replaces
 
 BACKENDS = ("ref", "sequential", "triton", "mamba_ssm")
 
@@ -30,16 +33,35 @@ class RMSNorm(nn.Module):
             return rmsnorm_ref(x, self.weight, self.eps)
 
 
-def gated_rmsnorm(y, z, weight, eps, group_size):
-    """Mamba-2's output norm, norm_before_gate=False: rmsnorm(y ⊙ silu(z)) per group of `group_size` channels
-    (`perfmamba.ops.norm.gated_rmsnorm_ref`)."""
-    return gated_rmsnorm_ref(y, z, weight, eps, group_size)
-
-
 def init_dt_bias(n: int, dt_min: float, dt_max: float, floor: float) -> torch.Tensor:
     """Inverse softplus of Δ sampled log-uniformly in [dt_min, dt_max] (mamba-ssm initialisation)."""
     dt = torch.exp(torch.rand(n) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
     return dt + torch.log(-torch.expm1(-dt))
+
+
+def conv_silu(ops, conv1d: nn.Conv1d, x, conv_state, step: bool):
+    """silu(causal depthwise conv1d(x)): x (b, l, c) → (b, c, l). With `conv_state` (b, c, d_conv), the last
+    d_conv inputs, continues from it and updates it in place; `step`: one token, through `ops.conv_update`."""
+    with record_function("conv1d"):
+        w, cb = conv1d.weight.squeeze(1), conv1d.bias  # (c, d_conv)
+        if step:
+            return ops.conv_update(x[:, 0], conv_state, w, cb, activation="silu")[:, :, None]  # (b, c, 1)
+        init = conv_state[..., 1:] if conv_state is not None else None
+        out = ops.conv(x.transpose(1, 2), w, cb, initial_states=init, activation="silu")
+        if conv_state is not None:
+            # the last d_conv inputs of [cache, x]: only the tail of x is concatenated, not all l tokens
+            k = conv_state.shape[-1]
+            conv_state.copy_(torch.cat([conv_state, x[:, -k:].transpose(1, 2)], -1)[..., -k:])
+        return out
+
+
+def into_cache(out, ssm_state):
+    """A prefill scan's output; with a cache, the scan also returned its final state, which goes into it."""
+    if ssm_state is None:
+        return out
+    out, last = out
+    ssm_state.copy_(last)
+    return out
 
 
 def check_backend(name: str) -> str:
