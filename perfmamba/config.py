@@ -9,7 +9,6 @@ to a multiple of 8, tied embeddings, d_conv 4, expand 2; Mamba-2: headdim 64, ng
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -125,32 +124,16 @@ class ModelConfig:
         except TypeError as e:  # missing required keys
             raise ConfigError(f"incomplete config: {e}") from None
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-
-def _m1(d_model, n_layer, **kw):
-    return ModelConfig(arch="mamba1", d_model=d_model, n_layer=n_layer, d_state=16, **kw)
-
-
-def _m2(d_model, n_layer, **kw):
-    kw.setdefault("d_state", 128)
-    return ModelConfig(arch="mamba2", d_model=d_model, n_layer=n_layer, headdim=64, ngroups=1, chunk_size=256, **kw)
-
-
-# Shapes of the state-spaces checkpoints (github.com/state-spaces/mamba README, configs on the hub), and
-# small models for tests and the CPU pipeline. Parameter counts: tests/test_config.py.
+# (d_model, n_layer) of the state-spaces checkpoints (github.com/state-spaces/mamba README, configs on the hub),
+# then small models for tests and the CPU pipeline. Parameter counts: tests/test_config.py.
+_MAMBA1 = {"mamba-130m": (768, 24), "mamba-370m": (1024, 48), "mamba-790m": (1536, 48), "mamba-1.4b": (2048, 48),
+           "mamba-2.8b": (2560, 64)}
+_MAMBA2 = {"mamba2-130m": (768, 24), "mamba2-370m": (1024, 48), "mamba2-780m": (1536, 48),
+           "mamba2-1.3b": (2048, 48), "mamba2-2.7b": (2560, 64)}
 PRESETS: dict[str, ModelConfig] = {
-    "mamba-130m": _m1(768, 24),
-    "mamba-370m": _m1(1024, 48),
-    "mamba-790m": _m1(1536, 48),
-    "mamba-1.4b": _m1(2048, 48),
-    "mamba-2.8b": _m1(2560, 64),
-    "mamba2-130m": _m2(768, 24),
-    "mamba2-370m": _m2(1024, 48),
-    "mamba2-780m": _m2(1536, 48),
-    "mamba2-1.3b": _m2(2048, 48),
-    "mamba2-2.7b": _m2(2560, 64),
+    **{name: ModelConfig(arch="mamba1", d_model=d, n_layer=n, d_state=16) for name, (d, n) in _MAMBA1.items()},
+    **{name: ModelConfig(arch="mamba2", d_model=d, n_layer=n, d_state=128) for name, (d, n) in _MAMBA2.items()},
     # tiny models for tests (odd sizes on purpose)
     "mamba-tiny": ModelConfig(arch="mamba1", d_model=32, n_layer=2, vocab_size=251, d_state=13),
     "mamba2-tiny": ModelConfig(
@@ -167,4 +150,4 @@ PRESETS: dict[str, ModelConfig] = {
 def preset(name: str, **overrides) -> ModelConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
-    return PRESETS[name].replace(**overrides) if overrides else dataclasses.replace(PRESETS[name])
+    return PRESETS[name].replace(**overrides)
