@@ -17,6 +17,10 @@ from .errors import ConfigError
 ARCHS = ("mamba1", "mamba2")
 
 
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
 @dataclass
 class ModelConfig:
     arch: str  # "mamba1" | "mamba2"
@@ -50,17 +54,13 @@ class ModelConfig:
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown arch {self.arch!r}; expected one of {', '.join(ARCHS)}")
         for name in ("d_model", "n_layer", "vocab_size", "d_conv", "expand", "pad_vocab_size_multiple"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            if not _positive_int(v := getattr(self, name)):
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        states = self.d_state if isinstance(self.d_state, list) else [self.d_state]
         if isinstance(self.d_state, list) and len(self.d_state) != self.n_layer:
             raise ConfigError(f"d_state lists {len(self.d_state)} values for {self.n_layer} layers")
-        for s in states:
-            if not isinstance(s, int) or isinstance(s, bool) or s < 1:
-                raise ConfigError(f"d_state values must be integers >= 1, got {s!r}")
-        if isinstance(self.d_state, list) and len(set(self.d_state)) == 1:
-            self.d_state = self.d_state[0]
+        if bad := [s for s in self.d_states if not _positive_int(s)]:
+            raise ConfigError(f"d_state values must be integers >= 1, got {bad[0]!r}")
+        self.d_state = self.uniform_d_state or self.d_state  # one value for all layers: an int
         if self.arch == "mamba2":
             if self.d_inner % self.headdim:
                 raise ConfigError(f"d_inner {self.d_inner} is not a multiple of headdim {self.headdim}")

@@ -226,24 +226,20 @@ def results_path(experiment: str, device=None, root=None) -> Path:
 HISTORY = 20
 
 
-def write_env(directory, extra: dict | None = None, *, device=None, dtype=None, filename="env.json") -> dict:
+def write_env(directory, extra: dict | None = None, *, device=None, dtype=None) -> dict:
     """Write provenance (`perfmamba.provenance.collect_env`) plus `extra` to ``<directory>/env.json``.
 
     Earlier runs' env.json contents are kept, newest last, under "history" (at most `HISTORY` entries), so a
     resumed sweep does not lose who measured the earlier rows. Returns the dict written.
     """
-    directory = Path(directory)
-    env = collect_env(device=device, dtype=dtype)
-    if extra:
-        env.update(extra)
-    old_path = directory / filename
-    if old_path.exists():
+    path = Path(directory) / "env.json"
+    env = {**collect_env(device=device, dtype=dtype), **(extra or {})}
+    if path.exists():
         try:
-            old = json.loads(old_path.read_text())
+            old = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             old = {}
         if isinstance(old, dict) and old:
-            history = old.pop("history", [])
-            env["history"] = (history + [old])[-HISTORY:]
-    atomic_write_text(old_path, json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
+            env["history"] = (old.pop("history", []) + [old])[-HISTORY:]
+    atomic_write_text(path, json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
     return env
