@@ -1,5 +1,5 @@
-"""Pieces shared by both architectures: RMSNorm, the Δ bias initialisation, the causal conv with its cache, the
-backend switch."""
+"""Pieces shared by both architectures: RMSNorm, the mixers' common part, the Δ bias initialisation, the causal
+conv with its cache, the backend names."""
 from __future__ import annotations
 
 import math
@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from torch.profiler import record_function
 
+from ..config import ModelConfig
 from ..ops.norm import gated_rmsnorm_ref, rmsnorm_ref
 
 gated_rmsnorm = gated_rmsnorm_ref  # the model's own gated norm, which a backend's fused `gated_rmsnorm` replaces
@@ -31,6 +32,21 @@ class RMSNorm(nn.Module):
             if fused is not None:
                 return fused(x, self.weight, self.eps)
             return rmsnorm_ref(x, self.weight, self.eps)
+
+
+class Mixer(nn.Module):
+    """What both mixers share: their sizes, the compute path the LM sets on them, and in_proj and the causal
+    depthwise conv1d, made first (the initialisation draws in mamba-ssm's order)."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.d_inner, self.d_state = config.d_inner, config.d_states[layer_idx]
+        self.conv_dim = c = config.conv_dim(layer_idx)
+        self.backend = "ref"
+        self.fused_decode = True  # a decode step runs the backend's fused step kernel, where it has one
+        self.in_proj = nn.Linear(config.d_model, config.in_proj_dim(layer_idx), bias=config.bias)
+        self.conv1d = nn.Conv1d(c, c, config.d_conv, groups=c, padding=config.d_conv - 1, bias=config.conv_bias)
 
 
 def init_dt_bias(n: int, dt_min: float, dt_max: float, floor: float) -> torch.Tensor:

@@ -11,19 +11,14 @@ from torch.profiler import record_function
 
 from ..config import ModelConfig
 from ..ops.backends import get_ops
-from .common import conv_silu, init_dt_bias, into_cache
+from .common import Mixer, conv_silu, init_dt_bias, into_cache
 
 
-class Mamba1Mixer(nn.Module):
+class Mamba1Mixer(Mixer):
     def __init__(self, config: ModelConfig, layer_idx: int):
-        super().__init__()
-        self.layer_idx = layer_idx
-        d, n, r = config.d_inner, config.d_states[layer_idx], config.dt_rank_value
-        self.d_inner, self.d_state, self.dt_rank = d, n, r
-        self.backend = "ref"
-        self.fused_decode = True  # on backends that offer `mamba1_step`, a decode step runs it (see `forward`)
-        self.in_proj = nn.Linear(config.d_model, 2 * d, bias=config.bias)
-        self.conv1d = nn.Conv1d(d, d, config.d_conv, groups=d, padding=config.d_conv - 1, bias=config.conv_bias)
+        super().__init__(config, layer_idx)
+        d, n, r = self.d_inner, self.d_state, config.dt_rank_value
+        self.dt_rank = r
         self.x_proj = nn.Linear(d, r + 2 * n, bias=False)
         self.dt_proj = nn.Linear(r, d, bias=True)
         self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d, 1))  # (d, n)

@@ -11,7 +11,7 @@ from torch.profiler import record_function
 
 from ..config import ModelConfig
 from ..ops.backends import get_ops
-from .common import conv_silu, gated_rmsnorm, init_dt_bias, into_cache
+from .common import Mixer, conv_silu, gated_rmsnorm, init_dt_bias, into_cache
 
 # The chunked torch path is exact for any chunk length; on CPU a shorter chunk than the checkpoint's
 # (256, a GPU tile size) is several times faster because the intra-chunk part is quadratic.
@@ -31,19 +31,11 @@ class GatedRMSNorm(nn.Module):
             return fn(y, z, self.weight, self.eps, self.group_size)
 
 
-class Mamba2Mixer(nn.Module):
+class Mamba2Mixer(Mixer):
     def __init__(self, config: ModelConfig, layer_idx: int):
-        super().__init__()
-        self.layer_idx = layer_idx
-        d, n, h, g = config.d_inner, config.d_states[layer_idx], config.nheads, config.ngroups
-        self.d_inner, self.d_state, self.nheads, self.headdim, self.ngroups = d, n, h, config.headdim, g
-        self.chunk_size = config.chunk_size
-        self.conv_dim = config.conv_dim(layer_idx)
-        self.backend = "ref"
-        self.fused_decode = True  # on backends that offer `mamba2_step`, a decode step runs it (see `forward`)
-        self.in_proj = nn.Linear(config.d_model, config.in_proj_dim(layer_idx), bias=config.bias)
-        self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, config.d_conv, groups=self.conv_dim,
-                                padding=config.d_conv - 1, bias=config.conv_bias)
+        super().__init__(config, layer_idx)
+        d, h, g = self.d_inner, config.nheads, config.ngroups
+        self.nheads, self.headdim, self.ngroups, self.chunk_size = h, config.headdim, g, config.chunk_size
         self.dt_bias = nn.Parameter(init_dt_bias(h, config.dt_min, config.dt_max, config.dt_init_floor))
         self.A_log = nn.Parameter(torch.log(torch.empty(h).uniform_(1, 16)))
         self.D = nn.Parameter(torch.ones(h))
