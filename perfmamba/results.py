@@ -1,9 +1,9 @@
 """Tidy result rows: one CSV per experiment under ``data/results/<device-slug>/``, provenance in ``env.json``.
 
-A file has one fixed header (its `Schema`); rows with other columns are refused with a one-line `ResultsError`.
-Sweeps call `existing_keys` first and skip points already measured, which makes a killed sweep resumable. A new
-file is written whole; an append is one ``write`` of whole lines with O_APPEND, after dropping a torn last line
-that a killed writer may have left.
+A file has one fixed header (its `Schema`); rows with other columns are refused with a one-line
+`ResultsError`. Sweeps call `existing_keys` first and skip points already measured, which makes a killed
+sweep resumable. A new file is written whole; an append is one ``write`` of whole lines with O_APPEND, after
+dropping a torn last line that a killed writer may have left.
 """
 from __future__ import annotations
 

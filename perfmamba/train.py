@@ -76,7 +76,7 @@ def _optimizer(model: MambaLM, lr: float, weight_decay: float) -> torch.optim.Ad
 
 
 def _update(model: MambaLM, opt, loss: torch.Tensor, lr: float, grad_clip: float) -> torch.Tensor:
-    """One optimiser step at learning rate `lr`, gradients clipped to norm `grad_clip`; the norm before clipping."""
+    """One optimiser step at learning rate `lr`, gradients clipped to `grad_clip`; returns the norm before."""
     for group in opt.param_groups:
         group["lr"] = lr
     opt.zero_grad(set_to_none=True)
@@ -138,7 +138,7 @@ def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Ten
         raise TrainError(f"the tokenizer has {len(tokenizer)} tokens, more than the model's vocabulary "
                          f"({config.padded_vocab_size}); set vocab_size to len(tokenizer)")
     train_tokens = _check_tokens("train tokens", train_tokens, seq_len, config.padded_vocab_size)
-    val_tokens = _check_tokens("validation tokens", val_tokens, min(seq_len, 1), config.padded_vocab_size)
+    val_tokens = _check_tokens("validation tokens", val_tokens, 1, config.padded_vocab_size)
     val_eval = val_tokens[:eval_tokens] if eval_tokens else val_tokens
     if val_eval.numel() < 2:
         raise TrainError("need at least 2 validation tokens")
@@ -159,8 +159,8 @@ def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Ten
     bar = tqdm(range(steps), desc=f"train {config.arch}", disable=not progress, dynamic_ncols=True)
     model.train()
     with num_threads(threads):
-        env = {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-               "machine": platform.machine()}
+        env = {"torch": torch.__version__, "python": platform.python_version(),
+               "threads": torch.get_num_threads(), "machine": platform.machine()}
         for step in bar:
             cur = lr_at(step, lr=lr, warmup=warmup, steps=steps, min_lr_ratio=min_lr_ratio)
             x, y = next(stream)

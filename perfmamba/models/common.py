@@ -1,5 +1,5 @@
-"""Pieces shared by both architectures: RMSNorm, the mixers' common part, the Δ bias initialisation, the causal
-conv with its cache, the backend names."""
+"""Pieces shared by both architectures: RMSNorm, the mixers' common part, the Δ bias initialisation, the
+causal conv with its cache, the backend names."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,7 @@ from torch.profiler import record_function
 from ..config import ModelConfig
 from ..ops.norm import gated_rmsnorm_ref, rmsnorm_ref
 
-gated_rmsnorm = gated_rmsnorm_ref  # the model's own gated norm, which a backend's fused `gated_rmsnorm` replaces
+gated_rmsnorm = gated_rmsnorm_ref  # the model's own, which a backend's fused `gated_rmsnorm` replaces
 
 BACKENDS = ("ref", "sequential", "triton", "mamba_ssm")
 
@@ -46,7 +46,8 @@ class Mixer(nn.Module):
         self.backend = "ref"
         self.fused_decode = True  # a decode step runs the backend's fused step kernel, where it has one
         self.in_proj = nn.Linear(config.d_model, config.in_proj_dim(layer_idx), bias=config.bias)
-        self.conv1d = nn.Conv1d(c, c, config.d_conv, groups=c, padding=config.d_conv - 1, bias=config.conv_bias)
+        self.conv1d = nn.Conv1d(c, c, config.d_conv, groups=c, padding=config.d_conv - 1,
+                                bias=config.conv_bias)
 
 
 def init_dt_bias(n: int, dt_min: float, dt_max: float, floor: float) -> torch.Tensor:

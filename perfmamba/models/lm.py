@@ -101,8 +101,7 @@ class MambaLM(nn.Module):
 
     # forward / decode --------------------------------------------------------------------------------
     def allocate_cache(self, batch_size: int, dtype=torch.float32) -> MambaCache:
-        p = self.lm_head.weight
-        return MambaCache.allocate(self.config, batch_size, device=p.device, dtype=dtype)
+        return MambaCache.allocate(self.config, batch_size, device=self.lm_head.weight.device, dtype=dtype)
 
     def forward(self, input_ids: torch.Tensor, cache: MambaCache | None = None, *, return_hidden: bool = False):
         """input_ids: (b, l) → logits (b, l, padded_vocab). With `cache`, continues from it and advances it:
