@@ -61,5 +61,4 @@ def load(source, *, device="cpu", dtype=None) -> MambaLM:
         raise CheckpointError(f"{path}: not a directory (expected a checkpoint directory or a preset name)")
     else:
         raise CheckpointError(f"{source!r}: no such checkpoint directory or preset (presets: {', '.join(PRESETS)})")
-    model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
-    return model.eval()
+    return model.to(device=device, dtype=dtype).eval()
