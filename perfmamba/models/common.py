@@ -28,10 +28,8 @@ class RMSNorm(nn.Module):
         """`ops`: an operator namespace (`perfmamba.ops.get_ops`); where it offers a fused `rmsnorm` (the
         `triton` one does), that runs instead of the torch reference."""
         with record_function("rmsnorm"):
-            fused = getattr(ops, "rmsnorm", None)
-            if fused is not None:
-                return fused(x, self.weight, self.eps)
-            return rmsnorm_ref(x, self.weight, self.eps)
+            fn = getattr(ops, "rmsnorm", None) or rmsnorm_ref
+            return fn(x, self.weight, self.eps)
 
 
 class Mixer(nn.Module):
@@ -49,27 +47,26 @@ class Mixer(nn.Module):
         self.conv1d = nn.Conv1d(c, c, config.d_conv, groups=c, padding=config.d_conv - 1,
                                 bias=config.conv_bias)
 
+    def causal_conv(self, ops, x, conv_state, step: bool):
+        """silu(causal depthwise conv1d(x)): x (b, l, c) → (b, c, l). With `conv_state` (b, c, d_conv), the
+        last d_conv inputs, continues from it and updates it in place; `step`: one token by `conv_update`."""
+        with record_function("conv1d"):
+            w, cb = self.conv1d.weight.squeeze(1), self.conv1d.bias  # (c, d_conv)
+            if step:
+                return ops.conv_update(x[:, 0], conv_state, w, cb, activation="silu")[:, :, None]  # (b, c, 1)
+            init = conv_state[..., 1:] if conv_state is not None else None
+            out = ops.conv(x.transpose(1, 2), w, cb, initial_states=init, activation="silu")
+            if conv_state is not None:
+                # the last d_conv inputs of [cache, x]: only the tail of x is concatenated, not all l tokens
+                k = conv_state.shape[-1]
+                conv_state.copy_(torch.cat([conv_state, x[:, -k:].transpose(1, 2)], -1)[..., -k:])
+            return out
+
 
 def init_dt_bias(n: int, dt_min: float, dt_max: float, floor: float) -> torch.Tensor:
     """Inverse softplus of Δ sampled log-uniformly in [dt_min, dt_max] (mamba-ssm initialisation)."""
     dt = torch.exp(torch.rand(n) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
     return dt + torch.log(-torch.expm1(-dt))
-
-
-def conv_silu(ops, conv1d: nn.Conv1d, x, conv_state, step: bool):
-    """silu(causal depthwise conv1d(x)): x (b, l, c) → (b, c, l). With `conv_state` (b, c, d_conv), the last
-    d_conv inputs, continues from it and updates it in place; `step`: one token, through `ops.conv_update`."""
-    with record_function("conv1d"):
-        w, cb = conv1d.weight.squeeze(1), conv1d.bias  # (c, d_conv)
-        if step:
-            return ops.conv_update(x[:, 0], conv_state, w, cb, activation="silu")[:, :, None]  # (b, c, 1)
-        init = conv_state[..., 1:] if conv_state is not None else None
-        out = ops.conv(x.transpose(1, 2), w, cb, initial_states=init, activation="silu")
-        if conv_state is not None:
-            # the last d_conv inputs of [cache, x]: only the tail of x is concatenated, not all l tokens
-            k = conv_state.shape[-1]
-            conv_state.copy_(torch.cat([conv_state, x[:, -k:].transpose(1, 2)], -1)[..., -k:])
-        return out
 
 
 def into_cache(out, ssm_state):

@@ -11,7 +11,7 @@ from torch.profiler import record_function
 
 from ..config import ModelConfig
 from ..ops.backends import get_ops
-from .common import Mixer, conv_silu, init_dt_bias, into_cache
+from .common import Mixer, init_dt_bias, into_cache
 
 
 class Mamba1Mixer(Mixer):
@@ -37,7 +37,7 @@ class Mamba1Mixer(Mixer):
         with record_function("in_proj"):
             xz = self.in_proj(hidden)  # (b, l, 2d)
         x, z = xz.chunk(2, dim=-1)
-        x = conv_silu(ops, self.conv1d, x, conv_state, step)  # (b, d, l)
+        x = self.causal_conv(ops, x, conv_state, step)  # (b, d, l)
         fused = getattr(ops, "mamba1_step", None) if step and self.fused_decode else None
         with record_function("ssm"):
             with record_function("ssm.x_proj"):

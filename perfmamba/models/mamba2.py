@@ -11,7 +11,7 @@ from torch.profiler import record_function
 
 from ..config import ModelConfig
 from ..ops.backends import get_ops
-from .common import Mixer, conv_silu, gated_rmsnorm, init_dt_bias, into_cache
+from .common import Mixer, gated_rmsnorm, init_dt_bias, into_cache
 
 # The chunked torch path is exact for any chunk length; on CPU a shorter chunk than the checkpoint's
 # (256, a GPU tile size) is several times faster because the intra-chunk part is quadratic.
@@ -58,7 +58,7 @@ class Mamba2Mixer(Mixer):
             with record_function("out_proj"):
                 return self.out_proj(y[:, None])
         z, xBC, dt = torch.split(zxbcdt, [d, self.conv_dim, h], dim=-1)
-        xBC = conv_silu(ops, self.conv1d, xBC, conv_state, step).transpose(1, 2)  # (b, l, conv_dim)
+        xBC = self.causal_conv(ops, xBC, conv_state, step).transpose(1, 2)  # (b, l, conv_dim)
         x, B, C = torch.split(xBC, [d, g * n, g * n], dim=-1)
         A = -torch.exp(self.A_log.float())  # (h,)
         with record_function("ssm"):
