@@ -9,9 +9,10 @@ import torch
 from .config import PRESETS, preset
 from .errors import CheckpointError
 from .formats import FORMATS, TOKENIZER_FILES, _read_weights, _to_ours, detect_format, read_config, save
+from .models.lm import MambaLM
 
 __all__ = ["load", "save", "load_state_dict_strict", "read_config", "detect_format", "FORMATS", "TOKENIZER_FILES"]
-from .models.lm import MambaLM
+
 
 def load_state_dict_strict(model: MambaLM, sd: dict, where: str) -> None:
     """Load weights, reporting missing/unexpected keys and shape mismatches as one CheckpointError line."""
@@ -21,12 +22,9 @@ def load_state_dict_strict(model: MambaLM, sd: dict, where: str) -> None:
         own.pop("lm_head.weight", None)
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} tensors (e.g. {unexpected[0]})")
+    parts = [f"{what} {len(keys)} tensors (e.g. {keys[0]})"
+             for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+    if parts:
         raise CheckpointError(f"{where}: weights do not match the config: " + "; ".join(parts))
     for k, v in own.items():
         if tuple(sd[k].shape) != tuple(v.shape):
@@ -63,5 +61,4 @@ def load(source, *, device="cpu", dtype=None) -> MambaLM:
         raise CheckpointError(f"{path}: not a directory (expected a checkpoint directory or a preset name)")
     else:
         raise CheckpointError(f"{source!r}: no such checkpoint directory or preset (presets: {', '.join(PRESETS)})")
-    model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
-    return model.eval()
+    return model.to(device=device, dtype=dtype).eval()

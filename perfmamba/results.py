@@ -1,13 +1,9 @@
 """Tidy result rows: one CSV per experiment under ``data/results/<device-slug>/``, provenance in ``env.json``.
 
-A row is a flat dict (model, arch, path, component, phase, batch, seqlen, metric, value, unit, …). A file
-has one fixed header; appending rows with other columns is refused with a one-line `ResultsError`, so two
-experiments never share a file by accident. Sweeps call `existing_keys` first and skip points already
-measured, which makes a killed sweep resumable.
-
-Writes are atomic where it is cheap: a new file is written to a temporary file and renamed into place; an
-append is one ``write`` of whole lines to a file opened with O_APPEND, after repairing a torn last line that
-an earlier killed process may have left.
+A file has one fixed header (its `Schema`); rows with other columns are refused with a one-line
+`ResultsError`. Sweeps call `existing_keys` first and skip points already measured, which makes a killed
+sweep resumable. A new file is written whole; an append is one ``write`` of whole lines with O_APPEND, after
+dropping a torn last line that a killed writer may have left.
 """
 from __future__ import annotations
 
@@ -26,7 +22,7 @@ import pandas as pd
 from .errors import ResultsError
 from .io import atomic_write_text
 from .paths import results_root
-from .provenance import collect_env, default_device, device_slug  # noqa: F401  (device_slug: where results go)
+from .provenance import collect_env, default_device, device_slug
 
 
 # the schema registry -----------------------------------------------------------------------------------
@@ -102,15 +98,6 @@ def format_value(v) -> str:
 def row_key(row: dict, key_cols: Sequence[str]) -> tuple[str, ...]:
     """The identity of a row for resuming: its key columns as CSV text."""
     return tuple(format_value(row.get(c)) for c in key_cols)
-
-
-def columns_of(rows: Iterable[dict]) -> list[str]:
-    """Union of the rows' keys, in first-seen order."""
-    cols: dict[str, None] = {}
-    for r in rows:
-        for k in r:
-            cols.setdefault(k, None)
-    return list(cols)
 
 
 # reading ----------------------------------------------------------------------------------------------
@@ -194,7 +181,7 @@ def append_rows(path, rows: Sequence[dict], columns: Sequence[str] | None = None
     """
     path = Path(path)
     rows = list(rows)
-    columns = list(columns) if columns is not None else columns_of(rows)
+    columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
     if not columns:
         if rows:
             raise ResultsError("rows have no columns")
@@ -239,24 +226,20 @@ def results_path(experiment: str, device=None, root=None) -> Path:
 HISTORY = 20
 
 
-def write_env(directory, extra: dict | None = None, *, device=None, dtype=None, filename="env.json") -> dict:
+def write_env(directory, extra: dict | None = None, *, device=None, dtype=None) -> dict:
     """Write provenance (`perfmamba.provenance.collect_env`) plus `extra` to ``<directory>/env.json``.
 
     Earlier runs' env.json contents are kept, newest last, under "history" (at most `HISTORY` entries), so a
     resumed sweep does not lose who measured the earlier rows. Returns the dict written.
     """
-    directory = Path(directory)
-    env = collect_env(device=device, dtype=dtype)
-    if extra:
-        env.update(extra)
-    old_path = directory / filename
-    if old_path.exists():
+    path = Path(directory) / "env.json"
+    env = {**collect_env(device=device, dtype=dtype), **(extra or {})}
+    if path.exists():
         try:
-            old = json.loads(old_path.read_text())
+            old = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             old = {}
         if isinstance(old, dict) and old:
-            history = old.pop("history", [])
-            env["history"] = (history + [old])[-HISTORY:]
-    atomic_write_text(old_path, json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
+            env["history"] = (old.pop("history", []) + [old])[-HISTORY:]
+    atomic_write_text(path, json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
     return env

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import platform
@@ -70,6 +71,21 @@ def param_groups(model: MambaLM, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _optimizer(model: MambaLM, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def _update(model: MambaLM, opt, loss: torch.Tensor, lr: float, grad_clip: float) -> torch.Tensor:
+    """One optimiser step at learning rate `lr`, gradients clipped to `grad_clip`; returns the norm before."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return gnorm
+
+
 def token_sha256(tokens: torch.Tensor) -> str:
     """A digest of a token stream, recorded so that a log says exactly which data trained a model."""
     return hashlib.sha256(tokens.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()
@@ -88,15 +104,13 @@ def _check_tokens(name: str, tokens, seq_len: int, vocab: int) -> torch.Tensor:
 
 def _batch_stream(tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int):
     """Endless (input, target) batches: one shuffled pass per epoch, the order fixed by (seed, epoch)."""
-    epoch = 0
-    while True:
+    for epoch in itertools.count():
         got = False
         for x, y in batches(tokens, batch_size, seq_len, seed=seed * 1000 + epoch, shuffle=True, drop_last=True):
             got = True
             yield x, y
         if not got:  # fewer windows than one batch: use the partial batch
             yield from batches(tokens, batch_size, seq_len, seed=seed * 1000 + epoch, shuffle=True)
-        epoch += 1
 
 
 def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Tensor, *, out_dir=None,
@@ -124,15 +138,14 @@ def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Ten
         raise TrainError(f"the tokenizer has {len(tokenizer)} tokens, more than the model's vocabulary "
                          f"({config.padded_vocab_size}); set vocab_size to len(tokenizer)")
     train_tokens = _check_tokens("train tokens", train_tokens, seq_len, config.padded_vocab_size)
-    val_tokens = _check_tokens("validation tokens", val_tokens, min(seq_len, 1), config.padded_vocab_size)
+    val_tokens = _check_tokens("validation tokens", val_tokens, 1, config.padded_vocab_size)
     val_eval = val_tokens[:eval_tokens] if eval_tokens else val_tokens
     if val_eval.numel() < 2:
         raise TrainError("need at least 2 validation tokens")
     config = config.replace(seed=seed)
     torch.manual_seed(seed)
     model = MambaLM.from_config(config)
-    model.backend = "ref"
-    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.95), eps=1e-8)
+    opt = _optimizer(model, lr, weight_decay)
     settings = dict(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, warmup=warmup, seed=seed,
                     eval_every=eval_every, eval_tokens=eval_tokens, weight_decay=weight_decay, grad_clip=grad_clip,
                     min_lr_ratio=min_lr_ratio, optimizer="AdamW(0.9, 0.95)", schedule="linear warmup + cosine")
@@ -146,19 +159,16 @@ def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Ten
     bar = tqdm(range(steps), desc=f"train {config.arch}", disable=not progress, dynamic_ncols=True)
     model.train()
     with num_threads(threads):
+        env = {"torch": torch.__version__, "python": platform.python_version(),
+               "threads": torch.get_num_threads(), "machine": platform.machine()}
         for step in bar:
             cur = lr_at(step, lr=lr, warmup=warmup, steps=steps, min_lr_ratio=min_lr_ratio)
-            for group in opt.param_groups:
-                group["lr"] = cur
             x, y = next(stream)
             logits = model(x)  # (b, l, padded_vocab)
             loss = F.cross_entropy(logits.view(-1, logits.shape[-1]).float(), y.view(-1))
             if not torch.isfinite(loss):
                 raise TrainError(f"loss became {loss.item()} at step {step}; lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
+            gnorm = _update(model, opt, loss, cur, grad_clip)
             row = {"step": step + 1, "lr": cur, "loss": loss.item(), "grad_norm": float(gnorm),
                    "elapsed_s": time.perf_counter() - t0}
             history.append(row)
@@ -174,17 +184,12 @@ def train(config: ModelConfig, train_tokens: torch.Tensor, val_tokens: torch.Ten
                                n_params=model.num_parameters(), seed=seed, complete=last,
                                wall_time_s=time.perf_counter() - t0,
                                final={k: row[k] for k in ("step", "val_loss", "val_ppl")},
-                               history=history, env=_env())
+                               history=history, env=env)
                     save_checkpoint(model, out_dir, tokenizer=tokenizer, log=log)
             elif step % 10 == 0:
                 bar.set_postfix(loss=f"{row['loss']:.3f}")
     model.eval()
     return model, history
-
-
-def _env() -> dict:
-    return {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-            "machine": platform.machine()}
 
 
 def save_checkpoint(model: MambaLM, out_dir, *, tokenizer=None, log: dict | None = None) -> Path:
@@ -217,10 +222,9 @@ DEFAULT_MODELS: dict[str, dict] = {
 # The smoke profile's stand-ins (`perfmamba reproduce --profile smoke`, CI and the image test): the tiny presets, a
 # few seconds of training each, so that the whole pipeline runs end to end in minutes; not for any claim.
 SMOKE_MODELS: dict[str, dict] = {
-    "mamba-tiny": {"preset": "mamba-tiny", "steps": 20, "batch_size": 8, "seq_len": 64, "lr": 3e-3,
-                   "warmup": 5, "seed": 0, "eval_every": 20, "eval_tokens": 2048},
-    "mamba2-tiny": {"preset": "mamba2-tiny", "steps": 20, "batch_size": 8, "seq_len": 64, "lr": 3e-3,
-                    "warmup": 5, "seed": 0, "eval_every": 20, "eval_tokens": 2048},
+    name: {"preset": name, "steps": 20, "batch_size": 8, "seq_len": 64, "lr": 3e-3, "warmup": 5, "seed": 0,
+           "eval_every": 20, "eval_tokens": 2048}
+    for name in ("mamba-tiny", "mamba2-tiny")
 }
 
 
@@ -294,23 +298,18 @@ def train_recall_model(config: ModelConfig | None = None, *, max_pairs: int = 8,
         raise TrainError(f"max_pairs must lie in [1, {mid - lo}], got {max_pairs}")
     with num_threads(threads):
         model = MambaLM.from_config(config.replace(seed=seed))
-        opt = torch.optim.AdamW(param_groups(model, 0.1), lr=lr, betas=(0.9, 0.95))
+        opt = _optimizer(model, lr, 0.1)
         g = torch.Generator().manual_seed(seed)
         history = []
         model.train()
         bar = tqdm(range(steps), desc="train recall", disable=not progress, dynamic_ncols=True)
         for step in bar:
             cur = lr_at(step, lr=lr, warmup=warmup, steps=steps)
-            for group in opt.param_groups:
-                group["lr"] = cur
             n = int(torch.randint(1, max_pairs + 1, (1,), generator=g))
             x, y = recall_batch(batch_size, n, vocab_range=vocab_range, generator=g)
             logits = model(x)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            _update(model, opt, loss, cur, 1.0)
             history.append({"step": step + 1, "n_pairs": n, "loss": loss.item(), "lr": cur})
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")

@@ -17,13 +17,10 @@ class MambaCache:
 
     @classmethod
     def allocate(cls, config: ModelConfig, batch_size: int, *, device="cpu", dtype=torch.float32) -> "MambaCache":
-        conv, ssm = [], []
-        for i, n in enumerate(config.d_states):
-            conv.append(torch.zeros(batch_size, config.conv_dim(i), config.d_conv, device=device, dtype=dtype))
-            if config.arch == "mamba1":
-                ssm.append(torch.zeros(batch_size, config.d_inner, n, device=device, dtype=dtype))
-            else:
-                ssm.append(torch.zeros(batch_size, config.nheads, config.headdim, n, device=device, dtype=dtype))
+        heads = (config.d_inner,) if config.arch == "mamba1" else (config.nheads, config.headdim)
+        conv = [torch.zeros(batch_size, config.conv_dim(i), config.d_conv, device=device, dtype=dtype)
+                for i in range(config.n_layer)]
+        ssm = [torch.zeros(batch_size, *heads, n, device=device, dtype=dtype) for n in config.d_states]
         return cls(conv, ssm)
 
     @property
@@ -32,10 +29,8 @@ class MambaCache:
 
     def nbytes(self) -> dict[str, int]:
         """Bytes of the recurrent (SSM) state and of the conv cache, summed over layers."""
-        return {
-            "ssm_state": sum(t.numel() * t.element_size() for t in self.ssm_states),
-            "conv_state": sum(t.numel() * t.element_size() for t in self.conv_states),
-        }
+        return {name: sum(t.numel() * t.element_size() for t in states)
+                for name, states in (("ssm_state", self.ssm_states), ("conv_state", self.conv_states))}
 
     def clone(self) -> "MambaCache":
         return MambaCache([t.clone() for t in self.conv_states], [t.clone() for t in self.ssm_states],

@@ -11,7 +11,6 @@ ids in and replay.
 """
 from __future__ import annotations
 
-
 import torch
 
 from .cache import MambaCache

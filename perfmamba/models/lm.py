@@ -54,8 +54,6 @@ class MambaLM(nn.Module):
             self.lm_head.weight = self.backbone.embedding.weight
         if init:
             self._init_weights()
-        self._backend = "ref"
-        self._fused_decode = True
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> "MambaLM":
@@ -79,35 +77,31 @@ class MambaLM(nn.Module):
         if not self.config.tie_embeddings:
             nn.init.normal_(self.lm_head.weight, std=self.config.initializer_range)
 
-    # compute path ------------------------------------------------------------------------------------
+    # compute path: held by the mixers, set for all of them ---------------------------------------------
     @property
     def backend(self) -> str:
-        return self._backend
+        return self.backbone.layers[0].mixer.backend
 
     @backend.setter
     def backend(self, name: str):
-        check_backend(name)
-        self._backend = name
         for layer in self.backbone.layers:
-            layer.mixer.backend = name
+            layer.mixer.backend = check_backend(name)
 
     @property
     def fused_decode(self) -> bool:
         """Whether a decode step uses the fused step kernels of the backend, where it has them (`triton`: the
         residual add with the next RMSNorm, and per layer `mamba2_step` / `mamba1_step`). On by default; off runs
         the step op by op, with every component in its own profiler range."""
-        return self._fused_decode
+        return self.backbone.layers[0].mixer.fused_decode
 
     @fused_decode.setter
     def fused_decode(self, on: bool):
-        self._fused_decode = bool(on)
         for layer in self.backbone.layers:
             layer.mixer.fused_decode = bool(on)
 
     # forward / decode --------------------------------------------------------------------------------
     def allocate_cache(self, batch_size: int, dtype=torch.float32) -> MambaCache:
-        p = self.lm_head.weight
-        return MambaCache.allocate(self.config, batch_size, device=p.device, dtype=dtype)
+        return MambaCache.allocate(self.config, batch_size, device=self.lm_head.weight.device, dtype=dtype)
 
     def forward(self, input_ids: torch.Tensor, cache: MambaCache | None = None, *, return_hidden: bool = False):
         """input_ids: (b, l) → logits (b, l, padded_vocab). With `cache`, continues from it and advances it:
@@ -136,16 +130,17 @@ class MambaLM(nn.Module):
         ops = get_ops(self.backend)
         layers = self.backbone.layers
         add_norm = getattr(ops, "add_rmsnorm", None)
-        if add_norm is not None and cache is not None and x.shape[1] == 1 and not self._fused_decode:
+        if cache is not None and x.shape[1] == 1 and not self.fused_decode:
             add_norm = None
+        # per layer () or (conv_state, ssm_state)
+        states = [()] * len(layers) if cache is None else list(zip(cache.conv_states, cache.ssm_states))
         if add_norm is None:
-            for i, layer in enumerate(layers):
-                x = layer(x) if cache is None else layer(x, cache.conv_states[i], cache.ssm_states[i])
+            for layer, st in zip(layers, states):
+                x = layer(x, *st)
             return self.backbone.norm_f(x, ops)
         normed = layers[0].norm(x, ops)
-        for i, layer in enumerate(layers):
-            out = layer.mixer(normed) if cache is None else layer.mixer(normed, cache.conv_states[i],
-                                                                         cache.ssm_states[i])
+        for i, (layer, st) in enumerate(zip(layers, states)):
+            out = layer.mixer(normed, *st)
             norm = layers[i + 1].norm if i + 1 < len(layers) else self.backbone.norm_f
             with record_function("rmsnorm"):
                 x, normed = add_norm(x, out, norm.weight, norm.eps)

@@ -11,19 +11,14 @@ from torch.profiler import record_function
 
 from ..config import ModelConfig
 from ..ops.backends import get_ops
-from .common import init_dt_bias
+from .common import Mixer, init_dt_bias, into_cache
 
 
-class Mamba1Mixer(nn.Module):
+class Mamba1Mixer(Mixer):
     def __init__(self, config: ModelConfig, layer_idx: int):
-        super().__init__()
-        self.layer_idx = layer_idx
-        d, n, r = config.d_inner, config.d_states[layer_idx], config.dt_rank_value
-        self.d_inner, self.d_state, self.dt_rank, self.d_conv = d, n, r, config.d_conv
-        self.backend = "ref"
-        self.fused_decode = True  # on backends that offer `mamba1_step`, a decode step runs it (see `forward`)
-        self.in_proj = nn.Linear(config.d_model, 2 * d, bias=config.bias)
-        self.conv1d = nn.Conv1d(d, d, config.d_conv, groups=d, padding=config.d_conv - 1, bias=config.conv_bias)
+        super().__init__(config, layer_idx)
+        d, n, r = self.d_inner, self.d_state, config.dt_rank_value
+        self.dt_rank = r
         self.x_proj = nn.Linear(d, r + 2 * n, bias=False)
         self.dt_proj = nn.Linear(r, d, bias=True)
         self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d, 1))  # (d, n)
@@ -38,23 +33,11 @@ class Mamba1Mixer(nn.Module):
     def forward(self, hidden, conv_state=None, ssm_state=None):
         """hidden: (b, l, d_model). With states, continues from them and updates them in place."""
         ops = get_ops(self.backend)
-        b, l, _ = hidden.shape
-        step = conv_state is not None and l == 1
+        step = conv_state is not None and hidden.shape[1] == 1
         with record_function("in_proj"):
             xz = self.in_proj(hidden)  # (b, l, 2d)
         x, z = xz.chunk(2, dim=-1)
-        with record_function("conv1d"):
-            w, cb = self.conv1d.weight.squeeze(1), self.conv1d.bias  # (d, w)
-            if step:
-                x = ops.conv_update(x[:, 0], conv_state, w, cb, activation="silu")[:, :, None]  # (b, d, 1)
-            else:
-                x = x.transpose(1, 2)  # (b, d, l)
-                init = conv_state[..., 1:] if conv_state is not None else None
-                x = ops.conv(x, w, cb, initial_states=init, activation="silu")
-                if conv_state is not None:
-                    # the last d_conv inputs of [cache, x]: only the tail of x is concatenated, not all l tokens
-                    tail = xz[:, -self.d_conv:, : self.d_inner].transpose(1, 2)  # (b, d, ≤ d_conv)
-                    conv_state.copy_(torch.cat([conv_state, tail], -1)[..., -self.d_conv:])
+        x = self.causal_conv(ops, x, conv_state, step)  # (b, d, l)
         fused = getattr(ops, "mamba1_step", None) if step and self.fused_decode else None
         with record_function("ssm"):
             with record_function("ssm.x_proj"):
@@ -78,10 +61,8 @@ class Mamba1Mixer(nn.Module):
             if step:
                 return ops.selective_state_update(ssm_state, x[..., 0], dt[:, 0], A, B[:, 0], C[:, 0], self.D.float(),
                                                   z[:, 0], self.dt_proj.bias.float(), dt_softplus=True)[:, None]
-            out = ops.selective_scan(x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(),
-                                     z.transpose(1, 2), self.dt_proj.bias.float(), delta_softplus=True,
-                                     return_last_state=ssm_state is not None, initial_state=ssm_state)
-            if ssm_state is not None:
-                out, last = out
-                ssm_state.copy_(last)
-            return out.transpose(1, 2)  # (b, l, d)
+            out = ops.selective_scan(x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2),
+                                     self.D.float(), z.transpose(1, 2), self.dt_proj.bias.float(),
+                                     delta_softplus=True, return_last_state=ssm_state is not None,
+                                     initial_state=ssm_state)
+            return into_cache(out, ssm_state).transpose(1, 2)  # (b, l, d)

@@ -11,7 +11,7 @@ from torch.profiler import record_function
 
 from ..config import ModelConfig
 from ..ops.backends import get_ops
-from .common import gated_rmsnorm, init_dt_bias
+from .common import Mixer, gated_rmsnorm, init_dt_bias, into_cache
 
 # The chunked torch path is exact for any chunk length; on CPU a shorter chunk than the checkpoint's
 # (256, a GPU tile size) is several times faster because the intra-chunk part is quadratic.
@@ -31,19 +31,11 @@ class GatedRMSNorm(nn.Module):
             return fn(y, z, self.weight, self.eps, self.group_size)
 
 
-class Mamba2Mixer(nn.Module):
+class Mamba2Mixer(Mixer):
     def __init__(self, config: ModelConfig, layer_idx: int):
-        super().__init__()
-        self.layer_idx = layer_idx
-        d, n, h, g = config.d_inner, config.d_states[layer_idx], config.nheads, config.ngroups
-        self.d_inner, self.d_state, self.nheads, self.headdim, self.ngroups = d, n, h, config.headdim, g
-        self.d_conv, self.chunk_size = config.d_conv, config.chunk_size
-        self.conv_dim = config.conv_dim(layer_idx)
-        self.backend = "ref"
-        self.fused_decode = True  # on backends that offer `mamba2_step`, a decode step runs it (see `forward`)
-        self.in_proj = nn.Linear(config.d_model, config.in_proj_dim(layer_idx), bias=config.bias)
-        self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, config.d_conv, groups=self.conv_dim,
-                                padding=config.d_conv - 1, bias=config.conv_bias)
+        super().__init__(config, layer_idx)
+        d, h, g = self.d_inner, config.nheads, config.ngroups
+        self.nheads, self.headdim, self.ngroups, self.chunk_size = h, config.headdim, g, config.chunk_size
         self.dt_bias = nn.Parameter(init_dt_bias(h, config.dt_min, config.dt_max, config.dt_init_floor))
         self.A_log = nn.Parameter(torch.log(torch.empty(h).uniform_(1, 16)))
         self.D = nn.Parameter(torch.ones(h))
@@ -66,18 +58,7 @@ class Mamba2Mixer(nn.Module):
             with record_function("out_proj"):
                 return self.out_proj(y[:, None])
         z, xBC, dt = torch.split(zxbcdt, [d, self.conv_dim, h], dim=-1)
-        with record_function("conv1d"):
-            w, cb = self.conv1d.weight.squeeze(1), self.conv1d.bias
-            if step:
-                xBC = ops.conv_update(xBC[:, 0], conv_state, w, cb, activation="silu")[:, None]  # (b, 1, conv_dim)
-            else:
-                init = conv_state[..., 1:] if conv_state is not None else None
-                out = ops.conv(xBC.transpose(1, 2), w, cb, initial_states=init, activation="silu")
-                if conv_state is not None:
-                    # the last d_conv inputs of [cache, xBC]: only the tail of xBC is concatenated
-                    tail = xBC[:, -self.d_conv:].transpose(1, 2)  # (b, conv_dim, ≤ d_conv)
-                    conv_state.copy_(torch.cat([conv_state, tail], -1)[..., -self.d_conv:])
-                xBC = out.transpose(1, 2)  # (b, l, conv_dim)
+        xBC = self.causal_conv(ops, xBC, conv_state, step).transpose(1, 2)  # (b, l, conv_dim)
         x, B, C = torch.split(xBC, [d, g * n, g * n], dim=-1)
         A = -torch.exp(self.A_log.float())  # (h,)
         with record_function("ssm"):
@@ -90,10 +71,7 @@ class Mamba2Mixer(nn.Module):
                 out = ops.ssd(x.reshape(b, l, h, p), dt, A, B.reshape(b, l, g, n), C.reshape(b, l, g, n),
                               self.D.float(), self.dt_bias.float(), dt_softplus=True, initial_states=ssm_state,
                               return_final_states=ssm_state is not None, chunk_size=chunk)
-                if ssm_state is not None:
-                    out, last = out
-                    ssm_state.copy_(last)
-                y = out  # (b, l, h, p)
+                y = into_cache(out, ssm_state)  # (b, l, h, p)
         y = self.norm(y.reshape(b, l, d).to(hidden.dtype), z, ops)
         with record_function("out_proj"):
             return self.out_proj(y)
