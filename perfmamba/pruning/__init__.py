@@ -16,7 +16,7 @@ from .activity import Activity, activity_rows, calibration_tokens, collect_activ
 from .criteria import CRITERIA, NEEDS, scores
 from .selection import (ALIGN_ROUNDING, SELECTIONS, PruningError, align_count, check_align, check_choice,
                         check_ratio, n_keep, select, select_global, select_uniform)
-from .surgery import MODES, apply, bridge, removed, zeroed
+from .surgery import MODES, removed, zeroed
 
 __all__ = ["prune", "collect_activity", "activity_rows", "Activity", "CRITERIA", "MODES", "SELECTIONS",
            "PruningError", "select_uniform", "select_global", "n_keep", "align_count", "ALIGN_ROUNDING",
@@ -69,7 +69,7 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
     if pad:  # the aligned layout, then its states outside the exact selection zeroed
         new = zeroed(removed(model, layout), [torch.searchsorted(lay, k) for lay, k in zip(layout, kept)])
     else:
-        new = apply(model, kept, mode)
+        new = MODES[mode](model, kept)
     info = {"ratio": r, "criterion": criterion, "mode": mode, "selection": selection, "seed": seed,
             "d_state_before": list(n), "kept": [k.tolist() for k in kept],
             "calibration_tokens": tokens.numel() if tokens is not None else stats.n_tokens if stats else 0}
