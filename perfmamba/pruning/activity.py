@@ -231,7 +231,7 @@ class _LayerStats:
                      for j in range(0, A.shape[1], step)]
             new["decay"] = torch.cat(decay)  # (n,)
         if self.scan:
-            new["energy"], new["saliency"] = (_scan_mamba2 if self.mamba2 else _scan_mamba1)(s)
+            new["energy"], new["saliency"] = _scan(s, self.mamba2)
         for k, v in new.items():
             self.sums[k] = v.cpu() if k not in self.sums else self.sums[k] + v.cpu()
 
@@ -253,40 +253,27 @@ class _LayerStats:
         return out
 
 
-def _scan_mamba1(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-by-token selective scan (as `selective_scan_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,) and the
-    per-position SparseSSM saliency Σ_{b,d} A_log² h_{t−1}² (l, n)."""
-    u, delta, A, B, C, z = s["x"], s["delta"], s["A"], s["B"], s["C"], s["z"]
-    a2 = s["A_log"] ** 2  # (d, n)
-    b, l, d = u.shape
-    gate = F.silu(z)  # (b, l, d)
-    h = u.new_zeros(b, d, A.shape[1])  # (b, d, n)
-    energy = u.new_zeros(A.shape[1])
-    sal = []
-    for t in range(l):
-        sal.append((a2 * h.square()).sum((0, 1)))  # h is h_{t-1}
-        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * u[:, t])[..., None] * B[:, t, None, :]
-        energy += (h * C[:, t, None, :] * gate[:, t, :, None]).abs().sum((0, 1))
-    return energy, torch.stack(sal)
-
-
-def _scan_mamba2(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-by-token SSD (as `ssd_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,) and Σ_{b,h,p} A_log_h² h_{t−1}²
-    (l, n)."""
-    x, delta, A, B, C, z = s["x"], s["delta"], s["A"], s["B"], s["C"], s["z"]
+def _scan(s: dict, mamba2: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-by-token recurrence (as `ssd_ref` / `selective_scan_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,)
+    and SparseSSM's per-position saliency Σ A_log² h_{t−1}² (l, n), summed over batch, heads and channels.
+    Mamba-1 runs as d heads of one channel in one group, with A (d, n) per head and state."""
+    x, delta, A, B, C, z, a2 = s["x"], s["delta"], s["A"], s["B"], s["C"], s["z"], s["A_log"] ** 2
+    if mamba2:
+        A, a2 = A[:, None, None], a2[:, None, None]  # (h, 1, 1)
+    else:  # x, z (b, l, d, 1); B, C (b, l, 1, n); A, a2 (d, 1, n)
+        x, z, B, C, A, a2 = x[..., None], z[..., None], B[:, :, None], C[:, :, None], A[:, None], a2[:, None]
     b, l, h, p = x.shape
     g, n = B.shape[2], B.shape[3]
     hg = torch.arange(h, device=x.device) // (h // g)  # group of each head
-    a2 = (s["A_log"] ** 2)[None, :, None, None]  # (1, h, 1, 1)
     gate = F.silu(z)  # (b, l, h, p)
     state = x.new_zeros(b, h, p, n)
     energy = x.new_zeros(n)
     sal = []
     for t in range(l):
         sal.append((a2 * state.square()).sum((0, 1, 2)))  # state is h_{t-1}
-        dA = torch.exp(delta[:, t] * A)  # (b, h)
+        dA = torch.exp(delta[:, t, :, None, None] * A)  # (b, h, 1, 1) or (b, d, 1, n)
         Bt, Ct = B[:, t, hg], C[:, t, hg]  # (b, h, n)
-        state = dA[..., None, None] * state + (delta[:, t, :, None] * x[:, t])[..., None] * Bt[:, :, None, :]
+        state = dA * state + (delta[:, t, :, None] * x[:, t])[..., None] * Bt[:, :, None, :]
         energy += (state * Ct[:, :, None, :] * gate[:, t, :, :, None]).abs().sum((0, 1, 2))
     return energy, torch.stack(sal)
 
