@@ -2,9 +2,6 @@
 
     act = collect_activity(model, tokens)              # per layer and state: activity(l, s) = E[Δ_t], ...
     small = prune(model, 0.5, calibration=tokens)      # keep k = ⌊N(1 − r)⌋ ≥ 1 states per layer
-
-Modules: activity (statistics from forward hooks), criteria (scores per state), selection (uniform top-k,
-global budget), surgery (zeroed / removed / bridge), cli (`perfmamba activity`, `perfmamba prune`).
 """
 from __future__ import annotations
 
