@@ -190,8 +190,9 @@ def mamba1_ssm_inputs(mixer, z: torch.Tensor, u: torch.Tensor, x_dbl: torch.Tens
     dt_low, B, C = torch.split(x_dbl, [r, n, n], dim=-1)
     dt = dt_low @ mixer.dt_proj.weight.detach().double().t() + mixer.dt_proj.bias.detach().double()
     A_log = mixer.A_log.detach().double()  # (d, n)
-    # x, z and Δ (b, l, d); B, C (b, l, n)
-    return dict(x=u, z=z, B=B, C=C, delta=F.softplus(dt), A=-torch.exp(A_log), A_log=A_log)
+    # as d heads of one channel in one group: x, z (b, l, d, 1); B, C (b, l, 1, n); Δ (b, l, d)
+    return dict(x=u[..., None], z=z[..., None], B=B[:, :, None], C=C[:, :, None], delta=F.softplus(dt),
+                A=-torch.exp(A_log), A_log=A_log)
 
 
 class _LayerStats:
@@ -231,7 +232,7 @@ class _LayerStats:
                      for j in range(0, A.shape[1], step)]
             new["decay"] = torch.cat(decay)  # (n,)
         if self.scan:
-            new["energy"], new["saliency"] = _scan(s, self.mamba2)
+            new["energy"], new["saliency"] = _scan(s)
         for k, v in new.items():
             self.sums[k] = v.cpu() if k not in self.sums else self.sums[k] + v.cpu()
 
@@ -253,16 +254,13 @@ class _LayerStats:
         return out
 
 
-def _scan(s: dict, mamba2: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _scan(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Token-by-token recurrence (as `ssd_ref` / `selective_scan_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,)
     and SparseSSM's per-position saliency Σ A_log² h_{t−1}² (l, n), summed over batch, heads and channels.
-    Mamba-1 runs as d heads of one channel in one group, with A (d, n) per head and state."""
-    x, delta, A, B, C, z, a2 = s["x"], s["delta"], s["A"], s["B"], s["C"], s["z"], s["A_log"] ** 2
-    if mamba2:
-        A, a2 = A[:, None, None], a2[:, None, None]  # (h, 1, 1)
-    else:  # x, z (b, l, d, 1); B, C (b, l, 1, n); A, a2 (d, 1, n)
-        x, z, B, C, A, a2 = x[..., None], z[..., None], B[:, :, None], C[:, :, None], A[:, None], a2[:, None]
+    Mamba-1 runs as d heads of one channel (see `mamba1_ssm_inputs`), A (d, n) per head and state."""
+    x, delta, B, C, z = s["x"], s["delta"], s["B"], s["C"], s["z"]
     b, l, h, p = x.shape
+    A, a2 = s["A"].reshape(h, 1, -1), (s["A_log"] ** 2).reshape(h, 1, -1)  # (h, 1, 1) or (d, 1, n)
     g, n = B.shape[2], B.shape[3]
     hg = torch.arange(h, device=x.device) // (h // g)  # group of each head
     gate = F.silu(z)  # (b, l, h, p)
