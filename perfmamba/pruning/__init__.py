@@ -48,9 +48,8 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
         raise PruningError("pad needs align=M with align_rounding 'up' and mode 'removed' (it pads the "
                            "removed model's states with zero states up to a multiple of M)")
     need = NEEDS[criterion]
-    tokens = None
-    if calibration is not None:
-        tokens = calibration_tokens(model, calibration, tokenizer=tokenizer, seq_len=seq_len)
+    tokens = None if calibration is None else calibration_tokens(model, calibration, tokenizer=tokenizer,
+                                                                  seq_len=seq_len)
     n = model.config.d_states
     if r == 0.0:  # every layer keeps all its states: no statistics needed
         kept = layout = [torch.arange(ni) for ni in n]

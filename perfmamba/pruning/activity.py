@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data import SPLITS, default_root, documents, encode_documents, load_corpus, model_tokenizer, read_text_file
+from ..data import (SPLITS, default_root, documents, encode_documents, load_corpus, model_tokenizer,
+                    read_text_file)
 from ..errors import PerfmambaError, PruningError
 from ..models.mamba2 import Mamba2Mixer
 from ..ops.conv import causal_conv1d_ref

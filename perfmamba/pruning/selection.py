@@ -42,7 +42,8 @@ def _number(value, kind: type, what: str):
         number = kind(value) if isinstance(value, str) else value
     except ValueError:
         number = None
-    if isinstance(number, bool) or not isinstance(number, numbers.Real if kind is float else numbers.Integral):
+    abstract = numbers.Real if kind is float else numbers.Integral
+    if isinstance(number, bool) or not isinstance(number, abstract):
         raise PruningError(f"{what}, got {value!r}")
     return kind(number)
 

@@ -132,7 +132,7 @@ class _BridgeMixin:
         """W_bridge and the index maps into `full`, the N-state mixer whose `kept` states this one runs."""
         p = self.in_proj.weight
         maps = keep_maps(full, kept)
-        self._full_maps = {name: (dim, idx, full.get_parameter(name).shape[dim])  # (dim, positions, full size)
+        self._full_maps = {name: (dim, idx, full.get_parameter(name).shape[dim])  # (dim, positions, N-size)
                            for name, (dim, idx) in maps.items()}
         conv_keep = maps["conv1d.weight"][1].to(p.device) if "conv1d.weight" in maps else None  # Mamba-2
         # W_bridge (N, N′), one-hot: W[kept[j], j] = 1
