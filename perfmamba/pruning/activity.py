@@ -301,8 +301,9 @@ def collect_activity(model, tokens, *, batch_size: int = 8, tokenizer=None, seq_
         for s in tqdm(starts, desc="activity", unit="batch", disable=not progress):
             model(tokens[s:s + batch_size].to(device))
     finally:
-        for h in (h for st in stats for h in st.handles):
-            h.remove()
+        for st in stats:
+            for h in st.handles:
+                h.remove()
     means = [st.means(mamba1_reading) for st in stats]
     return Activity(arch=model.config.arch, d_states=[m.d_state for m in mixers],
                     **{k: [m[k] for m in means] for k in means[0]}, n_tokens=int(tokens.numel()),
