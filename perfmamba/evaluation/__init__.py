@@ -1,10 +1,6 @@
 """Evaluation: perplexity, the lm-eval model type `perfmamba`, offline tasks and the associative-recall probe.
 
     rows = evaluate_model(model, tokenizer, splits=["test"], tasks=["corpus_choice"], recall=[4, 16])
-
-Modules: perplexity (sliding-window perplexity), lm_eval_model (lm-eval model type and CLI), local_tasks
-(tasks built from the corpus, local data files for lm-eval's tasks), recall (associative-recall probe and a
-tiny model trained on it), tasks/ (lm-eval task YAMLs).
 """
 from __future__ import annotations
 
@@ -15,8 +11,7 @@ import pandas as pd
 
 from ..data import SPLITS, encode_splits, load_corpus
 from ..io import atomic_path
-from .lm_eval_model import PerfmambaLM, resolve_tokenizer
-from .lm_eval_model import task_manager as tm
+from .lm_eval_model import PerfmambaLM, resolve_tokenizer, task_manager
 from .local_tasks import TASKS_DIR
 from .perplexity import EvaluationError, perplexity, perplexity_rows, token_nlls, windows
 from .recall import recall_accuracy, recall_batch, recall_rows
@@ -33,11 +28,6 @@ def local_task_names() -> list[str]:
     return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
 
 
-def task_manager(**kwargs):
-    """An lm-eval TaskManager that also indexes our offline tasks (see lm_eval_model.task_manager)."""
-    return tm(**kwargs)
-
-
 @functools.lru_cache(maxsize=2)
 def _shared_task_manager(include_defaults: bool):
     # indexing lm-eval's ~15k stock task files takes seconds: done once per process
@@ -48,7 +38,20 @@ def _row(**kw) -> dict:
     return {k: kw.get(k) for k in ROW_KEYS}
 
 
-def _task_rows(results: dict, tasks) -> list[dict]:
+def _task_rows(model, tokenizer, tasks: list[str], *, limit, batch_size: int) -> list[dict]:
+    """lm-eval's `simple_evaluate` on `tasks`, our model type wrapped around the in-memory model."""
+    import lm_eval
+
+    ours = set(local_task_names())
+    tm = _shared_task_manager(not set(tasks) <= ours)
+    unknown = [t for t in tasks if t not in tm.all_tasks]
+    if unknown:
+        raise EvaluationError(f"unknown task {unknown[0]!r}; offline tasks: {', '.join(sorted(ours))} "
+                              "(or a stock lm-eval task name where its dataset is available)")
+    lm = PerfmambaLM(model=model, tokenizer=tokenizer, batch_size=batch_size,
+                     device=str(next(model.parameters()).device))
+    results = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, log_samples=False,
+                                      bootstrap_iters=1000, verbosity="ERROR")
     rows = []
     for task in tasks:
         res = results["results"].get(task, {})
@@ -61,23 +64,6 @@ def _task_rows(results: dict, tasks) -> list[dict]:
             rows.append(_row(task=task, metric=metric, value=float(value), n=n,
                              stderr=float(stderr) if isinstance(stderr, (int, float)) else None))
     return rows
-
-
-def run_tasks(model, tokenizer, tasks, *, limit=None, batch_size: int = 8) -> dict:
-    """lm-eval's `simple_evaluate` on `tasks` with our model type wrapped around an in-memory model."""
-    import lm_eval
-
-    tasks = list(tasks)
-    ours = set(local_task_names())
-    tm = _shared_task_manager(not set(tasks) <= ours)
-    unknown = [t for t in tasks if t not in tm.all_tasks]
-    if unknown:
-        raise EvaluationError(f"unknown task {unknown[0]!r}; offline tasks: {', '.join(sorted(ours))} "
-                              "(or a stock lm-eval task name where its dataset is available)")
-    lm = PerfmambaLM(model=model, tokenizer=tokenizer, batch_size=batch_size,
-                     device=str(next(model.parameters()).device))
-    return lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, log_samples=False,
-                                   bootstrap_iters=1000, verbosity="ERROR")
 
 
 def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"),
@@ -109,7 +95,7 @@ def evaluate_model(model, tokenizer=None, *, splits=("validation", "test"),
                                                     batch_size=batch_size, max_tokens=max_tokens,
                                                     progress=progress)]
     if tasks:
-        rows += _task_rows(run_tasks(model, tok, tasks, limit=limit, batch_size=batch_size), tasks)
+        rows += _task_rows(model, tok, tasks, limit=limit, batch_size=batch_size)
     if recall:
         rows += [_row(**r) for r in recall_rows(model, list(recall), **(recall_kwargs or {}))]
     return rows

@@ -37,7 +37,7 @@ from .local_tasks import TASKS_DIR
 from .perplexity import EvaluationError
 
 DEFAULT_MAX_LENGTH = 2048  # HFLM._DEFAULT_MAX_LENGTH: used when nothing else sets a context length
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+DTYPES = {"auto": None, "float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
           "float16": torch.float16}
 
 
@@ -56,11 +56,11 @@ def _with_our_tasks(include_path) -> list[str]:
     return [str(TASKS_DIR)] + [p for p in paths if p and Path(p).resolve() != TASKS_DIR]
 
 
-def _parse_dtype(dtype):
-    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
-        return None if dtype == "auto" else dtype
+def _parse_dtype(dtype) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
     if str(dtype) not in DTYPES:
-        raise EvaluationError(f"unknown dtype {dtype!r}; expected one of auto, {', '.join(DTYPES)}")
+        raise EvaluationError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     return DTYPES[str(dtype)]
 
 
@@ -107,18 +107,15 @@ class PerfmambaLM(TemplateLM):
                  max_batch_size=None, max_length=None, max_gen_toks: int = 256,
                  backend: str | None = None, add_bos_token=None, prefix_token_id=None, **kwargs):
         super().__init__()
-
-        device = _resolve_device(device)
+        device, dtype = _resolve_device(device), _parse_dtype(dtype)
         if model is None and isinstance(pretrained, torch.nn.Module):
             model, pretrained = pretrained, None
-        if model is None:
-            if pretrained is None:
-                raise EvaluationError("model_args needs pretrained=DIR (a checkpoint directory or a preset "
-                                      "name)")
-            model = load(str(pretrained), device=device, dtype=_parse_dtype(dtype))
+        if model is not None:
+            model = model.to(device=device, dtype=dtype)
+        elif pretrained is None:
+            raise EvaluationError("model_args needs pretrained=DIR (a checkpoint directory or a preset name)")
         else:
-            dt = _parse_dtype(dtype)
-            model = model.to(device=device, dtype=dt) if dt is not None else model.to(device=device)
+            model = load(str(pretrained), device=device, dtype=dtype)
         self.tokenizer = resolve_tokenizer(model, tokenizer)
         if prune_ratio not in (None, "", 0, 0.0, "0"):
             ids = None
@@ -170,10 +167,6 @@ class PerfmambaLM(TemplateLM):
         return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
 
     @torch.no_grad()
-    def _model_call(self, inps: torch.Tensor) -> torch.Tensor:
-        return self.model(inps.to(self.device))
-
-    @torch.no_grad()
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
         """[(request, context ids, continuation ids)] → [(sum log p(continuation), is greedy)], in input
         order.
@@ -196,7 +189,7 @@ class PerfmambaLM(TemplateLM):
                 inps.append((ctx + cont)[-(self.max_length + 1):][:-1])
                 conts.append(cont)
             batch = pad_sequence([torch.tensor(x, dtype=torch.long) for x in inps], batch_first=True)
-            logp = F.log_softmax(self._model_call(batch).float(), dim=-1)  # (b, width, vocab)
+            logp = F.log_softmax(self.model(batch.to(self.device)).float(), dim=-1)  # (b, width, vocab)
             for r, (i, x, cont) in enumerate(zip(idx, inps, conts)):
                 lp = logp[r, len(x) - len(cont):len(x)]  # (len(cont), vocab)
                 target = torch.tensor(cont, dtype=torch.long, device=lp.device)

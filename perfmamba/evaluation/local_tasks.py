@@ -43,10 +43,6 @@ CORPUS_TASKS = ("corpus_choice", "corpus_cloze")
 DEFAULT_N = 500
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
 def _doc_lines(text: str) -> list[list[str]]:
     return [[ln.strip() for ln in d.split("\n") if ln.strip()] for d in documents(text)]
 
@@ -119,10 +115,10 @@ def build_local_tasks(corpus_test_text: str, out_dir, *, n: int = DEFAULT_N,
         raise EvaluationError("cannot build tasks from empty text")
     if n < 1:
         raise EvaluationError(f"n must be positive, got {n}")
-    out_dir = Path(out_dir)
-    paths = {"corpus_choice": out_dir / "corpus_choice.jsonl", "corpus_cloze": out_dir / "corpus_cloze.jsonl"}
-    _write_jsonl(paths["corpus_choice"], choice_items(corpus_test_text, n, seed))
-    _write_jsonl(paths["corpus_cloze"], cloze_items(corpus_test_text, n, seed))
+    paths = {task: Path(out_dir) / f"{task}.jsonl" for task in CORPUS_TASKS}
+    for task, items in zip(CORPUS_TASKS, (choice_items, cloze_items)):
+        rows = items(corpus_test_text, n, seed)
+        atomic_write_text(paths[task], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return paths
 
 

@@ -18,8 +18,8 @@ import torch
 from ..config import ModelConfig
 from .perplexity import EvaluationError
 
-# A tiny Mamba-2 trained on the task in a couple of minutes on 2 CPU cores (`perfmamba.train.train_recall_model`):
-# 32 keys, 32 values, chance 1/32.
+# A tiny Mamba-2 trained on the task in a couple of minutes on 2 CPU cores
+# (`perfmamba.train.train_recall_model`): 32 keys, 32 values, chance 1/32.
 RECALL_VOCAB = 64
 RECALL_CONFIG = ModelConfig(arch="mamba2", d_model=64, n_layer=2, vocab_size=RECALL_VOCAB, d_state=32,
                             headdim=16, chunk_size=16)

@@ -2,9 +2,6 @@
 
     act = collect_activity(model, tokens)              # per layer and state: activity(l, s) = E[Δ_t], ...
     small = prune(model, 0.5, calibration=tokens)      # keep k = ⌊N(1 − r)⌋ ≥ 1 states per layer
-
-Modules: activity (statistics from forward hooks), criteria (scores per state), selection (uniform top-k,
-global budget), surgery (zeroed / removed / bridge), cli (`perfmamba activity`, `perfmamba prune`).
 """
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ from .activity import Activity, activity_rows, calibration_tokens, collect_activ
 from .criteria import CRITERIA, NEEDS, scores
 from .selection import (ALIGN_ROUNDING, SELECTIONS, PruningError, align_count, check_align, check_choice,
                         check_ratio, n_keep, select, select_global, select_uniform)
-from .surgery import MODES, apply, bridge, removed, zeroed
+from .surgery import MODES, removed, zeroed
 
 __all__ = ["prune", "collect_activity", "activity_rows", "Activity", "CRITERIA", "MODES", "SELECTIONS",
            "PruningError", "select_uniform", "select_global", "n_keep", "align_count", "ALIGN_ROUNDING",
@@ -51,9 +48,8 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
         raise PruningError("pad needs align=M with align_rounding 'up' and mode 'removed' (it pads the "
                            "removed model's states with zero states up to a multiple of M)")
     need = NEEDS[criterion]
-    tokens = None
-    if calibration is not None:
-        tokens = calibration_tokens(model, calibration, tokenizer=tokenizer, seq_len=seq_len)
+    tokens = None if calibration is None else calibration_tokens(model, calibration, tokenizer=tokenizer,
+                                                                  seq_len=seq_len)
     n = model.config.d_states
     if r == 0.0:  # every layer keeps all its states: no statistics needed
         kept = layout = [torch.arange(ni) for ni in n]
@@ -69,7 +65,7 @@ def prune(model, ratio, *, criterion: str = "delta", calibration=None, mode: str
     if pad:  # the aligned layout, then its states outside the exact selection zeroed
         new = zeroed(removed(model, layout), [torch.searchsorted(lay, k) for lay, k in zip(layout, kept)])
     else:
-        new = apply(model, kept, mode)
+        new = MODES[mode](model, kept)
     info = {"ratio": r, "criterion": criterion, "mode": mode, "selection": selection, "seed": seed,
             "d_state_before": list(n), "kept": [k.tolist() for k in kept],
             "calibration_tokens": tokens.numel() if tokens is not None else stats.n_tokens if stats else 0}

@@ -30,8 +30,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data import SPLITS, default_root, documents, encode_documents, load_corpus, model_tokenizer, read_text_file
+from ..data import (SPLITS, default_root, documents, encode_documents, load_corpus, model_tokenizer,
+                    read_text_file)
 from ..errors import PerfmambaError, PruningError
+from ..models.mamba2 import Mamba2Mixer
 from ..ops.conv import causal_conv1d_ref
 from .selection import check_choice
 from .surgery import is_bridged
@@ -189,17 +191,32 @@ def mamba1_ssm_inputs(mixer, z: torch.Tensor, u: torch.Tensor, x_dbl: torch.Tens
     dt_low, B, C = torch.split(x_dbl, [r, n, n], dim=-1)
     dt = dt_low @ mixer.dt_proj.weight.detach().double().t() + mixer.dt_proj.bias.detach().double()
     A_log = mixer.A_log.detach().double()  # (d, n)
-    # x, z and Δ (b, l, d); B, C (b, l, n)
-    return dict(x=u, z=z, B=B, C=C, delta=F.softplus(dt), A=-torch.exp(A_log), A_log=A_log)
+    # as d heads of one channel in one group: x, z (b, l, d, 1); B, C (b, l, 1, n); Δ (b, l, d)
+    return dict(x=u[..., None], z=z[..., None], B=B[:, :, None], C=C[:, :, None], delta=F.softplus(dt),
+                A=-torch.exp(A_log), A_log=A_log)
 
 
 class _LayerStats:
-    """Running sums of one layer (float64, CPU): delta (h | d), decay (h | N), energy (N), saliency (l, N)."""
+    """Forward hooks on one mixer's submodules and the running sums they feed (float64, CPU): delta (h | d),
+    decay (h | N), energy (N), saliency (l, N)."""
 
-    def __init__(self, arch: str, mixer, scan: bool):
-        self.arch, self.scan, self.n_state, self.width = arch, scan, mixer.d_state, mixer.d_inner
+    def __init__(self, mixer, scan: bool):
+        self.mixer, self.scan, self.mamba2 = mixer, scan, isinstance(mixer, Mamba2Mixer)
         self.tokens = self.sequences = 0
         self.sums: dict[str, torch.Tensor] = {}
+        self.handles = [mixer.in_proj.register_forward_hook(self._on_in_proj)]
+        if not self.mamba2:
+            self.handles.append(mixer.x_proj.register_forward_hook(self._on_x_proj))
+
+    def _on_in_proj(self, module, inp, out):
+        if self.mamba2:
+            self.update(mamba2_ssm_inputs(self.mixer, out))
+        else:
+            self.z = out[..., self.mixer.d_inner:]
+
+    def _on_x_proj(self, module, inp, out):
+        z, self.z = self.z, None  # not held until the next batch
+        self.update(mamba1_ssm_inputs(self.mixer, z, inp[0], out))
 
     def update(self, s: dict):
         delta = s["delta"]
@@ -207,64 +224,57 @@ class _LayerStats:
         self.tokens += b * l
         self.sequences += b
         new = {"delta": delta.sum((0, 1))}
-        if self.arch == "mamba2":
+        if self.mamba2:
             new["decay"] = (1 - torch.exp(delta * s["A"])).abs().sum((0, 1))  # (h,)
         else:
             A = s["A"]  # (d, n)
             step = max(1, (1 << 22) // max(1, delta.numel()))  # states per slice: memory ~4M elements
             decay = [(1 - torch.exp(delta[..., None] * A[:, j:j + step])).abs().sum((0, 1, 2))
-                     for j in range(0, self.n_state, step)]
+                     for j in range(0, A.shape[1], step)]
             new["decay"] = torch.cat(decay)  # (n,)
         if self.scan:
-            new["energy"], new["saliency"] = (_scan_mamba2 if self.arch == "mamba2" else _scan_mamba1)(s)
+            new["energy"], new["saliency"] = _scan(s)
         for k, v in new.items():
             self.sums[k] = v.cpu() if k not in self.sums else self.sums[k] + v.cpu()
 
+    def means(self, mamba1_reading: str) -> dict[str, torch.Tensor]:
+        """The fields of `Activity` for this layer."""
+        n, width, dm = self.mixer.d_state, self.mixer.d_inner, self.sums["delta"] / self.tokens
+        out = {"delta_mean": dm}
+        if self.mamba2:
+            out.update(activity=spread_heads(dm, n), decay=spread_heads(self.sums["decay"] / self.tokens, n))
+        else:
+            if mamba1_reading == "delta_A":  # E_{t,d}[Δ_{t,d} |A_{d,s}|], |A| = exp(A_log) (d, n)
+                out["activity"] = dm @ torch.exp(self.mixer.A_log.detach().double().cpu()) / width
+            else:
+                out["activity"] = dm.mean().expand(n).clone()
+            out["decay"] = self.sums["decay"] / (self.tokens * width)
+        if self.scan:
+            out.update(energy=self.sums["energy"] / (self.tokens * width),
+                       saliency=self.sums["saliency"] / self.sequences)
+        return out
 
-def _scan_mamba1(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-by-token selective scan (as `selective_scan_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,) and the
-    per-position SparseSSM saliency Σ_{b,d} A_log² h_{t−1}² (l, n)."""
-    u, delta, A, B, C, z = s["x"], s["delta"], s["A"], s["B"], s["C"], s["z"]
-    a2 = s["A_log"] ** 2  # (d, n)
-    b, l, d = u.shape
-    gate = F.silu(z)  # (b, l, d)
-    h = u.new_zeros(b, d, A.shape[1])  # (b, d, n)
-    energy = u.new_zeros(A.shape[1])
-    sal = []
-    for t in range(l):
-        sal.append((a2 * h.square()).sum((0, 1)))  # h is h_{t-1}
-        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * u[:, t])[..., None] * B[:, t, None, :]
-        energy += (h * C[:, t, None, :] * gate[:, t, :, None]).abs().sum((0, 1))
-    return energy, torch.stack(sal)
 
-
-def _scan_mamba2(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-by-token SSD (as `ssd_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,) and Σ_{b,h,p} A_log_h² h_{t−1}²
-    (l, n)."""
-    x, delta, A, B, C, z = s["x"], s["delta"], s["A"], s["B"], s["C"], s["z"]
+def _scan(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-by-token recurrence (as `ssd_ref` / `selective_scan_ref`), returning Σ|C_s h_s ⊙ silu(z)| (n,)
+    and SparseSSM's per-position saliency Σ A_log² h_{t−1}² (l, n), summed over batch, heads and channels.
+    Mamba-1 runs as d heads of one channel (see `mamba1_ssm_inputs`), A (d, n) per head and state."""
+    x, delta, B, C, z = s["x"], s["delta"], s["B"], s["C"], s["z"]
     b, l, h, p = x.shape
+    A, a2 = s["A"].reshape(h, 1, -1), (s["A_log"] ** 2).reshape(h, 1, -1)  # (h, 1, 1) or (d, 1, n)
     g, n = B.shape[2], B.shape[3]
     hg = torch.arange(h, device=x.device) // (h // g)  # group of each head
-    a2 = (s["A_log"] ** 2)[None, :, None, None]  # (1, h, 1, 1)
     gate = F.silu(z)  # (b, l, h, p)
     state = x.new_zeros(b, h, p, n)
     energy = x.new_zeros(n)
     sal = []
     for t in range(l):
         sal.append((a2 * state.square()).sum((0, 1, 2)))  # state is h_{t-1}
-        dA = torch.exp(delta[:, t] * A)  # (b, h)
+        dA = torch.exp(delta[:, t, :, None, None] * A)  # (b, h, 1, 1) or (b, d, 1, n)
         Bt, Ct = B[:, t, hg], C[:, t, hg]  # (b, h, n)
-        state = dA[..., None, None] * state + (delta[:, t, :, None] * x[:, t])[..., None] * Bt[:, :, None, :]
+        state = dA * state + (delta[:, t, :, None] * x[:, t])[..., None] * Bt[:, :, None, :]
         energy += (state * Ct[:, :, None, :] * gate[:, t, :, :, None]).abs().sum((0, 1, 2))
     return energy, torch.stack(sal)
-
-
-def _mixers(model):
-    mixers = [layer.mixer for layer in model.backbone.layers]
-    if any(is_bridged(m) for m in mixers):
-        raise PruningError("this model was pruned in bridge mode; collect statistics on the original or on a "
-                           "removed/zeroed model")
-    return mixers
 
 
 @torch.no_grad()
@@ -280,58 +290,24 @@ def collect_activity(model, tokens, *, batch_size: int = 8, tokenizer=None, seq_
     if not isinstance(batch_size, int) or batch_size < 1:
         raise PruningError(f"batch_size must be a positive integer, got {batch_size!r}")
     tokens = calibration_tokens(model, tokens, tokenizer=tokenizer, seq_len=seq_len)
-    arch = model.config.arch
-    mixers = _mixers(model)
-    stats = [_LayerStats(arch, m, scan) for m in mixers]
-    pending: dict[int, torch.Tensor] = {}
-    handles = []
-
-    def on_in_proj(i):
-        def hook(mod, inp, out):
-            if arch == "mamba2":
-                stats[i].update(mamba2_ssm_inputs(mixers[i], out))
-            else:
-                pending[i] = out[..., mixers[i].d_inner:]  # z
-        return hook
-
-    def on_x_proj(i):
-        def hook(mod, inp, out):
-            stats[i].update(mamba1_ssm_inputs(mixers[i], pending.pop(i), inp[0], out))
-        return hook
-
-    for i, m in enumerate(mixers):
-        handles.append(m.in_proj.register_forward_hook(on_in_proj(i)))
-        if arch == "mamba1":
-            handles.append(m.x_proj.register_forward_hook(on_x_proj(i)))
+    mixers = [layer.mixer for layer in model.backbone.layers]
+    if any(is_bridged(m) for m in mixers):
+        raise PruningError("this model was pruned in bridge mode; collect statistics on the original or on a "
+                           "removed/zeroed model")
+    stats = [_LayerStats(m, scan) for m in mixers]
     device = next(model.parameters()).device
     try:
         starts = range(0, tokens.shape[0], batch_size)
         for s in tqdm(starts, desc="activity", unit="batch", disable=not progress):
             model(tokens[s:s + batch_size].to(device))
     finally:
-        for h in handles:
-            h.remove()
-
-    act, delta_mean, decay, energy, saliency = [], [], [], [], []
-    for m, st in zip(mixers, stats):
-        dm = st.sums["delta"] / st.tokens
-        delta_mean.append(dm)
-        if arch == "mamba2":
-            act.append(spread_heads(dm, st.n_state))
-            decay.append(spread_heads(st.sums["decay"] / st.tokens, st.n_state))
-        else:
-            if mamba1_reading == "delta_A":  # E_{t,d}[Δ_{t,d} |A_{d,s}|], |A| = exp(A_log) (d, n)
-                act.append(dm @ torch.exp(m.A_log.detach().double().cpu()) / st.width)
-            else:
-                act.append(dm.mean().expand(st.n_state).clone())
-            decay.append(st.sums["decay"] / (st.tokens * st.width))
-        if scan:
-            energy.append(st.sums["energy"] / (st.tokens * st.width))
-            saliency.append(st.sums["saliency"] / st.sequences)
-    return Activity(arch=arch, d_states=[m.d_state for m in mixers], activity=act, delta_mean=delta_mean,
-                    decay=decay, energy=energy if scan else None, saliency=saliency if scan else None,
-                    n_tokens=int(tokens.numel()), n_sequences=int(tokens.shape[0]),
-                    mamba1_reading=mamba1_reading)
+        for st in stats:
+            for h in st.handles:
+                h.remove()
+    means = [st.means(mamba1_reading) for st in stats]
+    return Activity(arch=model.config.arch, d_states=[m.d_state for m in mixers],
+                    **{k: [m[k] for m in means] for k in means[0]}, n_tokens=int(tokens.numel()),
+                    n_sequences=int(tokens.shape[0]), mamba1_reading=mamba1_reading)
 
 
 def activity_rows(act: Activity, model_name: str) -> list[dict]:

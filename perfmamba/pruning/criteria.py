@@ -17,6 +17,8 @@ plain pass) or "scan" (`collect_activity(..., scan=True)`).
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from .activity import Activity
@@ -24,7 +26,7 @@ from .selection import PruningError, check_choice, n_keep
 from .surgery import bc_rows
 
 
-def _need(name: str, model, stats, attr: str) -> list[torch.Tensor]:
+def _statistic(name: str, attr: str, model, stats, **_) -> list[torch.Tensor]:
     """A copy of the statistic `attr` of `stats`, checked to be there and to describe `model`."""
     if not isinstance(stats, Activity):
         raise PruningError(f"criterion {name!r} needs calibration statistics (pass calibration data)")
@@ -36,13 +38,6 @@ def _need(name: str, model, stats, attr: str) -> list[torch.Tensor]:
                            f"{stats.d_states}, not this {model.config.arch} model with "
                            f"{model.config.d_states}")
     return [v.clone() for v in value]
-
-
-def _statistic(name: str, attr: str):
-    """The criterion that reads one field of the statistics: delta (the paper's activity), energy, decay."""
-    def score(model, stats, **_) -> list[torch.Tensor]:
-        return _need(name, model, stats, attr)
-    return score
 
 
 def random_scores(model, stats=None, *, seed: int = 0, **_) -> list[torch.Tensor]:
@@ -84,7 +79,7 @@ def sparsessm_scores(model, stats, *, ratio: float | None = None, **_) -> list[t
     I_t(s) = Σ_{h,p} A_log[h]² E_b[h_{t−1}[h, p, s]²]. The OBS update of the remaining weights is not
     applied: states are only kept or dropped, like every other criterion here.
     """
-    sal = _need("sparsessm", model, stats, "saliency")  # per layer (l, N)
+    sal = _statistic("sparsessm", "saliency", model, stats)  # per layer (l, N)
     out = []
     for s in sal:
         total = s.sum(0)  # (N,)
@@ -102,11 +97,11 @@ def sparsessm_scores(model, stats, *, ratio: float | None = None, **_) -> list[t
 
 
 CRITERIA = {
-    "delta": _statistic("delta", "activity"),
+    "delta": partial(_statistic, "delta", "activity"),
     "random": random_scores,
     "magnitude": magnitude_scores,
-    "energy": _statistic("energy", "energy"),
-    "decay": _statistic("decay", "decay"),
+    "energy": partial(_statistic, "energy", "energy"),
+    "decay": partial(_statistic, "decay", "decay"),
     "sparsessm": sparsessm_scores,
 }
 NEEDS = {"delta": "calibration", "random": None, "magnitude": None, "energy": "scan", "decay": "calibration",

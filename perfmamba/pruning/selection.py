@@ -36,18 +36,23 @@ def check_choice(what: str, value, options) -> None:
         raise PruningError(f"unknown {what} {value!r}; expected one of {', '.join(options)}")
 
 
+def _number(value, kind: type, what: str):
+    """`value` (a number, or a string holding one) as a `kind`, else a PruningError."""
+    try:
+        number = kind(value) if isinstance(value, str) else value
+    except ValueError:
+        number = None
+    abstract = numbers.Real if kind is float else numbers.Integral
+    if isinstance(number, bool) or not isinstance(number, abstract):
+        raise PruningError(f"{what}, got {value!r}")
+    return kind(number)
+
+
 def check_ratio(ratio) -> float:
     """`ratio` as a float in [0, 1), or a PruningError."""
-    if isinstance(ratio, str):
-        try:
-            ratio = float(ratio)
-        except ValueError:
-            raise PruningError(f"ratio must be a number in [0, 1), got {ratio!r}") from None
     if isinstance(ratio, torch.Tensor) and ratio.numel() == 1:
         ratio = ratio.item()
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
-        raise PruningError(f"ratio must be a number in [0, 1), got {ratio!r}")
-    r = float(ratio)
+    r = _number(ratio, float, "ratio must be a number in [0, 1)")
     if not 0.0 <= r < 1.0:  # also rejects NaN
         extra = " (it would remove every state)" if r >= 1.0 else ""
         raise PruningError(f"ratio must lie in [0, 1), got {r!r}{extra}")
@@ -102,14 +107,10 @@ def check_align(align, rounding: str = "up") -> int | None:
     check_choice("align rounding", rounding, ALIGN_ROUNDING)
     if align is None:
         return None
-    if isinstance(align, str):
-        try:
-            align = int(align)
-        except ValueError:
-            raise PruningError(f"align must be a positive integer, got {align!r}") from None
-    if isinstance(align, bool) or not isinstance(align, numbers.Integral) or align < 1:
+    align = _number(align, int, "align must be a positive integer")
+    if align < 1:
         raise PruningError(f"align must be a positive integer, got {align!r}")
-    return int(align)
+    return align
 
 
 def align_count(k: int, n_state: int, align: int | None, rounding: str = "up") -> int:

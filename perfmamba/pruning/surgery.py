@@ -29,13 +29,11 @@ import torch
 from ..models.lm import MambaLM
 from ..models.mamba1 import Mamba1Mixer
 from ..models.mamba2 import Mamba2Mixer
-from .selection import PruningError, check_choice
-
-MODES = ("removed", "zeroed", "bridge")
+from .selection import PruningError
 
 
 # index maps -------------------------------------------------------------------------------------------------
-def _m2_bc(offset: int, g: int, n: int, states: torch.Tensor) -> torch.Tensor:
+def _bc(offset: int, g: int, n: int, states: torch.Tensor) -> torch.Tensor:
     """(2g, k) positions of B_s then C_s for each group, starting at `offset` (the first B row)."""
     j = torch.arange(g)[:, None] * n
     return torch.cat([offset + j + states[None], offset + g * n + j + states[None]])
@@ -45,32 +43,34 @@ def bc_rows(mixer, states: torch.Tensor) -> torch.Tensor:
     """Projection rows producing B_s and C_s: Mamba-2 in_proj (2g, k), Mamba-1 x_proj (2, k)."""
     states = torch.as_tensor(states, dtype=torch.long)
     if isinstance(mixer, Mamba2Mixer):
-        return _m2_bc(2 * mixer.d_inner, mixer.ngroups, mixer.d_state, states)
-    return torch.stack([mixer.dt_rank + states, mixer.dt_rank + mixer.d_state + states])
+        return _bc(2 * mixer.d_inner, mixer.ngroups, mixer.d_state, states)
+    return _bc(mixer.dt_rank, 1, mixer.d_state, states)
 
 
-def bc_channels(mixer, states: torch.Tensor) -> torch.Tensor:
-    """Mamba-2 conv1d channels carrying B_s and C_s (2g, k)."""
-    return _m2_bc(mixer.d_inner, mixer.ngroups, mixer.d_state, torch.as_tensor(states, dtype=torch.long))
+def state_entries(mixer, states) -> dict[str, tuple[int, torch.Tensor]]:
+    """For each tensor that holds states: (dim, positions of the entries of `states` along it)."""
+    states = torch.as_tensor(states, dtype=torch.long)
+    rows = bc_rows(mixer, states).flatten()
+    if isinstance(mixer, Mamba1Mixer):
+        return {"x_proj.weight": (0, rows), "A_log": (1, states)}
+    ch = _bc(mixer.d_inner, mixer.ngroups, mixer.d_state, states).flatten()  # B and C pass through the conv
+    params = dict(mixer.named_parameters())
+    entries = {"in_proj.weight": rows, "in_proj.bias": rows, "conv1d.weight": ch, "conv1d.bias": ch}
+    return {name: (0, idx) for name, idx in entries.items() if name in params}
+
+
+def _pruned(n_state: int, kept: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(sorted(set(range(n_state)) - set(kept.tolist())), dtype=torch.long)
 
 
 def keep_maps(mixer, kept: torch.Tensor) -> dict[str, tuple[int, torch.Tensor]]:
     """For each tensor that holds states: (dim, positions in the full tensor of the reduced one's entries)."""
-    kept = torch.as_tensor(kept, dtype=torch.long)
-    if isinstance(mixer, Mamba2Mixer):
-        d, h = mixer.d_inner, mixer.nheads
-        full_bc = 2 * mixer.ngroups * mixer.d_state
-        rows = torch.cat([torch.arange(2 * d), bc_rows(mixer, kept).flatten(),
-                          2 * d + full_bc + torch.arange(h)])  # z, x | kept B, C | dt
-        ch = torch.cat([torch.arange(d), bc_channels(mixer, kept).flatten()])
-        maps = {"in_proj.weight": (0, rows), "conv1d.weight": (0, ch)}
-        if mixer.in_proj.bias is not None:
-            maps["in_proj.bias"] = (0, rows)
-        if mixer.conv1d.bias is not None:
-            maps["conv1d.bias"] = (0, ch)
-        return maps
-    rows = torch.cat([torch.arange(mixer.dt_rank), bc_rows(mixer, kept).flatten()])
-    return {"x_proj.weight": (0, rows), "A_log": (1, kept)}
+    maps = {}
+    for name, (dim, idx) in state_entries(mixer, _pruned(mixer.d_state, kept)).items():
+        keep = torch.ones(mixer.get_parameter(name).shape[dim], dtype=torch.bool)
+        keep[idx] = False
+        maps[name] = (dim, keep.nonzero().flatten())
+    return maps
 
 
 def _check_kept(model, kept) -> list[torch.Tensor]:
@@ -88,15 +88,6 @@ def _check_kept(model, kept) -> list[torch.Tensor]:
     return out
 
 
-def _copy_attrs(src: MambaLM, dst: MambaLM) -> MambaLM:
-    for name in ("source", "source_format"):
-        if hasattr(src, name):
-            setattr(dst, name, getattr(src, name))
-    dst.backend = src.backend
-    dst.fused_decode = src.fused_decode
-    return dst.train(src.training)
-
-
 # modes ------------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def zeroed(model: MambaLM, kept) -> MambaLM:
@@ -104,18 +95,10 @@ def zeroed(model: MambaLM, kept) -> MambaLM:
     kept = _check_kept(model, kept)
     new = copy.deepcopy(model)
     for layer, k in zip(new.backbone.layers, kept):
-        m = layer.mixer
-        pruned = torch.tensor(sorted(set(range(m.d_state)) - set(k.tolist())), dtype=torch.long)
-        if pruned.numel() == 0:
-            continue
-        mamba2 = isinstance(m, Mamba2Mixer)
-        targets = [(m.in_proj if mamba2 else m.x_proj, bc_rows(m, pruned))]
-        if mamba2:  # B and C also pass through the conv
-            targets.append((m.conv1d, bc_channels(m, pruned)))
-        for module, idx in targets:
-            for t in (module.weight, module.bias):
-                if t is not None:
-                    t[idx.flatten().to(t.device)] = 0
+        for name, (dim, idx) in state_entries(layer.mixer, _pruned(layer.mixer.d_state, k)).items():
+            if name != "A_log":  # with B_s = 0, h_s stays 0 whatever its decay
+                t = layer.mixer.get_parameter(name)
+                t.index_fill_(dim, idx.to(t.device), 0)
     return new
 
 
@@ -135,7 +118,11 @@ def removed(model: MambaLM, kept) -> MambaLM:
     new.load_state_dict(sd, assign=True)
     if cfg.tie_embeddings:
         new.lm_head.weight = new.backbone.embedding.weight
-    return _copy_attrs(model, new)
+    for name in ("source", "source_format"):
+        if hasattr(model, name):
+            setattr(new, name, getattr(model, name))
+    new.backend, new.fused_decode = model.backend, model.fused_decode
+    return new.train(model.training)
 
 
 class _BridgeMixin:
@@ -145,12 +132,9 @@ class _BridgeMixin:
         """W_bridge and the index maps into `full`, the N-state mixer whose `kept` states this one runs."""
         p = self.in_proj.weight
         maps = keep_maps(full, kept)
-        sizes = {name: t.shape for name, t in full.state_dict().items()}
-        # name -> (dim, positions, full size)
-        self._full_maps = {name: (dim, idx, sizes[name][dim]) for name, (dim, idx) in maps.items()}
-        conv_keep = None
-        if isinstance(full, Mamba2Mixer):  # the x channels, then the kept B, C channels
-            conv_keep = maps["conv1d.weight"][1].to(p.device)
+        self._full_maps = {name: (dim, idx, full.get_parameter(name).shape[dim])  # (dim, positions, N-size)
+                           for name, (dim, idx) in maps.items()}
+        conv_keep = maps["conv1d.weight"][1].to(p.device) if "conv1d.weight" in maps else None  # Mamba-2
         # W_bridge (N, N′), one-hot: W[kept[j], j] = 1
         bridge = torch.eye(full.d_state, dtype=p.dtype, device=p.device)[:, kept.to(p.device)]
         self.register_buffer("bridge", bridge, persistent=False)
@@ -220,6 +204,4 @@ def bridge(model: MambaLM, kept) -> MambaLM:
     return small
 
 
-def apply(model: MambaLM, kept, mode: str) -> MambaLM:
-    check_choice("mode", mode, MODES)
-    return {"removed": removed, "zeroed": zeroed, "bridge": bridge}[mode](model, kept)
+MODES = {"removed": removed, "zeroed": zeroed, "bridge": bridge}
