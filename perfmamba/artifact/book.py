@@ -30,17 +30,13 @@ MATHJAX_TARBALL = f"https://registry.npmjs.org/mathjax/-/mathjax-{MATHJAX_VERSIO
 MATHJAX_ENTRY = "tex-svg.js"  # must match `mathjax_path` in _config.yml
 
 
-def mathjax_dir(root: str | os.PathLike = ".") -> Path:
-    return Path(root) / "book" / "_static" / "mathjax"
-
-
 def prepare_static(root: str | os.PathLike = ".") -> Path:
     """Install MathJax's ``es5/`` bundle into book/_static/mathjax unless it is already there.
 
     Uses ``npm install --no-save --prefix <tmp> mathjax@3`` when npm exists, otherwise the same
     tarball from the npm registry, checked against its published sha512. Returns the directory.
     """
-    dest = mathjax_dir(root)
+    dest = Path(root) / "book" / "_static" / "mathjax"
     if (dest / MATHJAX_ENTRY).is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -153,38 +149,25 @@ def parse_page(text: str) -> _Page:
     return page
 
 
-def _is_external(url: str) -> bool:
-    return url.startswith("//") or urlsplit(url).scheme in {"http", "https"}
-
-
 def link_problems(html_file: Path, html_dir: Path, page: _Page, id_cache: dict[Path, set[str]]) -> list[str]:
     """Unresolvable internal links, images and resources of one page (`page` parsed from it)."""
     problems = []
-
-    def ids_of(path: Path) -> set[str]:
-        if path not in id_cache:
-            id_cache[path] = parse_page(path.read_text(encoding="utf-8", errors="replace")).ids
-        return id_cache[path]
-
-    def check(url: str, kind: str, anchors: bool):
-        parts = urlsplit(url)
-        if parts.scheme or url.startswith("//") or url in ("", "#"):
-            return  # external (mailto:, https:, javascript:, data:) or the page itself
-        target = (html_file.parent / unquote(parts.path)).resolve() if parts.path else html_file
-        if target.is_dir():
-            target = target / "index.html"
-        rel = html_file.relative_to(html_dir)
-        if not target.is_file():
-            problems.append(f"{rel}: {kind} {url!r} does not exist")
-        elif anchors and parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in ids_of(target):
-            problems.append(f"{rel}: {kind} {url!r}: no anchor #{parts.fragment}")
-
-    for url in page.links:
-        check(url, "link", anchors=True)
-    for url in page.images:
-        check(url, "image", anchors=False)
-    for url in page.resources:
-        check(url, "resource", anchors=False)
+    rel = html_file.relative_to(html_dir)
+    for kind, urls in (("link", page.links), ("image", page.images), ("resource", page.resources)):
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme or url.startswith("//") or url in ("", "#"):
+                continue  # external (mailto:, https:, javascript:, data:) or the page itself
+            target = (html_file.parent / unquote(parts.path)).resolve() if parts.path else html_file
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                problems.append(f"{rel}: {kind} {url!r} does not exist")
+            elif kind == "link" and parts.fragment and target.suffix == ".html":
+                if target not in id_cache:
+                    id_cache[target] = parse_page(target.read_text(encoding="utf-8", errors="replace")).ids
+                if unquote(parts.fragment) not in id_cache[target]:
+                    problems.append(f"{rel}: {kind} {url!r}: no anchor #{parts.fragment}")
     return problems
 
 
@@ -200,7 +183,8 @@ def static_problems(html_dir: str | os.PathLike) -> list[str]:
         page = parse_page(f.read_text(encoding="utf-8", errors="replace"))
         cache[f.resolve()] = page.ids
         rel = f.relative_to(html_dir)
-        problems += [f"{rel}: external resource {u}" for u in page.resources if _is_external(u)]
+        problems += [f"{rel}: external resource {u}" for u in page.resources
+                     if u.startswith("//") or urlsplit(u).scheme in {"http", "https"}]
         problems += link_problems(f.resolve(), html_dir, page, cache)
     return problems
 
