@@ -43,7 +43,7 @@ def _csv_list(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
-def _ints(values, what: str, error=PerfmambaError) -> list[int]:
+def _ints(values, what: str, error) -> list[int]:
     """Integers from arguments that may each hold several, separated by commas or spaces."""
     out = []
     for part in (p for v in values for p in str(v).replace(",", " ").split()):
@@ -60,8 +60,10 @@ def _refuse_existing(path, force: bool, what: str):
         raise PerfmambaError(f"{what} {p} already exists (pass --force to replace it)")
 
 
-def _name(src: str) -> str:
-    return Path(src).name if Path(src).is_dir() else str(src)
+def _check_known(*checks) -> None:
+    for what, value, known in checks:
+        if value not in known:
+            raise PruningError(f"unknown {what} {value!r}; expected one of {', '.join(known)}")
 
 
 # train, eval, convert ----------------------------------------------------------------------------------------
@@ -73,7 +75,7 @@ def run_train(args):
             raise TrainError("settings (--steps, --out, …) need --preset; without it the default models are trained")
         for name, path in train_default_models(args.artifacts, progress=not args.quiet, threads=args.threads).items():
             print(f"{name}: {path}")
-        return 0
+        return
     preset(args.preset)  # an unknown name fails here, before the corpus is read
     tokenizer = default_tokenizer(args.artifacts)
     cfg = preset(args.preset, vocab_size=len(tokenizer), **({"d_state": args.d_state} if args.d_state else {}))
@@ -86,7 +88,6 @@ def run_train(args):
     last = history[-1]
     print(f"wrote {out} ({model.num_parameters():,} parameters): step {last['step']}, "
           f"validation perplexity {last['val_ppl']:.2f}, {last['elapsed_s']:.0f} s")
-    return 0
 
 
 def run_eval(args):
@@ -101,7 +102,6 @@ def run_eval(args):
     if args.out:
         write_rows(rows, args.out, model=str(args.model))
         print(f"wrote {len(rows)} rows to {args.out}")
-    return 0
 
 
 def run_convert(args):
@@ -185,9 +185,7 @@ def _calibration(args, model, required: bool):
 
 
 def run_activity(args):
-    if args.mamba1_reading not in MAMBA1_READINGS:
-        raise PruningError(f"unknown --mamba1-reading {args.mamba1_reading!r}; "
-                           f"expected one of {', '.join(MAMBA1_READINGS)}")
+    _check_known(("--mamba1-reading", args.mamba1_reading, MAMBA1_READINGS))
     for path, what in ((args.out, "--out"), (args.plot, "--plot")):
         if path is not None:
             _refuse_existing(path, args.force, what)
@@ -197,7 +195,8 @@ def run_activity(args):
     tokens = _calibration(args, model, required=True)
     act = collect_activity(model, tokens, batch_size=args.batch_size, mamba1_reading=args.mamba1_reading,
                            progress=sys.stderr.isatty())
-    rows = activity_rows(act, _name(args.src))
+    name = Path(args.src).name if Path(args.src).is_dir() else str(args.src)
+    rows = activity_rows(act, name)
     print(f"{args.src}: {model.config.arch}, {act.n_layer} layers, {act.n_tokens} calibration tokens "
           f"({act.n_sequences} × {act.n_tokens // act.n_sequences})")
     for i, a in enumerate(act.activity):
@@ -209,7 +208,7 @@ def run_activity(args):
             w.writerows(rows)
         print(f"wrote {len(rows)} rows to {args.out}")
     if args.plot is not None:
-        fig = plot_fig3_activity(act, title=f"State activity: {_name(args.src)}")
+        fig = plot_fig3_activity(act, title=f"State activity: {name}")
         try:
             with atomic_path(Path(args.plot), suffix=Path(args.plot).suffix) as tmp:
                 fig.savefig(str(tmp), dpi=150, bbox_inches="tight")
@@ -222,10 +221,8 @@ def run_activity(args):
 
 def run_prune(args):
     ratio = check_ratio(args.ratio)
-    for what, value, known in (("criterion", args.criterion, CRITERIA), ("mode", args.mode, MODES),
-                               ("selection", args.selection, SELECTIONS), ("format", args.format, FORMATS)):
-        if value not in known:
-            raise PruningError(f"unknown {what} {value!r}; expected one of {', '.join(known)}")
+    _check_known(("criterion", args.criterion, CRITERIA), ("mode", args.mode, MODES),
+                 ("selection", args.selection, SELECTIONS), ("format", args.format, FORMATS))
     check_align(args.align, args.align_rounding)
     if args.pad and (args.align is None or args.align_rounding != "up" or args.mode != "removed"):
         raise PruningError("--pad needs --align M, --align-rounding up and --mode removed")
@@ -343,7 +340,6 @@ def run_profile(args):
                  threads=args.threads, progress=not args.no_progress, flush_denormal=flush and cpu)
     _print_profile(rows)
     print(f"{len(rows)} new rows in {out}")
-    return 0
 
 
 def _print_profile(rows):
@@ -420,7 +416,7 @@ def run_claims(args):
             print(f"{r.id:<32} {render.sentence(r)}")
 
 
-def run_reproduce(args) -> int:
+def run_reproduce(args):
     exit_on_sigterm()
     try:
         reproduce(args.artifacts, profile=args.profile, build=not args.no_book, out=args.out,
@@ -428,7 +424,6 @@ def run_reproduce(args) -> int:
     except Terminated:
         print("perfmamba: terminated (SIGTERM); a rerun resumes", file=sys.stderr, flush=True)
         return 143
-    return 0
 
 
 def _add_artifact(sub):
