@@ -28,6 +28,7 @@ MATHJAX_VERSION = "3.2.2"
 MATHJAX_INTEGRITY = "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw=="
 MATHJAX_TARBALL = f"https://registry.npmjs.org/mathjax/-/mathjax-{MATHJAX_VERSION}.tgz"
 MATHJAX_ENTRY = "tex-svg.js"  # must match `mathjax_path` in _config.yml
+RESOURCE_RELS = {"stylesheet", "preload", "icon", "modulepreload"}  # <link rel=…> that a page loads
 
 
 def prepare_static(root: str | os.PathLike = ".") -> Path:
@@ -43,10 +44,8 @@ def prepare_static(root: str | os.PathLike = ".") -> Path:
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         tmp = Path(tmp)
         if shutil.which("npm"):
-            subprocess.run(
-                ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(tmp), f"mathjax@{MATHJAX_VERSION}"],
-                check=True, stdout=subprocess.DEVNULL,
-            )
+            npm = ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(tmp)]
+            subprocess.run([*npm, f"mathjax@{MATHJAX_VERSION}"], check=True, stdout=subprocess.DEVNULL)
             es5 = tmp / "node_modules" / "mathjax" / "es5"
         else:
             with urllib.request.urlopen(MATHJAX_TARBALL, timeout=60) as r:
@@ -120,7 +119,7 @@ class _Page(HTMLParser):
         self.ids: set[str] = set()
         self.links: list[str] = []  # <a href>
         self.images: list[str] = []  # <img src>
-        self.resources: list[str] = []  # <script src>, <link rel=stylesheet|preload|icon href>
+        self.resources: list[str] = []  # <script src>, <link rel=RESOURCE_RELS href>
         self.redirect: str | None = None  # <meta http-equiv="refresh" content="0; url=...">
 
     def handle_starttag(self, tag, attrs):
@@ -139,7 +138,7 @@ class _Page(HTMLParser):
             if url:
                 self.redirect = url
                 self.links.append(url)
-        elif tag == "link" and a.get("href") and set((a.get("rel") or "").split()) & {"stylesheet", "preload", "icon", "modulepreload"}:
+        elif tag == "link" and a.get("href") and set((a.get("rel") or "").split()) & RESOURCE_RELS:
             self.resources.append(a["href"])
 
 
@@ -190,7 +189,8 @@ def static_problems(html_dir: str | os.PathLike) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m perfmamba.artifact.book", description="Build the replication book offline.")
+    p = argparse.ArgumentParser(prog="python -m perfmamba.artifact.book",
+                                description="Build the replication book offline.")
     p.add_argument("--root", default=".", help="repository root (where _config.yml is)")
     p.add_argument("--output", default=None, help="where _build/ goes (default: ROOT)")
     p.add_argument("--no-strict", action="store_true", help="do not turn warnings into errors")

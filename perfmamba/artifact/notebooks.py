@@ -146,10 +146,11 @@ def publish(numbers: dict, notebook: str, *, results_root=None):
     from myst_nb import glue
 
     check_names([notebook])
-    for key, value in numbers.items():
-        glue(key, str(value), display=False)
+    text = {k: str(v) for k, v in numbers.items()}
+    for key, value in text.items():
+        glue(key, value, display=False)
     lines = ["| quantity | value |", "| --- | --- |"]
-    lines += [f"| `{k}` | {str(v).replace('|', '/')} |" for k, v in numbers.items()]
+    lines += [f"| `{k}` | {v.replace('|', '/')} |" for k, v in text.items()]
     display(Markdown("\n".join(lines)))
     path = results.results_path("claims", root=results_root).with_suffix(".json")
     try:
@@ -157,7 +158,7 @@ def publish(numbers: dict, notebook: str, *, results_root=None):
     except (ValueError, OSError):
         data = {}
     data[notebook] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      "numbers": {k: str(v) for k, v in numbers.items()}}
+                      "numbers": text}
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
 

@@ -25,13 +25,15 @@ from ..train import DEFAULT_MODELS, SMOKE_MODELS, train_default_models
 from . import notebooks
 from .book import build_book
 
-# The smoke profile is small end to end: tiny models trained for seconds, evaluated on a slice (CI, image test).
-SMOKE_EVALUATION = {"splits": ("validation",), "tasks": ("corpus_choice",), "recall": (1,), "max_tokens": 2048,
-                    "limit": 8}
+# The smoke profile is small end to end: tiny models trained for seconds, evaluated on a slice (CI, the
+# image test).
+SMOKE_EVALUATION = {"splits": ("validation",), "tasks": ("corpus_choice",), "recall": (1,),
+                    "max_tokens": 2048, "limit": 8}
 
 
-def evaluation_table(models: dict, out, *, splits=("validation", "test"), tasks=("corpus_choice", "corpus_cloze"),
-                     recall=(1, 4, 16), corpus: dict | None = None, progress: bool = True, **settings):
+def evaluation_table(models: dict, out, *, splits=("validation", "test"),
+                     tasks=("corpus_choice", "corpus_cloze"), recall=(1, 4, 16), corpus: dict | None = None,
+                     progress: bool = True, **settings):
     """Evaluate each model ({name: checkpoint dir}): perplexity per corpus split, the offline lm-eval tasks and
     the associative-recall probe. Writes tidy rows (with a `model` column) to `out` and returns them as a
     DataFrame; reuses `out` when it is newer than every checkpoint and covers every model. `corpus`
@@ -61,7 +63,7 @@ def format_evaluation(df) -> str:
     return wide.to_string(float_format=lambda v: f"{v:.4g}")
 
 
-def check_run(profile: str, names=None) -> None:
+def check_run(profile: str, names) -> None:
     """Refuse, before any work, what the notebooks would refuse after the corpus, the training and the
     evaluation: an unknown profile or notebook, and the paper profile (our Triton kernels) without a GPU."""
     if profile not in notebooks.PROFILES:
@@ -102,8 +104,8 @@ def reproduce(artifacts=None, *, profile: str | None = None, names=None, build: 
         table = artifacts / "models" / ("evaluation.smoke.csv" if smoke else "evaluation.csv")
         print(f"[3/5] evaluation of the {kind} models → {table}", flush=True)
         print(format_evaluation(evaluation_table(models, table, **(SMOKE_EVALUATION if smoke else {}))))
-        print("(recall: the associative-recall probe, chance 1/32; these language models were not trained on its "
-              "format; ext_recall trains one that is)", flush=True)
+        print("(recall: the associative-recall probe, chance 1/32; these language models were not trained on "
+              "its format; ext_recall trains one that is)", flush=True)
         print(f"[4/5] notebooks ({profile} parameters) → {notebooks.OUTPUT_DIR}", flush=True)
         overrides = {"artifacts": str(artifacts),
                      "model_dirs": {preset(specs[k]["preset"]).arch: str(v) for k, v in models.items()}}
