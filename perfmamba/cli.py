@@ -67,9 +67,18 @@ def _check_known(*checks) -> None:
 
 
 # train, eval, convert ----------------------------------------------------------------------------------------
+# flag, type, help of the training settings that, given, override the preset's (train.DEFAULT_MODELS)
+TRAIN_SETTINGS = (("--steps", int, "optimizer steps"), ("--batch-size", int, "sequences per step"),
+                  ("--seq-len", int, "tokens per sequence"), ("--lr", float, "peak learning rate"),
+                  ("--warmup", int, "linear warm-up steps"),
+                  ("--seed", int, "seed of the initialisation and the batch order"),
+                  ("--eval-every", int, "steps between validation evaluations (and checkpoints)"),
+                  ("--eval-tokens", int, "validation tokens per evaluation"))
+
+
 def run_train(args):
-    overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "seq_len", "lr", "warmup", "seed",
-                                               "eval_every", "eval_tokens") if getattr(args, k) is not None}
+    settings = (flag[2:].replace("-", "_") for flag, _, _ in TRAIN_SETTINGS)
+    overrides = {k: getattr(args, k) for k in settings if getattr(args, k) is not None}
     if args.preset is None:
         if overrides or args.out or args.d_state:
             raise TrainError("settings (--steps, --out, …) need --preset; without it the default models are trained")
@@ -122,14 +131,8 @@ def _add_train(sub):
     p.add_argument("--out", help="output directory (default: ARTIFACTS/models/<preset>)")
     p.add_argument("--artifacts", default=str(artifacts_root()), help="artifacts directory: corpus, tokenizer, models "
                                                                   "(default: $PERFMAMBA_ARTIFACTS or ./artifacts)")
-    for flag, kind, what in (("--steps", int, "optimizer steps"), ("--batch-size", int, "sequences per step"),
-                             ("--seq-len", int, "tokens per sequence"), ("--lr", float, "peak learning rate"),
-                             ("--warmup", int, "linear warm-up steps"),
-                             ("--seed", int, "seed of the initialisation and the batch order"),
-                             ("--eval-every", int, "steps between validation evaluations (and checkpoints)"),
-                             ("--eval-tokens", int, "validation tokens per evaluation"),
-                             ("--d-state", int, "override the preset's d_state (N)"),
-                             ("--threads", int, "torch CPU threads")):
+    for flag, kind, what in TRAIN_SETTINGS + (("--d-state", int, "override the preset's d_state (N)"),
+                                              ("--threads", int, "torch CPU threads")):
         p.add_argument(flag, type=kind, help=what)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
