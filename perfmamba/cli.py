@@ -38,12 +38,56 @@ from .train import DEFAULT_MODELS, default_tokenizer, train, train_default_model
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
+# every subcommand: its line in `perfmamba --help` and the description `perfmamba COMMAND --help` opens with
+ABOUT = {
+    "train": ("train small Mamba models on the offline corpus",
+              "Without --preset: train the two default models (mamba-small, mamba2-small) under "
+              "ARTIFACTS/models/<name>, sharing one tokenizer, skipping models already trained with the "
+              "same settings. With --preset: train that preset on the corpus (vocabulary set by the "
+              "tokenizer). Checkpoints are written in the perfmamba format with the tokenizer and "
+              "train_log.json."),
+    "eval": ("evaluate a model: perplexity per split, offline lm-eval tasks, associative recall",
+             "Perplexity on the corpus splits, lm-eval tasks (default: the offline corpus_choice and "
+             "corpus_cloze; also lambada_local, piqa_local, …, or stock lm-eval task names where their "
+             "datasets are available) and optionally the associative-recall probe. Prints a table; --out "
+             "writes tidy rows as CSV."),
+    "convert": ("convert a checkpoint (or a preset) between formats",
+                "Read SRC (a preset name or a directory in the perfmamba, transformers or mamba-ssm "
+                "format) and write it to DST in another format. Tokenizer files beside SRC are copied. DST "
+                "is written atomically."),
+    "activity": ("per-layer, per-state activity E[Δ] over calibration data (paper Fig. 3)",
+                 "Run SRC over calibration data and report activity(l, s) = E[Δ_t] for every layer l and "
+                 "state s (Mamba-2: per-head Δ spread over blocks of states; Mamba-1: E[Δ·|A_s|] by "
+                 "default). Writes tidy rows (model, arch, layer, state, d_state, activity, decay, "
+                 "n_tokens) to --out and the Fig. 3 heatmap to --plot."),
+    "prune": ("prune SSM states and write the pruned checkpoint",
+              "Keep k = max(1, floor(N(1 - R))) states per layer (or the same total, spread by score with "
+              "--selection global), chosen by a criterion computed on calibration data, and write the "
+              "pruned model to DST. Modes: removed (smaller tensors, per-layer d_state), zeroed (pruned "
+              "states' B/C rows set to zero, shapes unchanged), bridge (computes with the kept states, "
+              "saved as the zeroed N-state model). The kept indices are recorded in the checkpoint's "
+              "config (extra.pruning)."),
+    "profile": ("per-component time, memory, FLOPs and bytes of prefill and decode",
+                "Profile Mamba-1 / Mamba-2 models per component (rmsnorm, in_proj = the paper's \"Gated "
+                "MLP\", conv1d, ssm, gated_norm, out_proj, lm_head, embedding) in prefill (time to first "
+                "token) and decode (time per output token), with timers and/or torch.profiler, and write "
+                "tidy rows to a CSV."),
+    "claims": ("judge every claim of the paper on the rows at hand",
+               "Evaluate every claim record (the paper's values in data/paper/ against the committed GPU "
+               "rows, the committed CPU sweep and this machine's run) and print how many claims of each "
+               "status there are per section, then one line per claim."),
+    "reproduce": ("run the whole pipeline on its embedded default and build the book",
+                  "Prepare the corpus, train the two small default models (reused when already trained), "
+                  "evaluate them, execute every notebook with papermill and build the book. SIGTERM ends "
+                  "the run (exit 143); a rerun resumes."),
+}
+
 
 def _csv_list(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
-def _ints(values, what: str, error=PerfmambaError) -> list[int]:
+def _ints(values, what: str, error) -> list[int]:
     """Integers from arguments that may each hold several, separated by commas or spaces."""
     out = []
     for part in (p for v in values for p in str(v).replace(",", " ").split()):
@@ -60,20 +104,38 @@ def _refuse_existing(path, force: bool, what: str):
         raise PerfmambaError(f"{what} {p} already exists (pass --force to replace it)")
 
 
-def _name(src: str) -> str:
-    return Path(src).name if Path(src).is_dir() else str(src)
+def _command(sub, name: str, run, **options) -> argparse.ArgumentParser:
+    """The parser of subcommand `name`, which `run(args)` carries out."""
+    p = sub.add_parser(name, help=ABOUT[name][0], description=ABOUT[name][1], **options)
+    p.set_defaults(func=run)
+    return p
+
+
+def _check_known(*checks) -> None:
+    for what, value, known in checks:
+        if value not in known:
+            raise PruningError(f"unknown {what} {value!r}; expected one of {', '.join(known)}")
 
 
 # train, eval, convert ----------------------------------------------------------------------------------------
+# flag, type, help of the training settings that, given, override the preset's (train.DEFAULT_MODELS)
+TRAIN_SETTINGS = (("--steps", int, "optimizer steps"), ("--batch-size", int, "sequences per step"),
+                  ("--seq-len", int, "tokens per sequence"), ("--lr", float, "peak learning rate"),
+                  ("--warmup", int, "linear warm-up steps"),
+                  ("--seed", int, "seed of the initialisation and the batch order"),
+                  ("--eval-every", int, "steps between validation evaluations (and checkpoints)"),
+                  ("--eval-tokens", int, "validation tokens per evaluation"))
+
+
 def run_train(args):
-    overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "seq_len", "lr", "warmup", "seed",
-                                               "eval_every", "eval_tokens") if getattr(args, k) is not None}
+    settings = (flag[2:].replace("-", "_") for flag, _, _ in TRAIN_SETTINGS)
+    overrides = {k: getattr(args, k) for k in settings if getattr(args, k) is not None}
     if args.preset is None:
         if overrides or args.out or args.d_state:
             raise TrainError("settings (--steps, --out, …) need --preset; without it the default models are trained")
         for name, path in train_default_models(args.artifacts, progress=not args.quiet, threads=args.threads).items():
             print(f"{name}: {path}")
-        return 0
+        return
     preset(args.preset)  # an unknown name fails here, before the corpus is read
     tokenizer = default_tokenizer(args.artifacts)
     cfg = preset(args.preset, vocab_size=len(tokenizer), **({"d_state": args.d_state} if args.d_state else {}))
@@ -86,7 +148,6 @@ def run_train(args):
     last = history[-1]
     print(f"wrote {out} ({model.num_parameters():,} parameters): step {last['step']}, "
           f"validation perplexity {last['val_ppl']:.2f}, {last['elapsed_s']:.0f} s")
-    return 0
 
 
 def run_eval(args):
@@ -101,7 +162,6 @@ def run_eval(args):
     if args.out:
         write_rows(rows, args.out, model=str(args.model))
         print(f"wrote {len(rows)} rows to {args.out}")
-    return 0
 
 
 def run_convert(args):
@@ -111,57 +171,38 @@ def run_convert(args):
 
 
 def _add_train(sub):
-    p = sub.add_parser(
-        "train", help="train small Mamba models on the offline corpus",
-        description="Without --preset: train the two default models (mamba-small, mamba2-small) under "
-                    "ARTIFACTS/models/<name>, sharing one tokenizer, skipping models already trained with the "
-                    "same settings. With --preset: train that preset on the corpus (vocabulary set by the "
-                    "tokenizer). Checkpoints are written in the perfmamba format with the tokenizer and "
-                    "train_log.json.")
+    p = _command(sub, "train", run_train)
     p.add_argument("--preset", help="preset name (e.g. mamba-small, mamba2-small, mamba-tiny); default: both defaults")
     p.add_argument("--out", help="output directory (default: ARTIFACTS/models/<preset>)")
     p.add_argument("--artifacts", default=str(artifacts_root()), help="artifacts directory: corpus, tokenizer, models "
                                                                   "(default: $PERFMAMBA_ARTIFACTS or ./artifacts)")
-    for flag, kind, what in (("--steps", int, "optimizer steps"), ("--batch-size", int, "sequences per step"),
-                             ("--seq-len", int, "tokens per sequence"), ("--lr", float, "peak learning rate"),
-                             ("--warmup", int, "linear warm-up steps"),
-                             ("--seed", int, "seed of the initialisation and the batch order"),
-                             ("--eval-every", int, "steps between validation evaluations (and checkpoints)"),
-                             ("--eval-tokens", int, "validation tokens per evaluation"),
-                             ("--d-state", int, "override the preset's d_state (N)"),
-                             ("--threads", int, "torch CPU threads")):
+    for flag, kind, what in TRAIN_SETTINGS + (("--d-state", int, "override the preset's d_state (N)"),
+                                              ("--threads", int, "torch CPU threads")):
         p.add_argument(flag, type=kind, help=what)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_train)
 
-    e = sub.add_parser(
-        "eval", help="evaluate a model: perplexity per split, offline lm-eval tasks, associative recall",
-        description="Perplexity on the corpus splits, lm-eval tasks (default: the offline corpus_choice and "
-                    "corpus_cloze; also lambada_local, piqa_local, …, or stock lm-eval task names where their "
-                    "datasets are available) and optionally the associative-recall probe. Prints a table; "
-                    "--out writes tidy rows as CSV.")
-    e.add_argument("model", metavar="MODEL_DIR", help="checkpoint directory (any supported format)")
-    e.add_argument("--tokenizer", help="tokenizer path (default: the files in MODEL_DIR)")
-    e.add_argument("--splits", default="validation,test", help="corpus splits for perplexity, comma-separated "
-                                                                "('' for none; default: validation,test)")
-    e.add_argument("--tasks", default="corpus_choice,corpus_cloze", help="lm-eval tasks, comma-separated ('' for none)")
-    e.add_argument("--recall", default="", help="n_pairs values for the recall probe, e.g. 1,4,16 (default: none)")
-    e.add_argument("--limit", type=int, help="at most this many examples per task")
-    e.add_argument("--max-tokens", type=int, help="at most this many tokens per split for perplexity")
-    e.add_argument("--seq-len", type=int, default=512, help="perplexity window (default 512)")
-    e.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
-    e.add_argument("--out", help="write the rows to this CSV file")
-    e.set_defaults(func=run_eval)
+    p = _command(sub, "eval", run_eval)
+    p.add_argument("model", metavar="MODEL_DIR", help="checkpoint directory (any supported format)")
+    p.add_argument("--tokenizer", help="tokenizer path (default: the files in MODEL_DIR)")
+    p.add_argument("--splits", default="validation,test",
+                   help="corpus splits for perplexity, comma-separated ('' for none; default: "
+                        "validation,test)")
+    p.add_argument("--tasks", default="corpus_choice,corpus_cloze",
+                   help="lm-eval tasks, comma-separated ('' for none)")
+    p.add_argument("--recall", default="",
+                   help="n_pairs values for the recall probe, e.g. 1,4,16 (default: none)")
+    p.add_argument("--limit", type=int, help="at most this many examples per task")
+    p.add_argument("--max-tokens", type=int, help="at most this many tokens per split for perplexity")
+    p.add_argument("--seq-len", type=int, default=512, help="perplexity window (default 512)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch size (default 8)")
+    p.add_argument("--out", help="write the rows to this CSV file")
 
-    c = sub.add_parser("convert", help="convert a checkpoint (or a preset) between formats",
-                       description="Read SRC (a preset name or a directory in the perfmamba, transformers or "
-                                   "mamba-ssm format) and write it to DST in another format. Tokenizer files "
-                                   "beside SRC are copied. DST is written atomically.")
-    c.add_argument("src", metavar="SRC", help="preset name or checkpoint directory")
-    c.add_argument("dst", metavar="DST", help="output directory (must not exist or be empty, unless --force)")
-    c.add_argument("--format", choices=FORMATS, default="perfmamba", help="output format (default: perfmamba)")
-    c.add_argument("--force", action="store_true", help="replace DST if it exists")
-    c.set_defaults(func=run_convert)
+    p = _command(sub, "convert", run_convert)
+    p.add_argument("src", metavar="SRC", help="preset name or checkpoint directory")
+    p.add_argument("dst", metavar="DST", help="output directory (must not exist or be empty, unless --force)")
+    p.add_argument("--format", choices=FORMATS, default="perfmamba",
+                   help="output format (default: perfmamba)")
+    p.add_argument("--force", action="store_true", help="replace DST if it exists")
 
 
 # activity, prune ----------------------------------------------------------------------------------------------
@@ -185,9 +226,7 @@ def _calibration(args, model, required: bool):
 
 
 def run_activity(args):
-    if args.mamba1_reading not in MAMBA1_READINGS:
-        raise PruningError(f"unknown --mamba1-reading {args.mamba1_reading!r}; "
-                           f"expected one of {', '.join(MAMBA1_READINGS)}")
+    _check_known(("--mamba1-reading", args.mamba1_reading, MAMBA1_READINGS))
     for path, what in ((args.out, "--out"), (args.plot, "--plot")):
         if path is not None:
             _refuse_existing(path, args.force, what)
@@ -197,7 +236,8 @@ def run_activity(args):
     tokens = _calibration(args, model, required=True)
     act = collect_activity(model, tokens, batch_size=args.batch_size, mamba1_reading=args.mamba1_reading,
                            progress=sys.stderr.isatty())
-    rows = activity_rows(act, _name(args.src))
+    name = Path(args.src).name if Path(args.src).is_dir() else str(args.src)
+    rows = activity_rows(act, name)
     print(f"{args.src}: {model.config.arch}, {act.n_layer} layers, {act.n_tokens} calibration tokens "
           f"({act.n_sequences} × {act.n_tokens // act.n_sequences})")
     for i, a in enumerate(act.activity):
@@ -209,7 +249,7 @@ def run_activity(args):
             w.writerows(rows)
         print(f"wrote {len(rows)} rows to {args.out}")
     if args.plot is not None:
-        fig = plot_fig3_activity(act, title=f"State activity: {_name(args.src)}")
+        fig = plot_fig3_activity(act, title=f"State activity: {name}")
         try:
             with atomic_path(Path(args.plot), suffix=Path(args.plot).suffix) as tmp:
                 fig.savefig(str(tmp), dpi=150, bbox_inches="tight")
@@ -222,10 +262,8 @@ def run_activity(args):
 
 def run_prune(args):
     ratio = check_ratio(args.ratio)
-    for what, value, known in (("criterion", args.criterion, CRITERIA), ("mode", args.mode, MODES),
-                               ("selection", args.selection, SELECTIONS), ("format", args.format, FORMATS)):
-        if value not in known:
-            raise PruningError(f"unknown {what} {value!r}; expected one of {', '.join(known)}")
+    _check_known(("criterion", args.criterion, CRITERIA), ("mode", args.mode, MODES),
+                 ("selection", args.selection, SELECTIONS), ("format", args.format, FORMATS))
     check_align(args.align, args.align_rounding)
     if args.pad and (args.align is None or args.align_rounding != "up" or args.mode != "removed"):
         raise PruningError("--pad needs --align M, --align-rounding up and --mode removed")
@@ -269,27 +307,14 @@ def _add_pruning(sub):
                        help="seed for --calibration-tokens and criterion 'random' (default: 0)")
         p.add_argument("--force", action="store_true", help="replace outputs that already exist")
 
-    p = sub.add_parser(
-        "activity", help="per-layer, per-state activity E[Δ] over calibration data (paper Fig. 3)",
-        description="Run SRC over calibration data and report activity(l, s) = E[Δ_t] for every layer l and "
-                    "state s (Mamba-2: per-head Δ spread over blocks of states; Mamba-1: E[Δ·|A_s|] by "
-                    "default). Writes tidy rows (model, arch, layer, state, d_state, activity, decay, "
-                    "n_tokens) to --out and the Fig. 3 heatmap to --plot.")
+    p = _command(sub, "activity", run_activity)
     common(p)
     p.add_argument("--mamba1-reading", default="delta_A", metavar="R",
                    help=f"Mamba-1 per-state reading: {' | '.join(MAMBA1_READINGS)} (default: delta_A)")
     p.add_argument("--out", metavar="CSV", help="write the rows to this CSV file")
     p.add_argument("--plot", metavar="PNG", help="write the heatmap to this image (format from the suffix)")
-    p.set_defaults(func=run_activity)
 
-    p = sub.add_parser(
-        "prune", help="prune SSM states and write the pruned checkpoint",
-        description="Keep k = max(1, floor(N(1 - R))) states per layer (or the same total, spread by score "
-                    "with --selection global), chosen by a criterion computed on calibration data, and write "
-                    "the pruned model to DST. Modes: removed (smaller tensors, per-layer d_state), zeroed "
-                    "(pruned states' B/C rows set to zero, shapes unchanged), bridge (computes with the kept "
-                    "states, saved as the zeroed N-state model). The kept indices are recorded in the "
-                    "checkpoint's config (extra.pruning).")
+    p = _command(sub, "prune", run_prune)
     common(p)
     p.add_argument("--ratio", required=True, metavar="R", help="pruning ratio r in [0, 1)")
     p.add_argument("--criterion", default="delta", metavar="C",
@@ -310,7 +335,6 @@ def _add_pruning(sub):
     p.add_argument("--format", default="perfmamba", metavar="F",
                    help="perfmamba | transformers | mamba_ssm (default: perfmamba; the other two need the same "
                         "number of states in every layer)")
-    p.set_defaults(func=run_prune)
 
 
 # profile ----------------------------------------------------------------------------------------------------
@@ -343,7 +367,6 @@ def run_profile(args):
                  threads=args.threads, progress=not args.no_progress, flush_denormal=flush and cpu)
     _print_profile(rows)
     print(f"{len(rows)} new rows in {out}")
-    return 0
 
 
 def _print_profile(rows):
@@ -363,13 +386,8 @@ def _print_profile(rows):
 
 
 def _add_profile(sub):
-    p = sub.add_parser(
-        "profile", help="per-component time, memory, FLOPs and bytes of prefill and decode",
-        description="Profile Mamba-1 / Mamba-2 models per component (rmsnorm, in_proj = the paper's \"Gated "
-                    "MLP\", conv1d, ssm, gated_norm, out_proj, lm_head, embedding) in prefill (time to first "
-                    "token) and decode (time per output token), with timers and/or torch.profiler, and write "
-                    "tidy rows to a CSV.",
-        epilog=PROFILE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _command(sub, "profile", run_profile,
+                 epilog=PROFILE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-m", "--model", dest="models", nargs="+", metavar="PRESET_OR_DIR",
                    help="preset names (random init, seeded) or checkpoint directories; presets: "
                         + ", ".join(PRESETS) + " (default: CPU " + ", ".join(CPU_MODELS)
@@ -402,7 +420,6 @@ def _add_profile(sub):
                    help="flush denormal floats to zero on CPU (default: on for CPU; denormals from underflowing "
                         "decays slow x86 cores down, a cost a GPU does not have)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_profile)
 
 
 # claims, reproduce ------------------------------------------------------------------------------------------
@@ -420,7 +437,7 @@ def run_claims(args):
             print(f"{r.id:<32} {render.sentence(r)}")
 
 
-def run_reproduce(args) -> int:
+def run_reproduce(args):
     exit_on_sigterm()
     try:
         reproduce(args.artifacts, profile=args.profile, build=not args.no_book, out=args.out,
@@ -428,26 +445,18 @@ def run_reproduce(args) -> int:
     except Terminated:
         print("perfmamba: terminated (SIGTERM); a rerun resumes", file=sys.stderr, flush=True)
         return 143
-    return 0
 
 
 def _add_artifact(sub):
-    p = sub.add_parser("claims", help="judge every claim of the paper on the rows at hand",
-                       description="Evaluate every claim record (the paper's values in data/paper/ against the "
-                                   "committed GPU rows, the committed CPU sweep and this machine's run) and print "
-                                   "how many claims of each status there are per section, then one line per claim.")
+    p = _command(sub, "claims", run_claims)
     p.add_argument("--results", default=None,
                    help="where committed GPU rows are read (default: $PERFMAMBA_RESULTS or data/results)")
     p.add_argument("--sweep", default=SWEEP, help=f"the committed CPU sweep (default: {SWEEP}; 'none': skip)")
     p.add_argument("--section", action="append", default=None,
                    help="only the sections starting with this text, e.g. 'Table 1' (repeatable)")
     p.add_argument("--json", default=None, help="also write the records as JSON to this file")
-    p.set_defaults(func=run_claims)
 
-    p = sub.add_parser("reproduce", help="run the whole pipeline on its embedded default and build the book",
-                       description="Prepare the corpus, train the two small default models (reused when already "
-                                   "trained), evaluate them, execute every notebook with papermill and build the "
-                                   "book. SIGTERM ends the run (exit 143); a rerun resumes.")
+    p = _command(sub, "reproduce", run_reproduce)
     p.add_argument("--artifacts", default=None, help="where corpus, tokenizer and models go (default: artifacts, "
                                                      "or OUT/artifacts with --out)")
     p.add_argument("--out", default=None, metavar="OUT",
@@ -458,7 +467,6 @@ def _add_artifact(sub):
                         "minutes end to end); default: paper with a CUDA GPU, cpu otherwise")
     p.add_argument("--notebooks", default=None, help="comma-separated subset of notebooks to execute")
     p.add_argument("--no-book", action="store_true", help="skip the book build")
-    p.set_defaults(func=run_reproduce)
 
 
 # the command ------------------------------------------------------------------------------------------------

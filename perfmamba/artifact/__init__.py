@@ -1,6 +1,3 @@
-"""The artifact on top of the library: papermill execution of the notebooks (`notebooks`), the offline
-jupyter-book build (`book`) and the whole pipeline behind `perfmamba reproduce` (`pipeline`).
-
-Nothing in the library imports this package; it imports the library. `book` needs only the standard library
-and `perfmamba.errors`, so the Docker image can install MathJax before the project is copied in.
-"""
+"""The artifact: papermill execution (`notebooks`), the offline book build (`book`), `perfmamba reproduce`
+(`pipeline`). `book` needs only the standard library and `perfmamba.errors`, so the Docker image can install
+MathJax before the project is copied in."""

@@ -28,10 +28,7 @@ MATHJAX_VERSION = "3.2.2"
 MATHJAX_INTEGRITY = "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw=="
 MATHJAX_TARBALL = f"https://registry.npmjs.org/mathjax/-/mathjax-{MATHJAX_VERSION}.tgz"
 MATHJAX_ENTRY = "tex-svg.js"  # must match `mathjax_path` in _config.yml
-
-
-def mathjax_dir(root: str | os.PathLike = ".") -> Path:
-    return Path(root) / "book" / "_static" / "mathjax"
+RESOURCE_RELS = {"stylesheet", "preload", "icon", "modulepreload"}  # <link rel=…> that a page loads
 
 
 def prepare_static(root: str | os.PathLike = ".") -> Path:
@@ -40,17 +37,15 @@ def prepare_static(root: str | os.PathLike = ".") -> Path:
     Uses ``npm install --no-save --prefix <tmp> mathjax@3`` when npm exists, otherwise the same
     tarball from the npm registry, checked against its published sha512. Returns the directory.
     """
-    dest = mathjax_dir(root)
+    dest = Path(root) / "book" / "_static" / "mathjax"
     if (dest / MATHJAX_ENTRY).is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         tmp = Path(tmp)
         if shutil.which("npm"):
-            subprocess.run(
-                ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(tmp), f"mathjax@{MATHJAX_VERSION}"],
-                check=True, stdout=subprocess.DEVNULL,
-            )
+            npm = ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(tmp)]
+            subprocess.run([*npm, f"mathjax@{MATHJAX_VERSION}"], check=True, stdout=subprocess.DEVNULL)
             es5 = tmp / "node_modules" / "mathjax" / "es5"
         else:
             with urllib.request.urlopen(MATHJAX_TARBALL, timeout=60) as r:
@@ -124,7 +119,7 @@ class _Page(HTMLParser):
         self.ids: set[str] = set()
         self.links: list[str] = []  # <a href>
         self.images: list[str] = []  # <img src>
-        self.resources: list[str] = []  # <script src>, <link rel=stylesheet|preload|icon href>
+        self.resources: list[str] = []  # <script src>, <link rel=RESOURCE_RELS href>
         self.redirect: str | None = None  # <meta http-equiv="refresh" content="0; url=...">
 
     def handle_starttag(self, tag, attrs):
@@ -143,7 +138,7 @@ class _Page(HTMLParser):
             if url:
                 self.redirect = url
                 self.links.append(url)
-        elif tag == "link" and a.get("href") and set((a.get("rel") or "").split()) & {"stylesheet", "preload", "icon", "modulepreload"}:
+        elif tag == "link" and a.get("href") and set((a.get("rel") or "").split()) & RESOURCE_RELS:
             self.resources.append(a["href"])
 
 
@@ -153,38 +148,25 @@ def parse_page(text: str) -> _Page:
     return page
 
 
-def _is_external(url: str) -> bool:
-    return url.startswith("//") or urlsplit(url).scheme in {"http", "https"}
-
-
 def link_problems(html_file: Path, html_dir: Path, page: _Page, id_cache: dict[Path, set[str]]) -> list[str]:
     """Unresolvable internal links, images and resources of one page (`page` parsed from it)."""
     problems = []
-
-    def ids_of(path: Path) -> set[str]:
-        if path not in id_cache:
-            id_cache[path] = parse_page(path.read_text(encoding="utf-8", errors="replace")).ids
-        return id_cache[path]
-
-    def check(url: str, kind: str, anchors: bool):
-        parts = urlsplit(url)
-        if parts.scheme or url.startswith("//") or url in ("", "#"):
-            return  # external (mailto:, https:, javascript:, data:) or the page itself
-        target = (html_file.parent / unquote(parts.path)).resolve() if parts.path else html_file
-        if target.is_dir():
-            target = target / "index.html"
-        rel = html_file.relative_to(html_dir)
-        if not target.is_file():
-            problems.append(f"{rel}: {kind} {url!r} does not exist")
-        elif anchors and parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in ids_of(target):
-            problems.append(f"{rel}: {kind} {url!r}: no anchor #{parts.fragment}")
-
-    for url in page.links:
-        check(url, "link", anchors=True)
-    for url in page.images:
-        check(url, "image", anchors=False)
-    for url in page.resources:
-        check(url, "resource", anchors=False)
+    rel = html_file.relative_to(html_dir)
+    for kind, urls in (("link", page.links), ("image", page.images), ("resource", page.resources)):
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme or url.startswith("//") or url in ("", "#"):
+                continue  # external (mailto:, https:, javascript:, data:) or the page itself
+            target = (html_file.parent / unquote(parts.path)).resolve() if parts.path else html_file
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                problems.append(f"{rel}: {kind} {url!r} does not exist")
+            elif kind == "link" and parts.fragment and target.suffix == ".html":
+                if target not in id_cache:
+                    id_cache[target] = parse_page(target.read_text(encoding="utf-8", errors="replace")).ids
+                if unquote(parts.fragment) not in id_cache[target]:
+                    problems.append(f"{rel}: {kind} {url!r}: no anchor #{parts.fragment}")
     return problems
 
 
@@ -200,13 +182,15 @@ def static_problems(html_dir: str | os.PathLike) -> list[str]:
         page = parse_page(f.read_text(encoding="utf-8", errors="replace"))
         cache[f.resolve()] = page.ids
         rel = f.relative_to(html_dir)
-        problems += [f"{rel}: external resource {u}" for u in page.resources if _is_external(u)]
+        problems += [f"{rel}: external resource {u}" for u in page.resources
+                     if u.startswith("//") or urlsplit(u).scheme in {"http", "https"}]
         problems += link_problems(f.resolve(), html_dir, page, cache)
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m perfmamba.artifact.book", description="Build the replication book offline.")
+    p = argparse.ArgumentParser(prog="python -m perfmamba.artifact.book",
+                                description="Build the replication book offline.")
     p.add_argument("--root", default=".", help="repository root (where _config.yml is)")
     p.add_argument("--output", default=None, help="where _build/ goes (default: ROOT)")
     p.add_argument("--no-strict", action="store_true", help="do not turn warnings into errors")

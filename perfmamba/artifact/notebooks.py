@@ -1,10 +1,8 @@
 """Execute the papermill notebooks into the book.
 
-Each notebook `notebooks/<name>.ipynb` has three parameter files under `notebooks/params/`:
-`<name>.yaml` (the paper's settings, for a GPU), `<name>.cpu.yaml` (the embedded default that
-`make reproduce` runs on a 2-core CPU machine) and `<name>.smoke.yaml` (tiny settings that CI runs).
-Executed copies land in `book/notebooks/<name>.ipynb`, which the book renders. papermill, nbformat, myst_nb and
-IPython come with the `[book]` extra and are imported where they are used.
+Each notebook `notebooks/<name>.ipynb` has three parameter files under `notebooks/params/`: `<name>.yaml` (the
+paper's settings, for a GPU), `<name>.cpu.yaml` (the default on a 2-core CPU) and `<name>.smoke.yaml` (tiny
+settings that CI runs). Executed copies land in `book/notebooks/<name>.ipynb`, which the book renders.
 """
 from __future__ import annotations
 
@@ -14,7 +12,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
 import yaml
 from tqdm.auto import tqdm
 
@@ -47,6 +44,12 @@ NOTEBOOKS = [
 FRONT = ("claims",)
 
 
+def check_names(names) -> None:
+    unknown = [n for n in names if n not in NOTEBOOKS]
+    if unknown:
+        raise NotebookError(f"no notebook {unknown[0]!r} (known: {', '.join(NOTEBOOKS)})")
+
+
 def params_file(name: str, profile: str) -> Path:
     if profile not in PROFILES:
         raise NotebookError(f"unknown parameter profile {profile!r}; expected one of {', '.join(PROFILES)}")
@@ -68,10 +71,11 @@ def resolve_parameters(name: str, profile: str, overrides: dict | None = None) -
     pfile = params_file(name, profile)
     params = yaml.safe_load(pfile.read_text()) or {} if pfile.exists() else {}
     params.update(overrides or {})
-    unknown = sorted(set(params) - declared_parameters(path))
+    declared = declared_parameters(path)
+    unknown = sorted(set(params) - declared)
     if unknown:
         raise NotebookError(f"{name}: unknown parameter(s) {', '.join(unknown)} (from {pfile.name} or overrides); "
-                            f"the notebook declares {', '.join(sorted(declared_parameters(path)))}")
+                            f"the notebook declares {', '.join(sorted(declared))}")
     return params
 
 
@@ -90,35 +94,29 @@ def _relative(value):
     return value
 
 
-def _record_paths(path, source: Path, out: Path) -> None:
-    """papermill records where it read and wrote (a temporary file): record the source and the page instead,
-    relative to the repository, so an executed notebook does not depend on where it was run."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    meta = nb.metadata.get("papermill", {})
-    meta["input_path"] = _relative(str(source.resolve()))
-    meta["output_path"] = _relative(str(out.resolve()))
-    nbformat.write(nb, path)
-
-
 def execute(name: str, profile: str = "cpu", *, overrides: dict | None = None, output_dir: Path | None = None,
             progress: bool = True) -> Path:
     """Run one notebook with papermill; the output is written atomically (a failed run leaves no page)."""
+    import nbformat
     import papermill
 
-    params = {k: _relative(v) for k, v in resolve_parameters(name, profile, overrides).items()}
-    out_dir = Path(output_dir or OUTPUT_DIR)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{name}.ipynb"
+    params = _relative(resolve_parameters(name, profile, overrides))
+    source = NOTEBOOK_DIR / f"{name}.ipynb"
+    out = Path(output_dir or OUTPUT_DIR) / f"{name}.ipynb"
     # the kernel inherits this: tqdm.auto warns once that ipywidgets is missing (it then draws text bars), which
     # would otherwise be the first output of every page
     warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), KERNEL_WARNINGS]))
     try:
         with paths.environ(PYTHONWARNINGS=warnings), atomic_path(out, suffix=".ipynb") as tmp:
-            papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp), parameters=params,
-                                       cwd=str(ROOT), kernel_name="python3", progress_bar=progress, log_output=False)
-            _record_paths(tmp, NOTEBOOK_DIR / f"{name}.ipynb", out)
+            papermill.execute_notebook(str(source), str(tmp), parameters=params, cwd=str(ROOT),
+                                       kernel_name="python3", progress_bar=progress, log_output=False)
+            # papermill records where it read and wrote (a temporary file): record the source and the page
+            # instead, relative to the repository, so an executed notebook does not depend on where it ran
+            nb = nbformat.read(tmp, as_version=4)
+            meta = nb.metadata.get("papermill", {})
+            meta["input_path"] = _relative(str(source.resolve()))
+            meta["output_path"] = _relative(str(out.resolve()))
+            nbformat.write(nb, tmp)
     except papermill.PapermillExecutionError as e:
         raise NotebookError(f"{name}: cell {e.exec_count} failed: {e.ename}: {e.evalue}") from None
     return out
@@ -128,15 +126,13 @@ def execute_all(profile: str = "cpu", *, names=None, overrides: dict | None = No
     """Execute `names` (default every notebook, in order); overrides go to the notebooks that declare them.
     Prints the wall time of each notebook; returns the executed paths."""
     names = list(names or NOTEBOOKS)
-    unknown = [n for n in names if n not in NOTEBOOKS]
-    if unknown:
-        raise NotebookError(f"no notebook {unknown[0]!r} (known: {', '.join(NOTEBOOKS)})")
+    check_names(names)
     out = []
     for name in tqdm(names, desc=f"notebooks ({profile})", unit="nb"):
         t0 = time.perf_counter()
-        out.append(execute(name, profile, overrides={k: v for k, v in (overrides or {}).items()
-                                                      if k in declared_parameters(NOTEBOOK_DIR / f"{name}.ipynb")},
-                           output_dir=output_dir, progress=False))
+        declared = declared_parameters(NOTEBOOK_DIR / f"{name}.ipynb")
+        own = {k: v for k, v in (overrides or {}).items() if k in declared}
+        out.append(execute(name, profile, overrides=own, output_dir=output_dir, progress=False))
         print(f"{name}: {time.perf_counter() - t0:.1f} s", flush=True)
     return out
 
@@ -149,12 +145,12 @@ def publish(numbers: dict, notebook: str, *, results_root=None):
     from IPython.display import Markdown, display
     from myst_nb import glue
 
-    if notebook not in NOTEBOOKS:
-        raise NotebookError(f"no notebook {notebook!r} (known: {', '.join(NOTEBOOKS)})")
-    for key, value in numbers.items():
-        glue(key, str(value), display=False)
+    check_names([notebook])
+    text = {k: str(v) for k, v in numbers.items()}
+    for key, value in text.items():
+        glue(key, value, display=False)
     lines = ["| quantity | value |", "| --- | --- |"]
-    lines += [f"| `{k}` | {str(v).replace('|', '/')} |" for k, v in numbers.items()]
+    lines += [f"| `{k}` | {v.replace('|', '/')} |" for k, v in text.items()]
     display(Markdown("\n".join(lines)))
     path = results.results_path("claims", root=results_root).with_suffix(".json")
     try:
@@ -162,7 +158,7 @@ def publish(numbers: dict, notebook: str, *, results_root=None):
     except (ValueError, OSError):
         data = {}
     data[notebook] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      "numbers": {k: str(v) for k, v in numbers.items()}}
+                      "numbers": text}
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
 
@@ -173,8 +169,3 @@ def glue_table(key: str, table) -> None:
     from myst_nb import glue
 
     glue(key, HTML(table.to_html(index=False)), display=False)
-
-
-def default_profile() -> str:
-    """`paper` where a CUDA GPU is present, otherwise `cpu`."""
-    return "paper" if torch.cuda.is_available() else "cpu"

@@ -25,13 +25,15 @@ from ..train import DEFAULT_MODELS, SMOKE_MODELS, train_default_models
 from . import notebooks
 from .book import build_book
 
-EVAL_SPLITS = ("validation", "test")
-EVAL_TASKS = ("corpus_choice", "corpus_cloze")
-EVAL_RECALL = (1, 4, 16)
+# The smoke profile is small end to end: tiny models trained for seconds, evaluated on a slice (CI, the
+# image test).
+SMOKE_EVALUATION = {"splits": ("validation",), "tasks": ("corpus_choice",), "recall": (1,),
+                    "max_tokens": 2048, "limit": 8}
 
 
-def evaluation_table(models: dict, out, *, splits=EVAL_SPLITS, tasks=EVAL_TASKS, recall=EVAL_RECALL,
-                     corpus: dict | None = None, progress: bool = True, **settings):
+def evaluation_table(models: dict, out, *, splits=("validation", "test"),
+                     tasks=("corpus_choice", "corpus_cloze"), recall=(1, 4, 16), corpus: dict | None = None,
+                     progress: bool = True, **settings):
     """Evaluate each model ({name: checkpoint dir}): perplexity per corpus split, the offline lm-eval tasks and
     the associative-recall probe. Writes tidy rows (with a `model` column) to `out` and returns them as a
     DataFrame; reuses `out` when it is newer than every checkpoint and covers every model. `corpus`
@@ -61,23 +63,16 @@ def format_evaluation(df) -> str:
     return wide.to_string(float_format=lambda v: f"{v:.4g}")
 
 
-def check_run(profile: str, names=None) -> None:
+def check_run(profile: str, names) -> None:
     """Refuse, before any work, what the notebooks would refuse after the corpus, the training and the
     evaluation: an unknown profile or notebook, and the paper profile (our Triton kernels) without a GPU."""
     if profile not in notebooks.PROFILES:
         raise notebooks.NotebookError(f"unknown profile {profile!r} (known: {', '.join(notebooks.PROFILES)})")
-    unknown = [n for n in names or () if n not in notebooks.NOTEBOOKS]
-    if unknown:
-        raise notebooks.NotebookError(f"no notebook {unknown[0]!r} (known: {', '.join(notebooks.NOTEBOOKS)})")
+    notebooks.check_names(names or ())
     if profile == "paper" and not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
         raise notebooks.NotebookError("the paper profile runs our Triton kernels and needs a CUDA GPU, which this "
                                       "machine lacks; use --profile cpu (or set TRITON_INTERPRET=1 to interpret "
                                       "the kernels on the CPU, very slowly)")
-
-
-# The smoke profile is small end to end: tiny models trained for seconds, evaluated on a slice (CI, image test).
-SMOKE_EVALUATION = {"splits": ("validation",), "tasks": ("corpus_choice",), "recall": (1,), "max_tokens": 2048,
-                    "limit": 8}
 
 
 def reproduce(artifacts=None, *, profile: str | None = None, names=None, build: bool = True,
@@ -90,40 +85,39 @@ def reproduce(artifacts=None, *, profile: str | None = None, names=None, build: 
     from them) and, unless `artifacts` says otherwise, corpus, tokenizer and models under `out/artifacts`.
     """
     t0 = time.perf_counter()
-    profile = profile or notebooks.default_profile()
+    profile = profile or ("paper" if torch.cuda.is_available() else "cpu")
     check_run(profile, names)
     env = {}
     if out is not None:
         out = Path(out).resolve()
         artifacts = artifacts or out / "artifacts"
         env[paths.RESULTS] = str(out / "results")  # the notebooks' kernels inherit it
+    artifacts = Path(artifacts or "artifacts").resolve()
+    smoke = profile == "smoke"
+    kind = "smoke" if smoke else "default"
+    specs = SMOKE_MODELS if smoke else DEFAULT_MODELS
     with paths.environ(**env):
-        return _reproduce(Path(artifacts or "artifacts").resolve(), profile, names, build, out, t0)
-
-
-def _reproduce(artifacts: Path, profile: str, names, build: bool, out: Path | None, t0: float) -> Path | None:
-    print(f"[1/5] corpus → {artifacts / 'corpus'}", flush=True)
-    load_corpus(artifacts / "corpus")
-    specs = SMOKE_MODELS if profile == "smoke" else DEFAULT_MODELS
-    print(f"[2/5] {'smoke' if profile == 'smoke' else 'default'} models → {artifacts / 'models'}", flush=True)
-    models = train_default_models(artifacts, models=specs)
-    table = artifacts / "models" / ("evaluation.smoke.csv" if profile == "smoke" else "evaluation.csv")
-    print(f"[3/5] evaluation of the {'smoke' if profile == 'smoke' else 'default'} models → {table}", flush=True)
-    print(format_evaluation(evaluation_table(models, table, **(SMOKE_EVALUATION if profile == "smoke" else {}))))
-    print("(recall: the associative-recall probe, chance 1/32; these language models were not trained on its "
-          "format; ext_recall trains one that is)", flush=True)
-    print(f"[4/5] notebooks ({profile} parameters) → {notebooks.OUTPUT_DIR}", flush=True)
-    overrides = {"artifacts": str(artifacts),
-                 "model_dirs": {preset(specs[k]["preset"]).arch: str(v) for k, v in models.items()}}
-    notebooks.execute_all(profile, names=names, overrides=overrides)
-    html = None
-    if build:
-        print("[5/5] book", flush=True)
-        html = build_book(notebooks.ROOT)
-        print(f"book built: {html / 'index.html'}")
-        if out is not None:
-            html = publish_book(html, out / "book")
-            print(f"book published: {html / 'index.html'}")
+        print(f"[1/5] corpus → {artifacts / 'corpus'}", flush=True)
+        load_corpus(artifacts / "corpus")
+        print(f"[2/5] {kind} models → {artifacts / 'models'}", flush=True)
+        models = train_default_models(artifacts, models=specs)
+        table = artifacts / "models" / ("evaluation.smoke.csv" if smoke else "evaluation.csv")
+        print(f"[3/5] evaluation of the {kind} models → {table}", flush=True)
+        print(format_evaluation(evaluation_table(models, table, **(SMOKE_EVALUATION if smoke else {}))))
+        print("(recall: the associative-recall probe, chance 1/32; these language models were not trained on "
+              "its format; ext_recall trains one that is)", flush=True)
+        print(f"[4/5] notebooks ({profile} parameters) → {notebooks.OUTPUT_DIR}", flush=True)
+        overrides = {"artifacts": str(artifacts),
+                     "model_dirs": {preset(specs[k]["preset"]).arch: str(v) for k, v in models.items()}}
+        notebooks.execute_all(profile, names=names, overrides=overrides)
+        html = None
+        if build:
+            print("[5/5] book", flush=True)
+            html = build_book(notebooks.ROOT)
+            print(f"book built: {html / 'index.html'}")
+            if out is not None:
+                html = publish_book(html, out / "book")
+                print(f"book published: {html / 'index.html'}")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return html
 
