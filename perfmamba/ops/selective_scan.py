@@ -35,17 +35,30 @@ def records_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def compute_dtype(x) -> torch.dtype:
+    """The references compute in float64 for float64 inputs, else in float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit=None):
+    """(compute dtype, x, Δ, A, B, C): the inputs cast to the compute dtype, Δ discretised (`dt_bias` shaped to
+    broadcast against dt)."""
+    dtype = compute_dtype(x)
+    x, dt, A, B, C = (t.to(dtype) for t in (x, dt, A, B, C))
+    return dtype, x, discretize_dt(dt, dt_bias, dt_softplus, dt_limit), A, B, C
+
+
 def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
-    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
-    u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
-    delta = discretize_dt(delta, delta_bias[:, None] if delta_bias is not None else None, delta_softplus)
-    B, C, g = _groups(B, C, u.shape[1])
+    dtype, u, delta, A, B, C = prepare(u, delta, A, B, C, None if delta_bias is None else delta_bias[:, None],
+                                       delta_softplus)
+    B, C, g = _groups(B, C, u.shape[1], 4)
     return dtype, u, delta, A, B, C, g
 
 
-def _groups(B, C, d):
-    """B, C as (b, g, n, l) (a (b, n, l) input is one group) and the number of groups g, which must divide d."""
-    if B.dim() == 3:  # (b, n, l) -> (b, 1, n, l)
+def _groups(B, C, d, ndim):
+    """B, C with their group axis at dim 1, `ndim` dims in all (an input without one is one group), and the number
+    of groups g, which must divide d."""
+    if B.dim() == ndim - 1:  # (b, n[, l]) -> (b, 1, n[, l])
         B, C = B.unsqueeze(1), C.unsqueeze(1)
     g = B.shape[1]
     if d % g:
@@ -54,8 +67,9 @@ def _groups(B, C, d):
 
 
 def _finish(y, u, D, z, out_dtype):
+    """y + D u (D per channel, dim 1 of u), times silu(z), in out_dtype."""
     if D is not None:
-        y = y + u * D.to(y.dtype)[:, None]
+        y = y + u * D.to(y.dtype).view(-1, *(1,) * (u.dim() - 2))
     if z is not None:
         y = y * F.silu(z.to(y.dtype))
     return y.to(out_dtype)
@@ -100,10 +114,10 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         return selective_scan_trainable(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
                                         initial_state, chunk_size)
     out_dtype = u.dtype
-    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype(u)
     b, d, l = u.shape
     n = A.shape[1]
-    B, C, g = _groups(B, C, d)
+    B, C, g = _groups(B, C, d, 4)
     A = A.to(dtype)
     ut = u.transpose(1, 2).to(dtype).contiguous()  # (b, l, d)
     dt = discretize_dt(delta.transpose(1, 2).to(dtype), delta_bias, delta_softplus).contiguous()
@@ -264,17 +278,10 @@ def selective_state_update_ref(state, x, dt, A, B, C, D=None, z=None, dt_bias=No
     """
     dtype = state.dtype
     dt = discretize_dt(dt.to(dtype), dt_bias, dt_softplus)
-    b, d = x.shape
-    if B.dim() == 2:
-        B, C = B.unsqueeze(1), C.unsqueeze(1)
-    g = B.shape[1]
+    d = x.shape[1]
+    B, C, g = _groups(B, C, d, 3)
     ch = torch.arange(d, device=x.device) // (d // g)
     Bc, Cc = B[:, ch].to(dtype), C[:, ch].to(dtype)  # (b, d, n)
     dA = torch.exp(dt[..., None] * A.to(dtype))
     state.copy_(dA * state + (dt * x.to(dtype))[..., None] * Bc)
-    y = (state * Cc).sum(-1)
-    if D is not None:
-        y = y + x.to(dtype) * D.to(dtype)
-    if z is not None:
-        y = y * F.silu(z.to(dtype))
-    return y.to(x.dtype)
+    return _finish((state * Cc).sum(-1), x.to(dtype), D, z, x.dtype)

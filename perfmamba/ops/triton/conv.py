@@ -13,6 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..conv import check_activation
 from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
                      empty_like_order, next_pow2, strides)
 
@@ -50,19 +51,13 @@ def _causal_conv1d_fwd_kernel(
              acc.to(out_ptr.dtype.element_ty), mask=mo)
 
 
-def _check_activation(activation):
-    if activation not in (None, "silu", "swish"):
-        raise KernelInputError(f"activation must be None or 'silu', got {activation!r}")
-    return activation is not None
-
-
 def causal_conv1d(x, weight, bias=None, initial_states=None, return_final_states=False, activation=None):
     """Triton version of `perfmamba.ops.causal_conv1d_ref`.
 
     x: (b, d, l); weight: (d, w); bias: (d,); initial_states: (b, d, w - 1), the inputs preceding x.
     Returns out (b, d, l) in x's dtype and memory order, and, if asked, the last w - 1 inputs (b, d, w - 1).
     """
-    silu = _check_activation(activation)
+    silu = check_activation(activation, KernelInputError)
     if x.dim() != 3:
         raise KernelInputError(f"x must be (b, d, l), got {tuple(x.shape)}")
     b, d, l = x.shape
@@ -142,7 +137,7 @@ def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
     x: (b, d); conv_state: (b, d, w) holding the last w inputs, shifted and updated in place; weight: (d, w).
     Returns out (b, d) in x's dtype.
     """
-    silu = _check_activation(activation)
+    silu = check_activation(activation, KernelInputError)
     if x.dim() != 2:
         raise KernelInputError(f"x must be (b, d), got {tuple(x.shape)}")
     b, d = x.shape
