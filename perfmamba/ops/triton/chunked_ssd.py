@@ -25,8 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (KernelInputError, check_launchable, check_shapes, device_guard, dt_limit_args,
-                     head_delta, next_pow2, skip_strides)
+from .common import (KernelInputError, check_shapes, dt_limit_args, head_delta, launch_guard, next_pow2,
+                     skip_strides)
 
 
 @triton.jit
@@ -183,7 +183,7 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     if h % g:
         raise KernelInputError(f"{h} heads cannot be split into {g} groups")
     sD = skip_strides(D, h, p)
-    dev = check_launchable(x, dt, A, B, C, D, dt_bias, initial_states)
+    guard = launch_guard(x, dt, A, B, C, D, dt_bias, initial_states)
     T = max(16, next_pow2(min(chunk_size or 256, 256)))
     nc = max(1, triton.cdiv(l, T))
     has_limit, lo, hi = dt_limit_args(dt_limit)
@@ -197,7 +197,7 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     sa = dtp.stride()[:3]
     # float32 activations: exact float32 products (a float32 model asks for float32 results), not TF32
     prec = "ieee" if x.dtype == torch.float32 else None
-    with device_guard(dev):
+    with guard:
         _ssd_cumsum_kernel[(b, h, nc)](dt, dt_bias, A, dtp, acs, l, lo, hi, *dt.stride(), *sa,
                                        HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=bool(dt_softplus),
                                        HAS_DT_LIMIT=has_limit, T=T)

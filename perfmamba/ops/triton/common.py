@@ -88,24 +88,20 @@ def check_shapes(**expected):
             raise KernelInputError(f"{name} must be {tuple(shape)}, got {tuple(t.shape)}")
 
 
-def check_launchable(*tensors):
-    """Compiled kernels need CUDA tensors; the interpreter takes CPU tensors. All tensors on one device."""
+def launch_guard(*tensors):
+    """Check that the tensors are on one device a kernel can take (compiled kernels need CUDA tensors, the
+    interpreter takes CPU tensors); returns the context that launches on that GPU, not the current one."""
     devices = {t.device for t in tensors if t is not None}
     if len(devices) > 1:
         raise KernelInputError(f"tensors are on several devices: {sorted(map(str, devices))}")
     dev = devices.pop()
-    if dev.type != "cuda" and not INTERPRET:
+    if dev.type == "cuda":
+        return torch.cuda.device(dev)
+    if not INTERPRET:
         raise KernelInputError(
             f"triton kernels need CUDA tensors, got {dev.type} (set TRITON_INTERPRET=1 before importing "
             "perfmamba to run them on CPU)"
         )
-    return dev
-
-
-def device_guard(device: torch.device):
-    """Launch on the tensors' GPU, not the current one (multi-GPU machines)."""
-    if device.type == "cuda":
-        return torch.cuda.device(device)
     return contextlib.nullcontext()
 
 

@@ -14,8 +14,8 @@ import triton
 import triton.language as tl
 
 from ..conv import check_activation
-from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
-                     empty_like_order, next_pow2, strides)
+from .common import (KernelInputError, block_offsets, check_shapes, empty_like_order, launch_guard, next_pow2,
+                     strides)
 
 
 @triton.jit
@@ -64,13 +64,13 @@ def causal_conv1d(x, weight, bias=None, initial_states=None, return_final_states
     w = weight.shape[-1]
     init = initial_states if w > 1 else None  # a width-1 conv sees no earlier input
     check_shapes(weight=(weight, (d, w)), initial_states=(init, (b, d, w - 1)))
-    dev = check_launchable(x, weight, bias, initial_states)
+    guard = launch_guard(x, weight, bias, initial_states)
     out = empty_like_order(x)
     if l:
         block_l = min(64, max(16, next_pow2(l)))
         block_d = min(64, max(16, next_pow2(d)))
         grid = (b, triton.cdiv(l, block_l), triton.cdiv(d, block_d))
-        with device_guard(dev):
+        with guard:
             _causal_conv1d_fwd_kernel[grid](
                 x, weight, bias, init, out, d, l,
                 *x.stride(), *weight.stride(), *strides(init, 3), *out.stride(),
@@ -143,10 +143,10 @@ def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
     b, d = x.shape
     w = conv_state.shape[-1]
     check_shapes(conv_state=(conv_state, (b, d, w)), weight=(weight, (d, w)))
-    dev = check_launchable(x, conv_state, weight, bias)
+    guard = launch_guard(x, conv_state, weight, bias)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_d = min(128, max(16, next_pow2(d)))
-    with device_guard(dev):
+    with guard:
         _causal_conv1d_update_kernel[(b, triton.cdiv(d, block_d))](
             x, conv_state, weight, bias, out, d,
             *x.stride(), *conv_state.stride(), *weight.stride(), *out.stride(),

@@ -29,8 +29,8 @@ import triton.language as tl
 
 from .conv import conv_output, conv_state_step
 from .norm import rms_weight
-from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
-                     dt_limit_args, head_delta, next_pow2, rows, skip_gate_store, softplus, update_state)
+from .common import (KernelInputError, block_offsets, check_shapes, dt_limit_args, head_delta, launch_guard,
+                     next_pow2, rows, skip_gate_store, softplus, update_state)
 
 
 @triton.jit
@@ -141,12 +141,12 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
     check_shapes(zxbcdt=(zxbcdt, (b, d + conv_dim + h)), conv_state=(conv_state, (b, conv_dim, w)),
                  A_log=(A_log, (h,)), dt_bias=(dt_bias, (h,)), D=(D, (h,)), norm_weight=(norm_weight, (d,)))
     has_limit, lo, hi = dt_limit_args(dt_limit)
-    dev = check_launchable(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, norm_weight)
+    guard = launch_guard(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, norm_weight)
     gated = torch.empty(b, d, device=zxbcdt.device, dtype=torch.float32)
     out = torch.empty(b, d, device=zxbcdt.device, dtype=torch.promote_types(norm_weight.dtype, zxbcdt.dtype))
     block_p, block_n, num_warps = mamba2_step_config(p, n)
     block_g = max(16, next_pow2(d // ngroups))
-    with device_guard(dev):
+    with guard:
         _mamba2_step_kernel[(b, h, triton.cdiv(p, block_p))](
             zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, gated,
             d, conv_dim, p, n, h // ngroups, ngroups, lo, hi,
@@ -211,12 +211,12 @@ def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):
     r = dt_proj_weight.shape[1]
     check_shapes(x=(x, (b, d)), z=(z, (b, d)), dt_proj_weight=(dt_proj_weight, (d, r)),
                  x_dbl=(x_dbl, (b, r + 2 * n)), A_log=(A_log, (d, n)))
-    dev = check_launchable(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z)
+    guard = launch_guard(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_n, block_r = max(16, next_pow2(n)), max(16, next_pow2(r))
     # the (BLOCK_D, N) state tile and the (BLOCK_D, r) tile of W_dt both stay at ~2048 elements (r = 160 at 2.8B)
     block_d = max(4, min(64, 2048 // max(block_n, block_r)))
-    with device_guard(dev):
+    with guard:
         _mamba1_step_kernel[(b, triton.cdiv(d, block_d))](
             ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z, out,
             d, n, r,
@@ -247,14 +247,14 @@ def add_rmsnorm(x, out, weight, eps=1e-5):
     kernel. x, out: (..., d); weight: (d,)."""
     d = x.shape[-1]
     check_shapes(out=(out, x.shape), weight=(weight, (d,)))
-    dev = check_launchable(x, out, weight)
+    guard = launch_guard(x, out, weight)
     s = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     normed = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(weight.dtype, x.dtype))
     x2, o2 = rows(x, d), rows(out, d)
     s2, n2 = s.view(-1, d), normed.view(-1, d)
     if x2.shape[0]:
         block = max(16, next_pow2(d))
-        with device_guard(dev):
+        with guard:
             _add_rmsnorm_kernel[(x2.shape[0],)](x2, o2, weight, s2, n2, d, float(eps), x2.stride(0), o2.stride(0),
                                                 s2.stride(0), n2.stride(0), BLOCK=block,
                                                 num_warps=min(16, max(1, block // 256)))

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, device_guard, next_pow2, rows
+from .common import KernelInputError, launch_guard, next_pow2, rows
 
 
 @triton.jit
@@ -49,13 +49,13 @@ def _norm(x, z, weight, eps, group_size):
         raise KernelInputError(f"x (..., {d}), z like x, weight ({d},) and a group size dividing {d} expected, got "
                                f"{tuple(x.shape)}, {None if z is None else tuple(z.shape)}, {tuple(weight.shape)}, "
                                f"{group_size}")
-    dev = check_launchable(x, z, weight)
+    guard = launch_guard(x, z, weight)
     out = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(weight.dtype, x.dtype))
     x2, z2, o2 = rows(x, d), (rows(z, d) if z is not None else None), out.view(-1, d)
     if x2.shape[0] == 0:
         return out
     block = next_pow2(group_size)
-    with device_guard(dev):
+    with guard:
         _rmsnorm_kernel[(x2.shape[0], d // group_size)](
             x2, z2, weight, o2, d, group_size, float(eps), x2.stride(0), z2.stride(0) if z2 is not None else 0,
             o2.stride(0), HAS_Z=z is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),

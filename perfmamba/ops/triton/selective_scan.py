@@ -19,8 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
-                     empty_like_order, next_pow2, skip_gate_store, softplus, strides, update_state)
+from .common import (KernelInputError, block_offsets, check_shapes, empty_like_order, launch_guard, next_pow2,
+                     skip_gate_store, softplus, strides, update_state)
 
 
 @triton.jit
@@ -146,7 +146,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                  C=(Cg, (b, g, n, l)), initial_state=(initial_state, (b, d, n)))
     if d % g:
         raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
-    dev = check_launchable(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    guard = launch_guard(u, delta, A, B, C, D, z, delta_bias, initial_state)
     out = empty_like_order(u)
     last = torch.empty(b, d, n, device=u.device, dtype=u.dtype) if return_last_state else None
     if l == 0:
@@ -154,7 +154,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             last.copy_(initial_state if initial_state is not None else torch.zeros_like(last))
         return (out, last) if return_last_state else out
     block_d, block_n, num_warps = _tile(n, 4096, 32)
-    with device_guard(dev):
+    with guard:
         _selective_scan_fwd_kernel[(b, triton.cdiv(d, block_d))](
             u, delta, A, Bg, Cg, D, z, delta_bias, initial_state, out, last,
             d, l, n, d // g,
@@ -213,10 +213,10 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
                  C=(Cg, (b, g, n)))
     if d % g:
         raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
-    dev = check_launchable(state, x, dt, A, B, C, D, z, dt_bias)
+    guard = launch_guard(state, x, dt, A, B, C, D, z, dt_bias)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_d, block_n, num_warps = _tile(n, 1024, 64)
-    with device_guard(dev):
+    with guard:
         _selective_state_update_kernel[(b, triton.cdiv(d, block_d))](
             state, x, dt, A, Bg, Cg, D, z, dt_bias, out,
             d, n, d // g,

@@ -21,8 +21,8 @@ import triton.language as tl
 
 from ..ssd import ssd_chunked
 from .chunked_ssd import chunked_ssd
-from .common import (INTERPRET, KernelInputError, check_launchable, check_shapes, device_guard, dt_limit_args,
-                     block_offsets, head_delta, next_pow2, skip_strides, update_state)
+from .common import (INTERPRET, KernelInputError, block_offsets, check_shapes, dt_limit_args, head_delta,
+                     launch_guard, next_pow2, skip_strides, update_state)
 
 
 @triton.jit
@@ -78,10 +78,10 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=Fa
         raise KernelInputError(f"B and C must be ({b}, g, {n}) with g dividing {h}, got {tuple(B.shape)}, {tuple(C.shape)}")
     sD = skip_strides(D, h, p)
     has_limit, lo, hi = dt_limit_args(dt_limit)
-    dev = check_launchable(state, x, dt, A, B, C, D, dt_bias)
+    guard = launch_guard(state, x, dt, A, B, C, D, dt_bias)
     out = torch.empty(b, h, p, device=x.device, dtype=x.dtype)
     block_p, block_n, num_warps = _update_config(p, n)
-    with device_guard(dev):
+    with guard:
         _ssd_state_update_kernel[(b, h, triton.cdiv(p, block_p))](
             state, x, dt, A, B, C, D, dt_bias, out,
             p, n, h // g, lo, hi,
