@@ -43,32 +43,28 @@ def _rmsnorm_kernel(x_ptr, z_ptr, w_ptr, out_ptr, ncols, group_size, eps, s_x_ro
     tl.store(out_ptr + row * s_o_row + cols, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _norm(x, z, weight, eps, group_size):
-    d = x.shape[-1]
-    if weight.shape != (d,) or (z is not None and z.shape != x.shape) or d % group_size:
-        raise KernelInputError(f"x (..., {d}), z like x, weight ({d},) and a group size dividing {d} expected, got "
-                               f"{tuple(x.shape)}, {None if z is None else tuple(z.shape)}, {tuple(weight.shape)}, "
-                               f"{group_size}")
-    guard = launch_guard(x, z, weight)
-    out = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(weight.dtype, x.dtype))
-    x2, z2, o2 = rows(x, d), (rows(z, d) if z is not None else None), out.view(-1, d)
-    if x2.shape[0] == 0:
-        return out
-    block = next_pow2(group_size)
-    with guard:
-        _rmsnorm_kernel[(x2.shape[0], d // group_size)](
-            x2, z2, weight, o2, d, group_size, float(eps), x2.stride(0), z2.stride(0) if z2 is not None else 0,
-            o2.stride(0), HAS_Z=z is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),
-        )
-    return out
-
-
 def rmsnorm(x, weight, eps=1e-5):
     """x (..., d) → weight · x / sqrt(mean(x²) + eps), as `perfmamba.models.common.RMSNorm`."""
-    return _norm(x, None, weight, eps, x.shape[-1])
+    return gated_rmsnorm(x, None, weight, eps, x.shape[-1])
 
 
 def gated_rmsnorm(y, z, weight, eps, group_size):
     """Mamba-2's output norm: rmsnorm(y ⊙ silu(z)) per group of `group_size` channels, as
-    `perfmamba.models.common.gated_rmsnorm` (same signature)."""
-    return _norm(y, z, weight, eps, group_size)
+    `perfmamba.models.common.gated_rmsnorm` (same signature); z None: no gate."""
+    d = y.shape[-1]
+    if weight.shape != (d,) or (z is not None and z.shape != y.shape) or d % group_size:
+        raise KernelInputError(f"x (..., {d}), z like x, weight ({d},) and a group size dividing {d} expected, got "
+                               f"{tuple(y.shape)}, {None if z is None else tuple(z.shape)}, {tuple(weight.shape)}, "
+                               f"{group_size}")
+    guard = launch_guard(y, z, weight)
+    out = torch.empty(y.shape, device=y.device, dtype=torch.promote_types(weight.dtype, y.dtype))
+    y2, z2, o2 = rows(y, d), (rows(z, d) if z is not None else None), out.view(-1, d)
+    if y2.shape[0] == 0:
+        return out
+    block = next_pow2(group_size)
+    with guard:
+        _rmsnorm_kernel[(y2.shape[0], d // group_size)](
+            y2, z2, weight, o2, d, group_size, float(eps), y2.stride(0), z2.stride(0) if z2 is not None else 0,
+            o2.stride(0), HAS_Z=z is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),
+        )
+    return out

@@ -120,6 +120,18 @@ def _selective_scan_fwd_kernel(
                  h.to(hT_ptr.dtype.element_ty), mask=mask_dn)
 
 
+def _groups(B, C, d, shape, **others):
+    """B, C (b, [g,] n[, l]) as (b, g, n[, l]) and g, which must divide d; `others` (name=(tensor, shape)) are
+    checked first. `shape`: B's shape without the group axis."""
+    Bg, Cg = (t if t.dim() == len(shape) + 1 else t.unsqueeze(1) for t in (B, C))  # (b, g, n[, l])
+    g = Bg.shape[1]
+    grouped = (shape[0], g, *shape[1:])
+    check_shapes(**others, B=(Bg, grouped), C=(Cg, grouped))
+    if d % g:
+        raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
+    return Bg, Cg, g
+
+
 def _tile(dstate: int, budget: int, max_d: int):
     """(BLOCK_D, BLOCK_N, num_warps) for a (BLOCK_D, N) state tile of about `budget` elements: the prefill
     scan keeps it and ~4 temporaries in registers (4096, up to 32 rows); the memory-bound decode step wants
@@ -140,12 +152,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         raise KernelInputError(f"u must be (batch, dim, seqlen), got shape {tuple(u.shape)}")
     b, d, l = u.shape
     n = A.shape[-1]
-    Bg, Cg = (t if t.dim() == 4 else t.unsqueeze(1) for t in (B, C))  # (b, g, n, l)
-    g = Bg.shape[1]
-    check_shapes(A=(A, (d, n)), delta=(delta, u.shape), z=(z, u.shape), B=(Bg, (b, g, n, l)),
-                 C=(Cg, (b, g, n, l)), initial_state=(initial_state, (b, d, n)))
-    if d % g:
-        raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
+    Bg, Cg, g = _groups(B, C, d, (b, n, l), A=(A, (d, n)), delta=(delta, u.shape), z=(z, u.shape),
+                        initial_state=(initial_state, (b, d, n)))
     guard = launch_guard(u, delta, A, B, C, D, z, delta_bias, initial_state)
     out = empty_like_order(u)
     last = torch.empty(b, d, n, device=u.device, dtype=u.dtype) if return_last_state else None
@@ -207,12 +215,7 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     if state.dim() != 3:
         raise KernelInputError(f"state must be (batch, dim, d_state), got shape {tuple(state.shape)}")
     b, d, n = state.shape
-    Bg, Cg = (t if t.dim() == 3 else t.unsqueeze(1) for t in (B, C))  # (b, g, n)
-    g = Bg.shape[1]
-    check_shapes(x=(x, (b, d)), dt=(dt, (b, d)), z=(z, (b, d)), A=(A, (d, n)), B=(Bg, (b, g, n)),
-                 C=(Cg, (b, g, n)))
-    if d % g:
-        raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
+    Bg, Cg, g = _groups(B, C, d, (b, n), x=(x, (b, d)), dt=(dt, (b, d)), z=(z, (b, d)), A=(A, (d, n)))
     guard = launch_guard(state, x, dt, A, B, C, D, z, dt_bias)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_d, block_n, num_warps = _tile(n, 1024, 64)

@@ -103,10 +103,10 @@ def prefill_impl(choice=None):
     choice = (os.environ.get("PERFMAMBA_SSD", "auto") if choice is None else choice) or "auto"
     if choice not in ("auto", "mamba_ssm", "triton", "torch"):
         raise KernelInputError(f"PERFMAMBA_SSD must be auto, mamba_ssm, triton or torch, got {choice!r}")
-    torch_ssd = ssd_chunked, "perfmamba.ops.ssd_chunked"
-    ours = chunked_ssd, "perfmamba.ops.triton.chunked_ssd"
-    if choice in ("torch", "triton"):
-        return torch_ssd if choice == "torch" else ours
+    fixed = {"torch": (ssd_chunked, "perfmamba.ops.ssd_chunked"),
+             "triton": (chunked_ssd, "perfmamba.ops.triton.chunked_ssd")}
+    if choice in fixed:
+        return fixed[choice]
     if choice == "mamba_ssm" or os.environ.get("PERFMAMBA_NO_MAMBA_SSM", "") in ("", "0"):
         try:
             from ..mamba_ssm_backend import ssd as mamba_ssm_ssd
@@ -114,7 +114,7 @@ def prefill_impl(choice=None):
             pass
         else:
             return mamba_ssm_ssd, "mamba_ssm.mamba_chunk_scan_combined"
-    return ours if torch.cuda.is_available() and not INTERPRET else torch_ssd
+    return fixed["triton" if torch.cuda.is_available() and not INTERPRET else "torch"]
 
 
 def use_ssd(ns, name: str):
