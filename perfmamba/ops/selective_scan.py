@@ -99,16 +99,11 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
                            return_last_state=False, initial_state=None, chunk_size=8, block_size=64):
     """Same result as `selective_scan_ref` without a Python loop per token.
 
-    The sequence is processed in blocks of `block_size` tokens (bounding memory to b·block·d·n), each block
-    split into chunks of `chunk_size`. Within a block, one vectorised recurrence step per position advances
-    all chunks at once from a zero state while accumulating the running decay ∏ exp(Δ A); then one step per
-    chunk adds the carried state times that decay. Python iterations per block: chunk_size + block/chunk.
-
-    Internally everything is token-major, (b, l, d): the models produce Δ, z and the output projection's
-    input in that layout, so for them the (b, d, l) arguments are transposed views and no copy is made, and
-    the returned y is a (b, d, l) view of a token-major tensor. The two block buffers are allocated once per
-    call and reused, which keeps page faults out of the loop. When autograd is recording (an input requires
-    grad), the call goes to `selective_scan_trainable`, the same computation with a hand-written backward.
+    Blocks of `block_size` tokens (memory b·block·d·n), each scanned in chunks of `chunk_size` by `_scan_`.
+    Token-major inside, (b, l, d): the models' Δ, z and out_proj input are in that layout, so their (b, d, l)
+    arguments are transposed views and y is a (b, d, l) view of a token-major tensor, without copies. The block
+    buffers are allocated once per call (no page faults in the loop). While autograd records, the call goes to
+    `selective_scan_trainable`.
     """
     if records_grad(u, delta, A, B, C, D, z, delta_bias, initial_state):
         return selective_scan_trainable(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
@@ -154,12 +149,10 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
 
 
 def _scan_(decay, x, h0, chunk: int, reverse: bool = False):
-    """In place along dim 1 of x, decay (b, l, ...): x_t ← x_t + decay_t ⊙ x_{t∓1}, starting from h0 (or 0).
-
-    Forward (reverse=False): x_t += decay_t ⊙ x_{t−1}, x_{−1} = h0. Reverse: x_t += decay_t ⊙ x_{t+1},
-    x_l = h0. Chunks of `chunk` positions are scanned all at once from a zero state while `decay` becomes the
-    running product within each chunk; one step per chunk then adds the carried state. Returns the state after
-    the last step (a view into x).
+    """In place along dim 1 of x, decay (b, l, ...): x_t += decay_t ⊙ x_{t−1} from x_{−1} = h0 (reverse:
+    x_t += decay_t ⊙ x_{t+1} from x_l = h0; h0 None is 0). All chunks of `chunk` positions advance at once from a
+    zero state while `decay` becomes the running product within each; one step per chunk then adds the carried
+    state. Returns the state after the last step (a view into x).
     """
     b, l = x.shape[:2]
     T = max(1, min(chunk, l))
@@ -253,14 +246,10 @@ class _SelectiveScan(torch.autograd.Function):
 
 def selective_scan_trainable(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                              return_last_state=False, initial_state=None, chunk_size=8):
-    """`selective_scan_ref` with a backward pass fast enough to train on CPU.
-
-    `selective_scan_chunked` updates reused buffers in place, which autograd cannot record (it calls this
-    function instead whenever autograd is recording), and the sequential reference slices one token per step,
-    whose backward materialises a full-size gradient per slice. Here the scan is one autograd node
-    (`_SelectiveScan`) with a hand-written backward; the cheap elementwise parts (Δ bias and softplus, D skip,
-    silu(z) gate) stay in autograd. Shapes as in `selective_scan_ref`: u, delta, z (b, d, l); A (d, n);
-    B, C (b, n, l) or (b, g, n, l). Memory: a few (b, l, d, n) tensors per call, kept for the backward pass.
+    """`selective_scan_ref` with a backward pass fast enough to train on CPU: the scan is one autograd node
+    (`_SelectiveScan`); Δ bias and softplus, D skip and silu(z) gate stay in autograd. (The chunked scan works in
+    place, which autograd cannot record; the reference's backward materialises a full gradient per token.)
+    Memory: a few (b, l, d, n) tensors per call, kept for the backward pass.
     """
     out_dtype = u.dtype
     dtype, u, delta, A, B, C, _ = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)

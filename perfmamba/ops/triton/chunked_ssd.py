@@ -1,11 +1,10 @@
 """Our chunked SSD (Mamba-2 prefill) in Triton: the matrix form of `perfmamba.ops.ssd_chunked` in four kernels.
 
-    Δ_t = softplus(dt_t + dt_bias) (clamped to dt_limit)      a_t = Σ_{s ≤ t in the chunk} Δ_s A_h
+    a_t = Σ_{s ≤ t in the chunk} Δ_s A_h
     within a chunk:   y_t = Σ_{s ≤ t} (C_t · B_s) exp(a_t − a_s) Δ_s x_s                     (attention-like)
     across chunks:    y_t += exp(a_t) C_t · h_prev,   h_next = exp(a_T) h_prev + Σ_s exp(a_T − a_s) Δ_s x_s ⊗ B_s
 
-Same signature and result as `perfmamba.ops.ssd_ref` (layouts of mamba-ssm's `mamba_chunk_scan_combined`). The
-decomposition is the one of the Mamba-2 paper (Dao & Gu 2024, §6, Listing 1) and of mamba-ssm's Triton SSD
+The decomposition of the Mamba-2 paper (Dao & Gu 2024, §6, Listing 1) and of mamba-ssm's Triton SSD
 (state-spaces/mamba@v2.2.4, mamba_ssm/ops/triton/ssd_{chunk_state,state_passing,chunk_scan}.py), written anew:
 
     _ssd_cumsum_kernel         (b, h, chunk)            Δ and its running sum a within the chunk
@@ -14,10 +13,8 @@ decomposition is the one of the Mamba-2 paper (Dao & Gu 2024, §6, Listing 1) an
     _ssd_chunk_scan_kernel     (b·chunk, h, row block)  y = C prevᵀ e^a + causal (C Bᵀ ∘ decay ∘ Δ) x + D x,
                                                          flash-attention style over blocks of source positions
 
-Any d_state N′ (state lanes padded to a power of two ≥ 16 and masked), any head dimension, ngroups dividing the
-heads, lengths that are not multiples of the chunk (Δ = 0 past the end: no decay, no input), initial and final
-states. Products take the activations' dtype (bf16 on a GPU: tensor cores; float32 inputs are multiplied in
-full float32, not TF32) and accumulate in float32.
+Any N′ (lanes padded to a power of two ≥ 16), head dimension and ngroups, ragged lengths (Δ = 0 past the end).
+Products take the activations' dtype (bf16 on a GPU; float32 in full float32, not TF32), accumulating in float32.
 """
 from __future__ import annotations
 

@@ -1,25 +1,15 @@
-"""Fused decode steps in Triton: a Mamba-2 layer in two kernels between its projections, Mamba-1's Δ projection,
-state update and gate in one, and the residual add fused with the next RMSNorm.
+"""Fused decode steps in Triton, same signatures as `perfmamba.ops.decode`: a Mamba-2 layer in two kernels between
+its projections, Mamba-1's Δ projection, state update and gate in one, and the residual add fused with the next norm.
 
-References (same signatures): `perfmamba.ops.decode.mamba2_step_ref`, `mamba1_step_ref`, `add_rmsnorm_ref`.
+Why: a decode step moves little data (Mamba2-130M at B=8: ~250 MB of weights and 75 MB of state, ≈ 0.1 ms at H200
+bandwidth), so its time is set by the kernels it launches: unfused, ~15 per layer, 1.83 ms per token against
+mamba-ssm's 1.18 on an H200.
 
-Why: a decode step moves little data (Mamba2-130M at B=8: ~250 MB of weights and 75 MB of state, ≈ 0.1 ms at
-H200 bandwidth), so its time is set by how many kernels it launches. The unfused step of the `triton` backend
-launched ~15 kernels per layer (norm, casts, the conv update, −exp(A_log), the state update, the gated norm, the
-residual add, ...): 1.83 ms per token against mamba-ssm's 1.18 on an H200. Fused, a layer is
-
-    Mamba-2: add+rmsnorm · in_proj · `_mamba2_step_kernel` · `_mamba2_step_norm_kernel` · out_proj
-    Mamba-1: add+rmsnorm · in_proj · conv update · x_proj · `_mamba1_step_kernel` · out_proj
-
-`_mamba2_step_kernel`, one program per (batch row, head, block of head channels): the conv update of the head's x
-channels (their conv state is private to the program, so it is written there), the conv of the group's B and C
-channels (read from the old conv state, not written: other programs of the group read it too), Δ = softplus(dt +
-dt_bias), A = −exp(A_log), the state update of the (BLOCK_P, N′) tile, y = h·C + D·x, and y ⊙ silu(z), stored in
-float32 for the norm. `_mamba2_step_norm_kernel`, one program per (batch row, group): the gated RMSNorm over the
-group's channels, and the conv-state shift of the group's B and C channels, which only now is safe.
-
-Any kept count N′ per layer: the state tile is the next power of two with masked lanes (their loads read 0, they
-are never stored), so memory traffic follows N′; ngroups > 1 and any head dimension are taken.
+`_mamba2_step_kernel`, per (batch row, head, block of head channels): the conv update of the head's x channels
+(private to the program, so written here), the conv of the group's B and C channels (from the old conv state, not
+written: other programs of the group read it too), Δ, the state update of the (BLOCK_P, N′) tile, y = h·C + D·x and
+y ⊙ silu(z), stored in float32. `_mamba2_step_norm_kernel`, per (batch row, group): the gated RMSNorm, and the
+conv-state shift of the group's B and C channels, which only now is safe. Any N′ per layer (masked lanes).
 """
 from __future__ import annotations
 

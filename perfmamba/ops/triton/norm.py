@@ -1,13 +1,6 @@
-"""Fused RMSNorm and Mamba-2's gated RMSNorm in Triton: one read of the inputs, one write of the output.
-
-References: `perfmamba.models.common.RMSNorm.forward` and `gated_rmsnorm` (mamba-ssm `RMSNormGated`,
-norm_before_gate=False, state-spaces/mamba@v2.2.4 mamba_ssm/ops/triton/layernorm_gated.py). The torch versions
-make ~6 passes over the activations in float32; at Mamba2-130M prefill B=8, L=8192 that is hundreds of MB per
-layer and pass. Same rounding as the references: normalise in float32, round to the input dtype, then multiply by
-the weight in the promoted dtype.
-
-These are offered in the `triton` op namespace as `rmsnorm` and `gated_rmsnorm`; the models use them where they
-look them up there (the `ref` namespace has none, so the torch versions stay the default).
+"""Fused RMSNorm and Mamba-2's gated RMSNorm in Triton: one read of the inputs, one write of the output, where
+the torch versions (`perfmamba.ops.norm`) make ~6 float32 passes over the activations (hundreds of MB per layer
+and pass at Mamba2-130M prefill B=8, L=8192). Same rounding as the references.
 """
 from __future__ import annotations
 

@@ -1,17 +1,11 @@
-"""Mamba-1 selective scan in Triton: prefill (`selective_scan`) and one decode step (`selective_state_update`).
+"""Mamba-1 selective scan in Triton: prefill (`selective_scan`) and one decode step (`selective_state_update`),
+signatures of the references in `perfmamba.ops.selective_scan` (mamba-ssm `selective_scan_ref` and
+`selective_state_update`, state-spaces/mamba@v2.2.4). Any d_state N: the state tile is the next power of two with
+masked lanes (A = B = C = 0 there, so they stay zero), so memory traffic follows N.
 
-    Δ_t = softplus(dt_t + dt_bias)           h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t
-    y_t = C_t · h_t + D u_t,  then y_t ⊙ silu(z_t)
-
-Same signatures and layouts as the references in `perfmamba.ops.selective_scan` (mamba-ssm `selective_scan_ref`,
-state-spaces/mamba@v2.2.4 mamba_ssm/ops/selective_scan_interface.py; `selective_state_update`,
-mamba_ssm/ops/triton/selective_state_update.py). Any d_state N: the state tile is the next power of two and the
-padding lanes are masked (A = 0, B = C = 0 there, so they stay zero and add nothing), so memory traffic follows N.
-
-The prefill kernel is parallel over (batch, channel block) and sequential over time, with the state of a
-(BLOCK_D, N) tile held in registers for the whole sequence: it reads u, Δ, z, B, C once and writes y once,
-which is the memory floor of the scan. Inputs may be strided views (the models pass channel-last transposes);
-computation is float32, outputs take u's dtype.
+The prefill kernel is parallel over (batch, channel block) and sequential over time, holding a (BLOCK_D, N) state
+tile in registers for the whole sequence: it reads u, Δ, z, B, C once and writes y once, the memory floor of the
+scan. Inputs may be strided views (the models pass channel-last transposes); float32 math, outputs in u's dtype.
 """
 from __future__ import annotations
 

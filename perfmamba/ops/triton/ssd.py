@@ -1,15 +1,8 @@
 """Mamba-2 in Triton: one decode step (`ssd_state_update`) in one kernel, and the prefill dispatch (`ssd`).
 
-    Δ = softplus(dt + dt_bias) per head      h ← exp(Δ A_h) h + Δ x ⊗ B      y = h C + D_h x
-
-Signatures of `perfmamba.ops.ssd_state_update_ref` / `ssd_ref`. The decode kernel follows mamba-ssm's
-`selective_state_update` with tied head dimension (state-spaces/mamba@v2.2.4,
+The decode kernel follows mamba-ssm's `selective_state_update` with tied head dimension (state-spaces/mamba@v2.2.4,
 mamba_ssm/ops/triton/selective_state_update.py, TIE_HDIM): Δ, A, dt_bias are per head, so exp(Δ A) is one scalar
 per program. Unlike upstream, d_state need not be a power of two (masked lanes), and dt_limit is applied.
-
-Prefill uses mamba-ssm's Triton `mamba_chunk_scan_combined` when it is importable (through
-`perfmamba.ops.mamba_ssm_backend`), else our chunked SSD (`perfmamba.ops.triton.chunked_ssd`) on a CUDA machine,
-else `perfmamba.ops.ssd_chunked`; `prefill_impl()` says which (PERFMAMBA_SSD overrides it).
 """
 from __future__ import annotations
 
@@ -96,10 +89,9 @@ def prefill_impl(choice=None):
     """(function, name) for Mamba-2 prefill, resolved when the backend is first used (not at import: importing
     mamba-ssm changes what transformers binds in the same process).
 
-    `choice`, by default PERFMAMBA_SSD: "mamba_ssm" (mamba-ssm's Triton `mamba_chunk_scan_combined`),
-    "triton" (ours, `perfmamba.ops.triton.chunked_ssd`), "torch" (`perfmamba.ops.ssd_chunked`), or
-    "auto"/unset: mamba-ssm's where it is importable (it needs CUDA; PERFMAMBA_NO_MAMBA_SSM=1 rules it out),
-    else ours on a CUDA machine, else the torch one."""
+    `choice`, by default PERFMAMBA_SSD: "mamba_ssm" (`mamba_chunk_scan_combined`), "triton" (our `chunked_ssd`),
+    "torch" (`perfmamba.ops.ssd_chunked`), or "auto"/unset: mamba-ssm's where it is importable (it needs CUDA;
+    PERFMAMBA_NO_MAMBA_SSM=1 rules it out), else ours on a CUDA machine, else the torch one."""
     choice = (os.environ.get("PERFMAMBA_SSD", "auto") if choice is None else choice) or "auto"
     if choice not in ("auto", "mamba_ssm", "triton", "torch"):
         raise KernelInputError(f"PERFMAMBA_SSD must be auto, mamba_ssm, triton or torch, got {choice!r}")
