@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from .common import (KernelInputError, check_shapes, dt_limit_args, head_delta, launch_guard, next_pow2,
-                     skip_strides)
+                     skip_strides, strides)
 
 
 @triton.jit
@@ -157,17 +157,8 @@ def _ssd_chunk_scan_kernel(x_ptr, B_ptr, C_ptr, D_ptr, dtp_ptr, acs_ptr, st_ptr,
              acc.to(y_ptr.dtype.element_ty), mask=mm[:, None] & mp[None, :])
 
 
-def ssd_config(chunk: int, headdim: int, dstate: int):
-    """(BLOCK_M, BLOCK_P, BLOCK_N, BLOCK_K) for the chunk scan; tl.dot needs every side ≥ 16."""
-    block_n = max(16, next_pow2(dstate))
-    block_m = min(64, chunk)
-    block_p = max(16, min(64, next_pow2(headdim)))
-    block_k = min(64 if block_n <= 64 else 32, chunk)
-    return block_m, block_p, block_n, block_k
-
-
 def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_states=None, return_final_states=False,
-        dt_limit=None, chunk_size=256):
+                dt_limit=None, chunk_size=256):
     """Triton version of `perfmamba.ops.ssd_ref` (chunked). Returns y (b, l, h, p) in x's dtype [, final state
     (b, h, p, n) in x's dtype]."""
     if x.dim() != 4 or dt.dim() != 3 or B.dim() != 4:
@@ -190,7 +181,9 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     y = torch.empty(b, l, h, p, device=x.device, dtype=x.dtype)
     final = torch.empty(b, h, p, n, device=x.device, dtype=x.dtype) if return_final_states else None
     h0 = initial_states.contiguous() if initial_states is not None else None
-    block_m, block_p, block_n, block_k = ssd_config(T, p, n)
+    # tiles of the chunk scan: tl.dot needs every side ≥ 16
+    block_n, block_m, block_p = max(16, next_pow2(n)), min(64, T), max(16, min(64, next_pow2(p)))
+    block_k = min(64 if block_n <= 64 else 32, T)
     sa = dtp.stride()[:3]
     # float32 activations: exact float32 products (a float32 model asks for float32 results), not TF32
     prec = "ieee" if x.dtype == torch.float32 else None
@@ -204,7 +197,7 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
         blk = min(1024, next_pow2(p * n))
         _ssd_state_passing_kernel[(b, h, triton.cdiv(p * n, blk))](
             states, acs, h0, final, nc, p * n, T, states.stride(0), states.stride(1), states.stride(2), *sa,
-            *(h0.stride()[:2] if h0 is not None else (0, 0)), *(final.stride()[:2] if final is not None else (0, 0)),
+            *strides(h0, 4)[:2], *strides(final, 4)[:2],
             HAS_H0=h0 is not None, STORE_FINAL=final is not None, BLOCK=blk, num_warps=4)
         _ssd_chunk_scan_kernel[(b * nc, h, triton.cdiv(T, block_m) * triton.cdiv(p, block_p))](
             x, B, C, D, dtp, acs, states, y, l, p, n, nc, h // g, *x.stride(), *B.stride(), *C.stride(), *sD, *sa,

@@ -20,7 +20,7 @@ import triton.language as tl
 from .conv import conv_output, conv_state_step
 from .norm import rms_weight
 from .common import (KernelInputError, block_offsets, check_shapes, dt_limit_args, head_delta, launch_guard,
-                     next_pow2, rows, skip_gate_store, softplus, update_state)
+                     next_pow2, rows, skip_gate_store, softplus, strides, update_state)
 
 
 @triton.jit
@@ -108,14 +108,6 @@ def _mamba2_step_norm_kernel(
         conv_state_step(cs_rows, x, mask_n, s_cs_k, WIDTH, BLOCK_W, True)
 
 
-def mamba2_step_config(headdim: int, dstate: int):
-    """(BLOCK_P, BLOCK_N, num_warps) of `_mamba2_step_kernel`: about 2048 state elements per program. Taller tiles
-    than a bare state update because every program also recomputes its group's B/C conv (2·N′ channels)."""
-    block_n = max(16, next_pow2(dstate))  # at least 16 lanes: tiny tiles are where compiled layouts get fragile
-    block_p = max(1, min(next_pow2(headdim), 2048 // block_n))
-    return block_p, block_n, 4 if block_p * block_n <= 2048 else 8
-
-
 def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, norm_weight, eps,
                 ngroups, dt_limit=None):
     """Triton version of `perfmamba.ops.decode.mamba2_step_ref`: a Mamba-2 layer's step between in_proj and
@@ -134,7 +126,11 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
     guard = launch_guard(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, norm_weight)
     gated = torch.empty(b, d, device=zxbcdt.device, dtype=torch.float32)
     out = torch.empty(b, d, device=zxbcdt.device, dtype=torch.promote_types(norm_weight.dtype, zxbcdt.dtype))
-    block_p, block_n, num_warps = mamba2_step_config(p, n)
+    # about 2048 state elements per program: taller tiles than a bare state update, because every program also
+    # recomputes its group's B/C conv (2·N′ channels); at least 16 lanes: tiny tiles are where compiled layouts
+    # get fragile
+    block_n = max(16, next_pow2(n))
+    block_p = max(1, min(next_pow2(p), 2048 // block_n))
     block_g = max(16, next_pow2(d // ngroups))
     with guard:
         _mamba2_step_kernel[(b, h, triton.cdiv(p, block_p))](
@@ -142,7 +138,8 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
             d, conv_dim, p, n, h // ngroups, ngroups, lo, hi,
             *zxbcdt.stride(), *conv_state.stride(), *conv_weight.stride(), *ssm_state.stride(), gated.stride(0),
             WIDTH=w, HAS_CONV_BIAS=conv_bias is not None, HAS_D=D is not None, HAS_DT_BIAS=dt_bias is not None,
-            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_W=max(2, next_pow2(w)), num_warps=num_warps,
+            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_W=max(2, next_pow2(w)),
+            num_warps=4 if block_p * block_n <= 2048 else 8,
         )
         _mamba2_step_norm_kernel[(b, ngroups)](
             gated, zxbcdt, conv_state, norm_weight, out,
@@ -211,7 +208,7 @@ def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):
             ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z, out,
             d, n, r,
             *ssm_state.stride(), *x.stride(), *x_dbl.stride(), *dt_proj_weight.stride(), *A_log.stride(),
-            *(z.stride() if z is not None else (0, 0)), *out.stride(),
+            *strides(z, 2), *out.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_DT_BIAS=dt_proj_bias is not None,
             BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=4,
         )

@@ -48,14 +48,6 @@ def _ssd_state_update_kernel(
     tl.store(out_ptr + pid_b * s_o_b + pid_h * s_o_h + offs_p * s_o_p, y.to(out_ptr.dtype.element_ty), mask=mask_p)
 
 
-def _update_config(headdim: int, dstate: int):
-    """(BLOCK_P, BLOCK_N, num_warps): mamba-ssm's hand-tuned tile heights by d_state, for any d_state."""
-    block_n = next_pow2(dstate)
-    block_p = 32 if block_n <= 16 else 16 if block_n <= 32 else 8 if block_n <= 64 else 4
-    block_p = min(block_p, next_pow2(headdim))
-    return block_p, block_n, 4 if block_n <= 128 else 8
-
-
 def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None):
     """Triton version of `perfmamba.ops.ssd_state_update_ref`: one Mamba-2 decode step in one kernel.
 
@@ -73,14 +65,15 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=Fa
     has_limit, lo, hi = dt_limit_args(dt_limit)
     guard = launch_guard(state, x, dt, A, B, C, D, dt_bias)
     out = torch.empty(b, h, p, device=x.device, dtype=x.dtype)
-    block_p, block_n, num_warps = _update_config(p, n)
+    block_n = next_pow2(n)  # mamba-ssm's hand-tuned tile heights by d_state
+    block_p = min(32 if block_n <= 16 else 16 if block_n <= 32 else 8 if block_n <= 64 else 4, next_pow2(p))
     with guard:
         _ssd_state_update_kernel[(b, h, triton.cdiv(p, block_p))](
             state, x, dt, A, B, C, D, dt_bias, out,
             p, n, h // g, lo, hi,
             *state.stride(), *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *sD, *out.stride(),
             HAS_D=D is not None, HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=bool(dt_softplus),
-            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, num_warps=num_warps,
+            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, num_warps=4 if block_n <= 128 else 8,
         )
     return out
 
