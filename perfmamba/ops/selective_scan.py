@@ -160,11 +160,16 @@ def _scan_(decay, x, h0, chunk: int, reverse: bool = False):
     l0 = nc * T
     rest = x.shape[2:]
     h = h0
-    if reverse:  # positions l0 … l−1 first (one by one), then whole chunks from the right
-        for t in range(l - 1, l0 - 1, -1):
+
+    def one_by_one(positions):  # the positions l0 … l−1 past the whole chunks: first in reverse, last forward
+        nonlocal h
+        for t in positions:
             if h is not None:
                 x[:, t].addcmul_(decay[:, t], h)
             h = x[:, t]
+
+    if reverse:
+        one_by_one(range(l - 1, l0 - 1, -1))
     if nc:
         X = x[:, :l0].view(b, nc, T, *rest)
         P = decay[:, :l0].view(b, nc, T, *rest)
@@ -178,10 +183,7 @@ def _scan_(decay, x, h0, chunk: int, reverse: bool = False):
                 X[:, c].addcmul_(P[:, c], h[:, None])
             h = X[:, c, 0] if reverse else X[:, c, T - 1]
     if not reverse:
-        for t in range(l0, l):
-            if h is not None:
-                x[:, t].addcmul_(decay[:, t], h)
-            h = x[:, t]
+        one_by_one(range(l0, l))
     return h
 
 

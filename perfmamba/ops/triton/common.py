@@ -46,7 +46,6 @@ def head_delta(dt, dt_bias_ptr, head, dt_min, dt_max,
 
 @triton.jit
 def block_offsets(pid, BLOCK: tl.constexpr, size):
-    """The offsets of block `pid` along a dimension of `size` elements, and the mask of those inside it."""
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     return offs, offs < size
 
