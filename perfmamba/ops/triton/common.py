@@ -133,5 +133,10 @@ def strides(t, n):
     return tuple(t.stride()) if t is not None else (0,) * n
 
 
+def row_warps(block: int) -> int:
+    """Warps for a program that reduces one row of `block` lanes: one per 256 lanes, 1 to 16."""
+    return min(16, max(1, block // 256))
+
+
 def next_pow2(n: int) -> int:
     return triton.next_power_of_2(max(1, int(n)))

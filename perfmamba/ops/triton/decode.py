@@ -20,7 +20,7 @@ import triton.language as tl
 from .conv import conv_output, conv_state_step
 from .norm import rms_weight
 from .common import (KernelInputError, block_offsets, check_shapes, dt_limit_args, head_delta, launch_guard,
-                     next_pow2, rows, skip_gate_store, softplus, strides, update_state)
+                     next_pow2, row_warps, rows, skip_gate_store, softplus, strides, update_state)
 
 
 @triton.jit
@@ -131,22 +131,22 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
     # get fragile
     block_n = max(16, next_pow2(n))
     block_p = max(1, min(next_pow2(p), 2048 // block_n))
-    block_g = max(16, next_pow2(d // ngroups))
+    block_g, block_w = max(16, next_pow2(d // ngroups)), max(2, next_pow2(w))
     with guard:
         _mamba2_step_kernel[(b, h, triton.cdiv(p, block_p))](
             zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, gated,
             d, conv_dim, p, n, h // ngroups, ngroups, lo, hi,
             *zxbcdt.stride(), *conv_state.stride(), *conv_weight.stride(), *ssm_state.stride(), gated.stride(0),
             WIDTH=w, HAS_CONV_BIAS=conv_bias is not None, HAS_D=D is not None, HAS_DT_BIAS=dt_bias is not None,
-            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_W=max(2, next_pow2(w)),
+            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_W=block_w,
             num_warps=4 if block_p * block_n <= 2048 else 8,
         )
         _mamba2_step_norm_kernel[(b, ngroups)](
             gated, zxbcdt, conv_state, norm_weight, out,
             d, d // ngroups, n, ngroups, float(eps),
             gated.stride(0), *zxbcdt.stride(), *conv_state.stride(), out.stride(0),
-            WIDTH=w, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_W=max(2, next_pow2(w)),
-            num_warps=min(16, max(1, block_g // 256)),
+            WIDTH=w, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_W=block_w,
+            num_warps=row_warps(block_g),
         )
     return out
 
@@ -244,5 +244,5 @@ def add_rmsnorm(x, out, weight, eps=1e-5):
         with guard:
             _add_rmsnorm_kernel[(x2.shape[0],)](x2, o2, weight, s2, n2, d, float(eps), x2.stride(0), o2.stride(0),
                                                 s2.stride(0), n2.stride(0), BLOCK=block,
-                                                num_warps=min(16, max(1, block // 256)))
+                                                num_warps=row_warps(block))
     return s, normed

@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, launch_guard, next_pow2, rows
+from .common import KernelInputError, launch_guard, next_pow2, row_warps, rows
 
 
 @triton.jit
@@ -58,6 +58,6 @@ def gated_rmsnorm(y, z, weight, eps, group_size):
     with guard:
         _rmsnorm_kernel[(y2.shape[0], d // group_size)](
             y2, z2, weight, o2, d, group_size, float(eps), y2.stride(0), z2.stride(0) if z2 is not None else 0,
-            o2.stride(0), HAS_Z=z is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),
+            o2.stride(0), HAS_Z=z is not None, BLOCK=block, num_warps=row_warps(block),
         )
     return out
