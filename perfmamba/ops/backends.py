@@ -1,7 +1,7 @@
-"""Which implementation runs each operator: `ref` (chunked PyTorch, any device), `sequential` (the token-by-token
-references, for ground truth), `triton` (our kernels), `mamba_ssm` (upstream kernels where importable). Each
-namespace has conv, conv_update, selective_scan, selective_state_update, ssd, ssd_state_update with the
-reference signatures.
+"""Which implementation runs each operator: `ref` (chunked PyTorch, any device), `sequential` (the
+token-by-token references, for ground truth), `triton` (our kernels), `mamba_ssm` (upstream kernels where
+importable). Each namespace has conv, conv_update, selective_scan, selective_state_update, ssd,
+ssd_state_update with the reference signatures.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Causal depthwise conv1d (the `conv1d` component), prefill and single-step decode; signatures of
 Dao-AILab/causal-conv1d `causal_conv1d_ref` / `causal_conv1d_update_ref`.
 
-`causal_conv1d_shift`, what the CPU models run, computes the reference as w shifted multiply-adds over token-major
-rows: the models' activations are token-major, and the (b, d, l) layout costs a transposing copy per layer that is
-slower than the convolution.
+`causal_conv1d_shift`, what the CPU models run, computes the reference as w shifted multiply-adds over
+token-major rows: the models' activations are token-major, and the (b, d, l) layout costs a transposing copy
+per layer that is slower than the convolution.
 """
 from __future__ import annotations
 

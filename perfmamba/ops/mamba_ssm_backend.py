@@ -1,9 +1,9 @@
 """The `mamba_ssm` compute path: upstream kernels (mamba-ssm 2.2.4 – 2.3.x) behind the reference signatures.
 
-`ops().impl` names what each operator runs, so measurements can record it: the Triton `mamba_chunk_scan_combined`
-and `selective_state_update` (for Mamba-2 with the head dimension tied by stride-0 views, as `Mamba2.step` does);
-`selective_scan_fn` only where its CUDA extension is built, causal_conv1d only where installed, else our torch
-versions (mamba-ssm's own modules fall back to nn.Conv1d too).
+`ops().impl` names what each operator runs, so measurements can record it: the Triton
+`mamba_chunk_scan_combined` and `selective_state_update` (for Mamba-2 with the head dimension tied by stride-0
+views, as `Mamba2.step` does); `selective_scan_fn` only where its CUDA extension is built, causal_conv1d only
+where installed, else our torch versions (mamba-ssm's own modules fall back to nn.Conv1d too).
 
 mamba-ssm's package `__init__` imports its CUDA extension `selective_scan_cuda` unconditionally; where that
 extension is missing (a wheel built with MAMBA_SKIP_CUDA_BUILD=TRUE) an empty stand-in module is registered so

@@ -4,9 +4,9 @@
     h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t   h: (b, d, n)
     y_t = C_t · h_t + D u_t,  then y_t ⊙ silu(z_t)
 
-Layouts follow mamba-ssm `selective_scan_ref` (state-spaces/mamba@v2.2.4, mamba_ssm/ops/selective_scan_interface.py):
-u, delta, z: (b, d, l); A: (d, n); B, C: (b, n, l) or (b, g, n, l); D, delta_bias: (d,).
-Computation runs in float32, or float64 when the inputs are float64.
+Layouts follow mamba-ssm `selective_scan_ref` (state-spaces/mamba@v2.2.4,
+mamba_ssm/ops/selective_scan_interface.py): u, delta, z: (b, d, l); A: (d, n); B, C: (b, n, l) or
+(b, g, n, l); D, delta_bias: (d,). Computation runs in float32, or float64 when the inputs are float64.
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def compute_dtype(x) -> torch.dtype:
 
 
 def prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit=None):
-    """(compute dtype, x, Δ, A, B, C): the inputs cast to the compute dtype, Δ discretised (`dt_bias` shaped to
-    broadcast against dt)."""
+    """(compute dtype, x, Δ, A, B, C): the inputs cast to the compute dtype, Δ discretised (`dt_bias` shaped
+    to broadcast against dt)."""
     dtype = compute_dtype(x)
     x, dt, A, B, C = (t.to(dtype) for t in (x, dt, A, B, C))
     return dtype, x, discretize_dt(dt, dt_bias, dt_softplus, dt_limit), A, B, C
@@ -56,8 +56,8 @@ def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
 
 
 def _groups(B, C, d, ndim):
-    """B, C with their group axis at dim 1, `ndim` dims in all (an input without one is one group), and the number
-    of groups g, which must divide d."""
+    """B, C with their group axis at dim 1, `ndim` dims in all (an input without one is one group), and the
+    number of groups g, which must divide d."""
     if B.dim() == ndim - 1:  # (b, n[, l]) -> (b, 1, n[, l])
         B, C = B.unsqueeze(1), C.unsqueeze(1)
     g = B.shape[1]
@@ -101,9 +101,9 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
 
     Blocks of `block_size` tokens (memory b·block·d·n), each scanned in chunks of `chunk_size` by `_scan_`.
     Token-major inside, (b, l, d): the models' Δ, z and out_proj input are in that layout, so their (b, d, l)
-    arguments are transposed views and y is a (b, d, l) view of a token-major tensor, without copies. The block
-    buffers are allocated once per call (no page faults in the loop). While autograd records, the call goes to
-    `selective_scan_trainable`.
+    arguments are transposed views and y is a (b, d, l) view of a token-major tensor, without copies. The
+    block buffers are allocated once per call (no page faults in the loop). While autograd records, the call
+    goes to `selective_scan_trainable`.
     """
     if records_grad(u, delta, A, B, C, D, z, delta_bias, initial_state):
         return selective_scan_trainable(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
@@ -150,9 +150,9 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
 
 def _scan_(decay, x, h0, chunk: int, reverse: bool = False):
     """In place along dim 1 of x, decay (b, l, ...): x_t += decay_t ⊙ x_{t−1} from x_{−1} = h0 (reverse:
-    x_t += decay_t ⊙ x_{t+1} from x_l = h0; h0 None is 0). All chunks of `chunk` positions advance at once from a
-    zero state while `decay` becomes the running product within each; one step per chunk then adds the carried
-    state. Returns the state after the last step (a view into x).
+    x_t += decay_t ⊙ x_{t+1} from x_l = h0; h0 None is 0). All chunks of `chunk` positions advance at once
+    from a zero state while `decay` becomes the running product within each; one step per chunk then adds the
+    carried state. Returns the state after the last step (a view into x).
     """
     b, l = x.shape[:2]
     T = max(1, min(chunk, l))
@@ -249,8 +249,8 @@ class _SelectiveScan(torch.autograd.Function):
 def selective_scan_trainable(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                              return_last_state=False, initial_state=None, chunk_size=8):
     """`selective_scan_ref` with a backward pass fast enough to train on CPU: the scan is one autograd node
-    (`_SelectiveScan`); Δ bias and softplus, D skip and silu(z) gate stay in autograd. (The chunked scan works in
-    place, which autograd cannot record; the reference's backward materialises a full gradient per token.)
+    (`_SelectiveScan`); Δ bias and softplus, D skip and silu(z) gate stay in autograd. (The chunked scan works
+    in place, which autograd cannot record; the reference's backward materialises a full gradient per token.)
     Memory: a few (b, l, d, n) tensors per call, kept for the backward pass.
     """
     out_dtype = u.dtype

@@ -1,4 +1,4 @@
-"""Our chunked SSD (Mamba-2 prefill) in Triton: the matrix form of `perfmamba.ops.ssd_chunked` in four kernels.
+"""Our chunked SSD (Mamba-2 prefill) in Triton: `perfmamba.ops.ssd_chunked`'s matrix form in four kernels.
 
     a_t = Σ_{s ≤ t in the chunk} Δ_s A_h
     within a chunk:   y_t = Σ_{s ≤ t} (C_t · B_s) exp(a_t − a_s) Δ_s x_s                     (attention-like)
@@ -14,7 +14,7 @@ The decomposition of the Mamba-2 paper (Dao & Gu 2024, §6, Listing 1) and of ma
                                                          flash-attention style over blocks of source positions
 
 Any N′ (lanes padded to a power of two ≥ 16), head dimension and ngroups, ragged lengths (Δ = 0 past the end).
-Products take the activations' dtype (bf16 on a GPU; float32 in full float32, not TF32), accumulating in float32.
+Products take the activations' dtype (bf16 on a GPU; float32 in full float32, not TF32), sums float32.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Causal depthwise conv1d in Triton (the `conv1d` component): prefill and one decode step, SiLU fused.
 
-Why a kernel: with torch's cuDNN depthwise path this memory-bound op took 43 % of Mamba2-130M prefill on an H100
-(49.7 of 115.7 ms at B=8, L=8192; ../shared/gpu/README.md). Each (BLOCK_L, BLOCK_D) output tile reads its inputs
-once (the w-1 overlapping taps hit cache) and writes once, keeping the input's memory order: the models pass
-channel-last views of the in_proj output, so the following transpose is free.
+Why a kernel: with torch's cuDNN depthwise path this memory-bound op took 43 % of Mamba2-130M prefill on an
+H100 (49.7 of 115.7 ms at B=8, L=8192; ../shared/gpu/README.md). Each (BLOCK_L, BLOCK_D) output tile reads its
+inputs once (the w-1 overlapping taps hit cache) and writes once, keeping the input's memory order: the models
+pass channel-last views of the in_proj output, so the following transpose is free.
 """
 from __future__ import annotations
 

@@ -1,15 +1,17 @@
-"""Fused decode steps in Triton, same signatures as `perfmamba.ops.decode`: a Mamba-2 layer in two kernels between
-its projections, Mamba-1's Δ projection, state update and gate in one, and the residual add fused with the next norm.
+"""Fused decode steps in Triton, same signatures as `perfmamba.ops.decode`: a Mamba-2 layer in two kernels
+between its projections, Mamba-1's Δ projection, state update and gate in one, and the residual add fused with
+the next norm.
 
-Why: a decode step moves little data (Mamba2-130M at B=8: ~250 MB of weights and 75 MB of state, ≈ 0.1 ms at H200
-bandwidth), so its time is set by the kernels it launches: unfused, ~15 per layer, 1.83 ms per token against
-mamba-ssm's 1.18 on an H200.
+Why: a decode step moves little data (Mamba2-130M at B=8: ~250 MB of weights and 75 MB of state, ≈ 0.1 ms at
+H200 bandwidth), so its time is set by the kernels it launches: unfused, ~15 per layer, 1.83 ms per token
+against mamba-ssm's 1.18 on an H200.
 
 `_mamba2_step_kernel`, per (batch row, head, block of head channels): the conv update of the head's x channels
-(private to the program, so written here), the conv of the group's B and C channels (from the old conv state, not
-written: other programs of the group read it too), Δ, the state update of the (BLOCK_P, N′) tile, y = h·C + D·x and
-y ⊙ silu(z), stored in float32. `_mamba2_step_norm_kernel`, per (batch row, group): the gated RMSNorm, and the
-conv-state shift of the group's B and C channels, which only now is safe. Any N′ per layer (masked lanes).
+(private to the program, so written here), the conv of the group's B and C channels (from the old conv state,
+not written: other programs of the group read it too), Δ, the state update of the (BLOCK_P, N′) tile,
+y = h·C + D·x and y ⊙ silu(z), stored in float32. `_mamba2_step_norm_kernel`, per (batch row, group): the
+gated RMSNorm, and the conv-state shift of the group's B and C channels, which only now is safe. Any N′ per
+layer.
 """
 from __future__ import annotations
 
@@ -123,12 +125,13 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
     check_shapes(zxbcdt=(zxbcdt, (b, d + conv_dim + h)), conv_state=(conv_state, (b, conv_dim, w)),
                  A_log=(A_log, (h,)), dt_bias=(dt_bias, (h,)), D=(D, (h,)), norm_weight=(norm_weight, (d,)))
     has_limit, lo, hi = dt_limit_args(dt_limit)
-    guard = launch_guard(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, norm_weight)
+    guard = launch_guard(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D,
+                         norm_weight)
     gated = torch.empty(b, d, device=zxbcdt.device, dtype=torch.float32)
     out = torch.empty(b, d, device=zxbcdt.device, dtype=torch.promote_types(norm_weight.dtype, zxbcdt.dtype))
-    # about 2048 state elements per program: taller tiles than a bare state update, because every program also
-    # recomputes its group's B/C conv (2·N′ channels); at least 16 lanes: tiny tiles are where compiled layouts
-    # get fragile
+    # about 2048 state elements per program: taller tiles than a bare state update, because every program
+    # also recomputes its group's B/C conv (2·N′ channels); at least 16 lanes: tiny tiles are where compiled
+    # layouts get fragile
     block_n = max(16, next_pow2(n))
     block_p = max(1, min(next_pow2(p), 2048 // block_n))
     block_g, block_w = max(16, next_pow2(d // ngroups)), max(2, next_pow2(w))

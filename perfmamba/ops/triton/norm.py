@@ -1,6 +1,6 @@
 """Fused RMSNorm and Mamba-2's gated RMSNorm in Triton: one read of the inputs, one write of the output, where
-the torch versions (`perfmamba.ops.norm`) make ~6 float32 passes over the activations (hundreds of MB per layer
-and pass at Mamba2-130M prefill B=8, L=8192). Same rounding as the references.
+the torch versions (`perfmamba.ops.norm`) make ~6 float32 passes over the activations (hundreds of MB per
+layer and pass at Mamba2-130M prefill B=8, L=8192). Same rounding as the references.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, launch_guard, next_pow2, row_warps, rows
+from .common import KernelInputError, launch_guard, next_pow2, row_warps, rows, strides
 
 
 @triton.jit
@@ -46,9 +46,9 @@ def gated_rmsnorm(y, z, weight, eps, group_size):
     `perfmamba.models.common.gated_rmsnorm` (same signature); z None: no gate."""
     d = y.shape[-1]
     if weight.shape != (d,) or (z is not None and z.shape != y.shape) or d % group_size:
-        raise KernelInputError(f"x (..., {d}), z like x, weight ({d},) and a group size dividing {d} expected, got "
-                               f"{tuple(y.shape)}, {None if z is None else tuple(z.shape)}, {tuple(weight.shape)}, "
-                               f"{group_size}")
+        raise KernelInputError(f"x (..., {d}), z like x, weight ({d},) and a group size dividing {d} "
+                               f"expected, got {tuple(y.shape)}, {None if z is None else tuple(z.shape)}, "
+                               f"{tuple(weight.shape)}, {group_size}")
     guard = launch_guard(y, z, weight)
     out = torch.empty(y.shape, device=y.device, dtype=torch.promote_types(weight.dtype, y.dtype))
     y2, z2, o2 = rows(y, d), (rows(z, d) if z is not None else None), out.view(-1, d)
@@ -57,7 +57,7 @@ def gated_rmsnorm(y, z, weight, eps, group_size):
     block = next_pow2(group_size)
     with guard:
         _rmsnorm_kernel[(y2.shape[0], d // group_size)](
-            y2, z2, weight, o2, d, group_size, float(eps), y2.stride(0), z2.stride(0) if z2 is not None else 0,
+            y2, z2, weight, o2, d, group_size, float(eps), y2.stride(0), strides(z2, 2)[0],
             o2.stride(0), HAS_Z=z is not None, BLOCK=block, num_warps=row_warps(block),
         )
     return out

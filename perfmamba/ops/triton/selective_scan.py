@@ -1,11 +1,12 @@
-"""Mamba-1 selective scan in Triton: prefill (`selective_scan`) and one decode step (`selective_state_update`),
-signatures of the references in `perfmamba.ops.selective_scan` (mamba-ssm `selective_scan_ref` and
-`selective_state_update`, state-spaces/mamba@v2.2.4). Any d_state N: the state tile is the next power of two with
-masked lanes (A = B = C = 0 there, so they stay zero), so memory traffic follows N.
+"""Mamba-1 selective scan in Triton: prefill (`selective_scan`) and one decode step
+(`selective_state_update`), signatures of the references in `perfmamba.ops.selective_scan` (mamba-ssm
+`selective_scan_ref` and `selective_state_update`, state-spaces/mamba@v2.2.4). Any d_state N: the state tile
+is the next power of two with masked lanes (A = B = C = 0 there: they stay zero); memory traffic follows N.
 
-The prefill kernel is parallel over (batch, channel block) and sequential over time, holding a (BLOCK_D, N) state
-tile in registers for the whole sequence: it reads u, Δ, z, B, C once and writes y once, the memory floor of the
-scan. Inputs may be strided views (the models pass channel-last transposes); float32 math, outputs in u's dtype.
+The prefill kernel is parallel over (batch, channel block) and sequential over time, holding a (BLOCK_D, N)
+state tile in registers for the whole sequence: it reads u, Δ, z, B, C once and writes y once, the memory
+floor of the scan. Inputs may be strided views (the models pass channel-last transposes); float32 math,
+outputs in u's dtype.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Mamba-2 in Triton: one decode step (`ssd_state_update`) in one kernel, and the prefill dispatch (`ssd`).
 
-The decode kernel follows mamba-ssm's `selective_state_update` with tied head dimension (state-spaces/mamba@v2.2.4,
-mamba_ssm/ops/triton/selective_state_update.py, TIE_HDIM): Δ, A, dt_bias are per head, so exp(Δ A) is one scalar
-per program. Unlike upstream, d_state need not be a power of two (masked lanes), and dt_limit is applied.
+The decode kernel follows mamba-ssm's `selective_state_update` with tied head dimension
+(state-spaces/mamba@v2.2.4, mamba_ssm/ops/triton/selective_state_update.py, TIE_HDIM): Δ, A, dt_bias are per
+head, so exp(Δ A) is one scalar per program. Unlike upstream, d_state need not be a power of two (masked
+lanes), and dt_limit is applied.
 """
 from __future__ import annotations
 
@@ -82,9 +83,9 @@ def prefill_impl(choice=None):
     """(function, name) for Mamba-2 prefill, resolved when the backend is first used (not at import: importing
     mamba-ssm changes what transformers binds in the same process).
 
-    `choice`, by default PERFMAMBA_SSD: "mamba_ssm" (`mamba_chunk_scan_combined`), "triton" (our `chunked_ssd`),
-    "torch" (`perfmamba.ops.ssd_chunked`), or "auto"/unset: mamba-ssm's where it is importable (it needs CUDA;
-    PERFMAMBA_NO_MAMBA_SSM=1 rules it out), else ours on a CUDA machine, else the torch one."""
+    `choice`, by default PERFMAMBA_SSD: "mamba_ssm" (`mamba_chunk_scan_combined`), "triton" (our
+    `chunked_ssd`), "torch" (`perfmamba.ops.ssd_chunked`), or "auto"/unset: mamba-ssm's where it is importable
+    (it needs CUDA; PERFMAMBA_NO_MAMBA_SSM=1 rules it out), else ours on a CUDA machine, else torch's."""
     choice = (os.environ.get("PERFMAMBA_SSD", "auto") if choice is None else choice) or "auto"
     if choice not in ("auto", "mamba_ssm", "triton", "torch"):
         raise KernelInputError(f"PERFMAMBA_SSD must be auto, mamba_ssm, triton or torch, got {choice!r}")
