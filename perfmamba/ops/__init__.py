@@ -1,15 +1,9 @@
-"""SSM operators: a sequential reference next to each fast path, same signature.
+"""SSM operators: a sequential reference next to each fast path, same signature (mamba-ssm's layouts).
 
-`selective_scan_ref` / `selective_scan_chunked`  Mamba-1 selective scan (mamba-ssm `selective_scan_ref` layout)
-`ssd_ref` / `ssd_chunked`                        Mamba-2 state-space duality (mamba-ssm `mamba_chunk_scan_combined` layout)
-`causal_conv1d_ref` / `causal_conv1d_shift`     depthwise causal conv: torch's conv1d / token-major multiply-adds
-`causal_conv1d_update_ref`                       one decode step of the conv
-`selective_state_update_ref`, `ssd_state_update_ref`  one decode step of each SSM
-`mamba2_step_ref`, `mamba1_step_ref`, `add_rmsnorm_ref`  a whole mixer's decode step between its projections, and
-                                                 the residual add with the next RMSNorm (ops/decode.py)
-`rmsnorm_ref`, `gated_rmsnorm_ref`               the norms (ops/norm.py)
-The references loop over tokens and are the ground truth (run them in float64); the chunked versions loop
-over chunks only.
+`selective_scan_ref` / `selective_scan_chunked` (Mamba-1), `ssd_ref` / `ssd_chunked` (Mamba-2),
+`causal_conv1d_ref` / `causal_conv1d_shift`, each with its one-token decode step (`*_update_ref`); whole mixer
+decode steps and the residual add with the next norm (`decode.py`); the norms (`norm.py`). The references loop
+over tokens and are the ground truth (run them in float64); the chunked versions loop over chunks only.
 """
 from .conv import causal_conv1d_ref, causal_conv1d_shift, causal_conv1d_update_ref
 from .decode import add_rmsnorm_ref, mamba1_step_ref, mamba2_step_ref

@@ -1,8 +1,7 @@
-"""Which implementation runs each operator: `ref` (chunked PyTorch, any device), `sequential` (the token-by-token
-references, for ground truth), `triton` (our kernels), `mamba_ssm` (upstream Triton kernels where importable).
-
-`get_ops(name)` returns a namespace with conv, conv_update, selective_scan, selective_state_update, ssd,
-ssd_state_update, all with the reference signatures of `perfmamba.ops`.
+"""Which implementation runs each operator: `ref` (chunked PyTorch, any device), `sequential` (the
+token-by-token references, for ground truth), `triton` (our kernels), `mamba_ssm` (upstream kernels where
+importable). Each namespace has conv, conv_update, selective_scan, selective_state_update, ssd,
+ssd_state_update with the reference signatures.
 """
 from __future__ import annotations
 

@@ -1,20 +1,16 @@
 """One decode step of a whole mixer, composed from the single-op references: the ground truth of the fused
 Triton decode kernels (`perfmamba.ops.triton.decode`), same signatures.
 
-What a Mamba-2 layer does per token between its two projections (mamba-ssm `Mamba2.step`,
-state-spaces/mamba@v2.2.4 mamba_ssm/modules/mamba2.py):
+Mamba-2 per token between its projections (mamba-ssm `Mamba2.step`, state-spaces/mamba@v2.2.4 mamba2.py):
 
-    zxbcdt = in_proj(u)                                  (b, d + conv_dim + h), conv_dim = d + 2·g·N
-    z, xBC, dt = split(zxbcdt)                           xBC → conv-state update → silu → x, B, C
+    z, xBC, dt = split(in_proj(u))          xBC → conv-state update → silu → x, B, C   (conv_dim = d + 2·g·N)
     y = ssd_state_update(h, x, dt, A = −exp(A_log), B, C, D, dt_bias, softplus)
-    out_proj input = gated_rmsnorm(y, z)                 rmsnorm(y ⊙ silu(z)) per group of d/g channels
+    out_proj input = gated_rmsnorm(y, z)    rmsnorm(y ⊙ silu(z)) per group of d/g channels
 
-Mamba-1 (mamba-ssm `Mamba.step`, mamba_ssm/modules/mamba_simple.py), after the conv update and x_proj:
-
-    dt_low, B, C = split(x_proj(x))      dt = dt_low · W_dtᵀ      y = selective_state_update(...) ⊙ silu(z)
-
-and between layers the residual add and the next layer's RMSNorm (`add_rmsnorm_ref`). Every step rounds where the
-models round (conv output and y to the activations' dtype), so the fused kernels can be compared exactly in float32.
+Mamba-1 (`Mamba.step`, modules/mamba_simple.py), after the conv update and x_proj:
+dt_low, B, C = split(x_proj(x)), dt = dt_low · W_dtᵀ, y = selective_state_update(...) ⊙ silu(z). Between
+layers, the residual add and the next RMSNorm (`add_rmsnorm_ref`). Every step rounds where the models round
+(conv output and y to the activations' dtype), so the fused kernels can be compared exactly in float32.
 """
 from __future__ import annotations
 

@@ -1,14 +1,9 @@
-"""The `mamba_ssm` compute path: upstream kernels behind the reference signatures of `perfmamba.ops`.
+"""The `mamba_ssm` compute path: upstream kernels (mamba-ssm 2.2.4 – 2.3.x) behind the reference signatures.
 
-What is used (state-spaces/mamba, mamba-ssm 2.2.4 – 2.3.x):
-    ssd                      mamba_ssm.ops.triton.ssd_combined.mamba_chunk_scan_combined (Triton)
-    ssd_state_update         mamba_ssm.ops.triton.selective_state_update (Triton), head dim tied by stride-0
-                             views as in mamba_ssm/modules/mamba2.py `Mamba2.step`
-    selective_state_update   the same Triton kernel, Mamba-1 layout
-    selective_scan           mamba_ssm selective_scan_fn when its CUDA extension is built, else our chunked torch scan
-    conv, conv_update        causal_conv1d (CUDA extension) when installed, else the torch reference, which is also
-                             what mamba-ssm's own modules fall back to (nn.Conv1d)
-`ops().impl` names what each operator runs, so measurements can record it.
+`ops().impl` names what each operator runs, so measurements can record it: the Triton
+`mamba_chunk_scan_combined` and `selective_state_update` (for Mamba-2 with the head dimension tied by stride-0
+views, as `Mamba2.step` does); `selective_scan_fn` only where its CUDA extension is built, causal_conv1d only
+where installed, else our torch versions (mamba-ssm's own modules fall back to nn.Conv1d too).
 
 mamba-ssm's package `__init__` imports its CUDA extension `selective_scan_cuda` unconditionally; where that
 extension is missing (a wheel built with MAMBA_SKIP_CUDA_BUILD=TRUE) an empty stand-in module is registered so
@@ -102,9 +97,8 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=Fa
                                    B, C, D_, None, bias[:, None].expand(h, p), dt_softplus)
 
 
-def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
-    """`perfmamba.ops.selective_state_update_ref` signature; mamba-ssm's Triton kernel takes it as it is."""
-    return _selective_state_update(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+# `perfmamba.ops.selective_state_update_ref` signature: mamba-ssm's Triton kernel takes it as it is
+selective_state_update = _selective_state_update
 
 
 def _selective_scan_cuda(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -120,30 +114,21 @@ def _conv(x, weight, bias=None, initial_states=None, return_final_states=False, 
                              activation=activation)
 
 
-def _conv_update(x, conv_state, weight, bias=None, activation=None):
-    return _causal_conv1d_update(x, conv_state, weight, bias, activation)
-
-
 def ops() -> SimpleNamespace:
     scan_cuda = _selective_scan_fn is not None
     conv_cuda = _causal_conv1d_fn is not None
-    return SimpleNamespace(
-        name="mamba_ssm",
-        conv=_conv if conv_cuda else causal_conv1d_ref,
-        conv_update=_conv_update if conv_cuda else causal_conv1d_update_ref,
-        selective_scan=_selective_scan_cuda if scan_cuda else selective_scan_chunked,
-        selective_state_update=selective_state_update,
-        ssd=ssd,
-        ssd_state_update=ssd_state_update,
-        impl={
-            "conv": "causal_conv1d.causal_conv1d_fn" if conv_cuda else "perfmamba.ops.causal_conv1d_ref (torch)",
-            "conv_update": "causal_conv1d.causal_conv1d_update" if conv_cuda
-            else "perfmamba.ops.causal_conv1d_update_ref (torch)",
-            "selective_scan": "mamba_ssm.selective_scan_fn (CUDA)" if scan_cuda
-            else "perfmamba.ops.selective_scan_chunked (torch)",
-            "selective_state_update": "mamba_ssm.ops.triton.selective_state_update",
-            "ssd": "mamba_ssm.mamba_chunk_scan_combined",
-            "ssd_state_update": "mamba_ssm.ops.triton.selective_state_update",
-        },
-        version=VERSION,
-    )
+    torch_path = "perfmamba.ops.{} (torch)".format
+    fns = {  # field: (function, what it runs)
+        "conv": (_conv, "causal_conv1d.causal_conv1d_fn") if conv_cuda
+        else (causal_conv1d_ref, torch_path("causal_conv1d_ref")),
+        # causal_conv1d_update takes the reference's arguments as they are
+        "conv_update": (_causal_conv1d_update, "causal_conv1d.causal_conv1d_update") if conv_cuda
+        else (causal_conv1d_update_ref, torch_path("causal_conv1d_update_ref")),
+        "selective_scan": (_selective_scan_cuda, "mamba_ssm.selective_scan_fn (CUDA)") if scan_cuda
+        else (selective_scan_chunked, torch_path("selective_scan_chunked")),
+        "selective_state_update": (selective_state_update, "mamba_ssm.ops.triton.selective_state_update"),
+        "ssd": (ssd, "mamba_ssm.mamba_chunk_scan_combined"),
+        "ssd_state_update": (ssd_state_update, "mamba_ssm.ops.triton.selective_state_update"),
+    }
+    return SimpleNamespace(name="mamba_ssm", **{k: fn for k, (fn, _) in fns.items()},
+                           impl={k: impl for k, (_, impl) in fns.items()}, version=VERSION)

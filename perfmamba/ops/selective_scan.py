@@ -4,9 +4,9 @@
     h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t   h: (b, d, n)
     y_t = C_t · h_t + D u_t,  then y_t ⊙ silu(z_t)
 
-Layouts follow mamba-ssm `selective_scan_ref` (state-spaces/mamba@v2.2.4, mamba_ssm/ops/selective_scan_interface.py):
-u, delta, z: (b, d, l); A: (d, n); B, C: (b, n, l) or (b, g, n, l); D, delta_bias: (d,).
-Computation runs in float32, or float64 when the inputs are float64.
+Layouts follow mamba-ssm `selective_scan_ref` (state-spaces/mamba@v2.2.4,
+mamba_ssm/ops/selective_scan_interface.py): u, delta, z: (b, d, l); A: (d, n); B, C: (b, n, l) or
+(b, g, n, l); D, delta_bias: (d,). Computation runs in float32, or float64 when the inputs are float64.
 """
 from __future__ import annotations
 
@@ -35,17 +35,30 @@ def records_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def compute_dtype(x) -> torch.dtype:
+    """The references compute in float64 for float64 inputs, else in float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit=None):
+    """(compute dtype, x, Δ, A, B, C): the inputs cast to the compute dtype, Δ discretised (`dt_bias` shaped
+    to broadcast against dt)."""
+    dtype = compute_dtype(x)
+    x, dt, A, B, C = (t.to(dtype) for t in (x, dt, A, B, C))
+    return dtype, x, discretize_dt(dt, dt_bias, dt_softplus, dt_limit), A, B, C
+
+
 def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
-    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
-    u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
-    delta = discretize_dt(delta, delta_bias[:, None] if delta_bias is not None else None, delta_softplus)
-    B, C, g = _groups(B, C, u.shape[1])
+    dtype, u, delta, A, B, C = prepare(u, delta, A, B, C, None if delta_bias is None else delta_bias[:, None],
+                                       delta_softplus)
+    B, C, g = _groups(B, C, u.shape[1], 4)
     return dtype, u, delta, A, B, C, g
 
 
-def _groups(B, C, d):
-    """B, C as (b, g, n, l) (a (b, n, l) input is one group) and the number of groups g, which must divide d."""
-    if B.dim() == 3:  # (b, n, l) -> (b, 1, n, l)
+def _groups(B, C, d, ndim):
+    """B, C with their group axis at dim 1, `ndim` dims in all (an input without one is one group), and the
+    number of groups g, which must divide d."""
+    if B.dim() == ndim - 1:  # (b, n[, l]) -> (b, 1, n[, l])
         B, C = B.unsqueeze(1), C.unsqueeze(1)
     g = B.shape[1]
     if d % g:
@@ -54,8 +67,9 @@ def _groups(B, C, d):
 
 
 def _finish(y, u, D, z, out_dtype):
+    """y + D u (D per channel, dim 1 of u), times silu(z), in out_dtype."""
     if D is not None:
-        y = y + u * D.to(y.dtype)[:, None]
+        y = y + u * D.to(y.dtype).view(-1, *(1,) * (u.dim() - 2))
     if z is not None:
         y = y * F.silu(z.to(y.dtype))
     return y.to(out_dtype)
@@ -85,25 +99,20 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
                            return_last_state=False, initial_state=None, chunk_size=8, block_size=64):
     """Same result as `selective_scan_ref` without a Python loop per token.
 
-    The sequence is processed in blocks of `block_size` tokens (bounding memory to b·block·d·n), each block
-    split into chunks of `chunk_size`. Within a block, one vectorised recurrence step per position advances
-    all chunks at once from a zero state while accumulating the running decay ∏ exp(Δ A); then one step per
-    chunk adds the carried state times that decay. Python iterations per block: chunk_size + block/chunk.
-
-    Internally everything is token-major, (b, l, d): the models produce Δ, z and the output projection's
-    input in that layout, so for them the (b, d, l) arguments are transposed views and no copy is made, and
-    the returned y is a (b, d, l) view of a token-major tensor. The two block buffers are allocated once per
-    call and reused, which keeps page faults out of the loop. When autograd is recording (an input requires
-    grad), the call goes to `selective_scan_trainable`, the same computation with a hand-written backward.
+    Blocks of `block_size` tokens (memory b·block·d·n), each scanned in chunks of `chunk_size` by `_scan_`.
+    Token-major inside, (b, l, d): the models' Δ, z and out_proj input are in that layout, so their (b, d, l)
+    arguments are transposed views and y is a (b, d, l) view of a token-major tensor, without copies. The
+    block buffers are allocated once per call (no page faults in the loop). While autograd records, the call
+    goes to `selective_scan_trainable`.
     """
     if records_grad(u, delta, A, B, C, D, z, delta_bias, initial_state):
         return selective_scan_trainable(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
                                         initial_state, chunk_size)
     out_dtype = u.dtype
-    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype(u)
     b, d, l = u.shape
     n = A.shape[1]
-    B, C, g = _groups(B, C, d)
+    B, C, g = _groups(B, C, d, 4)
     A = A.to(dtype)
     ut = u.transpose(1, 2).to(dtype).contiguous()  # (b, l, d)
     dt = discretize_dt(delta.transpose(1, 2).to(dtype), delta_bias, delta_softplus).contiguous()
@@ -140,12 +149,10 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
 
 
 def _scan_(decay, x, h0, chunk: int, reverse: bool = False):
-    """In place along dim 1 of x, decay (b, l, ...): x_t ← x_t + decay_t ⊙ x_{t∓1}, starting from h0 (or 0).
-
-    Forward (reverse=False): x_t += decay_t ⊙ x_{t−1}, x_{−1} = h0. Reverse: x_t += decay_t ⊙ x_{t+1},
-    x_l = h0. Chunks of `chunk` positions are scanned all at once from a zero state while `decay` becomes the
-    running product within each chunk; one step per chunk then adds the carried state. Returns the state after
-    the last step (a view into x).
+    """In place along dim 1 of x, decay (b, l, ...): x_t += decay_t ⊙ x_{t−1} from x_{−1} = h0 (reverse:
+    x_t += decay_t ⊙ x_{t+1} from x_l = h0; h0 None is 0). All chunks of `chunk` positions advance at once
+    from a zero state while `decay` becomes the running product within each; one step per chunk then adds the
+    carried state. Returns the state after the last step (a view into x).
     """
     b, l = x.shape[:2]
     T = max(1, min(chunk, l))
@@ -153,11 +160,16 @@ def _scan_(decay, x, h0, chunk: int, reverse: bool = False):
     l0 = nc * T
     rest = x.shape[2:]
     h = h0
-    if reverse:  # positions l0 … l−1 first (one by one), then whole chunks from the right
-        for t in range(l - 1, l0 - 1, -1):
+
+    def one_by_one(positions):  # the positions l0 … l−1 past the whole chunks: first in reverse, last forward
+        nonlocal h
+        for t in positions:
             if h is not None:
                 x[:, t].addcmul_(decay[:, t], h)
             h = x[:, t]
+
+    if reverse:
+        one_by_one(range(l - 1, l0 - 1, -1))
     if nc:
         X = x[:, :l0].view(b, nc, T, *rest)
         P = decay[:, :l0].view(b, nc, T, *rest)
@@ -171,10 +183,7 @@ def _scan_(decay, x, h0, chunk: int, reverse: bool = False):
                 X[:, c].addcmul_(P[:, c], h[:, None])
             h = X[:, c, 0] if reverse else X[:, c, T - 1]
     if not reverse:
-        for t in range(l0, l):
-            if h is not None:
-                x[:, t].addcmul_(decay[:, t], h)
-            h = x[:, t]
+        one_by_one(range(l0, l))
     return h
 
 
@@ -239,14 +248,10 @@ class _SelectiveScan(torch.autograd.Function):
 
 def selective_scan_trainable(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                              return_last_state=False, initial_state=None, chunk_size=8):
-    """`selective_scan_ref` with a backward pass fast enough to train on CPU.
-
-    `selective_scan_chunked` updates reused buffers in place, which autograd cannot record (it calls this
-    function instead whenever autograd is recording), and the sequential reference slices one token per step,
-    whose backward materialises a full-size gradient per slice. Here the scan is one autograd node
-    (`_SelectiveScan`) with a hand-written backward; the cheap elementwise parts (Δ bias and softplus, D skip,
-    silu(z) gate) stay in autograd. Shapes as in `selective_scan_ref`: u, delta, z (b, d, l); A (d, n);
-    B, C (b, n, l) or (b, g, n, l). Memory: a few (b, l, d, n) tensors per call, kept for the backward pass.
+    """`selective_scan_ref` with a backward pass fast enough to train on CPU: the scan is one autograd node
+    (`_SelectiveScan`); Δ bias and softplus, D skip and silu(z) gate stay in autograd. (The chunked scan works
+    in place, which autograd cannot record; the reference's backward materialises a full gradient per token.)
+    Memory: a few (b, l, d, n) tensors per call, kept for the backward pass.
     """
     out_dtype = u.dtype
     dtype, u, delta, A, B, C, _ = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
@@ -264,17 +269,10 @@ def selective_state_update_ref(state, x, dt, A, B, C, D=None, z=None, dt_bias=No
     """
     dtype = state.dtype
     dt = discretize_dt(dt.to(dtype), dt_bias, dt_softplus)
-    b, d = x.shape
-    if B.dim() == 2:
-        B, C = B.unsqueeze(1), C.unsqueeze(1)
-    g = B.shape[1]
+    d = x.shape[1]
+    B, C, g = _groups(B, C, d, 3)
     ch = torch.arange(d, device=x.device) // (d // g)
     Bc, Cc = B[:, ch].to(dtype), C[:, ch].to(dtype)  # (b, d, n)
     dA = torch.exp(dt[..., None] * A.to(dtype))
     state.copy_(dA * state + (dt * x.to(dtype))[..., None] * Bc)
-    y = (state * Cc).sum(-1)
-    if D is not None:
-        y = y + x.to(dtype) * D.to(dtype)
-    if z is not None:
-        y = y * F.silu(z.to(dtype))
-    return y.to(x.dtype)
+    return _finish((state * Cc).sum(-1), x.to(dtype), D, z, x.dtype)

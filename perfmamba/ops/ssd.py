@@ -14,17 +14,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .selective_scan import discretize_dt, records_grad
+from .selective_scan import discretize_dt, prepare, records_grad
 
 
 def _prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit):
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    x, dt, A, B, C = (t.to(dtype) for t in (x, dt, A, B, C))
-    dt = discretize_dt(dt, dt_bias, dt_softplus, dt_limit)
     h, g = x.shape[2], B.shape[2]
     if h % g:
         raise ValueError(f"{h} heads cannot be split into {g} groups")
-    return dtype, x, dt, A, B, C
+    return prepare(x, dt, A, B, C, dt_bias, dt_softplus, dt_limit)
 
 
 def _skip(y, x, D):

@@ -1,24 +1,11 @@
-"""The `triton` compute path: our Triton kernels, each beside its reference in `perfmamba.ops`, same signature.
+"""The `triton` compute path: our Triton kernels, each with the signature of its reference in `perfmamba.ops`.
 
-    conv                    causal_conv1d            (ref: causal_conv1d_ref), SiLU fused, channel-last aware
-    conv_update             causal_conv1d_update     (ref: causal_conv1d_update_ref), conv_state updated in place
-    selective_scan          Mamba-1 prefill scan     (ref: selective_scan_ref), any d_state
-    selective_state_update  Mamba-1 decode step      (ref: selective_state_update_ref), one kernel
-    ssd                     Mamba-2 prefill          mamba-ssm's Triton SSD (mamba_chunk_scan_combined) when importable,
-                                                     else ours (chunked_ssd, ref: ssd_ref) on CUDA, else the torch
-                                                     perfmamba.ops.ssd_chunked; PERFMAMBA_SSD / use_ssd choose
-    ssd_state_update        Mamba-2 decode step      (ref: ssd_state_update_ref), one kernel, any d_state
-    rmsnorm, gated_rmsnorm  fused norms              (ref: perfmamba.ops.norm rmsnorm_ref / gated_rmsnorm_ref)
-    mamba2_step             Mamba-2 layer step       (ref: perfmamba.ops.decode.mamba2_step_ref): conv update, state
-                            between the projections   update, gated norm in two kernels, any N′ per layer
-    mamba1_step             Mamba-1 step after x_proj (ref: mamba1_step_ref): Δ projection, state update, gate
-    add_rmsnorm             residual add + RMSNorm   (ref: add_rmsnorm_ref), between the layers of a decode step
-The last five are extra fields that the `ref` namespace does not have; the models use them where they find them.
-
-`ops().impl` names what each operator runs (the Mamba-2 prefill may not be ours); measurements record it.
-The kernels run on CUDA tensors, or on CPU tensors when TRITON_INTERPRET=1 is set before this package is
-imported (how the CPU tests exercise them). Importing needs triton only; without it this raises ImportError,
-which `perfmamba.ops.backends.get_ops` reports as an unavailable backend.
+Beside the fields of the `ref` namespace (conv, conv_update, selective_scan, selective_state_update, ssd,
+ssd_state_update) it offers fused `rmsnorm`, `gated_rmsnorm`, `mamba2_step`, `mamba1_step` and `add_rmsnorm`
+(references in `ops/norm.py`, `ops/decode.py`), which the models use where they find them. The Mamba-2 prefill
+`ssd` may not be ours (`prefill_impl`); `ops().impl` names what each field runs, and measurements record it.
+Kernels run on CUDA tensors, or on CPU tensors when TRITON_INTERPRET=1 is set before import (the CPU tests).
+Without triton, importing raises ImportError, which `get_ops` reports as an unavailable backend.
 """
 from __future__ import annotations
 
@@ -40,8 +27,6 @@ __all__ = ["ops", "causal_conv1d", "causal_conv1d_update", "selective_scan", "se
 
 
 def ops() -> SimpleNamespace:
-    """The operator namespace of the `triton` backend (see `perfmamba.ops.backends`); `impl` names each op's
-    function."""
     ssd, ssd_impl = prefill_impl()
     fns = dict(conv=causal_conv1d, conv_update=causal_conv1d_update, selective_scan=selective_scan,
                selective_state_update=selective_state_update, ssd=ssd, ssd_state_update=ssd_state_update,

@@ -1,11 +1,10 @@
-"""Our chunked SSD (Mamba-2 prefill) in Triton: the matrix form of `perfmamba.ops.ssd_chunked` in four kernels.
+"""Our chunked SSD (Mamba-2 prefill) in Triton: `perfmamba.ops.ssd_chunked`'s matrix form in four kernels.
 
-    Δ_t = softplus(dt_t + dt_bias) (clamped to dt_limit)      a_t = Σ_{s ≤ t in the chunk} Δ_s A_h
+    a_t = Σ_{s ≤ t in the chunk} Δ_s A_h
     within a chunk:   y_t = Σ_{s ≤ t} (C_t · B_s) exp(a_t − a_s) Δ_s x_s                     (attention-like)
     across chunks:    y_t += exp(a_t) C_t · h_prev,   h_next = exp(a_T) h_prev + Σ_s exp(a_T − a_s) Δ_s x_s ⊗ B_s
 
-Same signature and result as `perfmamba.ops.ssd_ref` (layouts of mamba-ssm's `mamba_chunk_scan_combined`). The
-decomposition is the one of the Mamba-2 paper (Dao & Gu 2024, §6, Listing 1) and of mamba-ssm's Triton SSD
+The decomposition of the Mamba-2 paper (Dao & Gu 2024, §6, Listing 1) and of mamba-ssm's Triton SSD
 (state-spaces/mamba@v2.2.4, mamba_ssm/ops/triton/ssd_{chunk_state,state_passing,chunk_scan}.py), written anew:
 
     _ssd_cumsum_kernel         (b, h, chunk)            Δ and its running sum a within the chunk
@@ -14,10 +13,8 @@ decomposition is the one of the Mamba-2 paper (Dao & Gu 2024, §6, Listing 1) an
     _ssd_chunk_scan_kernel     (b·chunk, h, row block)  y = C prevᵀ e^a + causal (C Bᵀ ∘ decay ∘ Δ) x + D x,
                                                          flash-attention style over blocks of source positions
 
-Any d_state N′ (state lanes padded to a power of two ≥ 16 and masked), any head dimension, ngroups dividing the
-heads, lengths that are not multiples of the chunk (Δ = 0 past the end: no decay, no input), initial and final
-states. Products take the activations' dtype (bf16 on a GPU: tensor cores; float32 inputs are multiplied in
-full float32, not TF32) and accumulate in float32.
+Any N′ (lanes padded to a power of two ≥ 16), head dimension and ngroups, ragged lengths (Δ = 0 past the end).
+Products take the activations' dtype (bf16 on a GPU; float32 in full float32, not TF32), sums float32.
 """
 from __future__ import annotations
 
@@ -25,8 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (KernelInputError, check_launchable, check_shapes, device_guard, dt_limit_args,
-                     head_delta, next_pow2, skip_strides)
+from .common import (KernelInputError, check_shapes, dt_limit_args, head_delta, launch_guard, next_pow2,
+                     skip_strides, strides)
 
 
 @triton.jit
@@ -160,17 +157,8 @@ def _ssd_chunk_scan_kernel(x_ptr, B_ptr, C_ptr, D_ptr, dtp_ptr, acs_ptr, st_ptr,
              acc.to(y_ptr.dtype.element_ty), mask=mm[:, None] & mp[None, :])
 
 
-def ssd_config(chunk: int, headdim: int, dstate: int):
-    """(BLOCK_M, BLOCK_P, BLOCK_N, BLOCK_K) for the chunk scan; tl.dot needs every side ≥ 16."""
-    block_n = max(16, next_pow2(dstate))
-    block_m = min(64, chunk)
-    block_p = max(16, min(64, next_pow2(headdim)))
-    block_k = min(64 if block_n <= 64 else 32, chunk)
-    return block_m, block_p, block_n, block_k
-
-
 def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial_states=None, return_final_states=False,
-        dt_limit=None, chunk_size=256):
+                dt_limit=None, chunk_size=256):
     """Triton version of `perfmamba.ops.ssd_ref` (chunked). Returns y (b, l, h, p) in x's dtype [, final state
     (b, h, p, n) in x's dtype]."""
     if x.dim() != 4 or dt.dim() != 3 or B.dim() != 4:
@@ -183,7 +171,7 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     if h % g:
         raise KernelInputError(f"{h} heads cannot be split into {g} groups")
     sD = skip_strides(D, h, p)
-    dev = check_launchable(x, dt, A, B, C, D, dt_bias, initial_states)
+    guard = launch_guard(x, dt, A, B, C, D, dt_bias, initial_states)
     T = max(16, next_pow2(min(chunk_size or 256, 256)))
     nc = max(1, triton.cdiv(l, T))
     has_limit, lo, hi = dt_limit_args(dt_limit)
@@ -193,11 +181,13 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
     y = torch.empty(b, l, h, p, device=x.device, dtype=x.dtype)
     final = torch.empty(b, h, p, n, device=x.device, dtype=x.dtype) if return_final_states else None
     h0 = initial_states.contiguous() if initial_states is not None else None
-    block_m, block_p, block_n, block_k = ssd_config(T, p, n)
+    # tiles of the chunk scan: tl.dot needs every side ≥ 16
+    block_n, block_m, block_p = max(16, next_pow2(n)), min(64, T), max(16, min(64, next_pow2(p)))
+    block_k = min(64 if block_n <= 64 else 32, T)
     sa = dtp.stride()[:3]
     # float32 activations: exact float32 products (a float32 model asks for float32 results), not TF32
     prec = "ieee" if x.dtype == torch.float32 else None
-    with device_guard(dev):
+    with guard:
         _ssd_cumsum_kernel[(b, h, nc)](dt, dt_bias, A, dtp, acs, l, lo, hi, *dt.stride(), *sa,
                                        HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=bool(dt_softplus),
                                        HAS_DT_LIMIT=has_limit, T=T)
@@ -207,7 +197,7 @@ def chunked_ssd(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, initial
         blk = min(1024, next_pow2(p * n))
         _ssd_state_passing_kernel[(b, h, triton.cdiv(p * n, blk))](
             states, acs, h0, final, nc, p * n, T, states.stride(0), states.stride(1), states.stride(2), *sa,
-            *(h0.stride()[:2] if h0 is not None else (0, 0)), *(final.stride()[:2] if final is not None else (0, 0)),
+            *strides(h0, 4)[:2], *strides(final, 4)[:2],
             HAS_H0=h0 is not None, STORE_FINAL=final is not None, BLOCK=blk, num_warps=4)
         _ssd_chunk_scan_kernel[(b * nc, h, triton.cdiv(T, block_m) * triton.cdiv(p, block_p))](
             x, B, C, D, dtp, acs, states, y, l, p, n, nc, h // g, *x.stride(), *B.stride(), *C.stride(), *sD, *sa,

@@ -46,7 +46,6 @@ def head_delta(dt, dt_bias_ptr, head, dt_min, dt_max,
 
 @triton.jit
 def block_offsets(pid, BLOCK: tl.constexpr, size):
-    """The offsets of block `pid` along a dimension of `size` elements, and the mask of those inside it."""
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     return offs, offs < size
 
@@ -88,24 +87,20 @@ def check_shapes(**expected):
             raise KernelInputError(f"{name} must be {tuple(shape)}, got {tuple(t.shape)}")
 
 
-def check_launchable(*tensors):
-    """Compiled kernels need CUDA tensors; the interpreter takes CPU tensors. All tensors on one device."""
+def launch_guard(*tensors):
+    """Check that the tensors are on one device a kernel can take (compiled kernels need CUDA tensors, the
+    interpreter takes CPU tensors); returns the context that launches on that GPU, not the current one."""
     devices = {t.device for t in tensors if t is not None}
     if len(devices) > 1:
         raise KernelInputError(f"tensors are on several devices: {sorted(map(str, devices))}")
     dev = devices.pop()
-    if dev.type != "cuda" and not INTERPRET:
+    if dev.type == "cuda":
+        return torch.cuda.device(dev)
+    if not INTERPRET:
         raise KernelInputError(
             f"triton kernels need CUDA tensors, got {dev.type} (set TRITON_INTERPRET=1 before importing "
             "perfmamba to run them on CPU)"
         )
-    return dev
-
-
-def device_guard(device: torch.device):
-    """Launch on the tensors' GPU, not the current one (multi-GPU machines)."""
-    if device.type == "cuda":
-        return torch.cuda.device(device)
     return contextlib.nullcontext()
 
 
@@ -136,6 +131,11 @@ def rows(t, d):
 def strides(t, n):
     """The strides of `t`, or n zeros when t is None (an absent optional input)."""
     return tuple(t.stride()) if t is not None else (0,) * n
+
+
+def row_warps(block: int) -> int:
+    """Warps for a program that reduces one row of `block` lanes: one per 256 lanes, 1 to 16."""
+    return min(16, max(1, block // 256))
 
 
 def next_pow2(n: int) -> int:

@@ -1,11 +1,9 @@
 """Causal depthwise conv1d in Triton (the `conv1d` component): prefill and one decode step, SiLU fused.
 
-Signatures of `perfmamba.ops.causal_conv1d_ref` / `causal_conv1d_update_ref` (Dao-AILab/causal-conv1d
-`causal_conv1d_fn` / `causal_conv1d_update`). Why a kernel: with torch's cuDNN depthwise path this memory-bound
-op took 43 % of Mamba2-130M prefill on an H100 (49.7 of 115.7 ms at B=8, L=8192; ../shared/gpu/README.md).
-Here each (BLOCK_L, BLOCK_D) output tile reads its inputs once from HBM (the w-1 overlapping taps hit cache) and
-writes once, in any memory order: the models pass channel-last views of the in_proj output, and the output keeps
-the input's order so the following transpose is free.
+Why a kernel: with torch's cuDNN depthwise path this memory-bound op took 43 % of Mamba2-130M prefill on an
+H100 (49.7 of 115.7 ms at B=8, L=8192; ../shared/gpu/README.md). Each (BLOCK_L, BLOCK_D) output tile reads its
+inputs once (the w-1 overlapping taps hit cache) and writes once, keeping the input's memory order: the models
+pass channel-last views of the in_proj output, so the following transpose is free.
 """
 from __future__ import annotations
 
@@ -13,8 +11,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
-                     empty_like_order, next_pow2, strides)
+from ..conv import check_activation
+from .common import (KernelInputError, block_offsets, check_shapes, empty_like_order, launch_guard, next_pow2,
+                     strides)
 
 
 @triton.jit
@@ -50,32 +49,26 @@ def _causal_conv1d_fwd_kernel(
              acc.to(out_ptr.dtype.element_ty), mask=mo)
 
 
-def _check_activation(activation):
-    if activation not in (None, "silu", "swish"):
-        raise KernelInputError(f"activation must be None or 'silu', got {activation!r}")
-    return activation is not None
-
-
 def causal_conv1d(x, weight, bias=None, initial_states=None, return_final_states=False, activation=None):
     """Triton version of `perfmamba.ops.causal_conv1d_ref`.
 
     x: (b, d, l); weight: (d, w); bias: (d,); initial_states: (b, d, w - 1), the inputs preceding x.
     Returns out (b, d, l) in x's dtype and memory order, and, if asked, the last w - 1 inputs (b, d, w - 1).
     """
-    silu = _check_activation(activation)
+    silu = check_activation(activation, KernelInputError)
     if x.dim() != 3:
         raise KernelInputError(f"x must be (b, d, l), got {tuple(x.shape)}")
     b, d, l = x.shape
     w = weight.shape[-1]
     init = initial_states if w > 1 else None  # a width-1 conv sees no earlier input
     check_shapes(weight=(weight, (d, w)), initial_states=(init, (b, d, w - 1)))
-    dev = check_launchable(x, weight, bias, initial_states)
+    guard = launch_guard(x, weight, bias, initial_states)
     out = empty_like_order(x)
     if l:
         block_l = min(64, max(16, next_pow2(l)))
         block_d = min(64, max(16, next_pow2(d)))
         grid = (b, triton.cdiv(l, block_l), triton.cdiv(d, block_d))
-        with device_guard(dev):
+        with guard:
             _causal_conv1d_fwd_kernel[grid](
                 x, weight, bias, init, out, d, l,
                 *x.stride(), *weight.stride(), *strides(init, 3), *out.stride(),
@@ -142,16 +135,16 @@ def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
     x: (b, d); conv_state: (b, d, w) holding the last w inputs, shifted and updated in place; weight: (d, w).
     Returns out (b, d) in x's dtype.
     """
-    silu = _check_activation(activation)
+    silu = check_activation(activation, KernelInputError)
     if x.dim() != 2:
         raise KernelInputError(f"x must be (b, d), got {tuple(x.shape)}")
     b, d = x.shape
     w = conv_state.shape[-1]
     check_shapes(conv_state=(conv_state, (b, d, w)), weight=(weight, (d, w)))
-    dev = check_launchable(x, conv_state, weight, bias)
+    guard = launch_guard(x, conv_state, weight, bias)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_d = min(128, max(16, next_pow2(d)))
-    with device_guard(dev):
+    with guard:
         _causal_conv1d_update_kernel[(b, triton.cdiv(d, block_d))](
             x, conv_state, weight, bias, out, d,
             *x.stride(), *conv_state.stride(), *weight.stride(), *out.stride(),

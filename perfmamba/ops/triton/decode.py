@@ -1,25 +1,17 @@
-"""Fused decode steps in Triton: a Mamba-2 layer in two kernels between its projections, Mamba-1's Δ projection,
-state update and gate in one, and the residual add fused with the next RMSNorm.
-
-References (same signatures): `perfmamba.ops.decode.mamba2_step_ref`, `mamba1_step_ref`, `add_rmsnorm_ref`.
+"""Fused decode steps in Triton, same signatures as `perfmamba.ops.decode`: a Mamba-2 layer in two kernels
+between its projections, Mamba-1's Δ projection, state update and gate in one, and the residual add fused with
+the next norm.
 
 Why: a decode step moves little data (Mamba2-130M at B=8: ~250 MB of weights and 75 MB of state, ≈ 0.1 ms at
-H200 bandwidth), so its time is set by how many kernels it launches. The unfused step of the `triton` backend
-launched ~15 kernels per layer (norm, casts, the conv update, −exp(A_log), the state update, the gated norm, the
-residual add, ...): 1.83 ms per token against mamba-ssm's 1.18 on an H200. Fused, a layer is
+H200 bandwidth), so its time is set by the kernels it launches: unfused, ~15 per layer, 1.83 ms per token
+against mamba-ssm's 1.18 on an H200.
 
-    Mamba-2: add+rmsnorm · in_proj · `_mamba2_step_kernel` · `_mamba2_step_norm_kernel` · out_proj
-    Mamba-1: add+rmsnorm · in_proj · conv update · x_proj · `_mamba1_step_kernel` · out_proj
-
-`_mamba2_step_kernel`, one program per (batch row, head, block of head channels): the conv update of the head's x
-channels (their conv state is private to the program, so it is written there), the conv of the group's B and C
-channels (read from the old conv state, not written: other programs of the group read it too), Δ = softplus(dt +
-dt_bias), A = −exp(A_log), the state update of the (BLOCK_P, N′) tile, y = h·C + D·x, and y ⊙ silu(z), stored in
-float32 for the norm. `_mamba2_step_norm_kernel`, one program per (batch row, group): the gated RMSNorm over the
-group's channels, and the conv-state shift of the group's B and C channels, which only now is safe.
-
-Any kept count N′ per layer: the state tile is the next power of two with masked lanes (their loads read 0, they
-are never stored), so memory traffic follows N′; ngroups > 1 and any head dimension are taken.
+`_mamba2_step_kernel`, per (batch row, head, block of head channels): the conv update of the head's x channels
+(private to the program, so written here), the conv of the group's B and C channels (from the old conv state,
+not written: other programs of the group read it too), Δ, the state update of the (BLOCK_P, N′) tile,
+y = h·C + D·x and y ⊙ silu(z), stored in float32. `_mamba2_step_norm_kernel`, per (batch row, group): the
+gated RMSNorm, and the conv-state shift of the group's B and C channels, which only now is safe. Any N′ per
+layer.
 """
 from __future__ import annotations
 
@@ -29,8 +21,8 @@ import triton.language as tl
 
 from .conv import conv_output, conv_state_step
 from .norm import rms_weight
-from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
-                     dt_limit_args, head_delta, next_pow2, rows, skip_gate_store, softplus, update_state)
+from .common import (KernelInputError, block_offsets, check_shapes, dt_limit_args, head_delta, launch_guard,
+                     next_pow2, row_warps, rows, skip_gate_store, softplus, strides, update_state)
 
 
 @triton.jit
@@ -118,14 +110,6 @@ def _mamba2_step_norm_kernel(
         conv_state_step(cs_rows, x, mask_n, s_cs_k, WIDTH, BLOCK_W, True)
 
 
-def mamba2_step_config(headdim: int, dstate: int):
-    """(BLOCK_P, BLOCK_N, num_warps) of `_mamba2_step_kernel`: about 2048 state elements per program. Taller tiles
-    than a bare state update because every program also recomputes its group's B/C conv (2·N′ channels)."""
-    block_n = max(16, next_pow2(dstate))  # at least 16 lanes: tiny tiles are where compiled layouts get fragile
-    block_p = max(1, min(next_pow2(headdim), 2048 // block_n))
-    return block_p, block_n, 4 if block_p * block_n <= 2048 else 8
-
-
 def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, norm_weight, eps,
                 ngroups, dt_limit=None):
     """Triton version of `perfmamba.ops.decode.mamba2_step_ref`: a Mamba-2 layer's step between in_proj and
@@ -141,25 +125,31 @@ def mamba2_step(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt
     check_shapes(zxbcdt=(zxbcdt, (b, d + conv_dim + h)), conv_state=(conv_state, (b, conv_dim, w)),
                  A_log=(A_log, (h,)), dt_bias=(dt_bias, (h,)), D=(D, (h,)), norm_weight=(norm_weight, (d,)))
     has_limit, lo, hi = dt_limit_args(dt_limit)
-    dev = check_launchable(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, norm_weight)
+    guard = launch_guard(zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D,
+                         norm_weight)
     gated = torch.empty(b, d, device=zxbcdt.device, dtype=torch.float32)
     out = torch.empty(b, d, device=zxbcdt.device, dtype=torch.promote_types(norm_weight.dtype, zxbcdt.dtype))
-    block_p, block_n, num_warps = mamba2_step_config(p, n)
-    block_g = max(16, next_pow2(d // ngroups))
-    with device_guard(dev):
+    # about 2048 state elements per program: taller tiles than a bare state update, because every program
+    # also recomputes its group's B/C conv (2·N′ channels); at least 16 lanes: tiny tiles are where compiled
+    # layouts get fragile
+    block_n = max(16, next_pow2(n))
+    block_p = max(1, min(next_pow2(p), 2048 // block_n))
+    block_g, block_w = max(16, next_pow2(d // ngroups)), max(2, next_pow2(w))
+    with guard:
         _mamba2_step_kernel[(b, h, triton.cdiv(p, block_p))](
             zxbcdt, conv_state, conv_weight, conv_bias, ssm_state, A_log, dt_bias, D, gated,
             d, conv_dim, p, n, h // ngroups, ngroups, lo, hi,
             *zxbcdt.stride(), *conv_state.stride(), *conv_weight.stride(), *ssm_state.stride(), gated.stride(0),
             WIDTH=w, HAS_CONV_BIAS=conv_bias is not None, HAS_D=D is not None, HAS_DT_BIAS=dt_bias is not None,
-            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_W=max(2, next_pow2(w)), num_warps=num_warps,
+            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_W=block_w,
+            num_warps=4 if block_p * block_n <= 2048 else 8,
         )
         _mamba2_step_norm_kernel[(b, ngroups)](
             gated, zxbcdt, conv_state, norm_weight, out,
             d, d // ngroups, n, ngroups, float(eps),
             gated.stride(0), *zxbcdt.stride(), *conv_state.stride(), out.stride(0),
-            WIDTH=w, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_W=max(2, next_pow2(w)),
-            num_warps=min(16, max(1, block_g // 256)),
+            WIDTH=w, BLOCK_G=block_g, BLOCK_N=block_n, BLOCK_W=block_w,
+            num_warps=row_warps(block_g),
         )
     return out
 
@@ -211,17 +201,17 @@ def mamba1_step(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z):
     r = dt_proj_weight.shape[1]
     check_shapes(x=(x, (b, d)), z=(z, (b, d)), dt_proj_weight=(dt_proj_weight, (d, r)),
                  x_dbl=(x_dbl, (b, r + 2 * n)), A_log=(A_log, (d, n)))
-    dev = check_launchable(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z)
+    guard = launch_guard(ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_n, block_r = max(16, next_pow2(n)), max(16, next_pow2(r))
     # the (BLOCK_D, N) state tile and the (BLOCK_D, r) tile of W_dt both stay at ~2048 elements (r = 160 at 2.8B)
     block_d = max(4, min(64, 2048 // max(block_n, block_r)))
-    with device_guard(dev):
+    with guard:
         _mamba1_step_kernel[(b, triton.cdiv(d, block_d))](
             ssm_state, x, x_dbl, dt_proj_weight, dt_proj_bias, A_log, D, z, out,
             d, n, r,
             *ssm_state.stride(), *x.stride(), *x_dbl.stride(), *dt_proj_weight.stride(), *A_log.stride(),
-            *(z.stride() if z is not None else (0, 0)), *out.stride(),
+            *strides(z, 2), *out.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_DT_BIAS=dt_proj_bias is not None,
             BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=4,
         )
@@ -247,15 +237,15 @@ def add_rmsnorm(x, out, weight, eps=1e-5):
     kernel. x, out: (..., d); weight: (d,)."""
     d = x.shape[-1]
     check_shapes(out=(out, x.shape), weight=(weight, (d,)))
-    dev = check_launchable(x, out, weight)
+    guard = launch_guard(x, out, weight)
     s = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     normed = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(weight.dtype, x.dtype))
     x2, o2 = rows(x, d), rows(out, d)
     s2, n2 = s.view(-1, d), normed.view(-1, d)
     if x2.shape[0]:
         block = max(16, next_pow2(d))
-        with device_guard(dev):
+        with guard:
             _add_rmsnorm_kernel[(x2.shape[0],)](x2, o2, weight, s2, n2, d, float(eps), x2.stride(0), o2.stride(0),
                                                 s2.stride(0), n2.stride(0), BLOCK=block,
-                                                num_warps=min(16, max(1, block // 256)))
+                                                num_warps=row_warps(block))
     return s, normed

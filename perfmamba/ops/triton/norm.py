@@ -1,13 +1,6 @@
-"""Fused RMSNorm and Mamba-2's gated RMSNorm in Triton: one read of the inputs, one write of the output.
-
-References: `perfmamba.models.common.RMSNorm.forward` and `gated_rmsnorm` (mamba-ssm `RMSNormGated`,
-norm_before_gate=False, state-spaces/mamba@v2.2.4 mamba_ssm/ops/triton/layernorm_gated.py). The torch versions
-make ~6 passes over the activations in float32; at Mamba2-130M prefill B=8, L=8192 that is hundreds of MB per
-layer and pass. Same rounding as the references: normalise in float32, round to the input dtype, then multiply by
-the weight in the promoted dtype.
-
-These are offered in the `triton` op namespace as `rmsnorm` and `gated_rmsnorm`; the models use them where they
-look them up there (the `ref` namespace has none, so the torch versions stay the default).
+"""Fused RMSNorm and Mamba-2's gated RMSNorm in Triton: one read of the inputs, one write of the output, where
+the torch versions (`perfmamba.ops.norm`) make ~6 float32 passes over the activations (hundreds of MB per
+layer and pass at Mamba2-130M prefill B=8, L=8192). Same rounding as the references.
 """
 from __future__ import annotations
 
@@ -15,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelInputError, check_launchable, device_guard, next_pow2, rows
+from .common import KernelInputError, launch_guard, next_pow2, row_warps, rows, strides
 
 
 @triton.jit
@@ -43,32 +36,28 @@ def _rmsnorm_kernel(x_ptr, z_ptr, w_ptr, out_ptr, ncols, group_size, eps, s_x_ro
     tl.store(out_ptr + row * s_o_row + cols, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _norm(x, z, weight, eps, group_size):
-    d = x.shape[-1]
-    if weight.shape != (d,) or (z is not None and z.shape != x.shape) or d % group_size:
-        raise KernelInputError(f"x (..., {d}), z like x, weight ({d},) and a group size dividing {d} expected, got "
-                               f"{tuple(x.shape)}, {None if z is None else tuple(z.shape)}, {tuple(weight.shape)}, "
-                               f"{group_size}")
-    dev = check_launchable(x, z, weight)
-    out = torch.empty(x.shape, device=x.device, dtype=torch.promote_types(weight.dtype, x.dtype))
-    x2, z2, o2 = rows(x, d), (rows(z, d) if z is not None else None), out.view(-1, d)
-    if x2.shape[0] == 0:
-        return out
-    block = next_pow2(group_size)
-    with device_guard(dev):
-        _rmsnorm_kernel[(x2.shape[0], d // group_size)](
-            x2, z2, weight, o2, d, group_size, float(eps), x2.stride(0), z2.stride(0) if z2 is not None else 0,
-            o2.stride(0), HAS_Z=z is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),
-        )
-    return out
-
-
 def rmsnorm(x, weight, eps=1e-5):
     """x (..., d) → weight · x / sqrt(mean(x²) + eps), as `perfmamba.models.common.RMSNorm`."""
-    return _norm(x, None, weight, eps, x.shape[-1])
+    return gated_rmsnorm(x, None, weight, eps, x.shape[-1])
 
 
 def gated_rmsnorm(y, z, weight, eps, group_size):
     """Mamba-2's output norm: rmsnorm(y ⊙ silu(z)) per group of `group_size` channels, as
-    `perfmamba.models.common.gated_rmsnorm` (same signature)."""
-    return _norm(y, z, weight, eps, group_size)
+    `perfmamba.models.common.gated_rmsnorm` (same signature); z None: no gate."""
+    d = y.shape[-1]
+    if weight.shape != (d,) or (z is not None and z.shape != y.shape) or d % group_size:
+        raise KernelInputError(f"x (..., {d}), z like x, weight ({d},) and a group size dividing {d} "
+                               f"expected, got {tuple(y.shape)}, {None if z is None else tuple(z.shape)}, "
+                               f"{tuple(weight.shape)}, {group_size}")
+    guard = launch_guard(y, z, weight)
+    out = torch.empty(y.shape, device=y.device, dtype=torch.promote_types(weight.dtype, y.dtype))
+    y2, z2, o2 = rows(y, d), (rows(z, d) if z is not None else None), out.view(-1, d)
+    if y2.shape[0] == 0:
+        return out
+    block = next_pow2(group_size)
+    with guard:
+        _rmsnorm_kernel[(y2.shape[0], d // group_size)](
+            y2, z2, weight, o2, d, group_size, float(eps), y2.stride(0), strides(z2, 2)[0],
+            o2.stride(0), HAS_Z=z is not None, BLOCK=block, num_warps=row_warps(block),
+        )
+    return out

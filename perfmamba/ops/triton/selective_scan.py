@@ -1,17 +1,12 @@
-"""Mamba-1 selective scan in Triton: prefill (`selective_scan`) and one decode step (`selective_state_update`).
+"""Mamba-1 selective scan in Triton: prefill (`selective_scan`) and one decode step
+(`selective_state_update`), signatures of the references in `perfmamba.ops.selective_scan` (mamba-ssm
+`selective_scan_ref` and `selective_state_update`, state-spaces/mamba@v2.2.4). Any d_state N: the state tile
+is the next power of two with masked lanes (A = B = C = 0 there: they stay zero); memory traffic follows N.
 
-    Δ_t = softplus(dt_t + dt_bias)           h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t
-    y_t = C_t · h_t + D u_t,  then y_t ⊙ silu(z_t)
-
-Same signatures and layouts as the references in `perfmamba.ops.selective_scan` (mamba-ssm `selective_scan_ref`,
-state-spaces/mamba@v2.2.4 mamba_ssm/ops/selective_scan_interface.py; `selective_state_update`,
-mamba_ssm/ops/triton/selective_state_update.py). Any d_state N: the state tile is the next power of two and the
-padding lanes are masked (A = 0, B = C = 0 there, so they stay zero and add nothing), so memory traffic follows N.
-
-The prefill kernel is parallel over (batch, channel block) and sequential over time, with the state of a
-(BLOCK_D, N) tile held in registers for the whole sequence: it reads u, Δ, z, B, C once and writes y once,
-which is the memory floor of the scan. Inputs may be strided views (the models pass channel-last transposes);
-computation is float32, outputs take u's dtype.
+The prefill kernel is parallel over (batch, channel block) and sequential over time, holding a (BLOCK_D, N)
+state tile in registers for the whole sequence: it reads u, Δ, z, B, C once and writes y once, the memory
+floor of the scan. Inputs may be strided views (the models pass channel-last transposes); float32 math,
+outputs in u's dtype.
 """
 from __future__ import annotations
 
@@ -19,8 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (KernelInputError, block_offsets, check_launchable, check_shapes, device_guard,
-                     empty_like_order, next_pow2, skip_gate_store, softplus, strides, update_state)
+from .common import (KernelInputError, block_offsets, check_shapes, empty_like_order, launch_guard, next_pow2,
+                     skip_gate_store, softplus, strides, update_state)
 
 
 @triton.jit
@@ -120,6 +115,18 @@ def _selective_scan_fwd_kernel(
                  h.to(hT_ptr.dtype.element_ty), mask=mask_dn)
 
 
+def _groups(B, C, d, shape, **others):
+    """B, C (b, [g,] n[, l]) as (b, g, n[, l]) and g, which must divide d; `others` (name=(tensor, shape)) are
+    checked first. `shape`: B's shape without the group axis."""
+    Bg, Cg = (t if t.dim() == len(shape) + 1 else t.unsqueeze(1) for t in (B, C))  # (b, g, n[, l])
+    g = Bg.shape[1]
+    grouped = (shape[0], g, *shape[1:])
+    check_shapes(**others, B=(Bg, grouped), C=(Cg, grouped))
+    if d % g:
+        raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
+    return Bg, Cg, g
+
+
 def _tile(dstate: int, budget: int, max_d: int):
     """(BLOCK_D, BLOCK_N, num_warps) for a (BLOCK_D, N) state tile of about `budget` elements: the prefill
     scan keeps it and ~4 temporaries in registers (4096, up to 32 rows); the memory-bound decode step wants
@@ -140,13 +147,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         raise KernelInputError(f"u must be (batch, dim, seqlen), got shape {tuple(u.shape)}")
     b, d, l = u.shape
     n = A.shape[-1]
-    Bg, Cg = (t if t.dim() == 4 else t.unsqueeze(1) for t in (B, C))  # (b, g, n, l)
-    g = Bg.shape[1]
-    check_shapes(A=(A, (d, n)), delta=(delta, u.shape), z=(z, u.shape), B=(Bg, (b, g, n, l)),
-                 C=(Cg, (b, g, n, l)), initial_state=(initial_state, (b, d, n)))
-    if d % g:
-        raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
-    dev = check_launchable(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    Bg, Cg, g = _groups(B, C, d, (b, n, l), A=(A, (d, n)), delta=(delta, u.shape), z=(z, u.shape),
+                        initial_state=(initial_state, (b, d, n)))
+    guard = launch_guard(u, delta, A, B, C, D, z, delta_bias, initial_state)
     out = empty_like_order(u)
     last = torch.empty(b, d, n, device=u.device, dtype=u.dtype) if return_last_state else None
     if l == 0:
@@ -154,7 +157,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             last.copy_(initial_state if initial_state is not None else torch.zeros_like(last))
         return (out, last) if return_last_state else out
     block_d, block_n, num_warps = _tile(n, 4096, 32)
-    with device_guard(dev):
+    with guard:
         _selective_scan_fwd_kernel[(b, triton.cdiv(d, block_d))](
             u, delta, A, Bg, Cg, D, z, delta_bias, initial_state, out, last,
             d, l, n, d // g,
@@ -207,16 +210,11 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     if state.dim() != 3:
         raise KernelInputError(f"state must be (batch, dim, d_state), got shape {tuple(state.shape)}")
     b, d, n = state.shape
-    Bg, Cg = (t if t.dim() == 3 else t.unsqueeze(1) for t in (B, C))  # (b, g, n)
-    g = Bg.shape[1]
-    check_shapes(x=(x, (b, d)), dt=(dt, (b, d)), z=(z, (b, d)), A=(A, (d, n)), B=(Bg, (b, g, n)),
-                 C=(Cg, (b, g, n)))
-    if d % g:
-        raise KernelInputError(f"d={d} channels cannot be split into {g} groups")
-    dev = check_launchable(state, x, dt, A, B, C, D, z, dt_bias)
+    Bg, Cg, g = _groups(B, C, d, (b, n), x=(x, (b, d)), dt=(dt, (b, d)), z=(z, (b, d)), A=(A, (d, n)))
+    guard = launch_guard(state, x, dt, A, B, C, D, z, dt_bias)
     out = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_d, block_n, num_warps = _tile(n, 1024, 64)
-    with device_guard(dev):
+    with guard:
         _selective_state_update_kernel[(b, triton.cdiv(d, block_d))](
             state, x, dt, A, Bg, Cg, D, z, dt_bias, out,
             d, n, d // g,

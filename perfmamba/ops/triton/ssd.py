@@ -1,15 +1,9 @@
 """Mamba-2 in Triton: one decode step (`ssd_state_update`) in one kernel, and the prefill dispatch (`ssd`).
 
-    Δ = softplus(dt + dt_bias) per head      h ← exp(Δ A_h) h + Δ x ⊗ B      y = h C + D_h x
-
-Signatures of `perfmamba.ops.ssd_state_update_ref` / `ssd_ref`. The decode kernel follows mamba-ssm's
-`selective_state_update` with tied head dimension (state-spaces/mamba@v2.2.4,
-mamba_ssm/ops/triton/selective_state_update.py, TIE_HDIM): Δ, A, dt_bias are per head, so exp(Δ A) is one scalar
-per program. Unlike upstream, d_state need not be a power of two (masked lanes), and dt_limit is applied.
-
-Prefill uses mamba-ssm's Triton `mamba_chunk_scan_combined` when it is importable (through
-`perfmamba.ops.mamba_ssm_backend`), else our chunked SSD (`perfmamba.ops.triton.chunked_ssd`) on a CUDA machine,
-else `perfmamba.ops.ssd_chunked`; `prefill_impl()` says which (PERFMAMBA_SSD overrides it).
+The decode kernel follows mamba-ssm's `selective_state_update` with tied head dimension
+(state-spaces/mamba@v2.2.4, mamba_ssm/ops/triton/selective_state_update.py, TIE_HDIM): Δ, A, dt_bias are per
+head, so exp(Δ A) is one scalar per program. Unlike upstream, d_state need not be a power of two (masked
+lanes), and dt_limit is applied.
 """
 from __future__ import annotations
 
@@ -21,8 +15,8 @@ import triton.language as tl
 
 from ..ssd import ssd_chunked
 from .chunked_ssd import chunked_ssd
-from .common import (INTERPRET, KernelInputError, check_launchable, check_shapes, device_guard, dt_limit_args,
-                     block_offsets, head_delta, next_pow2, skip_strides, update_state)
+from .common import (INTERPRET, KernelInputError, block_offsets, check_shapes, dt_limit_args, head_delta,
+                     launch_guard, next_pow2, skip_strides, update_state)
 
 
 @triton.jit
@@ -55,14 +49,6 @@ def _ssd_state_update_kernel(
     tl.store(out_ptr + pid_b * s_o_b + pid_h * s_o_h + offs_p * s_o_p, y.to(out_ptr.dtype.element_ty), mask=mask_p)
 
 
-def _update_config(headdim: int, dstate: int):
-    """(BLOCK_P, BLOCK_N, num_warps): mamba-ssm's hand-tuned tile heights by d_state, for any d_state."""
-    block_n = next_pow2(dstate)
-    block_p = 32 if block_n <= 16 else 16 if block_n <= 32 else 8 if block_n <= 64 else 4
-    block_p = min(block_p, next_pow2(headdim))
-    return block_p, block_n, 4 if block_n <= 128 else 8
-
-
 def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, dt_limit=None):
     """Triton version of `perfmamba.ops.ssd_state_update_ref`: one Mamba-2 decode step in one kernel.
 
@@ -78,16 +64,17 @@ def ssd_state_update(state, x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=Fa
         raise KernelInputError(f"B and C must be ({b}, g, {n}) with g dividing {h}, got {tuple(B.shape)}, {tuple(C.shape)}")
     sD = skip_strides(D, h, p)
     has_limit, lo, hi = dt_limit_args(dt_limit)
-    dev = check_launchable(state, x, dt, A, B, C, D, dt_bias)
+    guard = launch_guard(state, x, dt, A, B, C, D, dt_bias)
     out = torch.empty(b, h, p, device=x.device, dtype=x.dtype)
-    block_p, block_n, num_warps = _update_config(p, n)
-    with device_guard(dev):
+    block_n = next_pow2(n)  # mamba-ssm's hand-tuned tile heights by d_state
+    block_p = min(32 if block_n <= 16 else 16 if block_n <= 32 else 8 if block_n <= 64 else 4, next_pow2(p))
+    with guard:
         _ssd_state_update_kernel[(b, h, triton.cdiv(p, block_p))](
             state, x, dt, A, B, C, D, dt_bias, out,
             p, n, h // g, lo, hi,
             *state.stride(), *x.stride(), *dt.stride(), *B.stride(), *C.stride(), *sD, *out.stride(),
             HAS_D=D is not None, HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=bool(dt_softplus),
-            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, num_warps=num_warps,
+            HAS_DT_LIMIT=has_limit, BLOCK_P=block_p, BLOCK_N=block_n, num_warps=4 if block_n <= 128 else 8,
         )
     return out
 
@@ -96,17 +83,16 @@ def prefill_impl(choice=None):
     """(function, name) for Mamba-2 prefill, resolved when the backend is first used (not at import: importing
     mamba-ssm changes what transformers binds in the same process).
 
-    `choice`, by default PERFMAMBA_SSD: "mamba_ssm" (mamba-ssm's Triton `mamba_chunk_scan_combined`),
-    "triton" (ours, `perfmamba.ops.triton.chunked_ssd`), "torch" (`perfmamba.ops.ssd_chunked`), or
-    "auto"/unset: mamba-ssm's where it is importable (it needs CUDA; PERFMAMBA_NO_MAMBA_SSM=1 rules it out),
-    else ours on a CUDA machine, else the torch one."""
+    `choice`, by default PERFMAMBA_SSD: "mamba_ssm" (`mamba_chunk_scan_combined`), "triton" (our
+    `chunked_ssd`), "torch" (`perfmamba.ops.ssd_chunked`), or "auto"/unset: mamba-ssm's where it is importable
+    (it needs CUDA; PERFMAMBA_NO_MAMBA_SSM=1 rules it out), else ours on a CUDA machine, else torch's."""
     choice = (os.environ.get("PERFMAMBA_SSD", "auto") if choice is None else choice) or "auto"
     if choice not in ("auto", "mamba_ssm", "triton", "torch"):
         raise KernelInputError(f"PERFMAMBA_SSD must be auto, mamba_ssm, triton or torch, got {choice!r}")
-    torch_ssd = ssd_chunked, "perfmamba.ops.ssd_chunked"
-    ours = chunked_ssd, "perfmamba.ops.triton.chunked_ssd"
-    if choice in ("torch", "triton"):
-        return torch_ssd if choice == "torch" else ours
+    fixed = {"torch": (ssd_chunked, "perfmamba.ops.ssd_chunked"),
+             "triton": (chunked_ssd, "perfmamba.ops.triton.chunked_ssd")}
+    if choice in fixed:
+        return fixed[choice]
     if choice == "mamba_ssm" or os.environ.get("PERFMAMBA_NO_MAMBA_SSM", "") in ("", "0"):
         try:
             from ..mamba_ssm_backend import ssd as mamba_ssm_ssd
@@ -114,7 +100,7 @@ def prefill_impl(choice=None):
             pass
         else:
             return mamba_ssm_ssd, "mamba_ssm.mamba_chunk_scan_combined"
-    return ours if torch.cuda.is_available() and not INTERPRET else torch_ssd
+    return fixed["triton" if torch.cuda.is_available() and not INTERPRET else "torch"]
 
 
 def use_ssd(ns, name: str):
