@@ -54,7 +54,7 @@ PLAN = [
 EXTRA_ENV = {
     "weights": "random init (seeded); timing does not depend on weight values",
     "timing": "triton.testing.do_bench median (p10/p90 spread), CUDA events, L2 flushed; decode: one CUDA graph "
-              "per step, median of 5 x 100 replays (min/max spread); transformers: CUDA events, 1 warm-up + 3 runs",
+              "per step, median of 5 x 100 replays (p10/p90 spread); transformers: CUDA events, 1 warm-up + 3 runs",
 }
 
 
