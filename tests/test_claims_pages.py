@@ -3,6 +3,8 @@ own and the notes on GPU timing, each checked on hand-made rows."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pandas as pd
 
@@ -179,3 +181,19 @@ def test_tradeoff_trend_judges_speed_on_the_phase_with_the_longest_dense_call():
     c = pages.tradeoff(slow_decode)
     assert c["fig6_trend_verdict"].startswith("refuted (0 of 1 models") and "speedup_decode) = +0.00 (judged)" in \
         c["fig6_monotone"]
+
+
+def test_readme_summary_is_the_committed_books():
+    """README's count of statuses is the one the committed claims page glued, so the two cannot drift apart."""
+    root = Path(__file__).resolve().parents[1]
+    glued = {}
+    for cell in json.loads((root / "book" / "notebooks" / "claims.ipynb").read_text())["cells"]:
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name in ("summary", "n_records"):
+                glued[name] = out["data"]["application/papermill.record/text/plain"].strip("'")
+    book_counts = {status: int(n) for status, n in (part.split(": ") for part in glued["summary"].split("; "))}
+    line = next(x for x in (root / "README.md").read_text().splitlines() if x.startswith("Summary of the committed"))
+    readme_counts = {status: int(n) for n, status in re.findall(r"(\d+) ([a-z][a-z ]*?)(?:,| \(of)", line)}
+    assert readme_counts == book_counts
+    assert f"(of {glued['n_records']} records" in line
